@@ -1,0 +1,126 @@
+"""The in-memory dataset every command uses, built from a ``DataConfig``: whole splits as uint8 tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from maelab.config import DataConfig
+from maelab.data.cifar10 import CLASSES as CIFAR10_CLASSES
+from maelab.data.cifar10 import TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
+from maelab.data.synthetic import CLASSES as SYNTHETIC_CLASSES
+from maelab.data.synthetic import make_synthetic
+from maelab.errors import DataError
+
+TEST_SUBSET_SEED = 0  # data.limit_test draws the same test images for every run seed (comparable evaluations)
+_SYNTHETIC_TEST_OFFSET = 2**32  # the synthetic test set's seed is seed + this: never a training seed
+
+
+@dataclass
+class Dataset:
+    """Both splits of one dataset, held as tensors (on the CPU or on the training device).
+
+    ``x_train: [N, H, W, 3] uint8``, ``y_train: [N] int64``, ``x_test: [M, H, W, 3] uint8``,
+    ``y_test: [M] int64``; ``mean``/``std``: per-channel pixel statistics of the training images in
+    [0, 1] units, for normalization.
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: list[str]
+    name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        """Height (= width) of the stored images in pixels."""
+        return int(self.x_train.shape[1])
+
+    def to(self, device: str | torch.device) -> Dataset:
+        """A copy with the four tensors on ``device``."""
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+
+def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Load the dataset ``cfg`` names, then apply ``data.limit_train`` / ``data.limit_test``.
+
+    synthetic: the training set is drawn from ``seed``, the test set from a derived seed.
+    cifar10: found (or downloaded) by ``find_cifar10``. Limits take seeded class-balanced subsets:
+    the training subset depends on ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``).
+    """
+    ds = _load_synthetic(cfg, seed) if cfg.name == "synthetic" else _load_cifar10(cfg)
+    if cfg.limit_train is not None:
+        x, y = balanced_subset(ds.x_train, ds.y_train, cfg.limit_train, seed, key="data.limit_train",
+                               split="training set")
+        ds = replace(ds, x_train=x, y_train=y)
+    if cfg.limit_test is not None:
+        x, y = balanced_subset(ds.x_test, ds.y_test, cfg.limit_test, TEST_SUBSET_SEED, key="data.limit_test",
+                               split="test set")
+        ds = replace(ds, x_test=x, y_test=y)
+    for split, x in (("training", ds.x_train), ("test", ds.x_test)):
+        if len(x) == 0:
+            raise DataError(f"the {ds.name} {split} set is empty: check data.name and the dataset files")
+    return ds
+
+
+def _load_synthetic(cfg: DataConfig, seed: int) -> Dataset:
+    x_train, y_train = make_synthetic(cfg.synthetic_train, seed)
+    x_test, y_test = make_synthetic(cfg.synthetic_test, seed + _SYNTHETIC_TEST_OFFSET)
+    mean, std = channel_stats(x_train)
+    return Dataset(x_train, y_train, x_test, y_test, list(SYNTHETIC_CLASSES), "synthetic", mean, std)
+
+
+def _load_cifar10(cfg: DataConfig) -> Dataset:
+    x_train, y_train, x_test, y_test = load_cifar10(find_cifar10(cfg))
+    return Dataset(x_train, y_train, x_test, y_test, list(CIFAR10_CLASSES), "cifar10", TRAIN_MEAN, TRAIN_STD)
+
+
+def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Exact per-channel mean and (population) std of ``x: [N, H, W, 3] uint8`` in [0, 1] units."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(3):
+        counts = torch.bincount(x[..., c].reshape(-1).cpu(), minlength=256).double()
+        total = counts.sum().clamp(min=1)
+        mean = (counts * values).sum() / total
+        var = (counts * (values - mean) ** 2).sum() / total
+        means.append(float(mean))
+        stds.append(float(var.sqrt()))
+    return tuple(means), tuple(stds)  # type: ignore[return-value]
+
+
+def balanced_subset(x: Tensor, y: Tensor, n: int, seed: int, *, key: str = "n",
+                    split: str = "dataset") -> tuple[Tensor, Tensor]:
+    """A seeded, class-balanced subset of ``n`` samples, in an order shuffled by ``seed``.
+
+    ``x: [N, ...]``, ``y: [N] int64`` -> ``x: [n, ...]``, ``y: [n]``. Each of the C classes present
+    gets ``n // C`` samples and the first ``n % C`` classes one more. ``key``/``split`` name the
+    setting and the data in the error raised when ``n`` is too large.
+    """
+    if n <= 0:
+        raise DataError(f"{key}={n} must be positive")
+    if n > len(x):
+        raise DataError(f"{key}={n} is larger than the {split} ({len(x)} images): lower it")
+    g = torch.Generator().manual_seed(seed)
+    y_cpu = y.cpu()
+    classes = torch.unique(y_cpu)
+    picks = []
+    for i, c in enumerate(classes.tolist()):
+        members = (y_cpu == c).nonzero().squeeze(1)
+        want = n // len(classes) + (1 if i < n % len(classes) else 0)
+        if want > len(members):
+            raise DataError(f"{key}={n} needs {want} images of class {c} but the {split} has {len(members)}: lower it")
+        picks.append(members[torch.randperm(len(members), generator=g)[:want]])
+    index = torch.cat(picks)
+    index = index[torch.randperm(len(index), generator=g)].to(x.device)
+    return x[index], y[index]

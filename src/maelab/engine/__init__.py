@@ -1,0 +1,1 @@
+"""The engine orchestrates: optimizer, schedules, checkpoints, metrics, the training loop."""

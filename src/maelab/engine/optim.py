@@ -1,0 +1,44 @@
+"""AdamW with MAE's parameter groups and the lr scaling rule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from maelab.config import OptimConfig
+
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: decay for weight matrices; none for norms, biases and the cls/mask/pos tokens."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim <= 1 or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def peak_lr(cfg: OptimConfig, world_size: int = 1) -> float:
+    """``cfg.lr`` if given, else MAE's rule base_lr * global batch / 256."""
+    if cfg.lr is not None:
+        return cfg.lr
+    return cfg.base_lr * cfg.batch_size * world_size / 256
+
+
+def warmup_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
+    """Warm-up length in iterations (from warmup_epochs if set, else warmup_fraction of the run)."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.warmup_epochs is not None:
+        return min(int(round(cfg.warmup_epochs * steps_per_epoch)), total)
+    return int(round(cfg.warmup_fraction * total))
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW (fused on CUDA) over :func:`param_groups`; the lr is set every step by the schedule."""
+    kwargs = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=0.0, betas=(cfg.beta1, cfg.beta2), **kwargs)

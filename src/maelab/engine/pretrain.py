@@ -1,0 +1,269 @@
+"""MAE pretraining: the epoch loop, the train step, checkpoints and metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from maelab.config import Config, load_config, save_config, to_dict
+from maelab.data import Dataset, augment, epoch_batches, load_dataset, steps_per_epoch
+from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from maelab.engine.device import autocast, resolve_device, resolve_precision
+from maelab.engine.metrics import MetricsLogger
+from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
+from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
+from maelab.errors import UserError
+from maelab.masking import effective_ratio
+from maelab.models import MAE, build_mae, resolve_spec
+from maelab.schedules import lr_at, mask_ratio_at
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of everything random in one step (augmentation, masks): a pure function of (seed, step)."""
+    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
+
+
+@dataclass
+class Run:
+    """Everything a pretraining run holds while it trains."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    precision: str
+    data: Dataset
+    model: MAE
+    forward: Any  # the model, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: Optional[torch.amp.GradScaler]
+    mean: Tensor  # [1, 3, 1, 1]
+    std: Tensor  # [1, 3, 1, 1]
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+    step: int = 0
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.total_steps, self.warmup_steps, self.peak_lr, self.cfg.optim.min_lr)
+
+    def mask_ratio(self, epoch: int, step: int) -> float:
+        """The ratio the encoder sees at this step: the schedule's value after rounding and clamping."""
+        ratio = mask_ratio_at(self.cfg.mask, epoch, step, self.cfg.optim.epochs, self.steps_per_epoch,
+                              self.cfg.train.seed)
+        return effective_ratio(self.model.spec.num_patches, ratio)
+
+
+def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None) -> Run:
+    """Data on the device, model, optimizer and schedules; state restored from ``checkpoint`` if given."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+    spec = resolve_spec(cfg.model)
+    data = load_dataset(cfg.data, cfg.train.seed).to(device)
+    spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size)
+    torch.manual_seed(cfg.train.seed)
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss).to(device)
+    optimizer = build_optimizer(model, cfg.optim, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    run = Run(
+        cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
+        forward=torch.compile(model) if cfg.train.compile else model,
+        optimizer=optimizer, scaler=scaler,
+        mean=torch.tensor(data.mean, device=device).view(1, 3, 1, 1),
+        std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
+        steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
+        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim),
+    )
+    if checkpoint is not None:
+        restore(run, checkpoint)
+    return run
+
+
+def checkpoint_state(run: Run) -> dict[str, Any]:
+    """What a checkpoint holds: weights, optimizer, scaler, position, RNG states and the config."""
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "epoch": run.step // run.steps_per_epoch,
+        "config": to_dict(run.cfg),
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    if run.scaler is not None:
+        state["scaler"] = run.scaler.state_dict()
+    if run.device.type == "cuda":
+        state["rng"]["cuda"] = torch.cuda.get_rng_state(run.device)
+    return state
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    """Load a checkpoint's state into a freshly built run."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if run.device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    run.step = int(state["step"])
+
+
+def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float, generator: torch.Generator) -> Tensor:
+    """One optimizer step on a uint8 batch [B, H, W, 3]; returns the loss as a device tensor (no host sync)."""
+    imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generator)
+    imgs = (imgs - run.mean) / run.std
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(run.device, run.precision):
+        loss, _, _ = run.forward(imgs, ratio, generator=generator)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+    else:
+        loss.backward()
+    if run.cfg.optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    return loss.detach()
+
+
+class EpochStats:
+    """Device-side accumulators for an epoch: loss sum, count, and the first non-finite step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.count = 0
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+
+    def add(self, loss: Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step),
+                                     self.first_bad)
+        self.loss_sum += loss.double()
+        self.count += 1
+
+    def check_finite(self) -> None:
+        """Host sync: raise if any step so far had a non-finite loss."""
+        bad = int(self.first_bad.item())
+        if bad >= 0:
+            raise NonFiniteLossError(
+                f"the loss became non-finite at step {bad}: the run stopped and its last good checkpoint is kept; "
+                "lower optim.lr / optim.base_lr or set optim.grad_clip=1.0, then start again"
+            )
+
+
+def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) -> dict[str, float]:
+    """Train the remaining steps of ``epoch``; returns the epoch's metrics."""
+    cfg = run.cfg
+    batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch)
+    generator = torch.Generator(device=run.device)
+    stats = EpochStats(run.device)
+    start_index = run.step - epoch * run.steps_per_epoch
+    t_epoch = t_log = time.perf_counter()
+    images_since_log = 0
+    ratio = lr = 0.0
+    for index in range(start_index, run.steps_per_epoch):
+        generator.manual_seed(step_seed(cfg.train.seed, run.step))
+        lr, ratio = run.lr(run.step), run.mask_ratio(epoch, run.step)
+        loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generator)
+        stats.add(loss, run.step)
+        run.step += 1
+        images_since_log += cfg.optim.batch_size
+        if run.step % cfg.train.log_every == 0 or run.device.type == "cpu":
+            stats.check_finite()
+        if run.step % cfg.train.log_every == 0:
+            now = time.perf_counter()
+            record = {"epoch": epoch, "step": run.step, "loss": float(loss.item()), "lr": lr,
+                      "mask_ratio": ratio, "img_per_s": images_since_log / max(now - t_log, 1e-9)}
+            logger.log("step", record)
+            t_log, images_since_log = now, 0
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ratio=f"{ratio:.2f}",
+                                img_s=f"{record['img_per_s']:.0f}")
+        if bar is not None:
+            bar.update(1)
+    stats.check_finite()
+    seconds = time.perf_counter() - t_epoch
+    steps_done = run.steps_per_epoch - start_index
+    return {"epoch": epoch, "step": run.step, "loss": float(stats.loss_sum.item()) / max(stats.count, 1),
+            "lr": lr, "mask_ratio": ratio, "img_per_s": steps_done * cfg.optim.batch_size / max(seconds, 1e-9),
+            "seconds": seconds}
+
+
+def train(run: Run) -> None:
+    """The epoch loop from the run's current step to the end (or to train.stop_after_epochs)."""
+    cfg = run.cfg
+    last_epoch = cfg.optim.epochs
+    if cfg.train.stop_after_epochs is not None:
+        last_epoch = min(last_epoch, cfg.train.stop_after_epochs)
+    logger = MetricsLogger(run.run_dir, tensorboard=cfg.train.tensorboard)
+    bar = None
+    if cfg.train.progress:
+        bar = tqdm(total=last_epoch * run.steps_per_epoch, initial=min(run.step, last_epoch * run.steps_per_epoch),
+                   desc="pretrain", unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(run.step // run.steps_per_epoch, last_epoch):
+            record = run_epoch(run, epoch, logger, bar)
+            logger.log("epoch", record)
+            save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir))
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+
+
+def pretrain(cfg: Config) -> Path:
+    """Start a new pretraining run; returns its run directory."""
+    run_dir = prepare_run_dir(cfg.out_dir, cfg.name, cfg.overwrite)
+    run = build_run(cfg, run_dir)
+    save_config(cfg, run_dir / CONFIG_NAME)
+    train(run)
+    return run_dir
+
+
+def resume(run_dir: str | Path, overrides: list[str]) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` may extend it (optim.epochs=...)."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(checkpoint_path(run_dir))
+    cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=state["config"])
+    saved_model = state["config"]["model"]
+    if to_dict(cfg)["model"] != saved_model:
+        changed = sorted(k for k, v in to_dict(cfg)["model"].items() if saved_model.get(k) != v)
+        raise UserError(
+            f"cannot resume {run_dir} with a different model config (model.{', model.'.join(changed)} changed): "
+            "drop those overrides, or start a new run"
+        )
+    run = build_run(cfg, run_dir, checkpoint=state)
+    save_config(cfg, run_dir / CONFIG_NAME)
+    drop_metrics_after(run_dir, run.step)
+    train(run)
+    return run_dir
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> None:
+    """Remove metric lines logged after the checkpoint (an interrupted epoch is trained and logged again)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in lines))

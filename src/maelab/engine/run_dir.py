@@ -1,0 +1,42 @@
+"""The run directory: creating it, refusing to clobber another run."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+from maelab.errors import UserError
+
+CONFIG_NAME = "config.yaml"
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/<name>-<timestamp> under the current directory."""
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
+    """Create a fresh run directory; one that already holds a run is refused unless ``overwrite``."""
+    run_dir = Path(out_dir) if out_dir else default_run_dir(name)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"out_dir {run_dir} exists and is not a folder: choose another out_dir")
+    holds_run = (run_dir / CONFIG_NAME).exists() or (run_dir / "checkpoints").exists()
+    if holds_run and not overwrite:
+        raise UserError(
+            f"out_dir {run_dir} already holds a run: continue it with --resume {run_dir}, "
+            "choose another out_dir, or pass overwrite=true to replace it"
+        )
+    if holds_run:
+        for item in ("checkpoints", "tensorboard", "metrics.jsonl", CONFIG_NAME):
+            target = run_dir / item
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create out_dir {run_dir} ({err.strerror}): choose a writable folder") from None
+    return run_dir

@@ -1,0 +1,122 @@
+"""The masked autoencoder: ViT encoder on visible patches, light decoder with mask tokens, per-patch head."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from maelab.masking import random_masking
+from maelab.models.presets import ModelSpec
+from maelab.models.vit import Block, ViTEncoder, init_weights, sincos_pos_embed, trunc_normal_tokens
+
+
+def patchify(imgs: Tensor, p: int) -> Tensor:
+    """imgs [N, C, H, W] -> patches [N, L, p * p * C], row-major patches, (py, px, c) inside a patch."""
+    n, c, h, w = imgs.shape
+    x = imgs.reshape(n, c, h // p, p, w // p, p)
+    return torch.einsum("nchpwq->nhwpqc", x).reshape(n, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(patches: Tensor, p: int, channels: int = 3) -> Tensor:
+    """patches [N, L, p * p * C] -> imgs [N, C, H, W] (square grid)."""
+    n, num, _ = patches.shape
+    g = int(round(num**0.5))
+    x = patches.reshape(n, g, g, p, p, channels)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(n, channels, g * p, g * p)
+
+
+def normalize_patches(target: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-patch standardisation (norm_pix_loss): target [N, L, P] -> (normed, mean [N, L, 1], std [N, L, 1])."""
+    mean = target.mean(dim=-1, keepdim=True)
+    std = (target.var(dim=-1, keepdim=True) + eps).sqrt()
+    return (target - mean) / std, mean, std
+
+
+class MAEDecoder(nn.Module):
+    """Decoder: latent [N, 1 + K, D] + ids_restore [N, L] -> per-patch predictions [N, L, p * p * 3]."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        dim = spec.decoder_embed_dim
+        self.embed = nn.Linear(spec.embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_pos_embed(dim, spec.grid).unsqueeze(0), persistent=False)
+        self.blocks = nn.ModuleList(
+            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim) for _ in range(spec.decoder_depth)
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, spec.patch_size**2 * 3)
+
+    def forward(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        x = self.embed(latent)
+        n, t, d = x.shape
+        num_patches = ids_restore.shape[1]
+        masks = self.mask_token.expand(n, num_patches + 1 - t, -1)
+        x_ = torch.cat([x[:, 1:], masks], dim=1)  # visible then masked, in shuffled order
+        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))  # back to patch order
+        x = torch.cat([x[:, :1], x_ + self.pos_embed], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))[:, 1:]
+
+
+class MAE(nn.Module):
+    """Masked autoencoder. The model computes; the ratio comes from the caller (a schedule)."""
+
+    def __init__(self, spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> None:
+        super().__init__()
+        self.spec = spec
+        self.norm_pix_loss = norm_pix_loss
+        self.loss_type = loss
+        self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
+                                  spec.mlp_dim)
+        self.decoder = MAEDecoder(spec)
+        self.apply(init_weights)
+        trunc_normal_tokens(self.encoder.cls_token, self.decoder.mask_token)
+
+    def target(self, imgs: Tensor) -> Tensor:
+        """What the head predicts: patches [N, L, P], per-patch normalised when norm_pix_loss."""
+        target = patchify(imgs, self.spec.patch_size)
+        return normalize_patches(target)[0] if self.norm_pix_loss else target
+
+    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+        """Mean reconstruction error over masked patches only. pred [N, L, P], mask [N, L] (1 = masked)."""
+        target = self.target(imgs)
+        pred = pred.float()
+        err = (pred - target) ** 2 if self.loss_type == "mse" else (pred - target).abs()
+        per_patch = err.mean(dim=-1)
+        return (per_patch * mask).sum() / mask.sum()
+
+    def forward(self, imgs: Tensor, mask_ratio: float,
+                generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """imgs [N, 3, H, W] (normalised) -> (loss scalar, pred [N, L, p*p*3], mask [N, L] with 1 = masked)."""
+        ids_keep, mask, ids_restore = random_masking(
+            imgs.shape[0], self.spec.num_patches, mask_ratio, imgs.device, generator
+        )
+        latent = self.encoder(imgs, ids_keep)
+        pred = self.decoder(latent, ids_restore)
+        return self.forward_loss(imgs, pred, mask), pred, mask
+
+    def reconstruct(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+        """Reconstruction in the input's space with the visible patches pasted back: [N, 3, H, W].
+
+        With norm_pix_loss the prediction is de-normalised with each target patch's own mean and std.
+        """
+        p = self.spec.patch_size
+        patches = patchify(imgs, p)
+        pred = pred.float()
+        if self.norm_pix_loss:
+            _, mean, std = normalize_patches(patches)
+            pred = pred * std + mean
+        m = mask.unsqueeze(-1)
+        return unpatchify(patches * (1 - m) + pred * m, p)
+
+
+def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> MAE:
+    """Construct an MAE from a resolved spec."""
+    return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss)
+
+
+__all__ = ["MAE", "MAEDecoder", "build_mae", "normalize_patches", "patchify", "unpatchify"]

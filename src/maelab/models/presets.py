@@ -1,0 +1,67 @@
+"""Named model sizes. Every field can be overridden from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
+
+from maelab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from maelab.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The resolved architecture of an MAE (encoder + decoder)."""
+
+    img_size: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    decoder_embed_dim: int
+    decoder_depth: int
+    decoder_num_heads: int
+    decoder_mlp_dim: int
+
+    @property
+    def grid(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid**2
+
+
+PRESETS: dict[str, ModelSpec] = {
+    # tiny, for tests and the CPU demo
+    "micro": ModelSpec(32, 4, 64, 2, 2, 128, 32, 1, 2, 64),
+    # the Keras MAE example's sizes (48 px, patch 6, 128 x 6 encoder, 64 x 2 decoder),
+    # with the MAE paper's per-patch linear head instead of Keras' dense whole-image head
+    "keras": ModelSpec(48, 6, 128, 6, 4, 256, 64, 2, 4, 128),
+    "vit_tiny_p4": ModelSpec(32, 4, 192, 12, 3, 768, 128, 4, 4, 512),
+    "vit_small_p4": ModelSpec(32, 4, 384, 12, 6, 1536, 256, 4, 8, 1024),
+}
+
+
+def resolve_spec(cfg: ModelConfig) -> ModelSpec:
+    """The preset named by ``cfg.preset`` with every non-None field of ``cfg`` applied, checked."""
+    spec = PRESETS[cfg.preset]
+    changes = {f.name: getattr(cfg, f.name) for f in fields(ModelSpec) if getattr(cfg, f.name, None) is not None}
+    spec = replace(spec, **changes)
+    if spec.img_size % spec.patch_size:
+        raise ConfigError(
+            f"image size {spec.img_size} is not divisible by the patch size {spec.patch_size}: "
+            "choose model.img_size and model.patch_size so that it is (e.g. 32 and 4)"
+        )
+    for prefix, dim, heads in (("", spec.embed_dim, spec.num_heads),
+                               ("decoder_", spec.decoder_embed_dim, spec.decoder_num_heads)):
+        if dim % heads:
+            raise ConfigError(
+                f"model.{prefix}embed_dim={dim} is not divisible by model.{prefix}num_heads={heads}: change one"
+            )
+    if spec.embed_dim % 4 or spec.decoder_embed_dim % 4:
+        raise ConfigError("model.embed_dim and model.decoder_embed_dim must be multiples of 4 (2-D sin-cos position)")
+    return spec

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from maelab.config import load_config
+from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+from maelab.engine.metrics import read_metrics
+from maelab.engine.pretrain import NonFiniteLossError, pretrain, resume
+from maelab.errors import UserError
+
+
+def run(tmp_path, name, overrides):
+    return pretrain(load_config(None, [*overrides, f"out_dir={tmp_path / name}"]))
+
+
+def weights(run_dir):
+    return load_checkpoint(checkpoint_path(run_dir))["model"]
+
+
+def test_a_few_epochs_lower_the_loss(tmp_path, tiny):
+    run_dir = run(tmp_path, "a", [*tiny, "optim.epochs=4", "train.tensorboard=false"])
+    epochs = [m for m in read_metrics(run_dir) if m["kind"] == "epoch"]
+    assert [m["epoch"] for m in epochs] == [0, 1, 2, 3]
+    assert epochs[-1]["loss"] < 0.8 * epochs[0]["loss"]
+
+
+def test_metrics_log_the_ratio_and_schedule(tmp_path, tiny):
+    run_dir = run(tmp_path, "m", [*tiny, "optim.epochs=2", "mask.ratio=0.6", "train.tensorboard=false"])
+    steps = [m for m in read_metrics(run_dir) if m["kind"] == "step"]
+    assert [m["step"] for m in steps] == [2, 4, 6, 8]
+    # 64 patches, round(64 * 0.4) = 26 visible: the encoder saw 38/64 masked
+    assert {m["mask_ratio"] for m in steps} == {38 / 64}
+    assert all(m["img_per_s"] > 0 and m["lr"] > 0 for m in steps)
+    state = load_checkpoint(checkpoint_path(run_dir))
+    assert state["step"] == 8 and state["epoch"] == 2
+    assert state["config"]["mask"]["ratio"] == 0.6
+
+
+def test_resume_is_bit_exact(tmp_path, tiny):
+    common = [*tiny, "optim.epochs=2", "train.tensorboard=false"]
+    straight = run(tmp_path, "straight", common)
+    split = run(tmp_path, "split", [*common, "train.stop_after_epochs=1"])
+    assert load_checkpoint(checkpoint_path(split))["step"] == 4
+    resume(split, ["train.stop_after_epochs=null"])
+    a, b = weights(straight), weights(split)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = lambda d: [m["loss"] for m in read_metrics(d) if m["kind"] == "epoch"]  # noqa: E731
+    assert losses(straight) == losses(split)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny):
+    run_dir = run(tmp_path, "nan", [*tiny, "optim.epochs=3", "train.stop_after_epochs=1", "train.tensorboard=false"])
+    good = weights(run_dir)
+    # step 4 still computes its loss with good weights; its lr=1e30 update makes step 5's loss non-finite
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 5"):
+        resume(run_dir, ["train.stop_after_epochs=null", "optim.lr=1e30"])
+    kept = load_checkpoint(checkpoint_path(run_dir))
+    assert kept["step"] == 4
+    assert all(torch.equal(good[k], kept["model"][k]) for k in good)
+
+
+def test_out_dir_holding_a_run_is_refused_unless_overwrite(tmp_path, tiny):
+    args = [*tiny, "optim.epochs=1", "train.tensorboard=false"]
+    run_dir = run(tmp_path, "r", args)
+    before = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(UserError, match="already holds a run"):
+        run(tmp_path, "r", args)
+    assert (run_dir / "metrics.jsonl").read_text() == before
+    run(tmp_path, "r", [*args, "overwrite=true"])
+    assert len(read_metrics(run_dir)) == len(before.splitlines())
+
+
+def test_resume_with_another_model_is_refused(tmp_path, tiny):
+    run_dir = run(tmp_path, "x", [*tiny, "optim.epochs=1", "train.tensorboard=false"])
+    with pytest.raises(UserError, match="different model config"):
+        resume(run_dir, ["model.depth=3"])

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from maelab.cli import main
+from tests.conftest import REPO, TINY
+
+
+def maelab(*args, cwd=None, env=None):
+    """Run the real CLI in a subprocess."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "maelab", *args], capture_output=True, text=True, cwd=cwd,
+                          env=full_env, timeout=300)
+
+
+def test_pretrain_then_resume_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    first = maelab("pretrain", *TINY, "optim.epochs=1", f"out_dir={out}")
+    assert first.returncode == 0, first.stderr
+    assert f"run directory: {out}" in first.stdout
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    second = maelab("pretrain", "--resume", str(out), "optim.epochs=2")
+    assert second.returncode == 0, second.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [0, 1]
+    assert {"epoch", "step", "loss", "lr", "mask_ratio", "img_per_s"} <= set(records[0])
+    assert "optim:\n  epochs: 2" in (out / "config.yaml").read_text()
+
+
+def test_bad_input_in_a_real_process_is_one_line_exit_2(tmp_path):
+    result = maelab("pretrain", "optim.lrr=0.1", f"out_dir={tmp_path / 'x'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did you mean 'optim.lr'" in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["optim.epochz=1"], "did you mean 'optim.epochs'"),
+    (["optim.epochs=two"], "optim.epochs"),
+    (["model.img_size=30"], "not divisible by the patch size"),
+    (["mask.ratio=1.2"], "outside [0, 1]"),
+    (["data.limit_train=100000"], "larger than"),
+    (["optim.batch_size=1024"], "larger than"),
+    (["data.name=cifar10", "data.root=/nonexistent", "data.download=false"], "cifar-10-batches-py"),
+])
+def test_bad_inputs_give_one_clear_error(tmp_path, capsys, monkeypatch, args, fragment):
+    monkeypatch.delenv("MAELAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    code = main(["pretrain", *TINY, "optim.epochs=1", f"out_dir={tmp_path / 'run'}", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("maelab: error: ") and fragment in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", *TINY, "optim.epochs=1", "train.tensorboard=false", f"out_dir={out}"]) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    assert main(["pretrain", *TINY, "optim.epochs=1", f"out_dir={out}"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["pretrain", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

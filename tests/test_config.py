@@ -1,0 +1,64 @@
+import pytest
+
+from maelab.config import Config, load_config, save_config
+from maelab.errors import ConfigError
+
+
+def test_defaults_and_dotted_overrides():
+    cfg = load_config(None, ["optim.epochs=3", "mask.ratio=0.6", "data.name=synthetic", "optim.lr=1e-3"])
+    assert isinstance(cfg, Config)
+    assert (cfg.optim.epochs, cfg.mask.ratio, cfg.data.name, cfg.optim.lr) == (3, 0.6, "synthetic", 1e-3)
+
+
+def test_yaml_then_overrides_win(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  epochs: 7\n  batch_size: 64\nmodel:\n  preset: keras\n")
+    cfg = load_config(path, ["optim.epochs=2"])
+    assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.model.preset) == (2, 64, "keras")
+
+
+def test_saved_config_loads_back_identically(tmp_path):
+    cfg = load_config(None, ["optim.epochs=3", "model.preset=keras", "data.limit_train=100"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("optim.lrr=1", "did you mean 'optim.lr'"),
+    ("optim.epoch=1", "did you mean 'optim.epochs'"),
+    ("mask.ration=0.5", "did you mean 'mask.ratio'"),
+    ("epochs=3", "did you mean 'optim.epochs'"),
+])
+def test_unknown_key_names_the_nearest_valid_key(override, fragment):
+    with pytest.raises(ConfigError, match="unknown config key") as info:
+        load_config(None, [override])
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("optim.epochs=two", "optim.epochs"),
+    ("optim.batch_size=2.5", "optim.batch_size"),
+    ("mask.ratio=1.5", "outside [0, 1]"),
+    ("mask.ratio=-0.1", "outside [0, 1]"),
+    ("data.name=imagenet", "use one of cifar10, synthetic"),
+    ("model.preset=huge", "use one of"),
+    ("optim.epochs=0", "must be > 0"),
+    ("optim.warmup_epochs=40", "never leave warm-up"),
+    ("optim.warmup_fraction=1.0", "must be in [0, 1)"),
+    ("optim.lr", "not key=value"),
+])
+def test_bad_values_are_one_clear_error(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override, "optim.epochs=30"] if "warmup" in override else [override])
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
