@@ -179,6 +179,13 @@ class TrainConfig:
 
 
 @dataclass
+class GanConfig:
+    """The adversarial loss: the MAE decoder is the generator, a discriminator judges real vs reconstructed."""
+
+    enabled: bool = False
+
+
+@dataclass
 class Config:
     """Everything a pretraining run needs; written to RUN_DIR/config.yaml."""
 
@@ -191,6 +198,7 @@ class Config:
     mask: MaskConfig = field(default_factory=MaskConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
 
 
 def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:

@@ -74,3 +74,14 @@ def test_resume_with_another_model_is_refused(tmp_path, tiny):
     run_dir = run(tmp_path, "x", [*tiny, "optim.epochs=1", "train.tensorboard=false"])
     with pytest.raises(UserError, match="different model config"):
         resume(run_dir, ["model.depth=3"])
+
+
+def test_resume_finds_cifar10_where_the_run_found_it(tmp_path, tiny, cifar_dir, monkeypatch):
+    monkeypatch.setenv("MAELAB_DATA_DIR", str(cifar_dir))
+    args = [*tiny, "data.name=cifar10", "data.limit_train=128", "data.limit_test=20", "optim.epochs=2",
+            "train.stop_after_epochs=1", "train.tensorboard=false"]
+    run_dir = run(tmp_path, "c", args)
+    monkeypatch.delenv("MAELAB_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no cache there, and data.download would fail
+    resume(run_dir, ["train.stop_after_epochs=null", "data.download=false"])
+    assert load_checkpoint(checkpoint_path(run_dir))["step"] == 4

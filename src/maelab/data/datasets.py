@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -35,6 +36,7 @@ class Dataset:
     name: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    source: Optional[str] = None  # the folder the files were read from (None when generated)
 
     @property
     def num_classes(self) -> int:
@@ -81,8 +83,10 @@ def _load_synthetic(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def _load_cifar10(cfg: DataConfig) -> Dataset:
-    x_train, y_train, x_test, y_test = load_cifar10(find_cifar10(cfg))
-    return Dataset(x_train, y_train, x_test, y_test, list(CIFAR10_CLASSES), "cifar10", TRAIN_MEAN, TRAIN_STD)
+    folder = find_cifar10(cfg)
+    x_train, y_train, x_test, y_test = load_cifar10(folder)
+    return Dataset(x_train, y_train, x_test, y_test, list(CIFAR10_CLASSES), "cifar10", TRAIN_MEAN, TRAIN_STD,
+                   source=str(folder.resolve().parent))
 
 
 def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

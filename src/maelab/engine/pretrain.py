@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -13,13 +14,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from maelab.config import Config, load_config, save_config, to_dict
-from maelab.data import Dataset, augment, epoch_batches, load_dataset, steps_per_epoch
+from maelab.data import Dataset, augment, epoch_batches, find_cifar10, load_dataset, steps_per_epoch
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
 from maelab.engine.metrics import MetricsLogger
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
-from maelab.errors import UserError
+from maelab.errors import DataError, UserError
 from maelab.masking import effective_ratio
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.schedules import lr_at, mask_ratio_at
@@ -102,6 +103,7 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "step": run.step,
         "epoch": run.step // run.steps_per_epoch,
         "config": to_dict(run.cfg),
+        "data_source": run.data.source,
         "rng": {"torch": torch.get_rng_state()},
     }
     if run.scaler is not None:
@@ -253,11 +255,24 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
             f"cannot resume {run_dir} with a different model config (model.{', model.'.join(changed)} changed): "
             "drop those overrides, or start a new run"
         )
+    cfg = with_saved_data_source(cfg, state.get("data_source"))
     run = build_run(cfg, run_dir, checkpoint=state)
     save_config(cfg, run_dir / CONFIG_NAME)
     drop_metrics_after(run_dir, run.step)
     train(run)
     return run_dir
+
+
+def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
+    """On resume, read the data from where the run found it when it is not found the usual way
+    (e.g. $MAELAB_DATA_DIR was set for the first run but not for this one)."""
+    if cfg.data.name != "cifar10" or cfg.data.root is not None or not source:
+        return cfg
+    try:
+        find_cifar10(dataclasses.replace(cfg.data, download=False))
+        return cfg
+    except DataError:
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=source))
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:

@@ -1,0 +1,62 @@
+"""Open a finished (or running) pretraining run: its config, its model from a checkpoint, its data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from maelab.config import Config, load_config
+from maelab.data import Dataset, load_dataset
+from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+from maelab.engine.device import resolve_device
+from maelab.errors import UserError
+from maelab.models import MAE, build_mae, resolve_spec
+
+
+@dataclass
+class LoadedRun:
+    """A pretraining run opened for evaluation or figures."""
+
+    run_dir: Path
+    cfg: Config
+    model: MAE  # in eval mode, on ``device``
+    checkpoint: Optional[Path]  # None for --random-init
+    step: int  # the checkpoint's training step (0 for random init)
+    device: torch.device
+    data_source: Optional[str] = None
+
+    def dataset(self, seed: Optional[int] = None) -> Dataset:
+        """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
+        from maelab.engine.pretrain import with_saved_data_source
+
+        cfg = with_saved_data_source(self.cfg, self.data_source)
+        return load_dataset(cfg.data, self.cfg.train.seed if seed is None else seed).to(self.device)
+
+
+def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, device: str = "auto",
+             random_init: bool = False, overrides: Optional[list[str]] = None) -> LoadedRun:
+    """Open ``run_dir``: the config from its last checkpoint (or ``checkpoint``), the MAE with its weights.
+
+    ``random_init`` builds the same architecture with fresh weights (seeded by train.seed): the floor.
+    ``overrides`` change the run's config for this use only (e.g. ``data.limit_test=1000``).
+    """
+    run_dir = Path(run_dir)
+    path = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist: give the out_dir of a pretraining run")
+    state = load_checkpoint(path)
+    if "model" not in state or "config" not in state:
+        raise UserError(f"{path} is not a maelab pretraining checkpoint (no model or config): give a run directory")
+    cfg = load_config(None, overrides or [], base=state["config"])
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.train.seed)
+    model = build_mae(resolve_spec(cfg.model), cfg.model.norm_pix_loss, cfg.model.loss)
+    if not random_init:
+        model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
+                     step=0 if random_init else int(state["step"]), device=dev,
+                     data_source=state.get("data_source"))
