@@ -27,7 +27,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("optim.lrr=1", "did you mean 'optim.lr'"),
     ("optim.epoch=1", "did you mean 'optim.epochs'"),
     ("mask.ration=0.5", "did you mean 'mask.ratio'"),
-    ("epochs=3", "did you mean 'optim.epochs'"),
+    ("norm_pix=true", "did you mean 'model.norm_pix_loss'"),
 ])
 def test_unknown_key_names_the_nearest_valid_key(override, fragment):
     with pytest.raises(ConfigError, match="unknown config key") as info:

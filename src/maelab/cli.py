@@ -36,6 +36,94 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    """maelab figures RUN_DIR [--checkpoint PATH] [--out DIR]; maelab figures RUN_A RUN_B --compare"""
+    from maelab.viz import write_compare, write_figures
+
+    ratios = _float_list(args.ratios, "--ratios")
+    if args.compare:
+        if len(args.run_dirs) != 2 or args.checkpoint:
+            raise UserError("--compare takes exactly two run directories and no --checkpoint: "
+                            "maelab figures RUN_A RUN_B --compare")
+        paths = [write_compare(*args.run_dirs, out=args.out, ratio=args.ratio, n_images=args.images)]
+    else:
+        if len(args.run_dirs) != 1:
+            raise UserError("figures takes one run directory (or two with --compare): maelab figures RUN_DIR")
+        paths = write_figures(args.run_dirs[0], checkpoint=args.checkpoint, out=args.out, ratio=args.ratio,
+                              ratios=ratios, n_images=args.images)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _float_list(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not a comma-separated list of numbers: e.g. {option} 0.25,0.5,0.75") \
+            from None
+
+
+def add_figures_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("figures", help="draw a run's figures (PNGs) into RUN_DIR/figures")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a pretraining run directory (two with --compare)")
+    p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
+    p.add_argument("--out", metavar="DIR", help="write the PNGs here instead of RUN_DIR/figures")
+    p.add_argument("--compare", action="store_true",
+                   help="RUN_A RUN_B: both runs' reconstructions of the same masked images side by side")
+    p.add_argument("--ratio", type=float, help="mask ratio of the sample figures (default: the run's mask.ratio)")
+    p.add_argument("--ratios", default="0.25,0.5,0.75,0.9", help="mask ratios of mask_ratios.png (comma-separated)")
+    p.add_argument("--images", type=int, default=10, help="number of test images (class-balanced, seeded)")
+    p.set_defaults(func=cmd_figures)
+
+
+EVALUATIONS = {
+    "probe": "linear probe on the frozen encoder -> RUN_DIR/eval/probe.json",
+    "knn": "k-NN classification on frozen features -> RUN_DIR/eval/knn.json",
+    "recon": "reconstruction PSNR/SSIM/sharpness -> RUN_DIR/eval/recon.json",
+    "finetune": "fine-tune encoder + head with labels -> RUN_DIR/eval/finetune.json",
+}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """maelab probe|knn|recon|finetune RUN_DIR [--checkpoint PATH] [--random-init] [key=value ...]"""
+    from maelab.eval import commands
+
+    func = getattr(commands, f"run_{args.command}")
+    path, result = func(args.run_dir, args.overrides, args.checkpoint, args.random_init)
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))
+    print(f"{args.command}: {summary}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_scratch(args: argparse.Namespace) -> int:
+    """maelab scratch [-c CONFIG] [key=value ...]: the same ViT trained from random init with labels."""
+    from maelab.eval.commands import run_scratch
+
+    path, result = run_scratch(args.config, args.overrides)
+    print(f"scratch: top1={result['top1']:.2f} top5={result['top5']:.2f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def add_evaluation_parsers(sub: argparse._SubParsersAction) -> None:
+    """One subcommand per evaluation; all take a run directory and the same options."""
+    for name, text in EVALUATIONS.items():
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a pretraining run directory")
+        p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
+        p.add_argument("--random-init", action="store_true",
+                       help="evaluate a randomly initialised encoder of the same architecture (the floor)")
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help=f"e.g. {name}.<field>=..., data.limit_test=...")
+        p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("scratch", help="train the same ViT from random init with labels (a baseline)")
+    p.add_argument("-c", "--config", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. finetune.epochs=5")
+    p.set_defaults(func=cmd_scratch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maelab", description="Masked-autoencoder research on small images.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -47,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.epochs=2")
     p.set_defaults(func=cmd_pretrain)
 
+    add_evaluation_parsers(sub)
+
+    add_figures_parser(sub)
+
     p = sub.add_parser("demo", help="the whole small loop on CPU in a few minutes")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides for the demo run")
     p.set_defaults(func=cmd_demo)
@@ -56,7 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: run a subcommand; a UserError becomes one clear line and its exit code (2 by default)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]  # overrides given after an option: `probe RUN --random-init k=v`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -9,6 +9,7 @@ typos, and conversion of every OmegaConf error into one clear ``ConfigError``.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -40,43 +41,79 @@ def _positive(name: str, value: Optional[float], allow_zero: bool = False) -> No
 class DataConfig:
     """Which images to train on and where they are."""
 
-    name: str = "cifar10"  # cifar10 | synthetic
-    root: Optional[str] = None  # folder holding cifar-10-batches-py/ (else $MAELAB_DATA_DIR, else cache)
+    name: str = "cifar10"  # cifar10 | synthetic | props | folder (data.root holding train/<class>/*, test/<class>/*)
+    # cifar10, props: a folder holding cifar-10-batches-py/ (props: Progress-Objects-Sample/ or its .tar.gz),
+    # else $MAELAB_DATA_DIR, else the cache. folder: the image folder itself (required).
+    root: Optional[str] = None
     download: bool = True  # download into the cache when the data is found nowhere
-    url: str = CIFAR10_URL  # where the official archive is fetched from
-    md5: str = CIFAR10_MD5  # checksum of the downloaded archive
+    url: Optional[str] = None  # where the archive is fetched from; None = data.name's official source
+    md5: Optional[str] = None  # md5 of the downloaded archive; None = the official archive's
     cache_dir: Optional[str] = None  # default ~/.cache/maelab
     limit_train: Optional[int] = None  # seeded, class-balanced subset of the training set
     limit_test: Optional[int] = None  # seeded, class-balanced subset of the test set
     synthetic_train: int = 10000  # size of the synthetic training set
     synthetic_test: int = 2000  # size of the synthetic test set
+    # folder: every image is resized (stretched) to image_size x image_size once, when loaded; augmentation
+    # later resizes to the model's img_size (model.img_size / the preset's), so keep the two equal or close.
+    image_size: int = 32
 
     def __post_init__(self) -> None:
-        _choice("data.name", self.name, ("cifar10", "synthetic"))
+        _choice("data.name", self.name, ("cifar10", "synthetic", "props", "folder"))
         _positive("data.limit_train", self.limit_train)
         _positive("data.limit_test", self.limit_test)
         _positive("data.synthetic_train", self.synthetic_train)
         _positive("data.synthetic_test", self.synthetic_test)
+        _positive("data.image_size", self.image_size)
+        if self.md5 is not None and re.fullmatch(r"[0-9a-fA-F]{32}", self.md5) is None:
+            raise ConfigError(f"data.md5={self.md5!r} is not an md5 (32 hex digits): fix it or leave it unset")
+        if self.name == "folder" and not self.root:
+            raise ConfigError("data.name=folder needs data.root: the folder holding train/<class>/ and test/<class>/")
 
 
 @dataclass
 class AugConfig:
-    """Baseline augmentation, applied on the device with per-sample parameters."""
+    """Augmentation, applied on the device with per-sample parameters.
 
-    preset: str = "mae"  # none | mae (random resized crop + flip) | keras (resize 52, crop 48, flip)
+    ``seed3``/``seed5`` are the report's settings: the ``base`` crop + flip, then random rotation, zoom
+    and contrast (seed3), plus brightness and translation (seed5); the preset says which ops are on,
+    the factors below say how strong they are (Keras layer semantics) and ``p_*`` how often each applies.
+    """
+
+    preset: str = "mae"  # none | mae (random resized crop + flip) | keras (resize 52, crop 48, flip) | seed3 | seed5
+    base: str = "keras"  # seed3/seed5: the crop + flip they build on, keras | mae
     crop_scale_min: float = 0.2  # mae: smallest crop area as a fraction of the image
     crop_scale_max: float = 1.0
     flip: float = 0.5  # probability of a horizontal flip
+    rotation: float = 0.15  # angle uniform in +-rotation full turns (Keras RandomRotation; 0.15 = +-54 deg)
+    zoom: float = 0.2  # sampled-region scale uniform in [1 - zoom, 1 + zoom], > 1 zooms out (Keras RandomZoom)
+    contrast: float = 0.2  # (x - channel mean) * f + mean, f uniform in [1 - c, 1 + c] (Keras RandomContrast)
+    brightness: float = 0.2  # x + delta, delta uniform in +-brightness, [0, 1] units (Keras RandomBrightness)
+    translation: float = 0.1  # shift uniform in +-translation of height and of width (Keras RandomTranslation)
+    p_rotation: float = 1.0  # probability that each op is applied to a sample (Keras: always)
+    p_zoom: float = 1.0
+    p_contrast: float = 1.0
+    p_brightness: float = 1.0
+    p_translation: float = 1.0
+    fill: str = "reflect"  # seed3/seed5: what the warp shows outside the image, reflect | zeros | border
 
     def __post_init__(self) -> None:
-        _choice("aug.preset", self.preset, ("none", "mae", "keras"))
+        _choice("aug.preset", self.preset, ("none", "mae", "keras", "seed3", "seed5"))
+        _choice("aug.base", self.base, ("keras", "mae"))
+        _choice("aug.fill", self.fill, ("reflect", "zeros", "border"))
         if not 0 < self.crop_scale_min <= self.crop_scale_max <= 1:
             raise ConfigError(
                 "aug.crop_scale_min/max must satisfy 0 < min <= max <= 1, "
                 f"got {self.crop_scale_min}/{self.crop_scale_max}"
             )
-        if not 0 <= self.flip <= 1:
-            raise ConfigError(f"aug.flip={self.flip} is a probability: use a value in [0, 1]")
+        for name in ("flip", "p_rotation", "p_zoom", "p_contrast", "p_brightness", "p_translation"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"aug.{name}={getattr(self, name)} is a probability: use a value in [0, 1]")
+        for name, top, closed in (("rotation", 0.5, True), ("zoom", 1.0, False), ("contrast", 1.0, True),
+                                  ("brightness", 1.0, True), ("translation", 1.0, True)):
+            value = getattr(self, name)
+            if not (0 <= value <= top if closed else 0 <= value < top):
+                bound = "<=" if closed else "<"
+                raise ConfigError(f"aug.{name}={value} is out of range: use 0 <= {name} {bound} {top}")
 
 
 @dataclass
@@ -96,6 +133,7 @@ class ModelConfig:
     decoder_mlp_dim: Optional[int] = None
     norm_pix_loss: bool = False
     loss: str = "mse"  # mse | l1, on masked patches only
+    registers: int = 0  # learnable register tokens in the encoder (Darcet et al. 2023); dropped from the outputs
 
     def __post_init__(self) -> None:
         from maelab.models.presets import PRESETS
@@ -105,18 +143,44 @@ class ModelConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool):
-                _positive(f"model.{f.name}", value)
+                _positive(f"model.{f.name}", value, allow_zero=f.name == "registers")
 
 
 @dataclass
 class MaskConfig:
-    """How much of each image is hidden from the encoder."""
+    """How much of each image is hidden from the encoder, and how that ratio changes (docs/masking.md).
 
-    ratio: float = 0.75
+    ``constant`` uses ``ratio``; the other schedules move between ``min`` and ``max``: ``random`` draws uniformly,
+    ``linear`` and ``cosine`` ramp from ``min`` towards ``max`` over training (progress = epoch / epochs, or
+    step / total steps), ``step`` climbs in ``steps`` equal stages from ``min`` to ``max``. The defaults
+    [0, 1] are the report's range; the value is rounded to whole patches and clamped so that at least one
+    patch is visible and one masked. ``per_sample`` gives every image its own ratio, uniform in [min, max].
+    """
+
+    schedule: str = "constant"  # constant | random | linear | cosine | step
+    ratio: float = 0.75  # the constant schedule's ratio
+    min: float = 0.0  # lower end for random | linear | cosine | step (the report: 0)
+    max: float = 1.0  # upper end (the report: 1; clamped to leave one patch visible)
+    steps: int = 4  # number of equal stages of the step schedule (>= 2: min ... max)
+    granularity: str = "epoch"  # epoch (a new ratio every epoch, as the report) | step (every step, as MAGE)
+    per_sample: bool = False  # each image its own ratio, uniform in [min, max] per step (needs schedule=random)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.ratio <= 1:
-            raise ConfigError(f"mask.ratio={self.ratio} is outside [0, 1]: use e.g. mask.ratio=0.75")
+        _choice("mask.schedule", self.schedule, ("constant", "random", "linear", "cosine", "step"))
+        _choice("mask.granularity", self.granularity, ("epoch", "step"))
+        for name in ("ratio", "min", "max"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"mask.{name}={value} is outside [0, 1]: use a fraction of the patches, e.g. 0.75")
+        if self.min > self.max:
+            raise ConfigError(f"mask.min={self.min} is larger than mask.max={self.max}: swap them")
+        if self.steps < 2:
+            raise ConfigError(f"mask.steps={self.steps} must be >= 2 (the stages run from mask.min to mask.max)")
+        if self.per_sample and self.schedule != "random":
+            raise ConfigError(
+                f"mask.per_sample=true draws each image's ratio uniformly in [mask.min, mask.max], "
+                f"which mask.schedule={self.schedule} does not do: set mask.schedule=random"
+            )
 
 
 @dataclass
@@ -180,9 +244,132 @@ class TrainConfig:
 
 @dataclass
 class GanConfig:
-    """The adversarial loss: the MAE decoder is the generator, a discriminator judges real vs reconstructed."""
+    """The adversarial loss: the MAE decoder is the generator, a discriminator judges real vs reconstructed.
+
+    Real = the (augmented, normalised) image; fake = the reconstruction with the visible patches pasted
+    back, in the same normalised pixel space. G's loss = L_rec + λ·L_adv, λ = ``weight`` (fixed), or
+    ``weight`` × ‖∇L_rec‖ / ‖∇L_adv‖ at the decoder's last layer (``adaptive``, VQGAN).
+    """
 
     enabled: bool = False
+    loss: str = "vanilla"  # vanilla (the report's BCE minimax) | nonsat | hinge | lsgan, on D's logits
+    weight: float = 0.01  # λ on the adversarial term (the report's 100:1), or the factor on the adaptive λ
+    adaptive: bool = False  # λ = weight * ||grad L_rec|| / ||grad L_adv|| at decoder.head.weight, clamped [0, 1e4]
+    start_epoch: int = 0  # no adversarial term and no D step before this epoch
+    r1: float = 0.0  # weight γ of the R1 penalty γ/2 ||grad_x D(x)||^2 on real images (0 = off)
+    conditional: bool = False  # D also sees the masked input (masked patches zeroed) as 3 more channels
+    width: int = 16  # D's base channels (doubled per layer, capped at 8x)
+    depth: int = 3  # D's stride-2 4x4 convolutions (48 px -> 6 x 6 logits at depth 3)
+    spectral_norm: bool = False  # spectral normalisation on D's convolutions
+    lr: float = 2e-4  # D's Adam learning rate (constant)
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        from maelab.losses import GAN_LOSSES
+
+        _choice("gan.loss", self.loss, GAN_LOSSES)
+        _positive("gan.weight", self.weight, allow_zero=True)
+        _positive("gan.r1", self.r1, allow_zero=True)
+        _positive("gan.start_epoch", self.start_epoch, allow_zero=True)
+        _positive("gan.width", self.width)
+        _positive("gan.depth", self.depth)
+        _positive("gan.lr", self.lr)
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"gan.{name}={getattr(self, name)} must be in [0, 1)")
+
+
+@dataclass
+class ProbeConfig:
+    """Linear probe on frozen features: BatchNorm1d(affine=False) + Linear, as the MAE paper."""
+
+    pool: str = "mean"  # mean (of the patch tokens) | cls
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 0.1  # SGD with momentum 0.9, cosine decay (Keras probe: lr 0.1)
+    weight_decay: float = 0.0
+    augment: bool = False  # Keras-style probe: crop + flip, features re-extracted every epoch (slow)
+
+    def __post_init__(self) -> None:
+        _choice("probe.pool", self.pool, ("mean", "cls"))
+        for name in ("epochs", "batch_size", "lr"):
+            _positive(f"probe.{name}", getattr(self, name))
+        _positive("probe.weight_decay", self.weight_decay, allow_zero=True)
+
+
+@dataclass
+class KnnConfig:
+    """Weighted k-NN on L2-normalised features (cosine similarity, exp(sim / T) votes, as InstDisc/DINO)."""
+
+    k: int = 20
+    temperature: float = 0.07
+    pool: str = "mean"  # mean | cls
+
+    def __post_init__(self) -> None:
+        _positive("knn.k", self.k)
+        _positive("knn.temperature", self.temperature)
+        _choice("knn.pool", self.pool, ("mean", "cls"))
+
+
+@dataclass
+class FinetuneConfig:
+    """Supervised fine-tuning of encoder + head (also the from-scratch baseline), MAE's recipe."""
+
+    epochs: int = 100
+    batch_size: int = 256
+    base_lr: float = 1e-3  # peak lr = base_lr * batch_size / 256 ...
+    lr: Optional[float] = None  # ... unless given here
+    min_lr: float = 1e-6
+    warmup_fraction: float = 0.05
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75  # layer-wise lr decay (1.0 = off)
+    drop_path: float = 0.1
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 = off (with both on, each batch picks one)
+    aug: str = "mae"  # augmentation preset for fine-tuning: none | mae | keras
+    pool: str = "mean"  # mean (+ LayerNorm) | cls
+    grad_clip: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "base_lr", "lr", "grad_clip"):
+            _positive(f"finetune.{name}", getattr(self, name))
+        for name in ("min_lr", "weight_decay", "mixup", "cutmix"):
+            _positive(f"finetune.{name}", getattr(self, name), allow_zero=True)
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"finetune.layer_decay={self.layer_decay} must be in (0, 1]")
+        for name in ("drop_path", "label_smoothing", "warmup_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"finetune.{name}={getattr(self, name)} must be in [0, 1)")
+        _choice("finetune.aug", self.aug, ("none", "mae", "keras"))
+        _choice("finetune.pool", self.pool, ("mean", "cls"))
+
+
+@dataclass
+class ReconConfig:
+    """Reconstruction quality on the test set at a fixed ratio and mask seed (comparable across runs)."""
+
+    ratio: float = 0.75
+    mask_seed: int = 0
+    limit: Optional[int] = None  # a class-balanced subset of the test set; None = all of it
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ratio <= 1:
+            raise ConfigError(f"recon.ratio={self.ratio} is outside [0, 1]: use e.g. recon.ratio=0.75")
+        _positive("recon.limit", self.limit)
+
+
+@dataclass
+class EvalConfig:
+    """Shared evaluation settings."""
+
+    batch_size: int = 500  # feature-extraction batch
+    knn_every: int = 0  # k-NN monitor during pretraining every N epochs (0 = off), logged as knn_top1
+
+    def __post_init__(self) -> None:
+        _positive("eval.batch_size", self.batch_size)
+        _positive("eval.knn_every", self.knn_every, allow_zero=True)
 
 
 @dataclass
@@ -199,6 +386,11 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     gan: GanConfig = field(default_factory=GanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
 
 
 def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:

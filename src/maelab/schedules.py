@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+import zlib
 from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
 
 if TYPE_CHECKING:
     from maelab.config import MaskConfig
@@ -28,10 +33,75 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_lr
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _check_position(epoch: int, step: int, total_epochs: int, steps_per_epoch: int) -> None:
+    if total_epochs <= 0 or steps_per_epoch <= 0:
+        raise ValueError(f"total_epochs={total_epochs} and steps_per_epoch={steps_per_epoch} must be > 0")
+    if epoch < 0 or step < 0:
+        raise ValueError(f"epoch={epoch} and step={step} must be >= 0")
+
+
+def _rng(seed: int, stream: str, index: int) -> np.random.Generator:
+    """A generator owned by (seed, stream, index) alone: no global RNG, the same on every rank and resume."""
+    return np.random.default_rng([seed % 2**64, zlib.crc32(stream.encode()), index])
+
+
+def _position(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int,
+              steps_per_epoch: int) -> tuple[int, int]:
+    """(position, length) of training in the schedule's unit: (epoch, epochs) or (step, total steps)."""
+    if mask_cfg.granularity == "epoch":
+        return min(epoch, total_epochs), total_epochs
+    total = total_epochs * steps_per_epoch
+    return min(step, total), total
+
+
+def mask_progress(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int, steps_per_epoch: int) -> float:
+    """Fraction of training done at this epoch (``granularity=epoch``) or step (``granularity=step``): [0, 1).
+
+    ``epoch / total_epochs`` is the report's formula; ``step / (total_epochs * steps_per_epoch)`` the per-step one.
+    """
+    position, length = _position(mask_cfg, epoch, step, total_epochs, steps_per_epoch)
+    return position / length
+
+
 def mask_ratio_at(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int, steps_per_epoch: int,
                   seed: int) -> float:
-    """The mask ratio requested for (epoch, step): a pure function of its arguments.
+    """The mask ratio the schedule asks for at (epoch, global step): a pure function of its arguments.
 
-    Only the constant schedule exists so far: ``mask_cfg.ratio`` at every step.
+    ``constant``: ``ratio``. ``random``: uniform in [min, max] from a generator seeded by (seed, epoch) or
+    (seed, step). With progress ``t`` (see :func:`mask_progress`), ``linear``: ``min + (max - min) * t``;
+    ``cosine``: ``min + (max - min) * (1 - cos(pi t)) / 2``; ``step``: ``steps`` equal stages,
+    ``min + (max - min) * floor(t * steps) / (steps - 1)``. The value is not yet rounded to whole patches:
+    :func:`maelab.masking.effective_ratio` gives what the encoder sees. With ``per_sample`` this is the
+    mean of the per-sample range; :func:`mask_ratios_at` gives each image's ratio.
     """
-    return mask_cfg.ratio
+    _check_position(epoch, step, total_epochs, steps_per_epoch)
+    lo, hi = mask_cfg.min, mask_cfg.max
+    kind = mask_cfg.schedule
+    if kind == "constant":
+        return float(mask_cfg.ratio)
+    if mask_cfg.per_sample:
+        return 0.5 * (lo + hi)
+    if kind == "random":
+        index = epoch if mask_cfg.granularity == "epoch" else step
+        return float(_rng(seed, f"mask-{mask_cfg.granularity}", index).uniform(lo, hi))
+    t = mask_progress(mask_cfg, epoch, step, total_epochs, steps_per_epoch)
+    if kind == "linear":
+        return lo + (hi - lo) * t
+    if kind == "cosine":
+        return lo + (hi - lo) * 0.5 * (1.0 - math.cos(math.pi * t))
+    if kind == "step":
+        position, length = _position(mask_cfg, epoch, step, total_epochs, steps_per_epoch)
+        stage = min(position * mask_cfg.steps // length, mask_cfg.steps - 1)  # integers: no rounding surprises
+        return lo + (hi - lo) * stage / (mask_cfg.steps - 1)
+    raise ValueError(f"unknown mask schedule {kind!r}")
+
+
+def mask_ratios_at(mask_cfg: MaskConfig, step: int, seed: int, batch: int) -> Tensor:
+    """Per-sample ratios of one step (``mask.per_sample``): [batch] float64 on the CPU, uniform in [min, max].
+
+    Drawn from a generator seeded by (seed, step) only, so every rank and every resumed run gets the same.
+    """
+    if step < 0 or batch <= 0:
+        raise ValueError(f"step={step} must be >= 0 and batch={batch} > 0")
+    values = _rng(seed, "mask-per-sample", step).uniform(mask_cfg.min, mask_cfg.max, size=batch)
+    return torch.from_numpy(values)

@@ -85,3 +85,10 @@ def test_resume_finds_cifar10_where_the_run_found_it(tmp_path, tiny, cifar_dir, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no cache there, and data.download would fail
     resume(run_dir, ["train.stop_after_epochs=null", "data.download=false"])
     assert load_checkpoint(checkpoint_path(run_dir))["step"] == 4
+
+
+def test_knn_monitor_is_logged_every_n_epochs(tmp_path, tiny):
+    run_dir = run(tmp_path, "k", [*tiny, "optim.epochs=3", "eval.knn_every=2", "train.tensorboard=false"])
+    epochs = [m for m in read_metrics(run_dir) if m["kind"] == "epoch"]
+    assert ["knn_top1" in m for m in epochs] == [False, True, False]
+    assert 0 <= epochs[1]["knn_top1"] <= 100

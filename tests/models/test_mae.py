@@ -2,15 +2,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maelab.config import ModelConfig
+from maelab.config import ModelConfig, load_config
 from maelab.errors import ConfigError
+from maelab.masking import num_visible_per_sample, random_masking_per_sample
 from maelab.models import PRESETS, build_mae, patchify, resolve_spec, unpatchify
 from maelab.models.vit import Attention, sincos_pos_embed
 
 
-def micro(**kw):
+def micro(registers=0, **kw):
     torch.manual_seed(0)
-    return build_mae(resolve_spec(ModelConfig(preset="micro")), **kw)
+    return build_mae(resolve_spec(ModelConfig(preset="micro", registers=registers)), **kw)
 
 
 def test_patchify_round_trip_and_layout():
@@ -111,3 +112,118 @@ def test_keras_preset_sizes():
 def test_image_size_not_divisible_by_patch_is_a_clear_error():
     with pytest.raises(ConfigError, match="not divisible by the patch size"):
         resolve_spec(ModelConfig(preset="micro", img_size=30))
+
+
+# ---- attention key mask and per-sample mask ratios --------------------------------------------------------------
+
+def test_attention_key_mask_matches_sdpa_with_a_boolean_mask():
+    """The CPU path (masked_fill -inf) and the CUDA path (SDPA attn_mask) hide the same keys."""
+    torch.manual_seed(0)
+    attn = Attention(64, 4)
+    x = torch.randn(2, 9, 64)
+    keys = torch.tensor([[True] * 9, [True] * 5 + [False] * 4])
+    qkv = attn.qkv(x).reshape(2, 9, 3, 4, 16).permute(2, 0, 3, 1, 4)
+    ref = F.scaled_dot_product_attention(*qkv.unbind(0), attn_mask=keys[:, None, None, :])
+    out = attn(x, keys)
+    assert torch.allclose(out, attn.proj(ref.transpose(1, 2).reshape(2, 9, 64)), atol=1e-5)
+    # the hidden keys really are ignored: changing them leaves the other tokens' outputs alone
+    x2 = x.clone()
+    x2[1, 5:] += 3.0
+    assert torch.allclose(attn(x2, keys)[1, :5], out[1, :5], atol=1e-5)
+    assert not torch.allclose(attn(x2)[1, :5], attn(x)[1, :5], atol=1e-3)
+
+
+RATIOS = torch.tensor([0.1, 0.5, 0.75, 0.95])
+
+
+def test_per_sample_ratios_mask_each_image_its_own_amount():
+    model = micro()
+    imgs = torch.randn(4, 3, 32, 32)
+    loss, pred, mask = model(imgs, RATIOS, generator=torch.Generator().manual_seed(0))
+    assert pred.shape == (4, 64, 48)
+    assert mask.sum(1).tolist() == [6.0, 32.0, 48.0, 61.0]
+    assert loss.item() == pytest.approx(model.forward_loss(imgs, pred, mask).item())  # mean over masked patches
+
+
+def test_padded_per_sample_batch_equals_each_sample_alone():
+    """Padding + key mask changes nothing for the real tokens: each sample's latent and prediction are what
+    encoding that sample alone, with no padding, gives."""
+    model = micro(registers=2).eval()
+    imgs = torch.randn(4, 3, 32, 32)
+    ids_keep, mask, ids_restore, valid = random_masking_per_sample(64, RATIOS, generator=torch.Generator())
+    assert valid is not None and not valid.all()
+    latent = model.encoder(imgs, ids_keep, valid)
+    pred = model.decoder(latent, ids_restore, valid)
+    for i, k in enumerate(num_visible_per_sample(64, RATIOS).tolist()):
+        alone = model.encoder(imgs[i : i + 1], ids_keep[i : i + 1, :k])
+        assert torch.allclose(latent[i, : 1 + k], alone[0], atol=1e-5)
+        pred_alone = model.decoder(alone, ids_restore[i : i + 1])
+        assert torch.allclose(pred[i], pred_alone[0], atol=1e-5)
+
+
+def test_per_sample_forward_gives_every_parameter_a_gradient():
+    model = micro(registers=2)
+    loss, _, _ = model(torch.randn(4, 3, 32, 32), RATIOS, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+
+
+def test_per_sample_ratios_must_match_the_batch():
+    with pytest.raises(ValueError, match="3 per-sample mask ratios for a batch of 4"):
+        micro()(torch.randn(4, 3, 32, 32), torch.tensor([0.5, 0.5, 0.5]))
+
+
+# ---- register tokens --------------------------------------------------------------------------------------------
+
+def test_registers_are_used_and_dropped_from_the_outputs():
+    model = micro(registers=4)
+    imgs = torch.randn(2, 3, 32, 32)
+    assert model.encoder.registers.shape == (1, 4, 64)
+    feats = model.encoder.forward_features(imgs)
+    assert feats.shape == (2, 65, 64)  # cls + patches, no registers
+    loss, pred, _ = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
+    assert pred.shape == (2, 64, 48)
+    loss.backward()
+    assert model.encoder.registers.grad is not None and model.encoder.registers.grad.abs().min() > 0
+    with torch.no_grad():  # a random direction (a constant shift would be erased by the pre-norm LayerNorm)
+        model.encoder.registers.add_(torch.randn(1, 4, 64, generator=torch.Generator().manual_seed(1)))
+    assert not torch.allclose(model.encoder.forward_features(imgs), feats, atol=1e-3)
+    loss2, _, _ = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
+    assert loss2.item() != loss.item()
+
+
+def test_registers_take_part_in_attention():
+    model = micro(registers=1)
+    seen = []
+    handle = model.encoder.blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    model.encoder.forward_features(torch.randn(1, 3, 32, 32))
+    handle.remove()
+    assert seen == [1 + 1 + 64]  # cls, one register, 64 patches
+
+
+def test_zero_registers_is_the_plain_vit():
+    """Same seed, same weights and outputs as before registers existed (values recorded from that code)."""
+    model = micro()
+    assert model.encoder.registers is None
+    assert not any("registers" in k for k in model.state_dict())
+    torch.manual_seed(1)
+    imgs = torch.randn(2, 3, 32, 32)
+    loss, pred, _ = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(2.14532470703125, rel=1e-4)
+    assert pred[0, 0, :4].tolist() == pytest.approx([0.65777433, 0.35345933, 2.63552189, 1.27106988], rel=1e-4)
+    feats = model.encoder.forward_features(imgs)
+    assert feats[:, 0, :2].flatten().tolist() == pytest.approx([1.83093607, -0.80683184, 2.01714897, -0.57333761],
+                                                               rel=1e-4)
+    # registers are drawn after every other weight: adding them leaves those weights as they were
+    with_regs = micro(registers=3).state_dict()
+    plain = model.state_dict()
+    assert set(with_regs) - set(plain) == {"encoder.registers"}
+    assert all(torch.equal(plain[k], with_regs[k]) for k in plain)
+
+
+def test_registers_config():
+    assert load_config(None, []).model.registers == 0
+    assert resolve_spec(load_config(None, ["model.registers=4"]).model).registers == 4
+    with pytest.raises(ConfigError, match="model.registers=-1"):
+        load_config(None, ["model.registers=-1"])

@@ -5,9 +5,12 @@ from __future__ import annotations
 from maelab.data.augment import augment, eval_transform, resized_crop, to_float
 from maelab.data.batching import epoch_batches, epoch_permutation, steps_per_epoch
 from maelab.data.cifar10 import find_cifar10, load_cifar10
-from maelab.data.datasets import Dataset, balanced_subset, channel_stats, load_dataset
+from maelab.data.datasets import Dataset, balanced_subset, channel_stats, find_files, load_dataset
 from maelab.data.download import download_folder
+from maelab.data.folder import load_image_folder
+from maelab.data.locate import find_data
 from maelab.data.pickles import restricted_load
+from maelab.data.props import find_props, load_props
 from maelab.data.synthetic import make_synthetic
 
 __all__ = [
@@ -20,8 +23,13 @@ __all__ = [
     "epoch_permutation",
     "eval_transform",
     "find_cifar10",
+    "find_data",
+    "find_files",
+    "find_props",
     "load_cifar10",
     "load_dataset",
+    "load_image_folder",
+    "load_props",
     "make_synthetic",
     "resized_crop",
     "restricted_load",

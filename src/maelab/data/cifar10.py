@@ -7,15 +7,14 @@ The md5 is checked only on what this module downloads itself.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from maelab.config import DataConfig
-from maelab.data.download import download_folder
+from maelab.config import CIFAR10_MD5, CIFAR10_URL, DataConfig
+from maelab.data.locate import find_data
 from maelab.data.pickles import restricted_load
 from maelab.errors import DataError
 
@@ -27,43 +26,15 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 # Per-channel pixel statistics of the training set in [0, 1] units (../shared/data/README.md).
 TRAIN_MEAN = (0.49139968, 0.48215841, 0.44653091)
 TRAIN_STD = (0.24703223, 0.24348513, 0.26158784)
-ENV_VAR = "MAELAB_DATA_DIR"
-DEFAULT_CACHE = "~/.cache/maelab"
-_HOW_TO = f"put {FOLDER}/ in one of them, set {ENV_VAR} or data.root"
-
-
-def search_dirs(cfg: DataConfig) -> list[Path]:
-    """The folders searched for ``cifar-10-batches-py/``, in order: data.root, $MAELAB_DATA_DIR, the cache."""
-    dirs = [Path(cfg.root).expanduser()] if cfg.root else []
-    if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
-    dirs.append(cache_dir(cfg))
-    return dirs
-
-
-def cache_dir(cfg: DataConfig) -> Path:
-    """Where downloads go: data.cache_dir, default ~/.cache/maelab."""
-    return Path(cfg.cache_dir or DEFAULT_CACHE).expanduser()
 
 
 def find_cifar10(cfg: DataConfig) -> Path:
     """Return the ``cifar-10-batches-py`` folder, downloading it into the cache if allowed and needed.
 
-    Never writes into a folder it finds. Raises ``DataError`` naming the folders looked in.
+    Looked for in data.root, $MAELAB_DATA_DIR, then the cache (``locate.find_data``); never writes into a
+    folder it finds. Raises ``DataError`` naming the folders looked in.
     """
-    dirs = search_dirs(cfg)
-    for d in dirs:
-        if (d / FOLDER).is_dir():
-            return d / FOLDER
-        if d.name == FOLDER and d.is_dir():  # pointed at the folder itself
-            return d
-    looked = ", ".join(str(d) for d in dirs)
-    if not cfg.download:
-        raise DataError(f"CIFAR-10 not found: no {FOLDER}/ in {looked} and data.download is off: {_HOW_TO}")
-    try:
-        return download_folder(cfg.url, cfg.md5, cache_dir(cfg), FOLDER)
-    except DataError as err:
-        raise DataError(f"CIFAR-10 not found: no {FOLDER}/ in {looked}, and {err}; {_HOW_TO}") from None
+    return find_data(cfg, "CIFAR-10", FOLDER, cfg.url or CIFAR10_URL, cfg.md5 or CIFAR10_MD5)
 
 
 def load_cifar10(folder: Path, *, rows_per_batch: int = ROWS_PER_BATCH) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -11,6 +12,9 @@ from torch import Tensor
 from maelab.config import DataConfig
 from maelab.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from maelab.data.cifar10 import TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
+from maelab.data.folder import load_image_folder
+from maelab.data.props import CLASSES as PROPS_CLASSES
+from maelab.data.props import find_props, load_props
 from maelab.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from maelab.data.synthetic import make_synthetic
 from maelab.errors import DataError
@@ -57,10 +61,14 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load the dataset ``cfg`` names, then apply ``data.limit_train`` / ``data.limit_test``.
 
     synthetic: the training set is drawn from ``seed``, the test set from a derived seed.
-    cifar10: found (or downloaded) by ``find_cifar10``. Limits take seeded class-balanced subsets:
+    cifar10 / props: found (or downloaded) by ``find_cifar10`` / ``find_props``. folder: the images under
+    ``data.root``, resized to ``data.image_size``. Limits take seeded class-balanced subsets:
     the training subset depends on ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``).
     """
-    ds = _load_synthetic(cfg, seed) if cfg.name == "synthetic" else _load_cifar10(cfg)
+    if cfg.name == "synthetic":
+        ds = _load_synthetic(cfg, seed)
+    else:
+        ds = {"cifar10": _load_cifar10, "props": _load_props, "folder": _load_folder}[cfg.name](cfg)
     if cfg.limit_train is not None:
         x, y = balanced_subset(ds.x_train, ds.y_train, cfg.limit_train, seed, key="data.limit_train",
                                split="training set")
@@ -87,6 +95,32 @@ def _load_cifar10(cfg: DataConfig) -> Dataset:
     x_train, y_train, x_test, y_test = load_cifar10(folder)
     return Dataset(x_train, y_train, x_test, y_test, list(CIFAR10_CLASSES), "cifar10", TRAIN_MEAN, TRAIN_STD,
                    source=str(folder.resolve().parent))
+
+
+def _load_props(cfg: DataConfig) -> Dataset:
+    path = find_props(cfg)
+    x_train, y_train, x_test, y_test = load_props(path)
+    mean, std = channel_stats(x_train)
+    return Dataset(x_train, y_train, x_test, y_test, list(PROPS_CLASSES), "props", mean, std,
+                   source=str(path.resolve().parent))
+
+
+def _load_folder(cfg: DataConfig) -> Dataset:
+    root = Path(cfg.root).expanduser()
+    x_train, y_train, x_test, y_test, classes = load_image_folder(root, cfg.image_size)
+    mean, std = channel_stats(x_train)
+    return Dataset(x_train, y_train, x_test, y_test, classes, "folder", mean, std, source=str(root.resolve()))
+
+
+def find_files(cfg: DataConfig) -> Optional[Path]:
+    """Where ``load_dataset(cfg)`` reads its files (finding or downloading them as it would): the dataset's
+    folder or archive for cifar10 / props, data.root for folder, None for the generated synthetic set.
+    Raises ``DataError`` when they are not found."""
+    if cfg.name == "cifar10":
+        return find_cifar10(cfg)
+    if cfg.name == "props":
+        return find_props(cfg)
+    return Path(cfg.root).expanduser() if cfg.name == "folder" else None
 
 
 def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

@@ -7,7 +7,7 @@ from torch import nn
 
 from maelab.config import OptimConfig
 
-NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed")
+NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "registers")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -14,16 +14,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from maelab.config import Config, load_config, save_config, to_dict
-from maelab.data import Dataset, augment, epoch_batches, find_cifar10, load_dataset, steps_per_epoch
+from maelab.data import Dataset, augment, epoch_batches, find_files, load_dataset, steps_per_epoch
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
+from maelab.engine.gan import Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
 from maelab.engine.metrics import MetricsLogger
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
 from maelab.errors import DataError, UserError
-from maelab.masking import effective_ratio
+from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
-from maelab.schedules import lr_at, mask_ratio_at
+from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
 
 
 class NonFiniteLossError(UserError):
@@ -57,12 +58,25 @@ class Run:
     warmup_steps: int
     peak_lr: float
     step: int = 0
+    gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
+
+    def active_gan(self) -> Optional[Gan]:
+        """The GAN when it trains at the current step (gan.enabled and epoch >= gan.start_epoch), else None."""
+        if self.gan is None or not self.gan.active(self.step // self.steps_per_epoch):
+            return None
+        return self.gan
 
     def lr(self, step: int) -> float:
         return lr_at(step, self.total_steps, self.warmup_steps, self.peak_lr, self.cfg.optim.min_lr)
 
-    def mask_ratio(self, epoch: int, step: int) -> float:
-        """The ratio the encoder sees at this step: the schedule's value after rounding and clamping."""
+    def mask_ratio(self, epoch: int, step: int) -> float | Tensor:
+        """The ratio the encoder sees at this step: the schedule's value after rounding and clamping.
+
+        With ``mask.per_sample`` a CPU tensor [batch_size] of each image's ratio (drawn from (seed, step)).
+        """
+        if self.cfg.mask.per_sample:
+            ratios = mask_ratios_at(self.cfg.mask, step, self.cfg.train.seed, self.cfg.optim.batch_size)
+            return effective_ratios(self.model.spec.num_patches, ratios)
         ratio = mask_ratio_at(self.cfg.mask, epoch, step, self.cfg.optim.epochs, self.steps_per_epoch,
                               self.cfg.train.seed)
         return effective_ratio(self.model.spec.num_patches, ratio)
@@ -81,6 +95,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None) -> 
     model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss).to(device)
     optimizer = build_optimizer(model, cfg.optim, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    gan = build_gan(cfg.gan, spec.img_size, device, precision) if cfg.gan.enabled else None  # after the MAE's init
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
         forward=torch.compile(model) if cfg.train.compile else model,
@@ -88,7 +103,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None) -> 
         mean=torch.tensor(data.mean, device=device).view(1, 3, 1, 1),
         std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
-        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim),
+        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim), gan=gan,
     )
     if checkpoint is not None:
         restore(run, checkpoint)
@@ -108,6 +123,8 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
     }
     if run.scaler is not None:
         state["scaler"] = run.scaler.state_dict()
+    if run.gan is not None:
+        state["gan"] = run.gan.state_dict()  # D, its optimizer and its scaler
     if run.device.type == "cuda":
         state["rng"]["cuda"] = torch.cuda.get_rng_state(run.device)
     return state
@@ -119,33 +136,55 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scaler is not None and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
+    if run.gan is not None and "gan" in state:  # a run that turns the GAN on when resumed starts with a fresh D
+        run.gan.load_state_dict(state["gan"])
     torch.set_rng_state(state["rng"]["torch"])
     if run.device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
     run.step = int(state["step"])
 
 
-def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float, generator: torch.Generator) -> Tensor:
-    """One optimizer step on a uint8 batch [B, H, W, 3]; returns the loss as a device tensor (no host sync)."""
+def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generator: torch.Generator,
+               logs: Optional[dict[str, Tensor]] = None) -> Tensor:
+    """One optimizer step on a uint8 batch [B, H, W, 3]; returns the reconstruction loss as a device tensor
+    (no host sync).
+
+    With the GAN training (gan.enabled, from gan.start_epoch), the MAE steps on L_rec + λ·L_adv with D
+    frozen, then D steps on the batch vs the detached reconstruction; the phases' logs (detached device
+    tensors: g_adv, gan_weight, d_loss, d_real, d_fake) are written into ``logs`` when it is given.
+    """
     imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generator)
     imgs = (imgs - run.mean) / run.std
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    with autocast(run.device, run.precision):
-        loss, _, _ = run.forward(imgs, ratio, generator=generator)
-    run.optimizer.zero_grad(set_to_none=True)
-    if run.scaler is not None:
-        run.scaler.scale(loss).backward()
-        run.scaler.unscale_(run.optimizer)
-    else:
-        loss.backward()
-    if run.cfg.optim.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
-    if run.scaler is not None:
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    else:
-        run.optimizer.step()
+    gan = run.active_gan()
+    with frozen(gan.disc if gan is not None else None):
+        with autocast(run.device, run.precision):
+            loss, pred, mask = run.forward(imgs, ratio, generator=generator)
+            objective = loss
+            if gan is not None:
+                fake = run.model.reconstruct(imgs, pred, mask)  # visible patches pasted back, normalised space
+                cond = masked_input(imgs, mask, run.model.spec.patch_size) if gan.cfg.conditional else None
+                scale = run.scaler.scale(torch.ones((), device=run.device)) if run.scaler is not None else 1.0
+                objective, g_logs = generator_step(gan, fake, cond, loss, run.model.decoder.head.weight, scale)
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.scaler is not None:
+            run.scaler.scale(objective).backward()
+            run.scaler.unscale_(run.optimizer)
+        else:
+            objective.backward()
+        if run.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
+        if run.scaler is not None:
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            run.optimizer.step()
+    if gan is not None:
+        _, d_logs = discriminator_step(gan, imgs, fake.detach(), cond)
+        if logs is not None:
+            logs.update(g_logs)
+            logs.update(d_logs)
     return loss.detach()
 
 
@@ -156,6 +195,17 @@ class EpochStats:
         self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         self.count = 0
         self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        self.log_sums: dict[str, Tensor] = {}  # the GAN phases' logs, summed on the device
+        self.log_counts: dict[str, int] = {}
+
+    def add_logs(self, logs: dict[str, Tensor]) -> None:
+        for key, value in logs.items():
+            self.log_sums[key] = self.log_sums.get(key, 0.0) + value.double()
+            self.log_counts[key] = self.log_counts.get(key, 0) + 1
+
+    def log_means(self) -> dict[str, float]:
+        """Host sync: each log's mean over the steps that logged it."""
+        return host_floats({k: v / self.log_counts[k] for k, v in self.log_sums.items()})
 
     def add(self, loss: Tensor, step: int) -> None:
         bad = ~torch.isfinite(loss)
@@ -174,6 +224,14 @@ class EpochStats:
             )
 
 
+def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
+    """0-d device tensors as floats, in one host sync."""
+    if not logs:
+        return {}
+    values = torch.stack([v.detach().double() for v in logs.values()]).tolist()
+    return dict(zip(logs, values, strict=True))
+
+
 def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) -> dict[str, float]:
     """Train the remaining steps of ``epoch``; returns the epoch's metrics."""
     cfg = run.cfg
@@ -183,12 +241,16 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) 
     start_index = run.step - epoch * run.steps_per_epoch
     t_epoch = t_log = time.perf_counter()
     images_since_log = 0
-    ratio = lr = 0.0
+    lr = ratio_sum = 0.0  # ratio_sum: the ratios the encoder saw, for the epoch's mean
     for index in range(start_index, run.steps_per_epoch):
         generator.manual_seed(step_seed(cfg.train.seed, run.step))
         lr, ratio = run.lr(run.step), run.mask_ratio(epoch, run.step)
-        loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generator)
+        seen = float(ratio.mean()) if isinstance(ratio, Tensor) else ratio  # per-sample: the batch's mean
+        ratio_sum += seen
+        logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
+        loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generator, logs)
         stats.add(loss, run.step)
+        stats.add_logs(logs)
         run.step += 1
         images_since_log += cfg.optim.batch_size
         if run.step % cfg.train.log_every == 0 or run.device.type == "cpu":
@@ -196,11 +258,12 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) 
         if run.step % cfg.train.log_every == 0:
             now = time.perf_counter()
             record = {"epoch": epoch, "step": run.step, "loss": float(loss.item()), "lr": lr,
-                      "mask_ratio": ratio, "img_per_s": images_since_log / max(now - t_log, 1e-9)}
+                      "mask_ratio": seen, "img_per_s": images_since_log / max(now - t_log, 1e-9),
+                      **host_floats(logs)}
             logger.log("step", record)
             t_log, images_since_log = now, 0
             if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ratio=f"{ratio:.2f}",
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ratio=f"{seen:.2f}",
                                 img_s=f"{record['img_per_s']:.0f}")
         if bar is not None:
             bar.update(1)
@@ -208,8 +271,20 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) 
     seconds = time.perf_counter() - t_epoch
     steps_done = run.steps_per_epoch - start_index
     return {"epoch": epoch, "step": run.step, "loss": float(stats.loss_sum.item()) / max(stats.count, 1),
-            "lr": lr, "mask_ratio": ratio, "img_per_s": steps_done * cfg.optim.batch_size / max(seconds, 1e-9),
-            "seconds": seconds}
+            "lr": lr, "mask_ratio": ratio_sum / max(steps_done, 1),  # the mean over the epoch's steps
+            "img_per_s": steps_done * cfg.optim.batch_size / max(seconds, 1e-9), "seconds": seconds,
+            **stats.log_means()}
+
+
+def knn_monitor(run: Run) -> float:
+    """k-NN top-1 (%) of the encoder as it is now (the run's train/test sets; eval.knn_every)."""
+    from maelab.eval.knn import encoder_knn_top1
+
+    was_training = run.model.training
+    top1 = encoder_knn_top1(run.model.encoder, run.data, run.model.spec.img_size, run.cfg.knn,
+                            run.cfg.eval.batch_size)
+    run.model.train(was_training)
+    return top1
 
 
 def train(run: Run) -> None:
@@ -226,6 +301,8 @@ def train(run: Run) -> None:
     try:
         for epoch in range(run.step // run.steps_per_epoch, last_epoch):
             record = run_epoch(run, epoch, logger, bar)
+            if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0:
+                record["knn_top1"] = knn_monitor(run)
             logger.log("epoch", record)
             save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir))
     finally:
@@ -266,10 +343,10 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
 def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
     """On resume, read the data from where the run found it when it is not found the usual way
     (e.g. $MAELAB_DATA_DIR was set for the first run but not for this one)."""
-    if cfg.data.name != "cifar10" or cfg.data.root is not None or not source:
+    if cfg.data.name not in ("cifar10", "props") or cfg.data.root is not None or not source:
         return cfg
     try:
-        find_cifar10(dataclasses.replace(cfg.data, download=False))
+        find_files(dataclasses.replace(cfg.data, download=False))
         return cfg
     except DataError:
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=source))

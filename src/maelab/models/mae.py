@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from maelab.masking import random_masking
+from maelab.masking import random_masking, random_masking_per_sample
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import Block, ViTEncoder, init_weights, sincos_pos_embed, trunc_normal_tokens
 
@@ -35,7 +35,11 @@ def normalize_patches(target: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor
 
 
 class MAEDecoder(nn.Module):
-    """Decoder: latent [N, 1 + K, D] + ids_restore [N, L] -> per-patch predictions [N, L, p * p * 3]."""
+    """Decoder: latent [N, 1 + K, D] + ids_restore [N, L] -> per-patch predictions [N, L, p * p * 3].
+
+    ``keep_valid`` [N, K] bool marks the encoder's padding (per-sample ratios): padded latents are replaced by
+    the mask token, so the decoder sees each sample's own visible patches and mask tokens everywhere else.
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -49,12 +53,16 @@ class MAEDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, spec.patch_size**2 * 3)
 
-    def forward(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+    def forward(self, latent: Tensor, ids_restore: Tensor, keep_valid: Optional[Tensor] = None) -> Tensor:
         x = self.embed(latent)
         n, t, d = x.shape
         num_patches = ids_restore.shape[1]
         masks = self.mask_token.expand(n, num_patches + 1 - t, -1)
         x_ = torch.cat([x[:, 1:], masks], dim=1)  # visible then masked, in shuffled order
+        if keep_valid is not None:
+            pad = torch.zeros(n, num_patches + 1 - t, dtype=torch.bool, device=x.device)
+            valid = torch.cat([keep_valid, pad], dim=1).unsqueeze(-1)
+            x_ = torch.where(valid, x_, self.mask_token.to(x_.dtype))
         x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))  # back to patch order
         x = torch.cat([x[:, :1], x_ + self.pos_embed], dim=1)
         for block in self.blocks:
@@ -71,10 +79,12 @@ class MAE(nn.Module):
         self.norm_pix_loss = norm_pix_loss
         self.loss_type = loss
         self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
-                                  spec.mlp_dim)
+                                  spec.mlp_dim, registers=spec.registers)
         self.decoder = MAEDecoder(spec)
         self.apply(init_weights)
         trunc_normal_tokens(self.encoder.cls_token, self.decoder.mask_token)
+        if self.encoder.registers is not None:  # drawn last: without registers the RNG stream is unchanged
+            trunc_normal_tokens(self.encoder.registers)
 
     def target(self, imgs: Tensor) -> Tensor:
         """What the head predicts: patches [N, L, P], per-patch normalised when norm_pix_loss."""
@@ -89,14 +99,28 @@ class MAE(nn.Module):
         per_patch = err.mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
 
-    def forward(self, imgs: Tensor, mask_ratio: float,
+    def forward(self, imgs: Tensor, mask_ratio: float | Tensor,
                 generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor, Tensor]:
-        """imgs [N, 3, H, W] (normalised) -> (loss scalar, pred [N, L, p*p*3], mask [N, L] with 1 = masked)."""
-        ids_keep, mask, ids_restore = random_masking(
-            imgs.shape[0], self.spec.num_patches, mask_ratio, imgs.device, generator
-        )
-        latent = self.encoder(imgs, ids_keep)
-        pred = self.decoder(latent, ids_restore)
+        """imgs [N, 3, H, W] (normalised) -> (loss scalar, pred [N, L, p*p*3], mask [N, L] with 1 = masked).
+
+        ``mask_ratio`` is one float for the batch, or a [N] tensor of per-sample ratios (best on the CPU: the
+        visible counts size the encoder's input). Per-sample inputs are padded to the largest visible count and
+        the padding is hidden from attention by a key mask. Each ratio is rounded and clamped by
+        :func:`maelab.masking.num_visible`. The loss is the mean error over all masked patches of the batch.
+        """
+        n = imgs.shape[0]
+        if isinstance(mask_ratio, Tensor) and mask_ratio.ndim == 1:
+            if len(mask_ratio) != n:
+                raise ValueError(f"{len(mask_ratio)} per-sample mask ratios for a batch of {n} images")
+            ids_keep, mask, ids_restore, keep_valid = random_masking_per_sample(
+                self.spec.num_patches, mask_ratio, imgs.device, generator
+            )
+        else:
+            ids_keep, mask, ids_restore = random_masking(n, self.spec.num_patches, float(mask_ratio), imgs.device,
+                                                         generator)
+            keep_valid = None
+        latent = self.encoder(imgs, ids_keep, keep_valid)
+        pred = self.decoder(latent, ids_restore, keep_valid)
         return self.forward_loss(imgs, pred, mask), pred, mask
 
     def reconstruct(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ class ModelSpec:
     decoder_depth: int
     decoder_num_heads: int
     decoder_mlp_dim: int
+    registers: int = 0  # learnable register tokens in the encoder, dropped from its outputs
 
     @property
     def grid(self) -> int:

@@ -1,0 +1,119 @@
+"""An image folder, as torchvision's ImageFolder: ``root/train/<class>/*`` and ``root/test/<class>/*``.
+
+Class names (the sub-folders of ``train/``, sorted) give the labels 0, 1, ...; ``test/`` may lack a class but
+not add one. Image files (PNG, JPEG, BMP, WebP; other files are skipped) are found recursively in each class
+folder and taken in sorted path order, so each split is grouped by class. Every image is decoded once, with
+Pillow, converted to RGB (alpha dropped) and resized (stretched, bilinear) to ``size x size``; the result is
+held as uint8 like the other datasets. Augmentation later resizes to the model's img_size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from maelab.errors import DataError
+
+SPLITS = ("train", "test")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # matched case-insensitively
+MAX_WORKERS = 8  # decoding threads (Pillow releases the GIL while decoding and resizing)
+
+
+def load_image_folder(root: Path, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
+    """Decode ``root/train`` and ``root/test``.
+
+    Returns ``x_train: [N, size, size, 3] uint8``, ``y_train: [N] int64``, ``x_test: [M, size, size, 3] uint8``,
+    ``y_test: [M] int64`` and the class names (sorted; label ``i`` is ``classes[i]``). Raises ``DataError``
+    for a missing split, no classes, an empty class folder or a file that cannot be decoded.
+    """
+    root = Path(root)
+    train_dir, test_dir = (_split_dir(root, split) for split in SPLITS)
+    classes = _class_names(train_dir)
+    x_train, y_train = _load_split(train_dir, classes, size)
+    x_test, y_test = _load_split(test_dir, classes, size)
+    return x_train, y_train, x_test, y_test, classes
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    if not (root / split).is_dir():
+        what = "does not exist" if not root.is_dir() else f"has no {split}/ folder"
+        raise DataError(f"the image folder {root} {what}: data.root must hold train/<class>/ and test/<class>/ "
+                        "folders of images")
+    return root / split
+
+
+def _sub_dirs(d: Path) -> list[str]:
+    """Names of the visible sub-folders of ``d``, sorted."""
+    return sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
+
+
+def _class_names(train_dir: Path) -> list[str]:
+    classes = _sub_dirs(train_dir)
+    if not classes:
+        raise DataError(f"{train_dir} holds no class folders: put each class's images in {train_dir}/<class>/")
+    return classes
+
+
+def _load_split(split_dir: Path, classes: list[str], size: int) -> tuple[Tensor, Tensor]:
+    """One split -> ``x: [n, size, size, 3] uint8``, ``y: [n] int64``."""
+    files, labels = _list_files(split_dir, classes)
+    x = _decode_all(files, size, f"decoding {split_dir.name}/")
+    return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
+
+
+def _list_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """The image files of a split in (class, path) order, and their labels."""
+    unknown = [c for c in _sub_dirs(split_dir) if c not in classes]
+    if unknown:
+        raise DataError(f"{split_dir / unknown[0]} is a class that {split_dir.parent / 'train'} does not have: "
+                        "add it to train/ or remove it")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        if not (split_dir / name).is_dir():
+            continue  # a test split may lack a class
+        found = sorted(p for p in (split_dir / name).rglob("*")
+                       if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file())
+        if not found:
+            raise DataError(f"{split_dir / name} holds no images ({', '.join(EXTENSIONS)}): add some or remove it")
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise DataError(f"{split_dir} holds no class folders with images: put them in {split_dir}/<class>/")
+    return files, labels
+
+
+def _decode_all(files: list[Path], size: int, desc: str) -> np.ndarray:
+    """Decode ``files`` on a few threads, in order, with a progress bar -> ``[len(files), size, size, 3] uint8``."""
+    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    pool = ThreadPoolExecutor(min(MAX_WORKERS, os.cpu_count() or 1))
+    try:
+        decoded = pool.map(decode_image, files, itertools.repeat(size))
+        for i, img in enumerate(tqdm(decoded, total=len(files), desc=desc, unit="img", disable=None, leave=False)):
+            out[i] = img
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after an error, the queued files are not decoded
+    return out
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image file -> ``[size, size, 3] uint8`` RGB, stretched to a square. ``DataError`` if it cannot be decoded."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size (faster)
+            rgb = img.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+    except Exception as err:  # UnidentifiedImageError, truncated data (OSError), DecompressionBombError, ...
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise DataError(f"{path} cannot be decoded as an image ({type(err).__name__}"
+                        f"{': ' + detail if detail else ''}): replace or delete the file") from None

@@ -1,0 +1,139 @@
+"""The evaluation commands: open a run, evaluate, write RUN_DIR/eval/<name>.json (what the ablation reads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from maelab.config import Config, load_config, save_config, to_dict
+from maelab.data import Dataset, load_dataset
+from maelab.engine.device import resolve_device, resolve_precision
+from maelab.engine.loading import LoadedRun, load_run
+from maelab.engine.run_dir import CONFIG_NAME, default_run_dir, prepare_run_dir
+from maelab.eval.features import extract_features
+from maelab.eval.finetune import finetune
+from maelab.eval.knn import encoder_knn_top1
+from maelab.eval.linear_probe import train_probe
+from maelab.eval.recon import evaluate_reconstruction
+from maelab.models import resolve_spec
+
+
+def write_result(run_dir: Path, name: str, result: dict[str, Any]) -> Path:
+    """Write ``RUN_DIR/eval/<name>.json`` atomically; returns its path."""
+    out = Path(run_dir) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def _provenance(run: LoadedRun, section: str) -> dict[str, Any]:
+    """What every result records: the checkpoint, its step, the seed and the evaluation's config."""
+    cfg = to_dict(run.cfg)
+    return {"checkpoint": str(run.checkpoint) if run.checkpoint else "random-init", "step": run.step,
+            "random_init": run.checkpoint is None, "seed": run.cfg.train.seed, "dataset": run.cfg.data.name,
+            section: cfg[section], "model": cfg["model"]}
+
+
+def _name(base: str, random_init: bool) -> str:
+    return f"{base}_random_init" if random_init else base
+
+
+def _features(run: LoadedRun, data: Dataset, pool: str) -> tuple[torch.Tensor, torch.Tensor]:
+    spec = run.model.spec
+    kw = {"pool": pool, "batch_size": run.cfg.eval.batch_size}
+    return (extract_features(run.model.encoder, data.x_train, spec.img_size, data.mean, data.std, **kw),
+            extract_features(run.model.encoder, data.x_test, spec.img_size, data.mean, data.std, **kw))
+
+
+def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
+              random_init: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Linear probe on the frozen encoder -> RUN_DIR/eval/probe.json."""
+    run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    cfg, data, start = run.cfg.probe, run.dataset(), time.perf_counter()
+    spec = run.model.spec
+    if cfg.augment:
+        gen = torch.Generator(device=run.device)
+
+        def train_feats(epoch: int) -> torch.Tensor:
+            gen.manual_seed(run.cfg.train.seed * 1000 + epoch)
+            return extract_features(run.model.encoder, data.x_train, spec.img_size, data.mean, data.std,
+                                    cfg.pool, run.cfg.eval.batch_size, aug=run.cfg.aug, generator=gen)
+
+        test = extract_features(run.model.encoder, data.x_test, spec.img_size, data.mean, data.std, cfg.pool,
+                                run.cfg.eval.batch_size)
+        metrics = train_probe(train_feats, data.y_train, test, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
+    else:
+        train, test = _features(run, data, cfg.pool)
+        metrics = train_probe(train, data.y_train, test, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
+    result = {**metrics, "epochs": cfg.epochs, "pool": cfg.pool, "seconds": time.perf_counter() - start,
+              "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe")}
+    return write_result(run.run_dir, _name("probe", random_init), result), result
+
+
+def run_knn(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
+            random_init: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Weighted k-NN on frozen features -> RUN_DIR/eval/knn.json."""
+    run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    cfg, data, start = run.cfg.knn, run.dataset(), time.perf_counter()
+    top1 = knn_accuracy(run, data)
+    result = {"top1": top1, "k": cfg.k, "temperature": cfg.temperature, "pool": cfg.pool,
+              "seconds": time.perf_counter() - start, "train_images": len(data.x_train),
+              "test_images": len(data.x_test), **_provenance(run, "knn")}
+    return write_result(run.run_dir, _name("knn", random_init), result), result
+
+
+def knn_accuracy(run: LoadedRun, data: Dataset) -> float:
+    """k-NN top-1 (%) of the run's encoder: train-set features as the bank, test set as queries."""
+    return encoder_knn_top1(run.model.encoder, data, run.model.spec.img_size, run.cfg.knn, run.cfg.eval.batch_size)
+
+
+def run_recon(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
+              random_init: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Reconstruction PSNR/SSIM/sharpness at a fixed ratio and mask seed -> RUN_DIR/eval/recon.json."""
+    run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    start = time.perf_counter()
+    metrics = evaluate_reconstruction(run.model, run.dataset(), run.cfg.recon, run.cfg.eval.batch_size)
+    result = {**metrics, "norm_pix_loss": run.cfg.model.norm_pix_loss, "seconds": time.perf_counter() - start,
+              **_provenance(run, "recon")}
+    return write_result(run.run_dir, _name("recon", random_init), result), result
+
+
+def run_finetune(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
+                 random_init: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune the pretrained encoder with labels -> RUN_DIR/eval/finetune.json."""
+    run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    state = None if random_init else run.model.encoder.state_dict()
+    result = _finetune(run.cfg, state, run.dataset(), run.device)
+    result.update(_provenance(run, "finetune"))
+    return write_result(run.run_dir, _name("finetune", random_init), result), result
+
+
+def _finetune(cfg: Config, encoder_state: Optional[dict], data: Dataset, device: torch.device) -> dict[str, Any]:
+    precision = resolve_precision(cfg.train.precision, device)
+    return finetune(resolve_spec(cfg.model), encoder_state, data, cfg.finetune, cfg.aug, cfg.train.seed, device,
+                    precision)
+
+
+def run_scratch(config_path: Optional[str], overrides: list[str]) -> tuple[Path, dict[str, Any]]:
+    """Train the same ViT from random initialisation with labels (the report's "regular classification")
+    into its own run directory -> RUN_DIR/eval/scratch.json."""
+    cfg = load_config(config_path, overrides)
+    out_dir = cfg.out_dir or str(default_run_dir(f"{cfg.name}-scratch"))
+    run_dir = prepare_run_dir(out_dir, cfg.name, cfg.overwrite)
+    save_config(cfg, run_dir / CONFIG_NAME)
+    device = resolve_device(cfg.train.device)
+    data = load_dataset(cfg.data, cfg.train.seed).to(device)
+    result = _finetune(cfg, None, data, device)
+    result.update({"checkpoint": "random-init", "seed": cfg.train.seed, "dataset": cfg.data.name,
+                   "finetune": to_dict(cfg)["finetune"], "model": to_dict(cfg)["model"]})
+    return write_result(run_dir, "scratch", result), result

@@ -1,0 +1,142 @@
+"""Supervised fine-tuning of the encoder with a linear head (and the from-scratch baseline), MAE's recipe:
+AdamW, layer-wise lr decay, drop path, label smoothing, mixup/cutmix, warm-up + cosine per step."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from maelab.config import AugConfig, FinetuneConfig
+from maelab.data import Dataset, epoch_batches, steps_per_epoch
+from maelab.engine.device import autocast
+from maelab.eval.features import pool_tokens, prepare
+from maelab.eval.knn import topk_accuracy
+from maelab.models.presets import ModelSpec
+from maelab.models.vit import ViTEncoder
+from maelab.schedules import lr_at
+
+
+class Classifier(nn.Module):
+    """ViT encoder + pooling + (LayerNorm for mean pooling) + linear head: imgs [N, 3, H, W] -> logits [N, C]."""
+
+    def __init__(self, spec: ModelSpec, num_classes: int, pool: str = "mean", drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.pool = pool
+        self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
+                                  spec.mlp_dim, drop_path=drop_path, registers=spec.registers)
+        self.fc_norm = nn.LayerNorm(spec.embed_dim, eps=1e-6) if pool == "mean" else nn.Identity()
+        self.head = nn.Linear(spec.embed_dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=2e-5)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, imgs: Tensor) -> Tensor:
+        return self.head(self.fc_norm(pool_tokens(self.encoder.forward_features(imgs), self.pool)))
+
+
+def layer_id(name: str, depth: int) -> int:
+    """Depth index of a parameter for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest depth + 1."""
+    if name.startswith(("encoder.cls_token", "encoder.registers", "encoder.pos_embed", "encoder.patch_embed")):
+        return 0
+    if name.startswith("encoder.blocks."):
+        return int(name.split(".")[2]) + 1
+    return depth + 1
+
+
+def param_groups_lrd(model: Classifier, weight_decay: float, layer_decay: float, depth: int) -> list[dict]:
+    """AdamW groups with lr scale layer_decay ** (depth + 1 - layer); no decay on norms, biases, tokens."""
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        no_decay = param.ndim <= 1 or name.endswith(("cls_token", "registers", "pos_embed"))
+        lid = layer_id(name, depth)
+        key = (lid, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                           "lr_scale": layer_decay ** (depth + 1 - lid)}
+        groups[key]["params"].append(param)
+    return list(groups.values())
+
+
+def mix_batch(imgs: Tensor, targets: Tensor, cfg: FinetuneConfig, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """Mixup or cutmix with the batch reversed: imgs [N, 3, H, W], soft targets [N, C] -> mixed."""
+    choices = [name for name, alpha in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if alpha > 0]
+    if not choices:
+        return imgs, targets
+    kind = choices[int(rng.integers(len(choices)))]
+    lam = float(rng.beta(getattr(cfg, kind), getattr(cfg, kind)))
+    other = imgs.flip(0)
+    if kind == "mixup":
+        imgs = lam * imgs + (1 - lam) * other
+    else:
+        h, w = imgs.shape[-2:]
+        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        imgs = imgs.clone()
+        imgs[..., y0:y1, x0:x1] = other[..., y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return imgs, lam * targets + (1 - lam) * targets.flip(0)
+
+
+@torch.no_grad()
+def evaluate_classifier(model: Classifier, data: Dataset, img_size: int, batch_size: int = 500) -> dict[str, float]:
+    """Top-1 / top-5 (%) on the test set, centre (un-augmented) images."""
+    model.eval()
+    scores = torch.cat([
+        model(prepare(data.x_test[i:i + batch_size], img_size, data.mean, data.std)).float()
+        for i in range(0, len(data.x_test), batch_size)
+    ])
+    return {"top1": 100 * topk_accuracy(scores, data.y_test, 1), "top5": 100 * topk_accuracy(scores, data.y_test, 5)}
+
+
+def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg: FinetuneConfig,
+             base_aug: AugConfig, seed: int, device: torch.device, precision: str = "fp32",
+             log: Optional[Callable[[dict], None]] = None) -> dict[str, float]:
+    """Train encoder + head with labels; ``encoder_state`` None trains from scratch. Returns test metrics."""
+    torch.manual_seed(seed)
+    model = Classifier(spec, data.num_classes, cfg.pool, cfg.drop_path)
+    if encoder_state is not None:
+        model.encoder.load_state_dict(encoder_state)
+    model.to(device)
+    groups = param_groups_lrd(model, cfg.weight_decay, cfg.layer_decay, spec.depth)
+    opt = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999))
+    aug = dataclasses.replace(base_aug, preset=cfg.aug)
+    spe = steps_per_epoch(len(data.x_train), cfg.batch_size)
+    total = cfg.epochs * spe
+    warmup = int(round(cfg.warmup_fraction * total))
+    peak = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size / 256
+    gen = torch.Generator(device=device)
+    step, start = 0, time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        for idx in epoch_batches(len(data.x_train), cfg.batch_size, seed, epoch):
+            gen.manual_seed(seed * 1_000_003 + step)
+            rng = np.random.default_rng([seed, step])
+            imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen)
+            targets = F.one_hot(data.y_train[idx], data.num_classes).float()
+            imgs, targets = mix_batch(imgs, targets, cfg, rng)
+            lr = lr_at(step, total, warmup, peak, cfg.min_lr)
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            with autocast(device, precision):
+                logits = model(imgs)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+        if log is not None:
+            log({"epoch": epoch, "step": step, "loss": float(loss.item()), "lr": lr})
+    result = evaluate_classifier(model, data, spec.img_size)
+    result.update({"epochs": cfg.epochs, "steps": step, "seconds": time.perf_counter() - start})
+    return result

@@ -1,0 +1,44 @@
+"""Figures (headless matplotlib): pure builders in ``plots``, fixed samples in ``samples``, run-level writers
+(``maelab figures``) in ``run_figures``."""
+
+from __future__ import annotations
+
+from maelab.viz.plots import (
+    compare_figure,
+    curves_figure,
+    image_grid,
+    lr_schedule_figure,
+    mask_ratios_figure,
+    mask_schedule_figure,
+    masked_inputs_figure,
+    reconstructions_figure,
+)
+from maelab.viz.run_figures import (
+    DEFAULT_RATIOS,
+    FIGURE_NAMES,
+    FIGURE_SEED,
+    schedule_series,
+    write_compare,
+    write_figures,
+)
+from maelab.viz.samples import masked_view, reconstruct, sample_indices
+
+__all__ = [
+    "DEFAULT_RATIOS",
+    "FIGURE_NAMES",
+    "FIGURE_SEED",
+    "compare_figure",
+    "curves_figure",
+    "image_grid",
+    "lr_schedule_figure",
+    "mask_ratios_figure",
+    "mask_schedule_figure",
+    "masked_inputs_figure",
+    "masked_view",
+    "reconstruct",
+    "reconstructions_figure",
+    "sample_indices",
+    "schedule_series",
+    "write_compare",
+    "write_figures",
+]

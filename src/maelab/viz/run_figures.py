@@ -1,0 +1,240 @@
+"""The figures of one run (or two runs side by side), written as PNGs into ``RUN_DIR/figures/``."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from maelab.config import Config
+from maelab.data import Dataset, steps_per_epoch
+from maelab.engine.loading import LoadedRun, load_run
+from maelab.engine.metrics import read_metrics
+from maelab.engine.optim import peak_lr, warmup_steps
+from maelab.errors import UserError
+from maelab.masking import effective_ratio
+from maelab.schedules import lr_at, mask_ratio_at
+from maelab.viz.plots import (
+    compare_figure,
+    curves_figure,
+    lr_schedule_figure,
+    mask_ratios_figure,
+    mask_schedule_figure,
+    masked_inputs_figure,
+    reconstructions_figure,
+)
+from maelab.viz.samples import Normalizer, pixels, reconstruct, sample_indices, to_numpy
+
+FIGURE_SEED = 0  # picks the sample images and draws their masks: the same for every run
+DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)
+MAX_SCHEDULE_POINTS = 20_000  # longer runs are drawn at every k-th step (each point still exact)
+FIGURE_NAMES = ("masked_inputs.png", "reconstructions.png", "mask_ratios.png", "lr_schedule.png",
+                "mask_schedule.png", "curves.png")
+
+
+@dataclass
+class Schedules:
+    """The run's LR and mask-ratio schedules per step, computed by the functions training calls."""
+
+    steps: list[int]
+    lr: list[float]
+    requested: list[float]  # mask_ratio_at
+    effective: list[float]  # effective_ratio(num_patches, requested): what the encoder saw
+    warmup_steps: int
+    steps_per_epoch: int
+
+
+def schedule_series(cfg: Config, num_train: int, num_patches: int, world_size: int = 1,
+                    max_points: int = MAX_SCHEDULE_POINTS) -> Schedules:
+    """The schedules of a run with ``num_train`` training images, as the training loop computes them."""
+    spe = steps_per_epoch(num_train, cfg.optim.batch_size, world_size)
+    total = cfg.optim.epochs * spe
+    warm = warmup_steps(cfg.optim, spe)
+    peak = peak_lr(cfg.optim, world_size)
+    stride = max(1, math.ceil(total / max_points))
+    steps = list(range(0, total, stride))
+    if steps[-1] != total - 1:
+        steps.append(total - 1)
+    lrs = [lr_at(s, total, warm, peak, cfg.optim.min_lr) for s in steps]
+    requested = [mask_ratio_at(cfg.mask, s // spe, s, cfg.optim.epochs, spe, cfg.train.seed) for s in steps]
+    effective = [effective_ratio(num_patches, r) for r in requested]
+    return Schedules(steps, lrs, requested, effective, warm, spe)
+
+
+def logged_series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """``(step index, value)`` of ``key`` on step records: a record's ``step`` counts the steps done, so its
+    values belong to step index ``step - 1``."""
+    pts = [(int(r["step"]) - 1, float(r[key])) for r in records if r.get("kind") == "step" and key in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+@dataclass
+class Samples:
+    """The fixed test images of a figure: pixels [N, 3, H, W] in [0, 1] and their class names."""
+
+    original: Tensor  # [N, 3, H, W] in [0, 1]
+    names: list[str]
+
+
+def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int) -> Samples:
+    """Class-balanced test images (seeded), resized for the model, with their class names."""
+    index = sample_indices(data.y_test, n_images, seed)
+    names = [data.classes[int(c)] for c in data.y_test.cpu()[index]]
+    return Samples(pixels(data.x_test[index.to(data.x_test.device)].cpu(), img_size), names)
+
+
+def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, out: Optional[str | Path] = None,
+                  ratio: Optional[float] = None, ratios: Sequence[float] = DEFAULT_RATIOS, n_images: int = 10,
+                  seed: int = FIGURE_SEED) -> list[Path]:
+    """Draw every figure of the run in ``run_dir`` into ``out`` (default ``RUN_DIR/figures``); returns the paths.
+
+    ``ratio`` is the mask ratio of the masked-input and reconstruction figures (default: the run's mask.ratio);
+    ``ratios`` are the rows of mask_ratios.png.
+    """
+    ratio = None if ratio is None else _check_ratio(ratio)
+    ratios = [_check_ratio(r) for r in ratios]
+    run = load_run(run_dir, checkpoint=checkpoint, device="cpu")
+    out_dir = _out_dir(run.run_dir, out)
+    data = run.dataset()
+    head = f"{run.run_dir.name} (step {run.step})"
+    samples = pick_samples(data, run.model.spec.img_size, n_images, seed)
+    norm = Normalizer(data.mean, data.std)
+    paths = _image_figures(run, samples, norm, _run_ratio(run.cfg) if ratio is None else ratio, ratios, seed,
+                           head, out_dir)
+    paths += _schedule_figures(run, data, head, out_dir)
+    records = _records(run.run_dir)
+    if records is not None:
+        paths.append(_save(curves_figure(records, f"{head}: training curves"), out_dir / "curves.png"))
+    return paths
+
+
+def write_compare(run_a: str | Path, run_b: str | Path, out: Optional[str | Path] = None,
+                  ratio: Optional[float] = None, n_images: int = 10, seed: int = FIGURE_SEED) -> Path:
+    """Run A's and run B's reconstructions of the same masked test images (run A's), side by side.
+
+    Written to ``out`` (default ``RUN_A/figures``) as ``compare_<RUN_B name>.png``. Each model sees the images
+    normalised with its own run's statistics; both use the same mask (same seed, ratio and patch grid).
+    """
+    a = load_run(run_a, device="cpu")
+    b = load_run(run_b, device="cpu")
+    sa, sb = a.model.spec, b.model.spec
+    if (sa.img_size, sa.patch_size) != (sb.img_size, sb.patch_size):
+        raise UserError(
+            f"cannot compare {a.run_dir} ({sa.img_size} px, patch {sa.patch_size}) with {b.run_dir} "
+            f"({sb.img_size} px, patch {sb.patch_size}): the same masks need the same image and patch size"
+        )
+    out_dir = _out_dir(a.run_dir, out)
+    data_a = a.dataset()
+    data_b = data_a if _same_data(a, b) else b.dataset()
+    ratio = _check_ratio(_run_ratio(a.cfg) if ratio is None else ratio)
+    samples = pick_samples(data_a, sa.img_size, n_images, seed)
+    rec_a = reconstruct(a.model, samples.original, Normalizer(data_a.mean, data_a.std), ratio, seed)
+    rec_b = reconstruct(b.model, samples.original, Normalizer(data_b.mean, data_b.std), ratio, seed)
+    recons = [(f"{_short(a.run_dir.name)}\n(step {a.step})", to_numpy(rec_a.recon)),
+              (f"{_short(b.run_dir.name)}\n(step {b.step})", to_numpy(rec_b.recon))]
+    fig = compare_figure(to_numpy(rec_a.original), to_numpy(rec_a.masked), recons, samples.names,
+                         _ratio_text(rec_a.mask), f"Reconstructions of the same masked images: {a.run_dir.name} vs "
+                                                  f"{b.run_dir.name}{_norm_pix_note(a, b)}")
+    return _save(fig, out_dir / f"compare_{b.run_dir.name}.png")
+
+
+def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: float, ratios: Sequence[float],
+                   seed: int, head: str, out_dir: Path) -> list[Path]:
+    """masked_inputs.png, reconstructions.png and mask_ratios.png of the fixed sample images."""
+    rec = reconstruct(run.model, samples.original, norm, ratio, seed)
+    text, note = _ratio_text(rec.mask), _norm_pix_note(run)
+    original, masked = to_numpy(rec.original), to_numpy(rec.masked)
+    per_ratio = []
+    for r in ratios:
+        rr = reconstruct(run.model, samples.original, norm, r, seed)
+        per_ratio.append((_ratio_text(rr.mask), to_numpy(rr.masked), to_numpy(rr.recon)))
+    return [
+        _save(masked_inputs_figure(original, masked, samples.names, text, f"{head}: test images and their masks"),
+              out_dir / "masked_inputs.png"),
+        _save(reconstructions_figure(original, masked, to_numpy(rec.recon), samples.names, text,
+                                     f"{head}: reconstructions{note}"), out_dir / "reconstructions.png"),
+        _save(mask_ratios_figure(original, per_ratio, samples.names,
+                                 f"{head}: the same images at several mask ratios{note}"), out_dir / "mask_ratios.png"),
+    ]
+
+
+def _schedule_figures(run: LoadedRun, data: Dataset, head: str, out_dir: Path) -> list[Path]:
+    sched = schedule_series(run.cfg, len(data.x_train), run.model.spec.num_patches)
+    records = _records(run.run_dir) or []
+    lr_fig = lr_schedule_figure(sched.steps, sched.lr, warmup_steps=sched.warmup_steps,
+                                steps_per_epoch=sched.steps_per_epoch, logged=logged_series(records, "lr"),
+                                title=f"{head}: learning-rate schedule")
+    mask_fig = mask_schedule_figure(sched.steps, sched.requested, sched.effective,
+                                    steps_per_epoch=sched.steps_per_epoch,
+                                    logged=logged_series(records, "mask_ratio"),
+                                    title=f"{head}: mask-ratio schedule{_per_sample_note(run.cfg)}")
+    return [_save(lr_fig, out_dir / "lr_schedule.png"), _save(mask_fig, out_dir / "mask_schedule.png")]
+
+
+def _records(run_dir: Path) -> Optional[list[dict[str, Any]]]:
+    if not (run_dir / "metrics.jsonl").is_file():
+        warnings.warn(f"{run_dir} has no metrics.jsonl: no curves, and no logged points on the schedules",
+                      stacklevel=3)
+        return None
+    try:
+        return read_metrics(run_dir)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{run_dir / 'metrics.jsonl'} line {err.lineno} is not JSON: repair or remove that line") \
+            from None
+
+
+def _run_ratio(cfg: Config) -> float:
+    return float(getattr(cfg.mask, "ratio", 0.75))
+
+
+def _check_ratio(ratio: float) -> float:
+    if not 0.0 <= ratio <= 1.0:
+        raise UserError(f"mask ratio {ratio} is outside [0, 1]: give e.g. --ratio 0.75")
+    return float(ratio)
+
+
+def _ratio_text(mask: Any) -> str:
+    """'75% (48/64)': the share of patches masked, as the encoder saw it."""
+    masked, total = int(mask[0].sum()), int(mask.shape[1])
+    return f"{masked / total:.0%} ({masked}/{total})"
+
+
+def _norm_pix_note(*runs: LoadedRun) -> str:
+    if any(r.cfg.model.norm_pix_loss for r in runs):
+        return "\n(norm_pix: predicted patches de-normalised with each target patch's own mean and std)"
+    return ""
+
+
+def _per_sample_note(cfg: Config) -> str:
+    if getattr(cfg.mask, "per_sample", False):
+        return f"\n(per sample: each image's ratio is uniform in [{cfg.mask.min}, {cfg.mask.max}]; the mean is drawn)"
+    return ""
+
+
+def _same_data(a: LoadedRun, b: LoadedRun) -> bool:
+    return a.cfg.data == b.cfg.data and a.cfg.train.seed == b.cfg.train.seed and a.data_source == b.data_source
+
+
+def _short(name: str, width: int = 18) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _out_dir(run_dir: Path, out: Optional[str | Path]) -> Path:
+    path = Path(out) if out is not None else run_dir / "figures"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the figures folder {path} ({err.strerror}): give a writable --out") from None
+    return path
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=fig.dpi)
+    return path

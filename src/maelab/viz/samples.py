@@ -1,0 +1,87 @@
+"""Fixed sample images and their masked and reconstructed versions, in pixels ready to draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from maelab.data import balanced_subset, eval_transform
+from maelab.models import MAE
+from maelab.models.mae import patchify, unpatchify
+
+MASK_FILL = 0.5  # masked patches are drawn mid-grey
+
+
+def sample_indices(labels: Tensor, n: int, seed: int) -> Tensor:
+    """Indices of ``n`` class-balanced test images (one per class when ``n`` is the number of classes).
+
+    ``labels: [M] int64`` -> ``[n] int64``, sorted by class. Seeded, and never simply the first ``n``
+    images (the CIFAR-10 test batch is grouped by class).
+    """
+    n = min(n, len(labels))
+    index, y = balanced_subset(torch.arange(len(labels)), labels.cpu(), n, seed, key="--images", split="test set")
+    return index[torch.argsort(y * len(labels) + index)]
+
+
+def masked_view(imgs: Tensor, mask: Tensor, patch: int, fill: float = MASK_FILL) -> Tensor:
+    """``imgs: [N, 3, H, W]`` in pixels, ``mask: [N, L]`` (1 = masked) -> ``[N, 3, H, W]`` with masked patches grey."""
+    patches = patchify(imgs, patch)
+    m = mask.unsqueeze(-1).to(patches.dtype)
+    return unpatchify(patches * (1 - m) + fill * m, patch)
+
+
+def to_numpy(imgs: Tensor) -> np.ndarray:
+    """``imgs: [N, 3, H, W]`` -> ``[N, H, W, 3]`` float32 numpy, clamped to [0, 1]."""
+    return imgs.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class Reconstruction:
+    """One forward pass of the MAE on fixed images, all in pixels [N, 3, H, W] in [0, 1]."""
+
+    original: Tensor
+    masked: Tensor
+    recon: Tensor  # the prediction for masked patches, the visible patches pasted back
+    mask: Tensor  # [N, L], 1 = masked
+
+
+class Normalizer:
+    """The dataset's per-channel normalisation: pixels [0, 1] <-> model input."""
+
+    def __init__(self, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def __call__(self, pixels: Tensor) -> Tensor:
+        return (pixels - self.mean.to(pixels.device)) / self.std.to(pixels.device)
+
+    def inverse(self, x: Tensor) -> Tensor:
+        """Model space -> pixels, clamped to [0, 1] for display."""
+        return (x * self.std.to(x.device) + self.mean.to(x.device)).clamp(0, 1)
+
+
+def pixels(x_u8: Tensor, img_size: int) -> Tensor:
+    """``x_u8: [N, H, W, 3] uint8`` -> model-sized pixels ``[N, 3, img_size, img_size]`` in [0, 1]."""
+    return eval_transform(x_u8, img_size)
+
+
+@torch.no_grad()
+def reconstruct(model: MAE, original: Tensor, norm: Normalizer, ratio: float, seed: int,
+                device: Optional[torch.device] = None) -> Reconstruction:
+    """Mask ``original: [N, 3, H, W]`` (pixels) at ``ratio`` with a mask drawn from ``seed`` and reconstruct it.
+
+    The same seed, ratio and number of patches give the same mask for any model (and, for two ratios, the
+    patches masked at the lower one are also masked at the higher one: both come from one noise draw).
+    """
+    device = device or next(model.parameters()).device
+    imgs = norm(original.to(device))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    _, pred, mask = model(imgs, ratio, generator=generator)
+    recon = norm.inverse(model.reconstruct(imgs, pred, mask))
+    patch = model.spec.patch_size
+    return Reconstruction(original=original.cpu(), masked=masked_view(original.cpu(), mask.cpu(), patch),
+                          recon=recon.cpu(), mask=mask.cpu())

@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from maelab.cli import main
+from maelab.config import load_config
+from maelab.engine.pretrain import pretrain
+from tests.conftest import TINY
+
+QUICK = ["probe.epochs=3", "finetune.epochs=1", "finetune.batch_size=64", "eval.batch_size=128"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return pretrain(load_config(None, [*TINY, "optim.epochs=1", "train.tensorboard=false", f"out_dir={out}"]))
+
+
+@pytest.mark.parametrize("command,keys", [
+    ("probe", {"top1", "top5", "epochs", "pool", "checkpoint"}),
+    ("knn", {"top1", "k"}),
+    ("recon", {"psnr_masked", "psnr_full", "ssim_masked", "ssim_full", "sharpness_ratio", "psnr_masked_zero_pred"}),
+    ("finetune", {"top1", "top5", "epochs"}),
+])
+def test_each_evaluation_writes_its_json(run_dir, capsys, command, keys):
+    assert main([command, str(run_dir), *QUICK]) == 0
+    assert f"wrote {run_dir / 'eval' / (command + '.json')}" in capsys.readouterr().out
+    result = json.loads((run_dir / "eval" / f"{command}.json").read_text())
+    assert keys <= set(result)
+    assert result["checkpoint"].endswith("last.pt") and result["step"] == 4 and result["seed"] == 0
+    assert command in result and "model" in result
+
+
+def test_random_init_writes_beside_and_differs(run_dir):
+    assert main(["knn", str(run_dir), "--random-init"]) == 0
+    assert main(["knn", str(run_dir)]) == 0
+    floor = json.loads((run_dir / "eval" / "knn_random_init.json").read_text())
+    trained = json.loads((run_dir / "eval" / "knn.json").read_text())
+    assert floor["random_init"] is True and floor["checkpoint"] == "random-init"
+    assert trained["random_init"] is False
+    assert floor["top1"] != trained["top1"]
+
+
+def test_overrides_after_options_are_applied(run_dir):
+    assert main(["probe", str(run_dir), "--random-init", "probe.pool=cls", "probe.epochs=2"]) == 0
+    result = json.loads((run_dir / "eval" / "probe_random_init.json").read_text())
+    assert (result["pool"], result["epochs"]) == ("cls", 2)
+
+
+def test_scratch_trains_into_its_own_run_directory(tmp_path):
+    out = tmp_path / "scratch"
+    assert main(["scratch", *TINY, *QUICK, f"out_dir={out}"]) == 0
+    result = json.loads((out / "eval" / "scratch.json").read_text())
+    assert result["checkpoint"] == "random-init" and 0 <= result["top1"] <= 100
+    assert (out / "config.yaml").is_file()
+
+
+def test_missing_or_corrupt_checkpoint_is_one_clear_error(tmp_path, run_dir, capsys):
+    assert main(["probe", str(tmp_path / "nothing")]) == 2
+    assert "run directory" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["knn", str(run_dir), "--checkpoint", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("maelab: error: cannot load checkpoint") and len(err.strip().splitlines()) == 1
