@@ -62,3 +62,28 @@ def test_bad_yaml_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_config_extends_its_base(tmp_path):
+    cfg = load_config("configs/seed/aug3.yaml", ["optim.epochs=2"])
+    keras = load_config("configs/cifar10_keras.yaml")
+    assert cfg.aug.preset == "seed3" and cfg.name == "seed_aug3" and cfg.optim.epochs == 2
+    assert cfg.model == keras.model and cfg.optim.lr == keras.optim.lr
+
+
+@pytest.mark.parametrize("variant", ["baseline", "aug3", "aug5", "mask_random", "mask_linear", "gan"])
+def test_seed_variants_differ_from_the_baseline_only_where_they_say(variant):
+    base = load_config("configs/seed/baseline.yaml")
+    cfg = load_config(f"configs/seed/{variant}.yaml")
+    changed = {section for section in ("data", "aug", "model", "mask", "optim", "train", "gan")
+               if getattr(cfg, section) != getattr(base, section)}
+    expected = {"baseline": set(), "aug3": {"aug"}, "aug5": {"aug"}, "mask_random": {"mask"},
+                "mask_linear": {"mask"}, "gan": {"gan"}}[variant]
+    assert changed == expected
+
+
+def test_a_base_cycle_is_a_clear_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "a.yaml")

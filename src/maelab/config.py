@@ -439,7 +439,7 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | None =
     if base is not None:
         layers.append((OmegaConf.create(base), "the run's saved config"))
     if path is not None:
-        layers.append((_read_yaml(Path(path)), str(path)))
+        layers.extend(_yaml_layers(Path(path)))
     if overrides:
         layers.append((_parse_overrides(overrides), "the command-line overrides"))
     for layer, source in layers:
@@ -453,7 +453,20 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | None =
         raise _translate(err, "the config") from None
 
 
-def _read_yaml(path: Path) -> Any:
+def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Any, str]]:
+    """A YAML file and the chain of files it extends with a top-level ``base: other.yaml`` (relative to it),
+    the furthest base first, so that each file only states what differs from its base."""
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return [(OmegaConf.create(data), str(path))]
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"config file {path} extends itself through 'base: {base}': break the cycle")
+    return [*_yaml_layers(base_path, (*seen, path.resolve())), (OmegaConf.create(data), str(path))]
+
+
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist: give a path such as configs/cifar10_keras.yaml")
     try:
@@ -464,7 +477,7 @@ def _read_yaml(path: Path) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not a {type(data).__name__}")
-    return OmegaConf.create(data)
+    return data
 
 
 def to_dict(cfg: Config) -> dict:

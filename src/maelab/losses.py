@@ -3,18 +3,16 @@
 All losses take logits (D has no sigmoid) of any shape (a PatchGAN gives [N, 1, h, w]) and average over
 every element. With ``r`` the logits of real images and ``f`` those of reconstructions:
 
-==========  =====================================================  ===========================
-loss        discriminator                                          generator
-==========  =====================================================  ===========================
-vanilla     ½ [BCE(r, 1) + BCE(f, 0)] = ½ [softplus(-r) + softplus(f)]  -BCE(f, 0) = -softplus(f)
-nonsat      same as vanilla                                        BCE(f, 1) = softplus(-f)
-hinge       ½ [relu(1 - r) + relu(1 + f)]                          -f
-lsgan       ½ [(r - 1)² + f²]                                      (f - 1)²
-==========  =====================================================  ===========================
+- vanilla: D ½ [BCE(r, 1) + BCE(f, 0)] = ½ [softplus(-r) + softplus(f)];  G -BCE(f, 0) = -softplus(f)
+- nonsat:  D as vanilla;                                                   G BCE(f, 1) = softplus(-f)
+- hinge:   D ½ [relu(1 - r) + relu(1 + f)];                                G -f
+- lsgan:   D ½ [(r - 1)² + f²];                                            G (f - 1)²
 
 ``vanilla`` is the report's (and pix2pix's) minimax formula E[log D(x)] + E[log(1 - D(G(x)))] with
 binary cross-entropy on logits: G minimises log(1 - D(G(x))). ``nonsat`` is Goodfellow's non-saturating
-variant (G maximises log D(G(x))), which StyleGAN uses. The ½ on D's loss follows pix2pix and taming.
+variant (G maximises log D(G(x))), which StyleGAN uses (and pix2pix's code trains with): the minimax G
+loss saturates (vanishing gradient) once D confidently rejects the fakes. The ½ on D's loss follows pix2pix
+and taming.
 """
 
 from __future__ import annotations

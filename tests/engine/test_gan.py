@@ -163,6 +163,16 @@ def test_conditional_d_reads_six_channels(tmp_path, tiny):
     assert run.gan.disc.net[0].in_channels == 6
 
 
+def test_d_has_its_own_adam(tmp_path, tiny):
+    run = make_run(tmp_path, tiny, "gan.enabled=true")
+    opt = run.gan.optimizer
+    assert type(opt) is torch.optim.Adam and opt is not run.optimizer
+    assert opt.param_groups[0]["lr"] == 2e-4 and opt.param_groups[0]["betas"] == (0.5, 0.999)
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in run.gan.disc.parameters()}
+    assert not {id(p) for p in run.gan.disc.parameters()} & {id(p) for g in run.optimizer.param_groups
+                                                              for p in g["params"]}
+
+
 def test_gan_off_builds_no_discriminator(tmp_path, tiny):
     run_dir = pretrain(load_config(None, [*tiny, "optim.epochs=1", "train.tensorboard=false",
                                           f"out_dir={tmp_path / 'off'}"]))
