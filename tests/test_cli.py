@@ -72,3 +72,18 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["pretrain", "--resume", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_demo_falls_back_to_synthetic_and_prints_the_table(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MAELAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "demo"
+    args = [*TINY, "data.limit_train=null", "data.limit_test=null", "data.download=false", "optim.epochs=1",
+            "probe.epochs=2", f"out_dir={out}"]
+    assert main(["demo", *[a for a in args if not a.startswith("data.name")]]) == 0
+    printed = capsys.readouterr().out
+    assert "uses the synthetic set instead" in printed
+    assert "random init" in printed and "probe top-1 %" in printed
+    for name in ("probe", "knn", "recon", "probe_random_init", "knn_random_init", "recon_random_init"):
+        assert (out / "eval" / f"{name}.json").is_file()
+    assert (out / "figures" / "curves.png").is_file()
