@@ -124,6 +124,24 @@ def add_evaluation_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scratch)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """maelab export RUN_DIR [--format safetensors] [--out DIR] [--checkpoint PATH]"""
+    from maelab.export import export_encoder
+
+    for path in export_encoder(args.run_dir, args.out, args.checkpoint):
+        print(f"wrote {path}")
+    return 0
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the encoder's weights as safetensors (+ its config as JSON)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a pretraining run directory")
+    p.add_argument("--format", choices=["safetensors"], default="safetensors")
+    p.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
+    p.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maelab", description="Masked-autoencoder research on small images.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -136,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     add_evaluation_parsers(sub)
+    add_export_parser(sub)
 
     add_figures_parser(sub)
 

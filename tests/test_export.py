@@ -1,0 +1,28 @@
+import torch
+
+from maelab.cli import main
+from maelab.config import load_config
+from maelab.engine.loading import load_run
+from maelab.engine.pretrain import pretrain
+from maelab.export import load_encoder
+from tests.conftest import TINY
+
+
+def test_exported_encoder_gives_identical_features(tmp_path, capsys):
+    run_dir = pretrain(load_config(None, [*TINY, "optim.epochs=1", "model.registers=2", "train.tensorboard=false",
+                                          f"out_dir={tmp_path / 'run'}"]))
+    assert main(["export", str(run_dir), "--format", "safetensors"]) == 0
+    weights = run_dir / "export" / "encoder.safetensors"
+    assert f"wrote {weights}" in capsys.readouterr().out
+    assert not weights.read_bytes().startswith(b"\x80")  # not a pickle
+    encoder, info = load_encoder(weights)
+    assert info["step"] == 4 and info["spec"]["registers"] == 2 and len(info["mean"]) == 3
+    original = load_run(run_dir).model.encoder
+    imgs = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(encoder.forward_features(imgs), original.forward_features(imgs))
+
+
+def test_missing_export_is_a_clear_error(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "none")]) == 2
+    assert "run directory" in capsys.readouterr().err
