@@ -17,13 +17,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     """maelab pretrain [-c CONFIG] [--resume RUN_DIR] [key=value ...]"""
     from maelab.config import load_config
     from maelab.engine.pretrain import pretrain, resume
+    from maelab.engine.signals import RunInterrupted
 
-    if args.resume:
-        if args.config:
-            raise UserError("--resume takes its config from the run directory: drop -c, or start a new run")
-        run_dir = resume(args.resume, args.overrides)
-    else:
-        run_dir = pretrain(load_config(args.config, args.overrides))
+    try:
+        if args.resume:
+            if args.config:
+                raise UserError("--resume takes its config from the run directory: drop -c, or start a new run")
+            run_dir = resume(args.resume, args.overrides)
+        else:
+            run_dir = pretrain(load_config(args.config, args.overrides))
+    except RunInterrupted as stopped:
+        print(f"maelab: {stopped}", file=sys.stderr)
+        return 0
     print(f"run directory: {run_dir}")
     return 0
 

@@ -21,6 +21,7 @@ from maelab.engine.gan import Gan, build_gan, discriminator_step, frozen, genera
 from maelab.engine.metrics import MetricsLogger
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
+from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
 from maelab.errors import DataError, UserError
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
@@ -232,8 +233,10 @@ def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
     return dict(zip(logs, values, strict=True))
 
 
-def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) -> dict[str, float]:
-    """Train the remaining steps of ``epoch``; returns the epoch's metrics."""
+def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
+              stop: Optional[StopRequest] = None) -> Optional[dict[str, float]]:
+    """Train the remaining steps of ``epoch``; returns the epoch's metrics, or None when ``stop`` was requested
+    before its last step (the run is then between two steps, ready for a checkpoint)."""
     cfg = run.cfg
     batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch)
     generator = torch.Generator(device=run.device)
@@ -267,6 +270,9 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm]) 
                                 img_s=f"{record['img_per_s']:.0f}")
         if bar is not None:
             bar.update(1)
+        if stop is not None and stop.requested and index < run.steps_per_epoch - 1:
+            stats.check_finite()
+            return None
     stats.check_finite()
     seconds = time.perf_counter() - t_epoch
     steps_done = run.steps_per_epoch - start_index
@@ -299,12 +305,16 @@ def train(run: Run) -> None:
         bar = tqdm(total=last_epoch * run.steps_per_epoch, initial=min(run.step, last_epoch * run.steps_per_epoch),
                    desc="pretrain", unit="step", dynamic_ncols=True)
     try:
-        for epoch in range(run.step // run.steps_per_epoch, last_epoch):
-            record = run_epoch(run, epoch, logger, bar)
-            if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0:
-                record["knn_top1"] = knn_monitor(run)
-            logger.log("epoch", record)
-            save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir))
+        with catch_stop_signals() as stop:
+            for epoch in range(run.step // run.steps_per_epoch, last_epoch):
+                record = run_epoch(run, epoch, logger, bar, stop)
+                if record is not None:
+                    if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0:
+                        record["knn_top1"] = knn_monitor(run)
+                    logger.log("epoch", record)
+                save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir))
+                if stop.requested and run.step < last_epoch * run.steps_per_epoch:
+                    raise RunInterrupted(run.run_dir, run.step, stop.signum)
     finally:
         if bar is not None:
             bar.close()
