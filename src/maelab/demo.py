@@ -3,25 +3,14 @@ it can be had, else on the synthetic set; then a table of the pretrained encoder
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 from maelab.cli import DEMO_CONFIG
-from maelab.config import DataConfig, load_config
-from maelab.data import find_cifar10
+from maelab.config import load_config
+from maelab.data import on_disk
 from maelab.engine.pretrain import pretrain
-from maelab.errors import DataError
 from maelab.eval import commands
-
-
-def cifar10_available(cfg_data: DataConfig) -> bool:
-    """True when CIFAR-10 is on disk in one of the places looked in (no download attempted)."""
-    try:
-        find_cifar10(dataclasses.replace(cfg_data, download=False))
-    except DataError:
-        return False
-    return True
 
 
 def evaluate(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -63,7 +52,7 @@ def write_figures(run_dir: Path) -> list[Path]:
 def run_demo(overrides: list[str]) -> None:
     """Pretrain the demo config, evaluate it and its floor, draw the figures, print the table."""
     cfg = load_config(DEMO_CONFIG, overrides)
-    if cfg.data.name == "cifar10" and not cifar10_available(cfg.data):
+    if cfg.data.name == "cifar10" and not on_disk(cfg.data):
         print("CIFAR-10 not found (set MAELAB_DATA_DIR or data.root): the demo uses the synthetic set instead")
         cfg = load_config(DEMO_CONFIG, [*overrides, "data.name=synthetic"])
     print(f"demo: pretraining a '{cfg.model.preset}' MAE on {cfg.data.name} for {cfg.optim.epochs} epochs")

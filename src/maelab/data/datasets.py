@@ -123,6 +123,15 @@ def find_files(cfg: DataConfig) -> Optional[Path]:
     return Path(cfg.root).expanduser() if cfg.name == "folder" else None
 
 
+def on_disk(cfg: DataConfig) -> bool:
+    """True when ``find_files`` finds the dataset without downloading anything."""
+    try:
+        find_files(replace(cfg, download=False))
+    except DataError:
+        return False
+    return True
+
+
 def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """Exact per-channel mean and (population) std of ``x: [N, H, W, 3] uint8`` in [0, 1] units."""
     values = torch.arange(256, dtype=torch.float64) / 255

@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from maelab.config import Config, load_config, save_config, to_dict
-from maelab.data import Dataset, augment, epoch_batches, find_files, load_dataset, steps_per_epoch
+from maelab.data import Dataset, augment, epoch_batches, load_dataset, on_disk, steps_per_epoch
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
 from maelab.engine.gan import Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
@@ -22,7 +22,7 @@ from maelab.engine.metrics import MetricsLogger
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
-from maelab.errors import DataError, UserError
+from maelab.errors import UserError
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
@@ -353,13 +353,9 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
 def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
     """On resume, read the data from where the run found it when it is not found the usual way
     (e.g. $MAELAB_DATA_DIR was set for the first run but not for this one)."""
-    if cfg.data.name not in ("cifar10", "props") or cfg.data.root is not None or not source:
+    if cfg.data.name not in ("cifar10", "props") or cfg.data.root is not None or not source or on_disk(cfg.data):
         return cfg
-    try:
-        find_files(dataclasses.replace(cfg.data, download=False))
-        return cfg
-    except DataError:
-        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=source))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=source))
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:

@@ -48,11 +48,12 @@ def _name(base: str, random_init: bool) -> str:
     return f"{base}_random_init" if random_init else base
 
 
-def _features(run: LoadedRun, data: Dataset, pool: str) -> tuple[torch.Tensor, torch.Tensor]:
-    spec = run.model.spec
-    kw = {"pool": pool, "batch_size": run.cfg.eval.batch_size}
-    return (extract_features(run.model.encoder, data.x_train, spec.img_size, data.mean, data.std, **kw),
-            extract_features(run.model.encoder, data.x_test, spec.img_size, data.mean, data.std, **kw))
+def _extract(run: LoadedRun, data: Dataset, x: torch.Tensor, pool: str,
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Pooled features of x [N, H, W, 3] uint8 from the run's frozen encoder; augmented when a generator is given."""
+    return extract_features(run.model.encoder, x, run.model.spec.img_size, data.mean, data.std, pool,
+                            run.cfg.eval.batch_size, aug=run.cfg.aug if generator is not None else None,
+                            generator=generator)
 
 
 def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
@@ -60,21 +61,16 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
     """Linear probe on the frozen encoder -> RUN_DIR/eval/probe.json."""
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
     cfg, data, start = run.cfg.probe, run.dataset(), time.perf_counter()
-    spec = run.model.spec
-    if cfg.augment:
+    test = _extract(run, data, data.x_test, cfg.pool)
+    if cfg.augment:  # Keras-style: crop + flip features of the training images, re-extracted every epoch
         gen = torch.Generator(device=run.device)
 
-        def train_feats(epoch: int) -> torch.Tensor:
+        def train(epoch: int) -> torch.Tensor:
             gen.manual_seed(run.cfg.train.seed * 1000 + epoch)
-            return extract_features(run.model.encoder, data.x_train, spec.img_size, data.mean, data.std,
-                                    cfg.pool, run.cfg.eval.batch_size, aug=run.cfg.aug, generator=gen)
-
-        test = extract_features(run.model.encoder, data.x_test, spec.img_size, data.mean, data.std, cfg.pool,
-                                run.cfg.eval.batch_size)
-        metrics = train_probe(train_feats, data.y_train, test, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
+            return _extract(run, data, data.x_train, cfg.pool, gen)
     else:
-        train, test = _features(run, data, cfg.pool)
-        metrics = train_probe(train, data.y_train, test, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
+        train = _extract(run, data, data.x_train, cfg.pool)
+    metrics = train_probe(train, data.y_train, test, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
     result = {**metrics, "epochs": cfg.epochs, "pool": cfg.pool, "seconds": time.perf_counter() - start,
               "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe")}
     return write_result(run.run_dir, _name("probe", random_init), result), result
