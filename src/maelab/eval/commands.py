@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import Dataset, load_dataset
 from maelab.engine.device import resolve_device, resolve_precision
@@ -26,14 +25,7 @@ from maelab.models import resolve_spec
 
 def write_result(run_dir: Path, name: str, result: dict[str, Any]) -> Path:
     """Write ``RUN_DIR/eval/<name>.json`` atomically; returns its path."""
-    out = Path(run_dir) / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(run_dir) / "eval" / f"{name}.json", json.dumps(result, indent=2))
 
 
 def _provenance(run: LoadedRun, section: str) -> dict[str, Any]:
@@ -123,7 +115,11 @@ def _finetune(cfg: Config, encoder_state: Optional[dict], data: Dataset, device:
 def run_scratch(config_path: Optional[str], overrides: list[str]) -> tuple[Path, dict[str, Any]]:
     """Train the same ViT from random initialisation with labels (the report's "regular classification")
     into its own run directory -> RUN_DIR/eval/scratch.json."""
-    cfg = load_config(config_path, overrides)
+    return scratch_from_config(load_config(config_path, overrides))
+
+
+def scratch_from_config(cfg: Config) -> tuple[Path, dict[str, Any]]:
+    """``run_scratch`` for a built config."""
     out_dir = cfg.out_dir or str(default_run_dir(f"{cfg.name}-scratch"))
     run_dir = prepare_run_dir(out_dir, cfg.name, cfg.overwrite)
     save_config(cfg, run_dir / CONFIG_NAME)

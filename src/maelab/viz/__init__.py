@@ -19,6 +19,7 @@ from maelab.viz.run_figures import (
     FIGURE_SEED,
     schedule_series,
     write_compare,
+    write_compare_runs,
     write_figures,
 )
 from maelab.viz.samples import masked_view, reconstruct, sample_indices
@@ -40,5 +41,6 @@ __all__ = [
     "sample_indices",
     "schedule_series",
     "write_compare",
+    "write_compare_runs",
     "write_figures",
 ]

@@ -122,27 +122,44 @@ def write_compare(run_a: str | Path, run_b: str | Path, out: Optional[str | Path
     Written to ``out`` (default ``RUN_A/figures``) as ``compare_<RUN_B name>.png``. Each model sees the images
     normalised with its own run's statistics; both use the same mask (same seed, ratio and patch grid).
     """
-    a = load_run(run_a, device="cpu")
-    b = load_run(run_b, device="cpu")
+    out_dir = Path(out) if out is not None else Path(run_a) / "figures"
+    return write_compare_runs([run_a, run_b], None, out_dir / f"compare_{Path(run_b).name}.png", ratio, n_images,
+                              seed)
+
+
+def write_compare_runs(run_dirs: Sequence[str | Path], labels: Optional[Sequence[str]], path: str | Path,
+                       ratio: Optional[float] = None, n_images: int = 10, seed: int = FIGURE_SEED) -> Path:
+    """Report Fig. 7 for any number of runs: each run's reconstruction of the same masked test images (the first
+    run's), one row per run, written to ``path``. All runs need the same image and patch size."""
+    runs = [load_run(d, device="cpu") for d in run_dirs]
+    first = runs[0]
+    for other in runs[1:]:
+        _check_same_grid(first, other)
+    data = first.dataset()
+    ratio = _check_ratio(_run_ratio(first.cfg) if ratio is None else ratio)
+    samples = pick_samples(data, first.model.spec.img_size, n_images, seed)
+    recons, shown = [], None
+    for i, run in enumerate(runs):
+        run_data = data if _same_data(first, run) else run.dataset()
+        rec = reconstruct(run.model, samples.original, Normalizer(run_data.mean, run_data.std), ratio, seed)
+        shown = shown or rec
+        label = labels[i] if labels is not None else _short(run.run_dir.name)
+        recons.append((f"{label}\n(step {run.step})", to_numpy(rec.recon)))
+    names = " vs ".join(r.run_dir.name for r in runs) if labels is None else ", ".join(labels)
+    fig = compare_figure(to_numpy(shown.original), to_numpy(shown.masked), recons, samples.names,
+                         _ratio_text(shown.mask),
+                         f"Reconstructions of the same masked images: {names}{_norm_pix_note(*runs)}")
+    path = Path(path)
+    return _save(fig, _out_dir(path.parent, path.parent) / path.name)
+
+
+def _check_same_grid(a: LoadedRun, b: LoadedRun) -> None:
     sa, sb = a.model.spec, b.model.spec
     if (sa.img_size, sa.patch_size) != (sb.img_size, sb.patch_size):
         raise UserError(
             f"cannot compare {a.run_dir} ({sa.img_size} px, patch {sa.patch_size}) with {b.run_dir} "
             f"({sb.img_size} px, patch {sb.patch_size}): the same masks need the same image and patch size"
         )
-    out_dir = _out_dir(a.run_dir, out)
-    data_a = a.dataset()
-    data_b = data_a if _same_data(a, b) else b.dataset()
-    ratio = _check_ratio(_run_ratio(a.cfg) if ratio is None else ratio)
-    samples = pick_samples(data_a, sa.img_size, n_images, seed)
-    rec_a = reconstruct(a.model, samples.original, Normalizer(data_a.mean, data_a.std), ratio, seed)
-    rec_b = reconstruct(b.model, samples.original, Normalizer(data_b.mean, data_b.std), ratio, seed)
-    recons = [(f"{_short(a.run_dir.name)}\n(step {a.step})", to_numpy(rec_a.recon)),
-              (f"{_short(b.run_dir.name)}\n(step {b.step})", to_numpy(rec_b.recon))]
-    fig = compare_figure(to_numpy(rec_a.original), to_numpy(rec_a.masked), recons, samples.names,
-                         _ratio_text(rec_a.mask), f"Reconstructions of the same masked images: {a.run_dir.name} vs "
-                                                  f"{b.run_dir.name}{_norm_pix_note(a, b)}")
-    return _save(fig, out_dir / f"compare_{b.run_dir.name}.png")
 
 
 def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: float, ratios: Sequence[float],

@@ -1,0 +1,281 @@
+"""report.md from results.csv: mean ± std per variant, differences to the baseline with 95% intervals, the
+random-init floor, a verdict per claim of the report, the figures, and what produced it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from maelab.ablate.environment import read_invocations
+from maelab.ablate.results import FLOOR, RESULTS_NAME, SCRATCH, ZERO_PRED, Row, read_results, values_of
+from maelab.ablate.runner import saved_suite
+from maelab.ablate.stats import Difference, summarize, verdict, welch
+from maelab.ablate.suite import ClaimSpec, SuiteSpec
+from maelab.atomic import write_text_atomic
+from maelab.engine.metrics import read_metrics
+from maelab.errors import UserError
+
+REPORT_NAME = "report.md"
+# metric -> (label, decimals); the order of the tables
+METRICS: dict[str, tuple[str, int]] = {
+    "probe_top1": ("linear probe top-1 %", 2), "knn_top1": ("k-NN top-1 %", 2),
+    "finetune_top1": ("fine-tune top-1 %", 2), "scratch_top1": ("from scratch top-1 %", 2),
+    "psnr_masked": ("PSNR masked dB", 2), "ssim_full": ("SSIM full", 3), "sharpness": ("sharpness ratio", 3),
+    "final_loss": ("final train loss", 4), "mask_ratio_seen": ("mask ratio seen", 3),
+}
+HEADLINE = ("probe_top1", "knn_top1", "psnr_masked", "ssim_full", "sharpness")
+ACCURACY = ("probe_top1", "knn_top1")
+
+
+def build_report(out: str | Path, figures: bool = True) -> Path:
+    """Rebuild OUT/report.md (and OUT/figures/) from OUT/results.csv without rerunning anything."""
+    out = Path(out)
+    spec = saved_suite(out)
+    if not (out / RESULTS_NAME).is_file():
+        raise UserError(f"{out} has no {RESULTS_NAME}: run `maelab ablate SUITE --out {out}` first")
+    rows = read_results(out / RESULTS_NAME)
+    made = write_report_figures(out, spec, rows) if figures else {}
+    return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made))
+
+
+def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str]) -> str:
+    """The whole report as markdown."""
+    parts = [_header(spec, rows), _headline(spec, rows), _differences(spec, rows), _claims(spec, rows),
+             _took_effect(spec, rows), _figures(figures), _failures(rows), _provenance(invocations)]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def variants_in(spec: SuiteSpec, rows: list[Row]) -> list[str]:
+    """The suite's variants, then scratch if it ran."""
+    return list(spec.variants) + ([SCRATCH] if any(r.variant == SCRATCH for r in rows) else [])
+
+
+def metrics_in(rows: list[Row], wanted: tuple[str, ...] | list[str]) -> list[str]:
+    present = {r.metric for r in rows if r.value is not None}
+    return [m for m in wanted if m in present]
+
+
+def fmt(value: float, decimals: int) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{decimals}f}"
+
+
+def mean_std(values: list[float], decimals: int) -> str:
+    s = summarize(values)
+    if s.n == 0:
+        return "–"
+    return f"{s.mean:.{decimals}f} ± {s.std:.{decimals}f}" if s.n > 1 else f"{s.mean:.{decimals}f} (1 seed)"
+
+
+def interval(d: Optional[Difference], decimals: int) -> str:
+    if d is None:
+        return "– (needs 2+ seeds on both sides)"
+    return f"{d.diff:+.{decimals}f} [{d.low:+.{decimals}f}, {d.high:+.{decimals}f}]"
+
+
+def _header(spec: SuiteSpec, rows: list[Row]) -> str:
+    seeds = sorted({r.seed for r in rows})
+    lines = [f"# Ablation: {spec.name}", "", spec.description.strip(), "",
+             f"Seeds: {', '.join(map(str, seeds)) or 'none finished yet'}. Mean ± sample std over seeds; "
+             "differences are Welch 95% intervals. Every run's files are under `runs/<variant>/seed<k>/`.", "",
+             "| variant | config | overrides | runs finished | failed |", "| --- | --- | --- | --- | --- |"]
+    for name, v in spec.variants.items():
+        done = len({r.seed for r in rows if r.variant == name and r.status == "done"})
+        failed = len({r.seed for r in rows if r.variant == name and r.status == "failed"})
+        overrides = " ".join(f"`{o}`" for o in v.overrides) or "–"
+        lines.append(f"| {name} | {v.config or spec.base} | {overrides} | {done} | {failed} |")
+    lines += ["", f"Common overrides: {' '.join(f'`{o}`' for o in spec.overrides) or 'none'}; "
+                  f"evaluation overrides: {' '.join(f'`{o}`' for o in spec.eval_overrides) or 'none'}."]
+    return "\n".join(lines)
+
+
+def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
+    metrics = metrics_in(rows, HEADLINE)
+    if not metrics:
+        return "## Results\n\nNo run has finished yet."
+    lines = ["## Results (mean ± std over seeds)", "",
+             "| variant | " + " | ".join(METRICS[m][0] for m in metrics) + " |",
+             "| --- |" + " --- |" * len(metrics)]
+    names = [*variants_in(spec, rows), FLOOR, ZERO_PRED]
+    labels = {FLOOR: "random-init encoder (floor)", ZERO_PRED: "predicting zeros (floor)",
+              spec.baseline: f"**{spec.baseline}** (baseline)"}
+    for name in names:
+        cells = [mean_std(values_of(rows, name, m), METRICS[m][1]) for m in metrics]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
+    lines = ["## Differences to the baseline and to the floor", "",
+             f"Δ = variant − {spec.baseline} (or − the random-init floor), with the 95% Welch interval and "
+             "the two-sided p-value. An interval that excludes 0 is a difference these seeds can show."]
+    for metric in metrics_in(rows, [*HEADLINE, "finetune_top1"]):
+        label, dec = METRICS[metric]
+        base = values_of(rows, spec.baseline, metric)
+        floor = values_of(rows, FLOOR, metric)
+        lines += ["", f"### {label}", "", f"| variant | mean ± std | Δ vs {spec.baseline} [95% CI] | p | "
+                  "Δ vs floor [95% CI] |", "| --- | --- | --- | --- | --- |"]
+        for name in spec.variants:
+            vals = values_of(rows, name, metric)
+            d = welch(vals, base) if name != spec.baseline else None
+            p = "–" if d is None else f"{d.p:.3f}"
+            vs_floor = interval(welch(vals, floor), dec) if floor else "–"
+            lines.append(f"| {name} | {mean_std(vals, dec)} | {interval(d, dec) if name != spec.baseline else '–'} "
+                         f"| {p} | {vs_floor} |")
+    return "\n".join(lines)
+
+
+def judge(claim: ClaimSpec, spec: SuiteSpec, rows: list[Row]) -> tuple[Optional[Difference], str]:
+    """The interval of (variant − reference) on the claim's metric and the verdict it gives."""
+    reference = claim.reference or spec.baseline
+    d = welch(values_of(rows, claim.variant, claim.metric), values_of(rows, reference, claim.metric))
+    gain = None
+    if claim.claimed is not None and claim.claimed_reference is not None:
+        gain = claim.claimed - claim.claimed_reference
+    return d, verdict(claim.kind, d, gain, claim.margin)
+
+
+def _claims(spec: SuiteSpec, rows: list[Row]) -> str:
+    if not spec.claims:
+        return ""
+    lines = ["## The report's claims", "",
+             "Verdicts by the 95% interval of (variant − reference). *better*: held if the interval lies above 0; "
+             "not held if it lies below the claimed gain (or at or below 0 when the report gives no figure); "
+             "otherwise inconclusive. *same*: held if the interval lies within ± the margin; not held if it "
+             "excludes 0 and leaves the margin. The report's own figures come from one seed each, with the full "
+             "data and its own recipe, so compare them with the *differences* here, not the absolute values.", "",
+             "| claim | metric | report's figures | measured: variant / reference | Δ [95% CI] | verdict |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for claim in spec.claims:
+        label, dec = METRICS.get(claim.metric, (claim.metric, 3))
+        reference = claim.reference or spec.baseline
+        d, result = judge(claim, spec, rows)
+        report = _report_figures(claim)
+        measured = (f"{mean_std(values_of(rows, claim.variant, claim.metric), dec)} / "
+                    f"{mean_std(values_of(rows, reference, claim.metric), dec)}")
+        note = ""
+        if result == "held" and claim.kind == "better" and d is not None and claim.claimed is not None \
+                and claim.claimed_reference is not None and d.high < claim.claimed - claim.claimed_reference:
+            note = " (smaller than claimed)"
+        lines.append(f"| {claim.text} ({claim.variant} vs {reference}, {claim.kind}"
+                     f"{f', margin ±{claim.margin:g}' if claim.kind == 'same' else ''}) | {label} | {report} | "
+                     f"{measured} | {interval(d, dec)} | **{result}**{note} |")
+    return "\n".join(lines)
+
+
+def _report_figures(claim: ClaimSpec) -> str:
+    if claim.claimed is None:
+        return "–"
+    if claim.claimed_reference is None:
+        return f"{claim.claimed:g}"
+    return f"{claim.claimed:g} vs {claim.claimed_reference:g} ({claim.claimed - claim.claimed_reference:+.2f})"
+
+
+def _took_effect(spec: SuiteSpec, rows: list[Row]) -> str:
+    if not metrics_in(rows, ["mask_ratio_seen"]):
+        return ""
+    lines = ["## Did each feature take effect?", "",
+             "The mask ratio the encoder actually saw (logged every step, mean over the run), the last epoch's "
+             "training loss and the pretraining time:", "",
+             "| variant | mask ratio seen | final train loss | pretraining s |", "| --- | --- | --- | --- |"]
+    for name in spec.variants:
+        lines.append(f"| {name} | {mean_std(values_of(rows, name, 'mask_ratio_seen'), 3)} | "
+                     f"{mean_std(values_of(rows, name, 'final_loss'), 4)} | "
+                     f"{mean_std(values_of(rows, name, 'pretrain_seconds'), 0)} |")
+    return "\n".join(lines)
+
+
+def _figures(figures: dict[str, str]) -> str:
+    if not figures:
+        return ""
+    return "## Figures\n\n" + "\n\n".join(f"**{title}**\n\n![{title}]({path})" for title, path in figures.items())
+
+
+def _failures(rows: list[Row]) -> str:
+    failed = [r for r in rows if r.status == "failed"]
+    if not failed:
+        return ""
+    lines = ["## Failed runs (rerun the same `maelab ablate` command to try them again)", ""]
+    lines += [f"- {r.variant} seed {r.seed} (`{r.run_dir}`): {r.error}" for r in failed]
+    return "\n".join(lines)
+
+
+def _provenance(invocations: list[dict[str, Any]]) -> str:
+    if not invocations:
+        return ""
+    lines = ["## How this was made", ""]
+    for inv in invocations:
+        m, v = inv.get("machine", {}), inv.get("versions", {})
+        device = m.get("gpu") or f"{m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, "\
+                                  f"{m.get('torch_threads', '?')} torch threads)"
+        lines += [f"- `{inv.get('command', '?')}` — started {inv.get('started', '?')} on {device}; "
+                  + ", ".join(f"{k} {val}" for k, val in v.items())]
+    lines += ["", "`maelab report DIR` rebuilds this page from results.csv without rerunning anything."]
+    return "\n".join(lines)
+
+
+def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[str, str]:
+    """OUT/figures/*.png; returns {title: path relative to OUT} of those drawn."""
+    from maelab.viz.ablation_plots import variant_bars_figure, variant_curves_figure
+
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    made: dict[str, str] = {}
+    names = variants_in(spec, rows)
+    accuracy = metrics_in(rows, ACCURACY)
+    if accuracy:
+        values = {m: {n: values_of(rows, n, m) for n in names if values_of(rows, n, m)} for m in accuracy}
+        floors = {m: values_of(rows, FLOOR, m) for m in accuracy}
+        fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
+                                  f"{spec.name}: accuracy per variant (mean ± std, dots = seeds)")
+        made["Accuracy per variant (report Fig. 6)"] = _save(fig, fig_dir / "accuracy.png", out)
+    curves = _epoch_curves(out, spec, "mask_ratio")
+    if curves:
+        fig = variant_curves_figure(curves, "epoch", "mask ratio seen by the encoder",
+                                    "Mask-ratio schedules as trained (lowest seed, logged per epoch)", (-0.03, 1.03))
+        made["Mask-ratio schedules (logged)"] = _save(fig, fig_dir / "mask_schedules.png", out)
+    recon = _reconstructions(out, spec, fig_dir)
+    if recon:
+        made["Reconstructions of the same masked test images (report Fig. 7)"] = recon
+    return made
+
+
+def _epoch_curves(out: Path, spec: SuiteSpec, key: str) -> dict[str, tuple[list[float], list[float]]]:
+    curves = {}
+    for name in spec.variants:
+        run_dir = _first_seed_dir(out, name)
+        if run_dir is None or not (run_dir / "metrics.jsonl").is_file():
+            continue
+        records = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch" and key in r]
+        if records:
+            curves[name] = ([r["epoch"] + 1 for r in records], [r[key] for r in records])
+    return curves
+
+
+def _reconstructions(out: Path, spec: SuiteSpec, fig_dir: Path) -> Optional[str]:
+    from maelab.viz.run_figures import write_compare_runs
+
+    names = spec.figure_variants or list(spec.variants)
+    dirs = [(n, _first_seed_dir(out, n)) for n in names]
+    dirs = [(n, d) for n, d in dirs if d is not None and (d / "checkpoints").is_dir()]
+    if not dirs:
+        return None
+    try:
+        path = write_compare_runs([d for _, d in dirs], [n for n, _ in dirs], fig_dir / "reconstructions.png",
+                                  n_images=10)
+    except UserError as err:  # e.g. variants with other patch sizes cannot share masks
+        print(f"maelab: reconstruction figure skipped: {err}")
+        return None
+    return str(path.relative_to(out))
+
+
+def _first_seed_dir(out: Path, variant: str) -> Optional[Path]:
+    """The variant's run with the lowest seed (runs/<variant>/seed<k>), if any."""
+    found = [d for d in (out / "runs" / variant).glob("seed*") if d.name[4:].isdigit()]
+    return min(found, key=lambda d: int(d.name[4:])) if found else None
+
+
+def _save(fig: Any, path: Path, out: Path) -> str:
+    fig.savefig(path, dpi=fig.dpi)
+    return str(path.relative_to(out))

@@ -1,0 +1,225 @@
+"""Run a suite: every variant × seed pretrained and evaluated into its own run directory, resumably.
+
+A finished run (RUN_DIR/ablate.json says done) is skipped; an interrupted one resumes from its checkpoint and
+skips the evaluations it already wrote; a failed one is recorded with its error and the others go on (it is
+tried again next time). results.csv and report.md are rebuilt after every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from maelab.ablate.claims import claimed
+from maelab.ablate.environment import record_invocation
+from maelab.ablate.results import (
+    FLOOR,
+    RESULTS_NAME,
+    SCRATCH,
+    Row,
+    eval_rows,
+    failed_row,
+    read_status,
+    run_dir_of,
+    training_rows,
+    write_results,
+    write_status,
+    zero_pred_rows,
+)
+from maelab.ablate.suite import FLOOR_EVALUATIONS, Suite, SuiteSpec, suite_from_dict
+from maelab.atomic import write_text_atomic
+from maelab.config import Config, to_dict
+from maelab.engine.checkpoint import checkpoint_path
+from maelab.engine.signals import RunInterrupted
+from maelab.errors import UserError
+
+SUITE_NAME = "suite.yaml"
+
+
+@dataclass
+class Plan:
+    """One run of the suite."""
+
+    variant: str
+    seed: int
+    run_dir: Path
+    cfg: Config
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} seed {self.seed}"
+
+
+def plan_runs(suite: Suite, out: Path) -> list[Plan]:
+    """Seed-major order (every variant of seed 0 first), so a partial suite is balanced across variants."""
+    names = suite.variant_names() + ([SCRATCH] if "scratch" in suite.spec.evals else [])
+    plans = []
+    for seed in suite.seeds:
+        for name in names:
+            run_dir = run_dir_of(out, name, seed)
+            if name == SCRATCH:  # the baseline's model, trained with labels; the evaluations' overrides apply
+                cfg = suite.run_config(suite.spec.baseline, seed, run_dir, suite.spec.eval_overrides)
+            else:
+                cfg = suite.run_config(name, seed, run_dir)
+            plans.append(Plan(name, seed, run_dir, cfg))
+    return plans
+
+
+def is_finished(plan: Plan) -> bool:
+    return read_status(plan.run_dir).get("status") == "done"
+
+
+def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[str], None] = print,
+              workers: int = 1) -> list[Row]:
+    """Run every unfinished variant × seed of ``suite`` into ``out``; returns the rows of results.csv.
+
+    ``command`` is recorded in OUT/environment.json (None: a worker of a recorded invocation); ``workers`` (the
+    processes sharing the folder) only scales the time-left estimate."""
+    out = Path(out)
+    save_suite(suite, out)
+    if command is not None:
+        record_invocation(out, command)
+    plans = plan_runs(suite, out)
+    todo = [p for p in plans if not is_finished(p)]
+    log(f"ablate {suite.name}: {len(plans)} runs ({len(suite.variant_names())} variants × {len(suite.seeds)} seeds)"
+        f", {len(plans) - len(todo)} already finished, into {out}")
+    start, done_here = time.perf_counter(), 0
+    for plan in todo:
+        with claimed(plan.run_dir) as mine:
+            if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
+                continue
+            elapsed = time.perf_counter() - start
+            left = len([p for p in todo if not is_finished(p)]) - 1
+            eta = f"about {_minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
+            log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {_stages(suite, plan)} "
+                f"(elapsed {_minutes(elapsed)}, {left} other runs to go, {eta})")
+            _run_or_record_failure(plan, suite, log)
+        done_here += 1
+        collect_and_write(suite, out)
+    return collect_and_write(suite, out)
+
+
+def collect_and_write(suite: Suite, out: Path) -> list[Row]:
+    """Rebuild OUT/results.csv from the run folders; returns its rows."""
+    rows = collect(suite, out)
+    write_results(Path(out) / RESULTS_NAME, rows)
+    return rows
+
+
+def _run_or_record_failure(plan: Plan, suite: Suite, log: Callable[[str], None]) -> None:
+    started = time.perf_counter()
+    try:
+        run_one(plan, suite)
+    except RunInterrupted:
+        raise
+    except Exception as err:  # one run's failure is recorded and the suite goes on
+        error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        write_status(plan.run_dir, {**read_status(plan.run_dir), "status": "failed", "error": error,
+                                    "traceback": traceback.format_exc()})
+        log(f"  {plan.label} FAILED: {error} (recorded; rerun the same command to try it again)")
+        return
+    log(f"  {plan.label} done in {_minutes(time.perf_counter() - started)}")
+
+
+def run_one(plan: Plan, suite: Suite) -> None:
+    """Pretrain (or resume) one run, then write the evaluations it does not have yet."""
+    from maelab.eval import commands
+
+    if plan.variant == SCRATCH:
+        if not (plan.run_dir / "eval" / "scratch.json").is_file():
+            commands.scratch_from_config(dataclasses.replace(plan.cfg, overwrite=True))
+        write_status(plan.run_dir, {"status": "done"})
+        return
+    status = read_status(plan.run_dir)
+    if not status.get("pretrained"):
+        pretrain_or_resume(plan)
+        status = {"pretrained": True}
+        write_status(plan.run_dir, status)
+    overrides = list(suite.spec.eval_overrides)
+    for name in [e for e in suite.spec.evals if e != "scratch"]:
+        if not (plan.run_dir / "eval" / f"{name}.json").is_file():
+            getattr(commands, f"run_{name}")(plan.run_dir, overrides)
+    if suite.spec.floor and plan.variant == suite.spec.baseline:
+        for name in [e for e in suite.spec.evals if e in FLOOR_EVALUATIONS]:
+            if not (plan.run_dir / "eval" / f"{name}_random_init.json").is_file():
+                getattr(commands, f"run_{name}")(plan.run_dir, overrides, random_init=True)
+    write_status(plan.run_dir, {**status, "status": "done"})
+
+
+def pretrain_or_resume(plan: Plan) -> None:
+    """Resume from the run's checkpoint when it has one, else start it (replacing a run killed before its first
+    checkpoint)."""
+    from maelab.engine.pretrain import pretrain, resume
+
+    if checkpoint_path(plan.run_dir).is_file():
+        resume(plan.run_dir, ["train.stop_after_epochs=null"])  # a suite's run trains to its end
+    else:
+        pretrain(dataclasses.replace(plan.cfg, overwrite=True))
+
+
+def collect(suite: Suite, out: Path) -> list[Row]:
+    """Every finished or failed run's rows: metrics per variant × seed, the random-init floor, zero prediction."""
+    rows: list[Row] = []
+    for plan in plan_runs(suite, out):
+        status = read_status(plan.run_dir)
+        if status.get("status") == "failed":
+            rows.append(failed_row(plan.variant, plan.seed, plan.run_dir, status.get("error", "")))
+            continue
+        if status.get("status") != "done":
+            continue
+        rows += training_rows(plan.variant, plan.seed, plan.run_dir)
+        rows += eval_rows(plan.variant, plan.seed, plan.run_dir)
+        if plan.variant == suite.spec.baseline:
+            rows += eval_rows(FLOOR, plan.seed, plan.run_dir, suffix="_random_init")
+            rows += zero_pred_rows(plan.seed, plan.run_dir)
+    return [dataclasses.replace(r, run_dir=_relative(r.run_dir, out)) for r in rows]
+
+
+def save_suite(suite: Suite, out: Path) -> None:
+    """OUT/suite.yaml: the suite's spec (for `maelab report`); a folder holding another suite is refused."""
+    path = out / SUITE_NAME
+    mine = to_dict(suite.spec)
+    if path.is_file():
+        theirs = yaml.safe_load(path.read_text()) or {}
+        if _without_seeds(theirs) != _without_seeds(mine):
+            raise UserError(f"{out} holds an ablation of another suite (or of this one with other settings): "
+                            "give another --out, or run the suite that made it")
+    write_text_atomic(path, yaml.safe_dump(mine, sort_keys=False))
+
+
+def saved_suite(out: Path) -> SuiteSpec:
+    path = Path(out) / SUITE_NAME
+    if not path.is_file():
+        raise UserError(f"{out} holds no ablation ({SUITE_NAME} is missing): give the --out folder of maelab ablate")
+    return suite_from_dict(yaml.safe_load(path.read_text()) or {}, path)
+
+
+def _without_seeds(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k != "seeds"}
+
+
+def _stages(suite: Suite, plan: Plan) -> str:
+    if plan.variant == SCRATCH:
+        return "train from scratch with labels"
+    evals = [e for e in suite.spec.evals if e != "scratch"]
+    floor = " (+ random-init floor)" if suite.spec.floor and plan.variant == suite.spec.baseline else ""
+    return f"pretrain → {', '.join(evals)}{floor}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _relative(path: str, out: Path) -> str:
+    try:
+        return str(Path(path).relative_to(out))
+    except ValueError:
+        return path
+

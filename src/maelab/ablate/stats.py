@@ -1,0 +1,79 @@
+"""Statistics of an ablation: mean ± std over seeds, Welch's t-test and its 95% interval, claim verdicts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from scipy import stats as sps
+
+HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float  # sample standard deviation (ddof=1); 0 for one value
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Mean and sample standard deviation of one variant's values over seeds."""
+    n = len(values)
+    if n == 0:
+        return Summary(0, math.nan, math.nan)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return Summary(n, mean, math.sqrt(var))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b) with Welch's 95% interval and two-sided p-value."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+    df: float
+
+
+def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Optional[Difference]:
+    """Welch's unequal-variance t-test of mean(a) - mean(b); None when either side has fewer than 2 values."""
+    sa, sb = summarize(a), summarize(b)
+    if sa.n < 2 or sb.n < 2:
+        return None
+    diff = sa.mean - sb.mean
+    va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # identical values on both sides: the difference is known exactly
+        return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0, math.inf)
+    df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
+    t = diff / se
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * sps.t.sf(abs(t), df))
+    return Difference(diff, diff - half, diff + half, p, df)
+
+
+def verdict(kind: str, d: Optional[Difference], claimed_gain: Optional[float] = None, margin: float = 1.0) -> str:
+    """Judge a claim by the interval of (variant - reference).
+
+    ``better``: held if the interval lies above 0; not held if it lies below the claimed gain (or at or below
+    0 when no gain is claimed); inconclusive otherwise. ``same``: held if the interval lies within ±margin;
+    not held if it excludes 0 and reaches beyond the margin; inconclusive otherwise.
+    """
+    if d is None:
+        return INCONCLUSIVE
+    if kind == "better":
+        if d.low > 0:
+            return HELD
+        bar = claimed_gain if claimed_gain is not None and claimed_gain > 0 else 0.0
+        return NOT_HELD if (d.high < bar or d.high <= 0) else INCONCLUSIVE
+    if kind == "same":
+        if -margin <= d.low and d.high <= margin:
+            return HELD
+        excludes_zero = d.low > 0 or d.high < 0
+        return NOT_HELD if excludes_zero and (d.low < -margin or d.high > margin) else INCONCLUSIVE
+    raise ValueError(f"unknown claim kind {kind!r}")

@@ -1,0 +1,162 @@
+"""An ablation suite: a base config, variants (sets of overrides), seeds, evaluations and the claims to judge.
+
+A suite is a YAML file read into these dataclasses by OmegaConf (unknown keys and wrong types are one clear
+error); every variant × seed config is built and validated before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from maelab.config import Config, load_config
+from maelab.errors import ConfigError
+
+EVALUATIONS = ("probe", "knn", "recon", "finetune", "scratch")
+FLOOR_EVALUATIONS = ("probe", "knn", "recon")  # evaluated at random init on the baseline's architecture
+CLAIM_KINDS = ("better", "same")
+
+
+@dataclass
+class VariantSpec:
+    """One arm of the ablation: a config file (default: the suite's base) and overrides on top."""
+
+    config: Optional[str] = None  # relative to the suite file
+    overrides: list[str] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass
+class ClaimSpec:
+    """A claim of the report, judged by the 95% interval of (variant - reference) on ``metric``.
+
+    ``better``: the variant beats the reference (held if the interval is above 0; not held if it lies below the
+    claimed gain, or below 0 when no gain is given). ``same``: no change (held if the interval lies within
+    ±``margin``; not held if it excludes 0 and leaves the margin).
+    """
+
+    text: str = ""
+    variant: str = ""
+    metric: str = "probe_top1"
+    kind: str = "better"
+    reference: Optional[str] = None  # default: the suite's baseline
+    claimed: Optional[float] = None  # the report's figure for the variant
+    claimed_reference: Optional[float] = None  # the report's figure for the reference
+    margin: float = 1.0
+
+
+@dataclass
+class SuiteSpec:
+    """What a suite file holds."""
+
+    name: str = "suite"
+    description: str = ""
+    base: str = ""  # the config file every variant starts from, relative to the suite file
+    overrides: list[str] = field(default_factory=list)  # applied to every variant (subset, epochs, ...)
+    eval_overrides: list[str] = field(default_factory=list)  # applied to the evaluations only
+    seeds: int = 3  # seeds 0 .. seeds-1
+    baseline: str = "baseline"
+    evals: list[str] = field(default_factory=lambda: ["probe", "knn", "recon"])
+    floor: bool = True  # also evaluate the baseline's architecture at random init, per seed
+    figure_variants: list[str] = field(default_factory=list)  # rows of the reconstruction figure (default: all)
+    variants: dict[str, VariantSpec] = field(default_factory=dict)
+    claims: list[ClaimSpec] = field(default_factory=list)
+
+
+@dataclass
+class Suite:
+    """A loaded suite: its spec, the file it came from, and the seeds to run."""
+
+    spec: SuiteSpec
+    path: Path
+    seeds: list[int]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def variant_names(self) -> list[str]:
+        return list(self.spec.variants)
+
+    def run_config(self, variant: str, seed: int, out_dir: Path, extra: Sequence[str] = ()) -> Config:
+        """The pretraining config of one variant × seed, written into ``out_dir`` (``extra`` overrides last)."""
+        v = self.spec.variants[variant]
+        path = self.path.parent / (v.config or self.spec.base)
+        overrides = ["train.progress=false", *self.spec.overrides, *v.overrides, *extra, f"train.seed={seed}",
+                     f"name={self.name}-{variant}", f"out_dir={out_dir}"]
+        try:
+            return load_config(path, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"suite {self.path}, variant '{variant}': {err}") from None
+
+
+def load_suite(path: str | Path, seeds: Optional[int] = None) -> Suite:
+    """Read and check a suite file; ``seeds`` (the CLI's --seeds N) replaces the suite's number of seeds."""
+    path = Path(path)
+    spec = _read_spec(path)
+    n = spec.seeds if seeds is None else seeds
+    if n < 1:
+        raise ConfigError(f"--seeds {n} is not valid: run at least one seed")
+    suite = Suite(spec=spec, path=path, seeds=list(range(n)))
+    _check(suite)
+    return suite
+
+
+def suite_from_dict(data: dict, path: Path) -> SuiteSpec:
+    """A SuiteSpec from a mapping (a suite file's or the copy saved in an ablation folder)."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), OmegaConf.create(data)))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"suite file {path}: bad or unknown key '{key}' ({str(err).splitlines()[0]}): "
+                          f"see configs/suites/ for the format") from None
+
+
+def _read_spec(path: Path) -> SuiteSpec:
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist: give a path such as configs/suites/seed_cifar10_cpu.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"suite file {path} is not valid YAML ({err.__class__.__name__}): fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"suite file {path} must hold a mapping of keys, not a {type(data).__name__}")
+    return suite_from_dict(data, path)
+
+
+def _check(suite: Suite) -> None:
+    """Every name the suite uses exists, and every run's config is valid (before anything runs)."""
+    spec, where = suite.spec, f"suite {suite.path}"
+    if not spec.variants:
+        raise ConfigError(f"{where} has no variants: add at least one under 'variants:'")
+    if not spec.base and any(v.config is None for v in spec.variants.values()):
+        raise ConfigError(f"{where}: set 'base:' (a config file) or give every variant a 'config:'")
+    if spec.baseline not in spec.variants:
+        raise ConfigError(f"{where}: baseline '{spec.baseline}' is not a variant: use one of "
+                          f"{', '.join(spec.variants)}")
+    for name in spec.evals:
+        if name not in EVALUATIONS:
+            raise ConfigError(f"{where}: evaluation '{name}' is not known: use {', '.join(EVALUATIONS)}")
+    for name in spec.figure_variants:
+        if name not in spec.variants:
+            raise ConfigError(f"{where}: figure variant '{name}' is not a variant")
+    for claim in spec.claims:
+        _check_claim(claim, spec, where)
+    for variant in spec.variants:
+        suite.run_config(variant, suite.seeds[0], Path("unused"))
+
+
+def _check_claim(claim: ClaimSpec, spec: SuiteSpec, where: str) -> None:
+    for name in (claim.variant, claim.reference or spec.baseline):
+        if name not in spec.variants:
+            raise ConfigError(f"{where}: claim '{claim.text}' names variant '{name}', which the suite does not run")
+    if claim.kind not in CLAIM_KINDS:
+        raise ConfigError(f"{where}: claim kind '{claim.kind}' is not known: use {' or '.join(CLAIM_KINDS)}")
+    if claim.margin <= 0:
+        raise ConfigError(f"{where}: claim '{claim.text}' has margin {claim.margin}: it must be > 0")

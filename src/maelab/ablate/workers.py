@@ -1,0 +1,43 @@
+"""Several ablation workers on one machine: each a `maelab ablate --worker` process with its own CPU threads,
+taking unclaimed runs of the same suite folder (see claims.py). On a 2-core CPU, two 1-thread workers keep
+both cores busy without the thread synchronisation that slows one 2-thread process when the machine is shared."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+def worker_command(suite: Path, out: Path, seeds: int, threads: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "maelab", "ablate", str(suite), "--out", str(out), "--seeds", str(seeds),
+            "--threads", str(threads), "--worker", str(workers)]
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_workers(suite: Path, out: Path, seeds: int, workers: int, threads: Optional[int] = None) -> int:
+    """Start ``workers`` worker processes and wait for them; SIGINT/SIGTERM are passed on (each worker saves its
+    run's checkpoint and stops). Returns the first non-zero exit code, else 0."""
+    threads = threads or default_threads(workers)
+    src = str(Path(__file__).resolve().parents[2])  # the folder holding the maelab package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    procs = [subprocess.Popen(worker_command(suite, out, seeds, threads, workers), env=env) for _ in range(workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return next((c for c in codes if c != 0), 0)

@@ -1,0 +1,71 @@
+"""Figures of an ablation: accuracy per variant with error bars (report Fig. 6) and per-epoch curves per variant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from maelab.viz.plots import DPI
+
+
+def variant_bars_figure(values: Mapping[str, Mapping[str, Sequence[float]]], floors: Mapping[str, Sequence[float]],
+                        ylabel: str, title: str) -> Figure:
+    """Grouped bars: one group per variant, one bar per metric (``values[metric][variant]`` = the seeds' values),
+    the mean as the bar, ± one std as the error bar, each seed as a dot; ``floors[metric]`` (the random-init
+    floor's values) as a dashed line of the metric's colour."""
+    metrics = list(values)
+    variants = list(dict.fromkeys(v for per in values.values() for v in per))
+    fig = Figure(figsize=(max(6.0, 1.1 * len(variants) * max(1, len(metrics)) + 1.5), 4.5), dpi=DPI,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(metrics))
+    x = np.arange(len(variants))
+    for i, metric in enumerate(metrics):
+        pos = x - 0.4 + width * (i + 0.5)
+        seeds = [np.asarray(values[metric].get(v, []), dtype=float) for v in variants]
+        means = [s.mean() if len(s) else np.nan for s in seeds]
+        stds = [s.std(ddof=1) if len(s) > 1 else 0.0 for s in seeds]
+        ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3, color=f"C{i}", alpha=0.75, label=metric)
+        for p, s in zip(pos, seeds, strict=True):
+            ax.plot(np.full(len(s), p), s, "o", ms=3, color="black", alpha=0.6)
+        floor = floors.get(metric)
+        if floor is not None and len(floor):
+            ax.axhline(float(np.mean(floor)), color=f"C{i}", ls="--", lw=1.2,
+                       label=f"{metric}: random-init floor ({np.mean(floor):.2f})")
+    ax.set_xticks(x, variants, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    _zoom(ax, values, floors)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _zoom(ax, values: Mapping[str, Mapping[str, Sequence[float]]], floors: Mapping[str, Sequence[float]]) -> None:
+    """A y range around the data (differences of a point or two must stay visible)."""
+    every = [float(v) for per in values.values() for s in per.values() for v in s]
+    every += [float(v) for s in floors.values() for v in s]
+    if every:
+        lo, hi = min(every), max(every)
+        pad = max(1.0, 0.15 * (hi - lo))
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+
+
+def variant_curves_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+                          title: str, ylim: Optional[tuple[float, float]] = None) -> Figure:
+    """One line per variant: ``curves[variant] = (x, y)`` (e.g. the mask ratio the encoder saw per epoch)."""
+    fig = Figure(figsize=(7.0, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, (x, y)) in enumerate(curves.items()):
+        ax.plot(x, y, marker="o", ms=3, lw=1.5, color=f"C{i % 10}", label=name, drawstyle="steps-post")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,129 @@
+import csv
+import json
+
+import pytest
+
+from maelab.ablate import load_suite, run_suite
+from maelab.ablate.results import read_status, run_dir_of
+from maelab.ablate.runner import plan_runs
+from maelab.config import load_config
+from maelab.engine import pretrain as pretrain_module
+from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+from maelab.errors import UserError
+from maelab.eval import commands
+from tests.ablate.conftest import write_suite
+
+
+def csv_rows(out):
+    with (out / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_variant_and_seed_has_its_run_and_metrics(finished_suite):
+    _, out = finished_suite
+    rows = csv_rows(out)
+    for variant in ("baseline", "linear"):
+        for seed in ("0", "1"):
+            metrics = {r["metric"] for r in rows if r["variant"] == variant and r["seed"] == seed}
+            assert {"probe_top1", "knn_top1", "psnr_masked", "ssim_full", "sharpness", "final_loss",
+                    "mask_ratio_seen"} <= metrics
+            assert (out / "runs" / variant / f"seed{seed}" / "checkpoints" / "last.pt").is_file()
+    floor = {r["metric"] for r in rows if r["variant"] == "random_init"}
+    assert {"probe_top1", "knn_top1", "psnr_masked"} <= floor
+    assert {r["seed"] for r in rows if r["variant"] == "zero_prediction"} == {"0", "1"}
+    assert all(r["status"] == "done" and r["value"] for r in rows)
+
+
+def test_each_run_trains_its_own_variant_and_seed(finished_suite):
+    _, out = finished_suite
+    seen = {(r["variant"], r["seed"]): float(r["value"]) for r in csv_rows(out) if r["metric"] == "mask_ratio_seen"}
+    assert seen[("baseline", "0")] == pytest.approx(0.75)
+    assert seen[("linear", "0")] < 0.5  # epoch / total: 0 then 0.5, clamped to one masked patch
+    cfg = load_checkpoint(checkpoint_path(out / "runs" / "linear" / "seed1"))["config"]
+    assert cfg["train"]["seed"] == 1 and cfg["mask"]["schedule"] == "linear"
+    probe = json.loads((out / "runs" / "baseline" / "seed1" / "eval" / "probe.json").read_text())
+    assert probe["epochs"] == 5  # the suite's evaluation overrides applied
+
+
+def test_a_finished_suite_is_skipped_entirely(suite_copy, monkeypatch):
+    path, out = suite_copy
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda *a, **k: pytest.fail("pretrained again"))
+    monkeypatch.setattr(commands, "run_probe", lambda *a, **k: pytest.fail("probed again"))
+    before = (out / "results.csv").read_text()
+    lines = []
+    run_suite(load_suite(path), out, "again", log=lines.append)
+    assert "4 already finished" in lines[0]
+    assert (out / "results.csv").read_text() == before
+
+
+def test_a_failed_run_is_recorded_the_others_go_on_and_it_is_rerun(tmp_path, monkeypatch):
+    path = write_suite(tmp_path / "suite", seeds=1)
+    out = tmp_path / "out"
+    real_probe = commands.run_probe
+
+    def probe_failing_for_linear(run_dir, *args, **kwargs):
+        if "linear" in str(run_dir):
+            raise RuntimeError("probe exploded")
+        return real_probe(run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(commands, "run_probe", probe_failing_for_linear)
+    lines = []
+    run_suite(load_suite(path), out, "first", log=lines.append)
+    assert any("linear seed 0 FAILED: RuntimeError: probe exploded" in line for line in lines)
+    status = read_status(run_dir_of(out, "linear", 0))
+    assert status["status"] == "failed" and status["pretrained"] and "probe exploded" in status["traceback"]
+    rows = csv_rows(out)
+    assert [r["error"] for r in rows if r["status"] == "failed"] == ["RuntimeError: probe exploded"]
+    assert any(r["variant"] == "baseline" and r["metric"] == "probe_top1" for r in rows)  # the other run finished
+
+    monkeypatch.setattr(commands, "run_probe", real_probe)
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda *a, **k: pytest.fail("its pretraining had finished"))
+    run_suite(load_suite(path), out, "second", log=lines.append)
+    assert read_status(run_dir_of(out, "linear", 0))["status"] == "done"
+    assert not [r for r in csv_rows(out) if r["status"] == "failed"]
+    assert [inv["command"] for inv in json.loads((out / "environment.json").read_text())] == ["first", "second"]
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_a_straight_one(tmp_path, monkeypatch):
+    path = write_suite(tmp_path / "suite", seeds=1, variants={"baseline": {}}, claims=[])
+    suite = load_suite(path)
+    out = tmp_path / "out"
+    plan = plan_runs(suite, out)[0]
+    cfg = load_config(None, ["train.stop_after_epochs=1"], base=_as_dict(plan.cfg))
+    pretrain_module.pretrain(cfg)  # "killed" after its first epoch: a checkpoint, no ablate.json
+    resumed = []
+    real_resume = pretrain_module.resume
+    monkeypatch.setattr(pretrain_module, "resume", lambda *a, **k: resumed.append(a) or real_resume(*a, **k))
+    run_suite(suite, out, "resume", log=lambda _: None)
+    assert resumed and read_status(plan.run_dir)["status"] == "done"
+    straight = tmp_path / "straight"
+    pretrain_module.pretrain(load_config(None, [f"out_dir={straight}"], base=_as_dict(plan.cfg)))
+    a = load_checkpoint(checkpoint_path(plan.run_dir))["model"]
+    b = load_checkpoint(checkpoint_path(straight))["model"]
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def _as_dict(cfg):
+    from maelab.config import to_dict
+
+    return to_dict(cfg)
+
+
+def test_an_out_folder_of_another_suite_is_refused_and_kept(suite_copy, tmp_path):
+    _, out = suite_copy
+    other = write_suite(tmp_path / "other", overrides=["optim.epochs=3"])
+    before = (out / "suite.yaml").read_text()
+    with pytest.raises(UserError, match="another suite"):
+        run_suite(load_suite(other), out, "other", log=lambda _: None)
+    assert (out / "suite.yaml").read_text() == before
+
+
+def test_more_seeds_extend_a_finished_suite(suite_copy, monkeypatch):
+    path, out = suite_copy
+    calls = []
+    monkeypatch.setattr(commands, "run_knn", lambda run_dir, *a, **k: calls.append(str(run_dir)))
+    monkeypatch.setattr(commands, "run_recon", lambda *a, **k: None)
+    monkeypatch.setattr(commands, "run_probe", lambda *a, **k: None)
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda cfg: calls.append(cfg.out_dir))
+    run_suite(load_suite(path, seeds=3), out, "more seeds", log=lambda _: None)
+    assert all("seed2" in c for c in calls) and len(calls) >= 2  # only the new seed's runs

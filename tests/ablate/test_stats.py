@@ -1,0 +1,63 @@
+import math
+
+import pytest
+from scipy import stats as sps
+
+from maelab.ablate.stats import HELD, INCONCLUSIVE, NOT_HELD, Difference, summarize, verdict, welch
+
+
+def test_summarize_is_the_mean_and_sample_std():
+    s = summarize([2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])
+    assert s.n == 8 and s.mean == 5.0
+    assert s.std == pytest.approx(math.sqrt(32 / 7))  # squared deviations sum to 32, ddof=1
+    assert summarize([3.0]).std == 0.0 and math.isnan(summarize([]).mean)
+
+
+def test_welch_equal_sizes_and_variances_by_hand():
+    # a=[1,2,3], b=[4,5,6]: variances 1 and 1, se = sqrt(1/3 + 1/3), df = (2/3)^2 / (2 * (1/3)^2 / 2) = 4,
+    # t(0.975, 4) = 2.776445 (table), so the interval is -3 ± 2.776445 * 0.816497 = -3 ± 2.266957
+    d = welch([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert d.diff == -3.0
+    assert d.df == pytest.approx(4.0)
+    assert d.low == pytest.approx(-5.266957, abs=1e-5) and d.high == pytest.approx(-0.733043, abs=1e-5)
+    assert d.p == pytest.approx(0.021312, abs=1e-5)  # two-sided p of t = -3.674235 on 4 df
+
+
+def test_welch_unequal_variances_by_hand_and_against_scipy():
+    a, b = [1.0, 2.0, 3.0], [2.0, 4.0, 6.0]
+    d = welch(a, b)
+    # va = 1/3, vb = 4/3: df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 50/17
+    assert d.df == pytest.approx(50 / 17)
+    half = sps.t.ppf(0.975, 50 / 17) * math.sqrt(5 / 3)
+    assert (d.low, d.high) == pytest.approx((-2 - half, -2 + half))
+    assert d.p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_welch_needs_two_values_per_side_and_handles_zero_spread():
+    assert welch([1.0], [1.0, 2.0]) is None
+    same = welch([2.0, 2.0], [1.0, 1.0])
+    assert (same.diff, same.low, same.high, same.p) == (1.0, 1.0, 1.0, 0.0)
+
+
+def diff(low, high):
+    return Difference((low + high) / 2, low, high, 0.5, 4.0)
+
+
+@pytest.mark.parametrize(("kind", "d", "gain", "expected"), [
+    ("better", diff(0.5, 2.0), 5.5, HELD),            # above 0 (smaller than claimed, still a gain)
+    ("better", diff(-1.0, 3.0), 5.5, NOT_HELD),        # the claimed +5.5 lies above the interval
+    ("better", diff(-1.0, 6.0), 5.5, INCONCLUSIVE),    # 0 and +5.5 both inside
+    ("better", diff(-2.0, -0.5), None, NOT_HELD),      # below 0, no figure claimed
+    ("better", diff(-2.0, 0.5), None, INCONCLUSIVE),
+    ("same", diff(-0.4, 0.6), None, HELD),             # within ±1
+    ("same", diff(1.5, 3.0), None, NOT_HELD),          # excludes 0 and leaves the margin
+    ("same", diff(-0.5, 1.5), None, INCONCLUSIVE),     # contains 0 but too wide to call it the same
+    ("same", diff(0.2, 0.8), None, HELD),              # a real but negligible difference
+])
+def test_verdicts_by_interval(kind, d, gain, expected):
+    assert verdict(kind, d, gain, margin=1.0) == expected
+
+
+def test_no_interval_is_inconclusive():
+    assert verdict("better", None, 5.0) == INCONCLUSIVE
+    assert verdict("same", None) == INCONCLUSIVE

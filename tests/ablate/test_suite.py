@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from maelab.ablate import load_suite
+from maelab.errors import ConfigError
+from tests.ablate.conftest import write_suite
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"baseline": "nope"}, "baseline 'nope' is not a variant"),
+    ({"evals": ["probe", "lin"]}, "evaluation 'lin' is not known"),
+    ({"variants": {"baseline": {"overrides": ["optim.lrr=1"]}, "linear": {}}},
+     "variant 'baseline': unknown config key 'optim.lrr'"),
+    ({"variants": {"baseline": {}, "linear": {"overrides": ["mask.ratio=1.5"]}}}, "outside [0, 1]"),
+    ({"claims": [{"text": "t", "variant": "ghost"}]}, "names variant 'ghost'"),
+    ({"claims": [{"text": "t", "variant": "linear", "kind": "worse"}]}, "claim kind 'worse'"),
+    ({"variants": {}}, "has no variants"),
+    ({"seeds": "three"}, "seeds"),
+])
+def test_bad_suites_are_one_clear_error(tmp_path, changes, message):
+    path = write_suite(tmp_path, **changes)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_suite(path)
+
+
+def test_seeds_option_replaces_the_suites_count(tmp_path):
+    path = write_suite(tmp_path)
+    assert load_suite(path).seeds == [0, 1]
+    assert load_suite(path, seeds=4).seeds == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="at least one seed"):
+        load_suite(path, seeds=0)
+
+
+def test_run_config_applies_base_variant_seed_and_folder_in_order(tmp_path):
+    suite = load_suite(write_suite(tmp_path, overrides=["optim.epochs=3", "mask.ratio=0.6"]))
+    cfg = suite.run_config("linear", 1, tmp_path / "run")
+    assert (cfg.optim.epochs, cfg.mask.schedule, cfg.mask.ratio, cfg.train.seed) == (3, "linear", 0.6, 1)
+    assert cfg.out_dir == str(tmp_path / "run") and cfg.model.preset == "micro" and not cfg.train.progress
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "suites").glob("*.yaml")))
+def test_the_shipped_suites_load(name):
+    suite = load_suite(REPO / "configs" / "suites" / name)
+    assert suite.spec.baseline in suite.spec.variants and len(suite.seeds) >= 3
+    for variant in suite.variant_names():
+        suite.run_config(variant, 0, Path("x"))
+
+
+def test_the_cpu_suite_runs_the_reports_variants_with_their_features_on():
+    suite = load_suite(REPO / "configs" / "suites" / "seed_cifar10_cpu.yaml")
+    cfgs = {v: suite.run_config(v, 0, Path("x")) for v in suite.variant_names()}
+    assert set(cfgs) == {"baseline", "aug3", "aug5", "mask_random", "mask_linear", "gan"}
+    assert (cfgs["aug3"].aug.preset, cfgs["aug5"].aug.preset) == ("seed3", "seed5")
+    assert (cfgs["mask_random"].mask.schedule, cfgs["mask_linear"].mask.schedule) == ("random", "linear")
+    assert cfgs["gan"].gan.enabled and not cfgs["baseline"].gan.enabled
+    assert {c.data.limit_train for c in cfgs.values()} == {10000}

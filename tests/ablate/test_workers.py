@@ -1,0 +1,40 @@
+import os
+import subprocess
+import sys
+
+from maelab.ablate.claims import CLAIM_NAME, claimed, try_claim
+from maelab.ablate.results import read_results
+from maelab.cli import main
+from tests.ablate.conftest import write_suite
+
+
+def test_a_live_claim_is_respected_and_a_dead_ones_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        run.mkdir()
+        (run / CLAIM_NAME).write_text(str(sleeper.pid))
+        assert not try_claim(run)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert try_claim(run) and (run / CLAIM_NAME).read_text() == str(os.getpid())
+    (run / CLAIM_NAME).unlink()
+    with claimed(run) as mine:
+        assert mine and (run / CLAIM_NAME).exists()
+    assert not (run / CLAIM_NAME).exists()
+
+
+def test_two_workers_share_a_suite_and_run_each_run_once(tmp_path, capsys):
+    path = write_suite(tmp_path / "suite", seeds=1)
+    out = tmp_path / "out"
+    assert main(["ablate", str(path), "--out", str(out), "--workers", "2", "--threads", "1"]) == 0
+    rows = read_results(out / "results.csv")
+    assert {(r.variant, r.seed) for r in rows if r.metric == "probe_top1"} == {
+        ("baseline", 0), ("linear", 0), ("random_init", 0)}
+    assert all(r.status == "done" for r in rows)
+    for variant in ("baseline", "linear"):  # pretrained once: one epoch record per epoch
+        metrics = (out / "runs" / variant / "seed0" / "metrics.jsonl").read_text()
+        assert metrics.count('"kind": "epoch"') == 2
+        assert not (out / "runs" / variant / "seed0" / CLAIM_NAME).exists()
+    assert (out / "report.md").is_file()
