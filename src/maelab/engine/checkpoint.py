@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ from maelab.errors import UserError, output_error, resume_hint
 
 CHECKPOINT_NAME = "last.pt"
 # Test hook, off unless set: with $MAELAB_TEST_HOLD_CHECKPOINT=N the N-th checkpoint this process writes stops
-# between its complete temporary file and the rename, and sleeps until killed (tests/engine/test_kill.py kills
-# it exactly there). Nothing else reads it.
+# itself (SIGSTOP) between its complete temporary file and the rename, so that a test can SIGKILL it exactly
+# there (tests/engine/test_kill.py); SIGCONT lets the save finish. Nothing else reads it (POSIX only).
 HOLD_ENV = "MAELAB_TEST_HOLD_CHECKPOINT"
 _saves = itertools.count(1)
 
@@ -56,11 +56,9 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def _hold_if_asked() -> None:
-    """The test hook (see HOLD_ENV): sleep forever at the N-th save of this process."""
-    hold = os.environ.get(HOLD_ENV)
-    if next(_saves) == int(hold or 0):
-        while True:
-            time.sleep(60)
+    """The test hook (see HOLD_ENV): stop this process at the N-th save."""
+    if next(_saves) == int(os.environ.get(HOLD_ENV) or 0):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
