@@ -95,3 +95,28 @@ def test_skip_policy_counts_skipped_steps_and_stops_after_too_many_in_a_row():
         policy.add(torch.tensor(NAN), torch.tensor(True), step)
     with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 6 to 8\).*max_skipped_steps=2"):
         policy.check()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_skip_is_decided_on_the_device_without_a_host_sync():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    policy = NanPolicy("skip", 10, torch.device("cuda"))
+    x = torch.ones(4, 6, device="cuda")
+
+    def guarded_step(factor, step):
+        loss = model(x).square().mean() * factor
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        policy.add(loss.detach(), optimizer_step(opt, None, model.parameters(), None, loss), step)
+
+    guarded_step(1.0, 0)  # lazy state initialisation outside the check
+    before = snapshot(model, opt)
+    torch.cuda.set_sync_debug_mode("error")  # any host sync raises
+    try:
+        guarded_step(NAN, 1)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert same_state(before, snapshot(model, opt))
+    assert policy.epoch_fields() == {"skipped_steps": 1}
