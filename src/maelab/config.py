@@ -18,7 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from maelab.errors import ConfigError
+from maelab.errors import ConfigError, output_error
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -233,10 +233,16 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
     tensorboard: bool = True  # write TensorBoard events to RUN_DIR/tensorboard
     stop_after_epochs: Optional[int] = None  # stop (with a checkpoint) after this many epochs; resume later
+    # a step whose loss or gradients are NaN/inf: stop (the run ends naming the step; the last good checkpoint
+    # is kept) | skip (the step changes no weight and no optimizer state; counted as skipped_steps in metrics)
+    on_nan: str = "stop"
+    max_skipped_steps: int = 10  # on_nan=skip: more consecutive skipped steps than this stop the run
 
     def __post_init__(self) -> None:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        _choice("train.on_nan", self.on_nan, ("stop", "skip"))
+        _positive("train.max_skipped_steps", self.max_skipped_steps, allow_zero=True)
         _positive("train.log_every", self.log_every)
         _positive("train.threads", self.threads)
         _positive("train.stop_after_epochs", self.stop_after_epochs)
@@ -264,6 +270,9 @@ class GanConfig:
     lr: float = 2e-4  # D's Adam learning rate (constant)
     beta1: float = 0.5
     beta2: float = 0.999
+    # collapse warning: D's loss below collapse_loss at collapse_steps consecutive logged steps (0 = never warn)
+    collapse_loss: float = 0.01
+    collapse_steps: int = 10
 
     def __post_init__(self) -> None:
         from maelab.losses import GAN_LOSSES
@@ -275,6 +284,8 @@ class GanConfig:
         _positive("gan.width", self.width)
         _positive("gan.depth", self.depth)
         _positive("gan.lr", self.lr)
+        _positive("gan.collapse_loss", self.collapse_loss, allow_zero=True)
+        _positive("gan.collapse_steps", self.collapse_steps, allow_zero=True)
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"gan.{name}={getattr(self, name)} must be in [0, 1)")
@@ -486,5 +497,8 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    """Write the resolved config as YAML."""
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML (a folder that is full or not writable is one clear error)."""
+    try:
+        path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    except OSError as err:
+        raise output_error(err, path, "config", "run the command again") from None

@@ -1,5 +1,8 @@
+import errno
+import itertools
 import os
 import pickle
+import tempfile
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ import torch
 from maelab.cli import main
 from maelab.engine.checkpoint import load_checkpoint, save_checkpoint
 from maelab.errors import UserError
+from tests.conftest import TINY
 
 
 class Payload:
@@ -38,3 +42,64 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
     save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
     assert load_checkpoint(path)["step"] == 2
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
+def full_disk_on_save(monkeypatch, fail_at):
+    """torch.save in the checkpoint writer: the ``fail_at``-th call writes a little, then the disk is full."""
+    real, calls = torch.save, itertools.count(1)
+
+    def save(obj, f, *args, **kwargs):
+        if next(calls) != fail_at:
+            return real(obj, f, *args, **kwargs)
+        f.write(b"\x80\x02partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("maelab.engine.checkpoint.torch.save", save)
+
+
+def no_write_permission(monkeypatch, fail_at):
+    """The checkpoints folder refuses new files from the ``fail_at``-th save on (what chmod 555 does)."""
+    real, calls = tempfile.mkstemp, itertools.count(1)
+
+    def mkstemp(*args, **kwargs):
+        if next(calls) >= fail_at:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("maelab.engine.checkpoint.tempfile.mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("fault,reason,fix", [
+    (full_disk_on_save, "No space left on device", "free space on the disk holding"),
+    (no_write_permission, "Permission denied", "writable"),
+])
+def test_a_full_or_unwritable_folder_at_checkpoint_time_is_one_clear_error(tmp_path, capsys, monkeypatch, fault,
+                                                                          reason, fix):
+    out = tmp_path / "run"
+    args = [*TINY, "optim.epochs=3", "train.tensorboard=false", f"out_dir={out}"]
+    fault(monkeypatch, fail_at=2)  # the epoch-1 checkpoint is written, the epoch-2 one fails
+    assert main(["pretrain", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"maelab: error: cannot write the checkpoint {out / 'checkpoints' / 'last.pt'} ({reason})")
+    assert fix in err and f"maelab pretrain --resume {out}" in err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4  # the previous checkpoint, intact
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
+    monkeypatch.undo()  # space freed / permission given back: the run continues
+    assert main(["pretrain", "--resume", str(out)]) == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 12
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="chmod does not stop root from writing")
+def test_a_read_only_checkpoints_folder_is_one_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", *TINY, "optim.epochs=1", "train.tensorboard=false", f"out_dir={out}"]) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    (out / "checkpoints").chmod(0o555)
+    try:
+        assert main(["pretrain", "--resume", str(out), "optim.epochs=2"]) == 2
+    finally:
+        (out / "checkpoints").chmod(0o755)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the checkpoint" in err[0] and "Permission denied" in err[0]
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before

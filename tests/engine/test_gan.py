@@ -5,7 +5,7 @@ import torch
 
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
-from maelab.engine.gan import discriminator_step, frozen, generator_step, masked_input
+from maelab.engine.gan import CollapseWatch, discriminator_step, frozen, generator_step, masked_input
 from maelab.engine.metrics import read_metrics
 from maelab.engine.pretrain import build_run, checkpoint_state, pretrain, restore, resume, step_seed, train_step
 from maelab.errors import ConfigError
@@ -241,3 +241,33 @@ def test_fp16_gives_d_its_own_scaler_and_checkpoints_it(tmp_path, tiny):
 def test_bad_gan_config_is_a_config_error(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_collapse_watch_warns_once_after_k_consecutive_low_d_losses(capsys):
+    watch = CollapseWatch(threshold=0.01, patience=3)
+    d_losses = [0.5, 0.001, 0.002, 0.3, 0.001, 0.001, 0.001, 0.001, 0.0]  # the streak of 3 ends at the 7th record
+    fired = [i for i, d in enumerate(d_losses) if watch.update({"step": i, "d_loss": d}) == {"gan_collapse": 1}]
+    assert fired == [6]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("maelab: warning: the discriminator's loss stayed below")
+    assert watch.update({"step": 9}) == {}  # D off: nothing to read
+    assert not any(CollapseWatch(0.01, 0).update({"d_loss": 0.0}) for _ in range(5))  # collapse_steps=0: never
+
+
+@pytest.mark.parametrize("forced", [True, False])
+def test_a_forced_collapse_is_warned_about_and_a_healthy_run_is_not(tmp_path, tiny, capsys, forced):
+    # forced: D at lr 0.05 against a generator that ignores it (weight 0) wins outright within a few steps
+    extra = ["gan.weight=0", "gan.lr=0.05", "gan.collapse_loss=0.1", "optim.epochs=3"] if forced else []
+    cfg = load_config(None, [*tiny, "optim.epochs=2", "train.log_every=1", "train.tensorboard=false",
+                             "gan.enabled=true", "gan.width=4", "gan.depth=2", "gan.collapse_steps=3",
+                             f"out_dir={tmp_path / 'run'}", *extra])
+    records = [m for m in read_metrics(pretrain(cfg)) if m["kind"] == "step"]
+    warned = [m["step"] for m in records if m.get("gan_collapse")]
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "discriminator's loss stayed below" in ln]
+    if forced:
+        low = [m["step"] for m in records if m["d_loss"] < 0.1]
+        assert len(warned) == 1 and len(warnings) == 1 and f"(step {warned[0]})" in warnings[0]
+        assert low[:3] == [warned[0] - 2, warned[0] - 1, warned[0]]  # the 3rd low loss in a row
+    else:
+        assert min(m["d_loss"] for m in records) > 0.1
+        assert warned == [] and warnings == []

@@ -4,7 +4,8 @@ import torch
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import read_metrics
-from maelab.engine.pretrain import NonFiniteLossError, pretrain, resume
+from maelab.engine.numerics import NonFiniteLossError
+from maelab.engine.pretrain import pretrain, resume
 from maelab.errors import UserError
 
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from maelab.errors import UserError
+from maelab.errors import UserError, output_error, resume_hint
 
 CHECKPOINT_NAME = "last.pt"
+# Test hook, off unless set: with $MAELAB_TEST_HOLD_CHECKPOINT=N the N-th checkpoint this process writes stops
+# itself (SIGSTOP) between its complete temporary file and the rename, so that a test can SIGKILL it exactly
+# there (tests/engine/test_kill.py); SIGCONT lets the save finish. Nothing else reads it (POSIX only).
+HOLD_ENV = "MAELAB_TEST_HOLD_CHECKPOINT"
+_saves = itertools.count(1)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -23,19 +30,35 @@ def checkpoint_path(run_dir: Path) -> Path:
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to a temporary file beside ``path``, fsync, then rename over it.
 
-    A crash at any moment leaves either the previous checkpoint or the new one, never a partial file.
+    A crash at any moment leaves either the previous checkpoint or the new one, never a partial file; the
+    temporary files a killed writer left behind are removed after the next successful save. A folder that is
+    full or not writable is one clear error (a UserError) and the previous checkpoint stays as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    except OSError as err:
+        raise output_error(err, path, "checkpoint", resume_hint(path.parent.parent)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        _hold_if_asked()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise output_error(err, path, "checkpoint", resume_hint(path.parent.parent)) from None
         raise
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _hold_if_asked() -> None:
+    """The test hook (see HOLD_ENV): stop this process at the N-th save."""
+    if next(_saves) == int(os.environ.get(HOLD_ENV) or 0):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -14,18 +14,46 @@ under fp16, its own GradScaler.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from maelab.config import GanConfig
 from maelab.engine.device import autocast
+from maelab.engine.numerics import optimizer_step
 from maelab.losses import adaptive_weight, d_loss, g_loss, r1_penalty
 from maelab.models.discriminator import PatchDiscriminator, build_discriminator
 from maelab.models.mae import patchify, unpatchify
+
+
+@dataclass
+class CollapseWatch:
+    """Warns once when D's loss stays below ``gan.collapse_loss`` at ``gan.collapse_steps`` consecutive logged
+    steps: D then wins outright and its gradient tells the MAE nothing (the warning and the field
+    ``gan_collapse`` go to stderr and the step's metrics record). Not checkpointed: a resumed run watches anew."""
+
+    threshold: float
+    patience: int  # 0: never warn
+    streak: int = 0
+    warned: bool = False
+
+    def update(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Read a step record's ``d_loss`` (absent while D is off); returns the fields to add to it."""
+        if "d_loss" not in record or self.patience == 0 or self.warned:
+            return {}
+        self.streak = self.streak + 1 if record["d_loss"] < self.threshold else 0
+        if self.streak < self.patience:
+            return {}
+        self.warned = True
+        tqdm.write(f"maelab: warning: the discriminator's loss stayed below gan.collapse_loss={self.threshold} at "
+              f"{self.patience} logged steps in a row (step {record.get('step')}): D wins outright and gives the "
+              "MAE no useful signal; lower gan.lr, or set gan.r1=1 or gan.spectral_norm=true", file=sys.stderr)
+        return {"gan_collapse": 1}
 
 
 @dataclass
@@ -38,6 +66,7 @@ class Gan:
     scaler: Optional[torch.amp.GradScaler]
     device: torch.device
     precision: str
+    collapse: CollapseWatch = field(default_factory=lambda: CollapseWatch(0.0, 0))
 
     def active(self, epoch: int) -> bool:
         """Whether the adversarial term and the D step run in ``epoch`` (from ``gan.start_epoch`` on)."""
@@ -67,7 +96,7 @@ def build_gan(cfg: GanConfig, img_size: int, device: torch.device, precision: st
     kwargs = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kwargs)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    return Gan(cfg, disc, optimizer, scaler, device, precision)
+    return Gan(cfg, disc, optimizer, scaler, device, precision, CollapseWatch(cfg.collapse_loss, cfg.collapse_steps))
 
 
 def masked_input(imgs: Tensor, mask: Tensor, patch_size: int) -> Tensor:
@@ -114,10 +143,12 @@ def generator_step(gan: Gan, fake: Tensor, cond: Optional[Tensor], rec_loss: Ten
     return rec_loss + weight * adv, {"g_adv": adv.detach(), "gan_weight": weight}
 
 
-def discriminator_step(gan: Gan, real: Tensor, fake: Tensor,
-                       cond: Optional[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+def discriminator_step(gan: Gan, real: Tensor, fake: Tensor, cond: Optional[Tensor],
+                       skip: Optional[Tensor] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """One D update on real [N, 3, H, W] vs fake [N, 3, H, W] (detached), plus γ·R1 on the reals.
 
+    ``skip`` (0-d bool, ``train.on_nan=skip``: whether the MAE's step was skipped) guards the update: it is
+    skipped when True or when D's loss or gradients are non-finite; None steps unguarded.
     Returns D's total loss (detached) and logs: d_loss (the adversarial part), d_real / d_fake (mean logits),
     and r1 (the penalty, when gan.r1 > 0).
     """
@@ -132,13 +163,8 @@ def discriminator_step(gan: Gan, real: Tensor, fake: Tensor,
         penalty = r1_penalty(real_logits, real) if r1 else None
         total = adv + gan.cfg.r1 * penalty if r1 else adv
     gan.optimizer.zero_grad(set_to_none=True)
-    if gan.scaler is not None:
-        gan.scaler.scale(total).backward()
-        gan.scaler.step(gan.optimizer)
-        gan.scaler.update()
-    else:
-        total.backward()
-        gan.optimizer.step()
+    (gan.scaler.scale(total) if gan.scaler is not None else total).backward()
+    optimizer_step(gan.optimizer, gan.scaler, gan.disc.parameters(), None, total if skip is not None else None, skip)
     logs = {"d_loss": adv.detach(), "d_real": real_logits.detach().float().mean(),
             "d_fake": fake_logits.detach().float().mean()}
     if penalty is not None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from maelab.errors import output_error, resume_hint
 
 
 class MetricsLogger:
@@ -25,8 +28,11 @@ class MetricsLogger:
     def log(self, kind: str, record: dict[str, Any]) -> None:
         """Write one record (plain numbers and strings) tagged with ``kind``."""
         line = {"kind": kind, **record}
-        self._file.write(json.dumps(line) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+        except OSError as err:  # a full disk: one clear line, the checkpoint and the lines before are intact
+            raise output_error(err, self.path, "metrics", resume_hint(self.path.parent)) from None
         if self._tb is not None:
             step = int(record.get("step", 0))
             for key, value in record.items():
@@ -34,12 +40,39 @@ class MetricsLogger:
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # only a line that log() already failed to write (and reported) can be pending
+            pass
         if self._tb is not None:
             self._tb.close()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All records of a run's metrics.jsonl."""
+    """All records of a run's metrics.jsonl (a last line cut short by a crash is left out)."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for line in path.read_text().splitlines() if (record := _parsed(line)) is not None]
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> None:
+    """Remove the records logged after ``step`` (on resume: an interrupted epoch is trained and logged again),
+    and any line cut short by a crash. The file is replaced atomically: a failure leaves it as it was."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if (r := _parsed(ln)) is not None and r.get("step", 0) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text("".join(ln + "\n" for ln in lines))
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise output_error(err, path, "metrics", "resume again") from None
+
+
+def _parsed(line: str) -> Optional[dict[str, Any]]:
+    """A metrics line as a dict; None for a blank line or one cut short by a crash or a full disk."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None

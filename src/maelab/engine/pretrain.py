@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ from maelab.data import Dataset, augment, epoch_batches, load_dataset, on_disk, 
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
 from maelab.engine.gan import Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
-from maelab.engine.metrics import MetricsLogger
+from maelab.engine.metrics import MetricsLogger, drop_metrics_after
+from maelab.engine.numerics import NanPolicy, optimizer_step
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
@@ -26,12 +26,6 @@ from maelab.errors import UserError
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
-
-
-class NonFiniteLossError(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-    exit_code = 1
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -58,6 +52,7 @@ class Run:
     total_steps: int
     warmup_steps: int
     peak_lr: float
+    nan: NanPolicy  # train.on_nan: what a non-finite step does, and the count of bad steps
     step: int = 0
     gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
 
@@ -105,6 +100,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None) -> 
         std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
         warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim), gan=gan,
+        nan=NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device),
     )
     if checkpoint is not None:
         restore(run, checkpoint)
@@ -169,33 +165,24 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
                 scale = run.scaler.scale(torch.ones((), device=run.device)) if run.scaler is not None else 1.0
                 objective, g_logs = generator_step(gan, fake, cond, loss, run.model.decoder.head.weight, scale)
         run.optimizer.zero_grad(set_to_none=True)
-        if run.scaler is not None:
-            run.scaler.scale(objective).backward()
-            run.scaler.unscale_(run.optimizer)
-        else:
-            objective.backward()
-        if run.cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
-        if run.scaler is not None:
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
-        else:
-            run.optimizer.step()
+        (run.scaler.scale(objective) if run.scaler is not None else objective).backward()
+        skipped = optimizer_step(run.optimizer, run.scaler, run.model.parameters(), run.cfg.optim.grad_clip,
+                                 run.nan.guard(objective))
     if gan is not None:
-        _, d_logs = discriminator_step(gan, imgs, fake.detach(), cond)
+        _, d_logs = discriminator_step(gan, imgs, fake.detach(), cond, skipped)  # D skips with the MAE
         if logs is not None:
             logs.update(g_logs)
             logs.update(d_logs)
+    run.nan.add(loss, skipped, run.step)
     return loss.detach()
 
 
 class EpochStats:
-    """Device-side accumulators for an epoch: loss sum, count, and the first non-finite step."""
+    """Device-side accumulators for an epoch: the sum and count of the finite losses, and the GAN logs."""
 
     def __init__(self, device: torch.device) -> None:
         self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        self.count = 0
-        self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        self.count = torch.zeros((), device=device, dtype=torch.float64)
         self.log_sums: dict[str, Tensor] = {}  # the GAN phases' logs, summed on the device
         self.log_counts: dict[str, int] = {}
 
@@ -208,21 +195,14 @@ class EpochStats:
         """Host sync: each log's mean over the steps that logged it."""
         return host_floats({k: v / self.log_counts[k] for k, v in self.log_sums.items()})
 
-    def add(self, loss: Tensor, step: int) -> None:
-        bad = ~torch.isfinite(loss)
-        self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step),
-                                     self.first_bad)
-        self.loss_sum += loss.double()
-        self.count += 1
+    def add(self, loss: Tensor) -> None:
+        finite = torch.isfinite(loss)  # a non-finite loss stops the run or its step is skipped (train.on_nan)
+        self.loss_sum += torch.where(finite, loss.double(), 0.0)
+        self.count += finite
 
-    def check_finite(self) -> None:
-        """Host sync: raise if any step so far had a non-finite loss."""
-        bad = int(self.first_bad.item())
-        if bad >= 0:
-            raise NonFiniteLossError(
-                f"the loss became non-finite at step {bad}: the run stopped and its last good checkpoint is kept; "
-                "lower optim.lr / optim.base_lr or set optim.grad_clip=1.0, then start again"
-            )
+    def mean_loss(self) -> float:
+        """Host sync: the epoch's mean finite loss."""
+        return float((self.loss_sum / self.count.clamp(min=1)).item())
 
 
 def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
@@ -252,17 +232,19 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         ratio_sum += seen
         logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
         loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generator, logs)
-        stats.add(loss, run.step)
+        stats.add(loss)
         stats.add_logs(logs)
         run.step += 1
         images_since_log += cfg.optim.batch_size
         if run.step % cfg.train.log_every == 0 or run.device.type == "cpu":
-            stats.check_finite()
+            run.nan.check()
         if run.step % cfg.train.log_every == 0:
             now = time.perf_counter()
             record = {"epoch": epoch, "step": run.step, "loss": float(loss.item()), "lr": lr,
                       "mask_ratio": seen, "img_per_s": images_since_log / max(now - t_log, 1e-9),
-                      **host_floats(logs)}
+                      **host_floats(logs), **run.nan.log_fields()}
+            if run.gan is not None:
+                record.update(run.gan.collapse.update(record))
             logger.log("step", record)
             t_log, images_since_log = now, 0
             if bar is not None:
@@ -271,15 +253,15 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         if bar is not None:
             bar.update(1)
         if stop is not None and stop.requested and index < run.steps_per_epoch - 1:
-            stats.check_finite()
+            run.nan.check()
             return None
-    stats.check_finite()
+    run.nan.check()
     seconds = time.perf_counter() - t_epoch
     steps_done = run.steps_per_epoch - start_index
-    return {"epoch": epoch, "step": run.step, "loss": float(stats.loss_sum.item()) / max(stats.count, 1),
+    return {"epoch": epoch, "step": run.step, "loss": stats.mean_loss(),
             "lr": lr, "mask_ratio": ratio_sum / max(steps_done, 1),  # the mean over the epoch's steps
             "img_per_s": steps_done * cfg.optim.batch_size / max(seconds, 1e-9), "seconds": seconds,
-            **stats.log_means()}
+            **stats.log_means(), **run.nan.epoch_fields()}
 
 
 def knn_monitor(run: Run) -> float:
@@ -357,11 +339,3 @@ def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
         return cfg
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=source))
 
-
-def drop_metrics_after(run_dir: Path, step: int) -> None:
-    """Remove metric lines logged after the checkpoint (an interrupted epoch is trained and logged again)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    path.write_text("".join(ln + "\n" for ln in lines))

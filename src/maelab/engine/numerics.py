@@ -1,0 +1,147 @@
+"""Non-finite steps (``train.on_nan``): the guarded optimizer step and the bookkeeping of bad steps.
+
+``stop`` (the default) steps as usual and remembers the first step whose loss was NaN or infinite; the
+engine raises at its next host sync (every step on CPU, every ``train.log_every`` steps on CUDA) naming that
+step, before the epoch's checkpoint is written, so the last good checkpoint is kept.
+
+``skip`` leaves a step whose loss or gradients are non-finite without any effect: no weight, no Adam moment
+and no optimizer step count changes. With a fused optimizer (the engine's choice on CUDA) the skip is decided
+on the device through the fused kernels' ``found_inf`` input, the mechanism GradScaler uses, so there is no
+host sync per step; a non-fused optimizer (CPU) is checked on the host. Under fp16 the GradScaler does the
+skipping: a non-finite loss poisons the gradients so that the scaler sees an overflow (and halves its scale,
+as it does for any overflow). Skipped steps are counted (``skipped_steps`` in metrics.jsonl, per logged step
+and per epoch); more than ``train.max_skipped_steps`` in a row stop the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from maelab.errors import UserError
+
+RETRY_HINT = "lower optim.lr / optim.base_lr or set optim.grad_clip=1.0, then start again"
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+                   params: Iterable[Tensor], grad_clip: Optional[float], guard: Optional[Tensor] = None,
+                   skip: Optional[Tensor] = None) -> Optional[Tensor]:
+    """After backward: unscale (fp16), clip to ``grad_clip`` and step ``optimizer`` over ``params``.
+
+    ``guard`` is the step's loss (0-d) under ``train.on_nan=skip``, None under ``stop``. When given, the step
+    is skipped if the loss or the gradients are non-finite, or if ``skip`` (0-d bool) is True; the returned
+    0-d bool device tensor says whether it was (None when not guarded).
+    """
+    params = [p for p in params if p.grad is not None]
+    if guard is None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        _step(optimizer, scaler)
+        return None
+    bad = ~torch.isfinite(guard.detach())
+    if skip is not None:
+        bad = bad | skip
+    if scaler is not None:  # the scaler checks the gradients and skips on its own; it only needs to see `bad`
+        poison = torch.where(bad, torch.full_like(bad, float("nan"), dtype=torch.float32),
+                             torch.ones_like(bad, dtype=torch.float32))
+        for p in params:
+            p.grad.mul_(poison)
+        scaler.unscale_(optimizer)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        _step(optimizer, scaler)
+        return bad
+    # the total norm (max_norm=inf scales every gradient by exactly 1.0 when no clipping is asked for)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else float("inf"))
+    bad = bad | ~torch.isfinite(norm)
+    if optimizer.defaults.get("fused"):  # decided on the device: the fused kernel skips when found_inf != 0
+        optimizer.found_inf = bad.float()
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(bad):  # host sync: non-fused optimizers (the engine uses them on CPU only)
+        optimizer.step()
+    return bad
+
+
+def _step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+class NanPolicy:
+    """What ``train.on_nan`` does with bad steps, tracked on the device (no host sync until :meth:`check`)."""
+
+    def __init__(self, on_nan: str, max_skipped: int, device: torch.device) -> None:
+        self.skip = on_nan == "skip"
+        self.max_skipped = max_skipped
+        zero = torch.zeros((), device=device, dtype=torch.int64)
+        self.first_bad = zero - 1  # stop: the first step with a non-finite loss (-1: none)
+        self.since_log, self.in_epoch = zero.clone(), zero.clone()  # skip: skipped steps
+        self.streak, self.longest, self.longest_end = zero.clone(), zero.clone(), zero.clone()
+
+    def guard(self, loss: Tensor) -> Optional[Tensor]:
+        """The ``guard`` argument of :func:`optimizer_step`: the loss under skip, None under stop."""
+        return loss if self.skip else None
+
+    def add(self, loss: Tensor, skipped: Optional[Tensor], step: int) -> None:
+        """Record step ``step``: its loss (0-d) and whether :func:`optimizer_step` skipped it."""
+        if skipped is None:
+            bad = ~torch.isfinite(loss)
+            self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step),
+                                         self.first_bad)
+            return
+        count = skipped.long()
+        self.since_log += count
+        self.in_epoch += count
+        self.streak = (self.streak + 1) * count  # back to 0 at a step that was not skipped
+        longer = self.streak > self.longest
+        self.longest = torch.where(longer, self.streak, self.longest)
+        self.longest_end = torch.where(longer, torch.full_like(self.longest_end, step), self.longest_end)
+
+    def check(self) -> None:
+        """Host sync: raise if the run must stop (stop: any bad step; skip: too many skipped in a row)."""
+        if not self.skip:
+            bad = int(self.first_bad.item())
+            if bad >= 0:
+                raise NonFiniteLossError(f"the loss became non-finite at step {bad}: the run stopped and its last "
+                                         f"good checkpoint is kept; {RETRY_HINT}")
+            return
+        longest, end = (int(v) for v in torch.stack([self.longest, self.longest_end]).tolist())
+        if longest > self.max_skipped:
+            raise NonFiniteLossError(
+                f"{longest} steps in a row (steps {end - longest + 1} to {end}) had a non-finite loss or gradients "
+                f"and were skipped, more than train.max_skipped_steps={self.max_skipped}: the run stopped and its "
+                f"last good checkpoint is kept; {RETRY_HINT}"
+            )
+
+    def log_fields(self) -> dict[str, int]:
+        """Host sync (skip only): the steps skipped since the last call, for a step record."""
+        return self._take("since_log")
+
+    def epoch_fields(self) -> dict[str, int]:
+        """Host sync (skip only): the steps skipped since the last call, for an epoch record."""
+        return self._take("in_epoch")
+
+    def _take(self, name: str) -> dict[str, int]:
+        if not self.skip:
+            return {}
+        counter = getattr(self, name)
+        value = int(counter.item())
+        counter.zero_()
+        return {"skipped_steps": value}

@@ -1,0 +1,104 @@
+"""train.on_nan=stop|skip through the engine: a NaN injected into the MAE's loss at chosen steps."""
+
+import copy
+import itertools
+
+import pytest
+import torch
+
+from maelab.config import load_config
+from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+from maelab.engine.metrics import read_metrics
+from maelab.engine.numerics import NonFiniteLossError
+from maelab.engine.pretrain import build_run, pretrain, step_seed, train_step
+from maelab.models import MAE
+
+
+def poison(monkeypatch, bad_steps):
+    """MAE.forward returns a NaN loss (and so NaN gradients) at the given calls (one call per step)."""
+    original, calls = MAE.forward, itertools.count()
+
+    def forward(self, imgs, *args, **kwargs):
+        loss, pred, mask = original(self, imgs, *args, **kwargs)
+        return (loss * float("nan") if next(calls) in bad_steps else loss), pred, mask
+
+    monkeypatch.setattr(MAE, "forward", forward)
+
+
+def state(run):
+    """Everything a step may change: the MAE's and D's weights and optimizer states."""
+    parts = [run.model.state_dict(), run.optimizer.state_dict()["state"]]
+    if run.gan is not None:
+        parts += [run.gan.disc.state_dict(), run.gan.optimizer.state_dict()["state"]]
+    return copy.deepcopy(parts)
+
+
+def flat(parts):
+    out = []
+    for part in parts:
+        for value in part.values():
+            out.extend(flat([value]) if isinstance(value, dict) else [torch.as_tensor(value)])
+    return out
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(flat(a), flat(b), strict=True))
+
+
+def step(run):
+    gen = torch.Generator().manual_seed(step_seed(0, run.step))
+    loss = train_step(run, run.data.x_train[:64], 1e-3, 0.75, gen)
+    run.step += 1
+    return loss
+
+
+@pytest.mark.parametrize("gan", ["false", "true"])
+def test_a_skipped_step_changes_no_weight_and_no_optimizer_state(tmp_path, tiny, monkeypatch, gan):
+    cfg = load_config(None, [*tiny, "train.on_nan=skip", f"gan.enabled={gan}", "gan.width=4", "gan.depth=2"])
+    run = build_run(cfg, tmp_path)
+    poison(monkeypatch, {2})
+    step(run), step(run)
+    before = state(run)
+    assert not torch.isfinite(step(run))
+    assert same(before, state(run))  # the MAE, AdamW's moments and step count, and D (it skips with the MAE)
+    assert run.nan.log_fields() == {"skipped_steps": 1}
+    step(run)
+    assert not same(before, state(run))
+
+
+def nan_run(tmp_path, tiny, on_nan, *extra):
+    cfg = load_config(None, [*tiny, "optim.epochs=2", "train.log_every=1", "train.tensorboard=false",
+                             f"train.on_nan={on_nan}", f"out_dir={tmp_path / on_nan}", *extra])
+    return pretrain(cfg)
+
+
+def test_skip_counts_the_step_in_the_metrics_and_the_run_finishes(tmp_path, tiny, monkeypatch):
+    poison(monkeypatch, {5})  # 4 steps per epoch: the second step of epoch 1
+    run_dir = nan_run(tmp_path, tiny, "skip")
+    records = read_metrics(run_dir)
+    steps = {r["step"]: r["skipped_steps"] for r in records if r["kind"] == "step"}
+    assert steps == {1: 0, 2: 0, 3: 0, 4: 0, 5: 0, 6: 1, 7: 0, 8: 0}  # step 5 is logged as run.step 6
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["skipped_steps"] for r in epochs] == [0, 1]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in epochs)  # the mean leaves the NaN out
+    assert load_checkpoint(checkpoint_path(run_dir))["step"] == 8
+
+
+def test_stop_still_stops_at_the_same_injected_nan(tmp_path, tiny, monkeypatch):
+    poison(monkeypatch, {5})
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 5"):
+        nan_run(tmp_path, tiny, "stop")
+    assert load_checkpoint(checkpoint_path(tmp_path / "stop"))["step"] == 4
+
+
+def test_skip_stops_after_too_many_skipped_steps_in_a_row(tmp_path, tiny, monkeypatch):
+    poison(monkeypatch, set(range(5, 100)))
+    with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 5 to 7\)"):
+        nan_run(tmp_path, tiny, "skip", "train.max_skipped_steps=2")
+    assert load_checkpoint(checkpoint_path(tmp_path / "skip"))["step"] == 4
+
+
+def test_skip_without_a_nan_trains_the_same_weights_as_stop(tmp_path, tiny):
+    a = load_checkpoint(checkpoint_path(nan_run(tmp_path, tiny, "stop", "optim.grad_clip=1.0")))["model"]
+    b = load_checkpoint(checkpoint_path(nan_run(tmp_path, tiny, "skip", "optim.grad_clip=1.0")))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
