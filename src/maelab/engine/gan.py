@@ -14,7 +14,7 @@ under fp16, its own GradScaler.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -38,6 +38,7 @@ class Gan:
     scaler: Optional[torch.amp.GradScaler]
     device: torch.device
     precision: str
+    sync_grads: Optional[Callable[[], None]] = None  # under torchrun: average D's gradients over the ranks
 
     def active(self, epoch: int) -> bool:
         """Whether the adversarial term and the D step run in ``epoch`` (from ``gan.start_epoch`` on)."""
@@ -132,12 +133,13 @@ def discriminator_step(gan: Gan, real: Tensor, fake: Tensor,
         penalty = r1_penalty(real_logits, real) if r1 else None
         total = adv + gan.cfg.r1 * penalty if r1 else adv
     gan.optimizer.zero_grad(set_to_none=True)
+    (gan.scaler.scale(total) if gan.scaler is not None else total).backward()
+    if gan.sync_grads is not None:
+        gan.sync_grads()
     if gan.scaler is not None:
-        gan.scaler.scale(total).backward()
         gan.scaler.step(gan.optimizer)
         gan.scaler.update()
     else:
-        total.backward()
         gan.optimizer.step()
     logs = {"d_loss": adv.detach(), "d_real": real_logits.detach().float().mean(),
             "d_fake": fake_logits.detach().float().mean()}
