@@ -95,10 +95,13 @@ EVALUATIONS = {
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """maelab probe|knn|recon|finetune RUN_DIR [--checkpoint PATH] [--random-init] [key=value ...]"""
+    from maelab.engine.distributed import is_main_process
     from maelab.eval import commands
 
     func = getattr(commands, f"run_{args.command}")
     path, result = func(args.run_dir, args.overrides, args.checkpoint, args.random_init)
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))
     print(f"{args.command}: {summary}")
     print(f"wrote {path}")
@@ -107,9 +110,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_scratch(args: argparse.Namespace) -> int:
     """maelab scratch [-c CONFIG] [key=value ...]: the same ViT trained from random init with labels."""
+    from maelab.engine.distributed import is_main_process
     from maelab.eval.commands import run_scratch
 
     path, result = run_scratch(args.config, args.overrides)
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     print(f"scratch: top1={result['top1']:.2f} top5={result['top5']:.2f}")
     print(f"wrote {path}")
     return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,39 @@ def test_alone_every_helper_is_the_identity() -> None:
     assert not dist.enabled and dist.is_main and dist.shard == Shard()
     t = torch.tensor(2.5)
     assert dist.mean(t) is t and dist.main_only(lambda x: x + 1, 1) == 2 and dist.agree_max(3) == 3
+
+
+def worker_pid(agent: subprocess.Popen, rank: int) -> int | None:
+    """The pid of torchrun's worker ``rank`` (Linux /proc), or None while it is not started."""
+    try:
+        children = Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()
+        for pid in children:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if f"RANK={rank}".encode() in env:
+                return int(pid)
+    except OSError:
+        return None
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through /proc (Linux)")
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    args = [*RUN, "optim.epochs=50", "train.stop_after_epochs=null", "train.tensorboard=false", f"out_dir={out}"]
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "maelab", "pretrain", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and agent.poll() is None and not (out / "checkpoints" / "last.pt").exists():
+            time.sleep(0.05)  # wait for the first epoch's checkpoint
+        os.kill(worker_pid(agent, 1), signal.SIGTERM)  # rank 1 only: rank 0 must learn it at a step boundary
+        _, err = agent.communicate(timeout=120)
+    finally:
+        agent.kill()
+    assert agent.returncode == 0, err[-3000:]
+    assert err.count("stopped by SIGTERM") == 1 and f"--resume {out}" in err  # said once, by rank 0
+    state = load_checkpoint(checkpoint_path(out))
+    assert 4 <= state["step"] < 50 * 4
+    assert max(r["step"] for r in records(out)) <= state["step"]  # nothing logged past the checkpoint

@@ -110,6 +110,26 @@ class Dist:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
 
+    def block(self, n: int) -> tuple[int, int]:
+        """This rank's contiguous block ``[lo, hi)`` of ``n`` rows (ceil(n / world_size) each, the last ones
+        shorter): e.g. the images whose features it extracts."""
+        per = -(-n // self.world_size)
+        lo = min(self.rank * per, n)
+        return lo, min(lo + per, n)
+
+    def gather_rows(self, local: Tensor, total: int) -> Tensor:
+        """Every rank's :meth:`block` of rows, gathered in order: local [hi - lo, ...] -> [total, ...] on every
+        rank (one all-gather; blocks are padded to the same length for it)."""
+        if not self.enabled:
+            return local
+        per = -(-total // self.world_size)
+        padded = local.new_zeros((per, *local.shape[1:]))
+        padded[:len(local)] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        tdist.all_gather(parts, padded)
+        sizes = [min(per, max(total - r * per, 0)) for r in range(self.world_size)]
+        return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
     def agree_max(self, value: int) -> int:
         """The largest of every rank's ``value`` (host-side, over the control group)."""
         if not self.enabled:
@@ -205,6 +225,8 @@ def distributed(device: str = "auto") -> Iterator[Dist]:
     owner = not tdist.is_initialized()
     if owner:
         backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
+        if backend == "nccl":  # "cuda" now means this rank's GPU, wherever a tensor is made
+            torch.cuda.set_device(local_rank)
         tdist.init_process_group(backend)
     control = tdist.new_group(backend="gloo") if tdist.get_backend() != "gloo" else None
     try:
