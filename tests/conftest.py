@@ -38,3 +38,14 @@ TINY = [
 @pytest.fixture
 def tiny() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """A test that sets torch's CPU threads (train.threads) must not change the float results of the next ones
+    (bit-exact comparisons between this process and a subprocess need the same thread count)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -16,6 +16,7 @@ DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """maelab pretrain [-c CONFIG] [--resume RUN_DIR] [key=value ...]"""
     from maelab.config import load_config
+    from maelab.engine.distributed import is_main_process
     from maelab.engine.pretrain import pretrain, resume
     from maelab.engine.signals import RunInterrupted
 
@@ -27,9 +28,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         else:
             run_dir = pretrain(load_config(args.config, args.overrides))
     except RunInterrupted as stopped:
-        print(f"maelab: {stopped}", file=sys.stderr)
+        if is_main_process():  # under torchrun every rank stops; rank 0 says so
+            print(f"maelab: {stopped}", file=sys.stderr)
         return 0
-    print(f"run directory: {run_dir}")
+    if is_main_process():
+        print(f"run directory: {run_dir}")
     return 0
 
 
@@ -92,10 +95,13 @@ EVALUATIONS = {
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """maelab probe|knn|recon|finetune RUN_DIR [--checkpoint PATH] [--random-init] [key=value ...]"""
+    from maelab.engine.distributed import is_main_process
     from maelab.eval import commands
 
     func = getattr(commands, f"run_{args.command}")
     path, result = func(args.run_dir, args.overrides, args.checkpoint, args.random_init)
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))
     print(f"{args.command}: {summary}")
     print(f"wrote {path}")
@@ -104,9 +110,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_scratch(args: argparse.Namespace) -> int:
     """maelab scratch [-c CONFIG] [key=value ...]: the same ViT trained from random init with labels."""
+    from maelab.engine.distributed import is_main_process
     from maelab.eval.commands import run_scratch
 
     path, result = run_scratch(args.config, args.overrides)
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     print(f"scratch: top1={result['top1']:.2f} top5={result['top5']:.2f}")
     print(f"wrote {path}")
     return 0
@@ -250,7 +259,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as err:
         if args.debug:
             raise
-        print(f"maelab: error: {err}", file=sys.stderr)
+        if not getattr(err, "quiet", False):  # quiet: another rank (rank 0 under torchrun) prints the same line
+            print(f"maelab: error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)
 
 

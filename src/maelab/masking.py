@@ -11,6 +11,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from maelab.shard import WHOLE, Shard
+
 
 def num_visible(num_patches: int, ratio: float) -> int:
     """Patches kept for the encoder: round(L * (1 - ratio)), clamped to [1, L - 1].
@@ -29,11 +31,18 @@ def effective_ratio(num_patches: int, ratio: float) -> float:
     return 1.0 - num_visible(num_patches, ratio) / num_patches
 
 
+def mask_noise(batch: int, num_patches: int, device: torch.device | str = "cpu",
+               generator: Optional[torch.Generator] = None, shard: Shard = WHOLE) -> Tensor:
+    """The noise whose argsort shuffles the patches: [batch, L] uniform, this shard's rows of a draw for the
+    global batch (``shard``; the whole draw in one process)."""
+    return shard.rows(torch.rand(shard.global_size(batch), num_patches, device=device, generator=generator))
+
+
 def random_masking(
     batch: int, num_patches: int, ratio: float, device: torch.device | str = "cpu",
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[torch.Generator] = None, shard: Shard = WHOLE,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw an independent random mask per sample.
+    """Draw an independent random mask per sample (under torchrun, ``shard``'s rows of the global batch's masks).
 
     Returns:
         ids_keep: [N, K] int64, indices of the visible patches (K = num_visible(L, ratio))
@@ -41,7 +50,7 @@ def random_masking(
         ids_restore: [N, L] int64, the inverse of the shuffle (argsort of the shuffle)
     """
     keep = num_visible(num_patches, ratio)
-    noise = torch.rand(batch, num_patches, device=device, generator=generator)
+    noise = mask_noise(batch, num_patches, device, generator, shard)
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :keep]
@@ -68,14 +77,14 @@ def effective_ratios(num_patches: int, ratios: Tensor) -> Tensor:
 
 def random_masking_per_sample(
     num_patches: int, ratios: Tensor, device: torch.device | str = "cpu",
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[torch.Generator] = None, shard: Shard = WHOLE,
 ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
     """Draw a random mask per sample, sample ``i`` keeping ``num_visible(L, ratios[i])`` patches.
 
     The noise is drawn exactly as :func:`random_masking` draws it, so equal ratios give the same masks.
 
     Args:
-        ratios: [N] the mask ratio of each sample.
+        ratios: [N] the mask ratio of each sample (this shard's rows under torchrun).
     Returns:
         ids_keep: [N, K_max] int64, sample i's visible patches first, then (padding) some of its masked ones
         mask: [N, L] float, 1 for masked patches, 0 for visible, in the original patch order
@@ -85,7 +94,7 @@ def random_masking_per_sample(
     """
     keep_host = num_visible_per_sample(num_patches, ratios)
     k_max, uniform = int(keep_host.max()), int(keep_host.min()) == int(keep_host.max())
-    noise = torch.rand(len(keep_host), num_patches, device=device, generator=generator)
+    noise = mask_noise(len(keep_host), num_patches, device, generator, shard)
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     keep = keep_host.to(device).unsqueeze(1)

@@ -18,6 +18,7 @@ from tests.conftest import REPO, TINY
 
 SPE, EPOCHS = 10, 3  # 320 images, batch 32: 10 steps per epoch, a checkpoint every 10 steps
 ARGS = [*TINY, "data.synthetic_train=320", "optim.batch_size=32", f"optim.epochs={EPOCHS}", "train.log_every=1",
+        "train.threads=1",
         "train.tensorboard=false"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 

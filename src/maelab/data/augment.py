@@ -21,6 +21,7 @@ base preset's batch for the same generator state, and seed3 and seed5 share rota
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from maelab.config import AugConfig
+from maelab.shard import WHOLE, Shard
 
 RATIO = (3 / 4, 4 / 3)  # aspect ratios of the random resized crop (torchvision's default)
 ATTEMPTS = 10  # boxes tried per sample before falling back to a centre crop (as torchvision)
@@ -58,20 +60,23 @@ def eval_transform(imgs: Tensor, out_size: int) -> Tensor:
     return x
 
 
-def augment(imgs: Tensor, cfg: AugConfig, out_size: int, generator: torch.Generator) -> Tensor:
+def augment(imgs: Tensor, cfg: AugConfig, out_size: int, generator: torch.Generator, shard: Shard = WHOLE) -> Tensor:
     """Augment a batch: ``imgs: [N, H, W, 3] uint8`` -> ``[N, 3, out_size, out_size] float32`` in [0, 1].
 
     Presets: ``none`` (= ``eval_transform``), ``mae`` (random resized crop with area fraction in
     ``[crop_scale_min, crop_scale_max]`` and aspect ratio in [3/4, 4/3], then flip with probability
     ``cfg.flip``), ``keras`` (resize to ``round(out_size * 52 / 48)``, random crop ``out_size``, flip),
     ``seed3``/``seed5`` (the ``cfg.base`` preset, then the report's extra ops: see the module docstring).
-    ``generator`` must be on the device of ``imgs``; each sample draws its own parameters.
+    ``generator`` must be on the device of ``imgs``; each sample draws its own parameters. Under torchrun,
+    ``shard`` names this rank's rows of the global batch: the parameters are drawn for the whole global batch and
+    this rank keeps its rows (W ranks augment exactly as one process with the global batch).
     """
     if cfg.preset == "none":
         return eval_transform(imgs, out_size)
     if generator.device.type != imgs.device.type:
         raise ValueError(f"the generator is on {generator.device} but the images are on {imgs.device}")
-    n, h, w, _ = imgs.shape
+    _, h, w, _ = imgs.shape
+    n = shard.global_size(len(imgs))  # parameters are drawn for the global batch; this shard keeps its rows
     base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
     if base == "mae":
         boxes = rrc_boxes(n, h, w, (cfg.crop_scale_min, cfg.crop_scale_max), generator, imgs.device)
@@ -80,9 +85,10 @@ def augment(imgs: Tensor, cfg: AugConfig, out_size: int, generator: torch.Genera
     else:
         raise ValueError(f"unknown augmentation preset {cfg.preset!r}")
     flip = torch.rand(n, generator=generator, device=imgs.device) < cfg.flip
+    boxes, flip = shard.rows(boxes), shard.rows(flip)
     if cfg.preset not in SEED_OPS:
         return resized_crop(to_float(imgs), boxes, flip, out_size)
-    params = draw_extras(n, cfg, SEED_OPS[cfg.preset], generator, imgs.device)
+    params = draw_extras(n, cfg, SEED_OPS[cfg.preset], generator, imgs.device).rows(shard)
     return apply_extras(to_float(imgs), boxes, flip, params, out_size, cfg.fill)
 
 
@@ -195,6 +201,11 @@ class Extras:
         """No rotation, zoom 1, no shift, no colour change, for ``n`` samples."""
         zero = torch.zeros(n, device=device)
         return Extras(angle=zero, zoom=torch.ones(n, device=device), tx=zero, ty=zero)
+
+    def rows(self, shard: Shard) -> Extras:
+        """This shard's rows of parameters drawn for the global batch."""
+        return Extras(**{f.name: None if (v := getattr(self, f.name)) is None else shard.rows(v)
+                         for f in dataclasses.fields(self)})
 
 
 def draw_extras(n: int, cfg: AugConfig, ops: tuple[str, ...], generator: torch.Generator,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -67,6 +67,7 @@ class Gan:
     device: torch.device
     precision: str
     collapse: CollapseWatch = field(default_factory=lambda: CollapseWatch(0.0, 0))
+    sync_grads: Optional[Callable[[], None]] = None  # under torchrun: average D's gradients over the ranks
 
     def active(self, epoch: int) -> bool:
         """Whether the adversarial term and the D step run in ``epoch`` (from ``gan.start_epoch`` on)."""
@@ -164,6 +165,8 @@ def discriminator_step(gan: Gan, real: Tensor, fake: Tensor, cond: Optional[Tens
         total = adv + gan.cfg.r1 * penalty if r1 else adv
     gan.optimizer.zero_grad(set_to_none=True)
     (gan.scaler.scale(total) if gan.scaler is not None else total).backward()
+    if gan.sync_grads is not None:
+        gan.sync_grads()
     optimizer_step(gan.optimizer, gan.scaler, gan.disc.parameters(), None, total if skip is not None else None, skip)
     logs = {"d_loss": adv.detach(), "d_real": real_logits.detach().float().mean(),
             "d_fake": fake_logits.detach().float().mean()}

@@ -27,6 +27,7 @@ class LoadedRun:
     step: int  # the checkpoint's training step (0 for random init)
     device: torch.device
     data_source: Optional[str] = None
+    world_size: int = 1  # the ranks the checkpoint was trained with (its steps are global batches of that many)
 
     def dataset(self, seed: Optional[int] = None) -> Dataset:
         """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
@@ -59,4 +60,4 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     model.to(dev).eval()
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
                      step=0 if random_init else int(state["step"]), device=dev,
-                     data_source=state.get("data_source"))
+                     data_source=state.get("data_source"), world_size=int(state.get("world_size", 1)))

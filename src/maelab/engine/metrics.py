@@ -48,6 +48,16 @@ class MetricsLogger:
             self._tb.close()
 
 
+class NullLogger:
+    """A logger that writes nothing (the ranks other than 0 under torchrun)."""
+
+    def log(self, kind: str, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """All records of a run's metrics.jsonl (a last line cut short by a crash is left out)."""
     path = Path(run_dir) / "metrics.jsonl"

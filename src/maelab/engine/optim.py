@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maelab.config import OptimConfig
+from maelab.config import FinetuneConfig, OptimConfig
 
 NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "registers")
 
@@ -23,8 +23,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def peak_lr(cfg: OptimConfig, world_size: int = 1) -> float:
-    """``cfg.lr`` if given, else MAE's rule base_lr * global batch / 256."""
+def peak_lr(cfg: OptimConfig | FinetuneConfig, world_size: int = 1) -> float:
+    """``cfg.lr`` if given, else MAE's rule base_lr * global batch / 256 (global batch = batch_size x world_size)."""
     if cfg.lr is not None:
         return cfg.lr
     return cfg.base_lr * cfg.batch_size * world_size / 256

@@ -16,8 +16,9 @@ from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import Dataset, augment, epoch_batches, load_dataset, on_disk, steps_per_epoch
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
+from maelab.engine.distributed import Dist, distributed, resume_step
 from maelab.engine.gan import Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
-from maelab.engine.metrics import MetricsLogger, drop_metrics_after
+from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.numerics import NanPolicy, optimizer_step
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
@@ -55,6 +56,12 @@ class Run:
     nan: NanPolicy  # train.on_nan: what a non-finite step does, and the count of bad steps
     step: int = 0
     gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
+    dist: Dist = dataclasses.field(default_factory=Dist)  # this process's rank under torchrun (Dist(): alone)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step over all ranks: optim.batch_size x world_size."""
+        return self.cfg.optim.batch_size * self.dist.world_size
 
     def active_gan(self) -> Optional[Gan]:
         """The GAN when it trains at the current step (gan.enabled and epoch >= gan.start_epoch), else None."""
@@ -68,38 +75,47 @@ class Run:
     def mask_ratio(self, epoch: int, step: int) -> float | Tensor:
         """The ratio the encoder sees at this step: the schedule's value after rounding and clamping.
 
-        With ``mask.per_sample`` a CPU tensor [batch_size] of each image's ratio (drawn from (seed, step)).
+        With ``mask.per_sample`` a CPU tensor [global batch] of each image's ratio (drawn from (seed, step));
+        each rank takes its rows in :func:`train_step`.
         """
         if self.cfg.mask.per_sample:
-            ratios = mask_ratios_at(self.cfg.mask, step, self.cfg.train.seed, self.cfg.optim.batch_size)
+            ratios = mask_ratios_at(self.cfg.mask, step, self.cfg.train.seed, self.global_batch)
             return effective_ratios(self.model.spec.num_patches, ratios)
         ratio = mask_ratio_at(self.cfg.mask, epoch, step, self.cfg.optim.epochs, self.steps_per_epoch,
                               self.cfg.train.seed)
         return effective_ratio(self.model.spec.num_patches, ratio)
 
 
-def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None) -> Run:
-    """Data on the device, model, optimizer and schedules; state restored from ``checkpoint`` if given."""
+def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dist: Optional[Dist] = None) -> Run:
+    """Data on the device, model, optimizer and schedules; state restored from ``checkpoint`` if given.
+
+    Under torchrun (``dist``) the model trains in DistributedDataParallel and a step takes optim.batch_size
+    images on each rank (see docs/distributed.md).
+    """
+    dist = dist or Dist()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+    device = dist.device(resolve_device(cfg.train.device))
     precision = resolve_precision(cfg.train.precision, device)
     spec = resolve_spec(cfg.model)
-    data = load_dataset(cfg.data, cfg.train.seed).to(device)
-    spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size)
+    data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
+    spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size, dist.world_size)
     torch.manual_seed(cfg.train.seed)
     model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss).to(device)
     optimizer = build_optimizer(model, cfg.optim, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     gan = build_gan(cfg.gan, spec.img_size, device, precision) if cfg.gan.enabled else None  # after the MAE's init
+    if gan is not None and dist.enabled:
+        gan.sync_grads = lambda: dist.average_grads(gan.disc)
+    forward = dist.wrap(model)
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
-        forward=torch.compile(model) if cfg.train.compile else model,
+        forward=torch.compile(forward) if cfg.train.compile else forward,
         optimizer=optimizer, scaler=scaler,
         mean=torch.tensor(data.mean, device=device).view(1, 3, 1, 1),
         std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
-        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim), gan=gan,
+        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim, dist.world_size), gan=gan, dist=dist,
         nan=NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device),
     )
     if checkpoint is not None:
@@ -114,6 +130,9 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "step": run.step,
         "epoch": run.step // run.steps_per_epoch,
+        "steps_per_epoch": run.steps_per_epoch,  # with global_batch: where to resume under another world size
+        "global_batch": run.global_batch,
+        "world_size": run.dist.world_size,
         "config": to_dict(run.cfg),
         "data_source": run.data.source,
         "rng": {"torch": torch.get_rng_state()},
@@ -138,26 +157,31 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["rng"]["torch"])
     if run.device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
-    run.step = int(state["step"])
+    run.step = resume_step(int(state["step"]), int(state.get("steps_per_epoch", run.steps_per_epoch)),
+                           int(state.get("global_batch", run.global_batch)), run.steps_per_epoch, run.global_batch)
 
 
 def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generator: torch.Generator,
                logs: Optional[dict[str, Tensor]] = None) -> Tensor:
     """One optimizer step on a uint8 batch [B, H, W, 3]; returns the reconstruction loss as a device tensor
-    (no host sync).
+    (no host sync). Under torchrun the batch is this rank's shard, ``ratio`` (per-sample: [world_size x B]) is
+    the global batch's, and the loss and logs returned are the means over the ranks.
 
     With the GAN training (gan.enabled, from gan.start_epoch), the MAE steps on L_rec + λ·L_adv with D
     frozen, then D steps on the batch vs the detached reconstruction; the phases' logs (detached device
     tensors: g_adv, gan_weight, d_loss, d_real, d_fake) are written into ``logs`` when it is given.
     """
-    imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generator)
+    shard = run.dist.shard  # this rank's rows of the step's random draws (all of them in one process)
+    imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generator, shard)
     imgs = (imgs - run.mean) / run.std
+    if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
+        ratio = shard.rows(ratio)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     gan = run.active_gan()
     with frozen(gan.disc if gan is not None else None):
         with autocast(run.device, run.precision):
-            loss, pred, mask = run.forward(imgs, ratio, generator=generator)
+            loss, pred, mask = run.forward(imgs, ratio, generator=generator, shard=shard)
             objective = loss
             if gan is not None:
                 fake = run.model.reconstruct(imgs, pred, mask)  # visible patches pasted back, normalised space
@@ -171,10 +195,10 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     if gan is not None:
         _, d_logs = discriminator_step(gan, imgs, fake.detach(), cond, skipped)  # D skips with the MAE
         if logs is not None:
-            logs.update(g_logs)
-            logs.update(d_logs)
+            logs.update(run.dist.mean_dict({**g_logs, **d_logs}))
+    loss = run.dist.mean(loss.detach())  # the mean over the ranks: every rank logs and checks the same loss
     run.nan.add(loss, skipped, run.step)
-    return loss.detach()
+    return loss
 
 
 class EpochStats:
@@ -218,7 +242,8 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     """Train the remaining steps of ``epoch``; returns the epoch's metrics, or None when ``stop`` was requested
     before its last step (the run is then between two steps, ready for a checkpoint)."""
     cfg = run.cfg
-    batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch)
+    batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch, run.dist.rank,
+                            run.dist.world_size)
     generator = torch.Generator(device=run.device)
     stats = EpochStats(run.device)
     start_index = run.step - epoch * run.steps_per_epoch
@@ -235,7 +260,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         stats.add(loss)
         stats.add_logs(logs)
         run.step += 1
-        images_since_log += cfg.optim.batch_size
+        images_since_log += run.global_batch
         if run.step % cfg.train.log_every == 0 or run.device.type == "cpu":
             run.nan.check()
         if run.step % cfg.train.log_every == 0:
@@ -260,7 +285,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     steps_done = run.steps_per_epoch - start_index
     return {"epoch": epoch, "step": run.step, "loss": stats.mean_loss(),
             "lr": lr, "mask_ratio": ratio_sum / max(steps_done, 1),  # the mean over the epoch's steps
-            "img_per_s": steps_done * cfg.optim.batch_size / max(seconds, 1e-9), "seconds": seconds,
+            "img_per_s": steps_done * run.global_batch / max(seconds, 1e-9), "seconds": seconds,
             **stats.log_means(), **run.nan.epoch_fields()}
 
 
@@ -281,20 +306,22 @@ def train(run: Run) -> None:
     last_epoch = cfg.optim.epochs
     if cfg.train.stop_after_epochs is not None:
         last_epoch = min(last_epoch, cfg.train.stop_after_epochs)
-    logger = MetricsLogger(run.run_dir, tensorboard=cfg.train.tensorboard)
+    main = run.dist.is_main  # only rank 0 writes files and shows progress
+    logger = MetricsLogger(run.run_dir, tensorboard=cfg.train.tensorboard) if main else NullLogger()
     bar = None
-    if cfg.train.progress:
+    if cfg.train.progress and main:
         bar = tqdm(total=last_epoch * run.steps_per_epoch, initial=min(run.step, last_epoch * run.steps_per_epoch),
                    desc="pretrain", unit="step", dynamic_ncols=True)
     try:
-        with catch_stop_signals() as stop:
+        with catch_stop_signals() as local_stop:
+            stop = run.dist.synced(local_stop)  # every rank stops at the same step
             for epoch in range(run.step // run.steps_per_epoch, last_epoch):
                 record = run_epoch(run, epoch, logger, bar, stop)
                 if record is not None:
-                    if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0:
+                    if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0 and main:
                         record["knn_top1"] = knn_monitor(run)
                     logger.log("epoch", record)
-                save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir))
+                run.dist.main_only(lambda: save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir)))
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
                     raise RunInterrupted(run.run_dir, run.step, stop.signum)
     finally:
@@ -304,11 +331,12 @@ def train(run: Run) -> None:
 
 
 def pretrain(cfg: Config) -> Path:
-    """Start a new pretraining run; returns its run directory."""
-    run_dir = prepare_run_dir(cfg.out_dir, cfg.name, cfg.overwrite)
-    run = build_run(cfg, run_dir)
-    save_config(cfg, run_dir / CONFIG_NAME)
-    train(run)
+    """Start a new pretraining run (on every rank under torchrun); returns its run directory."""
+    with distributed(cfg.train.device) as dist:
+        run_dir = dist.main_only(prepare_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
+        run = build_run(cfg, run_dir, dist=dist)
+        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
+        train(run)
     return run_dir
 
 
@@ -325,10 +353,11 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
             "drop those overrides, or start a new run"
         )
     cfg = with_saved_data_source(cfg, state.get("data_source"))
-    run = build_run(cfg, run_dir, checkpoint=state)
-    save_config(cfg, run_dir / CONFIG_NAME)
-    drop_metrics_after(run_dir, run.step)
-    train(run)
+    with distributed(cfg.train.device) as dist:  # under another world size: see distributed.resume_step
+        run = build_run(cfg, run_dir, checkpoint=state, dist=dist)
+        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
+        dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
+        train(run)
     return run_dir
 
 

@@ -10,6 +10,7 @@ from torch import Tensor
 from maelab.config import AugConfig
 from maelab.data import augment, eval_transform
 from maelab.models.vit import ViTEncoder
+from maelab.shard import WHOLE, Shard
 
 
 def normalize(imgs: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
@@ -25,9 +26,11 @@ def pool_tokens(tokens: Tensor, pool: str) -> Tensor:
 
 
 def prepare(x_u8: Tensor, img_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-            aug: Optional[AugConfig] = None, generator: Optional[torch.Generator] = None) -> Tensor:
-    """uint8 [N, H, W, 3] -> normalised model input [N, 3, S, S] (augmented when ``aug`` is given)."""
-    imgs = augment(x_u8, aug, img_size, generator) if aug is not None else eval_transform(x_u8, img_size)
+            aug: Optional[AugConfig] = None, generator: Optional[torch.Generator] = None,
+            shard: Shard = WHOLE) -> Tensor:
+    """uint8 [N, H, W, 3] -> normalised model input [N, 3, S, S] (augmented when ``aug`` is given; ``shard``:
+    this rank's rows of a global batch, see :func:`maelab.data.augment`)."""
+    imgs = augment(x_u8, aug, img_size, generator, shard) if aug is not None else eval_transform(x_u8, img_size)
     return normalize(imgs, mean, std)
 
 

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from maelab.config import AugConfig, FinetuneConfig
 from maelab.data import Dataset, epoch_batches, steps_per_epoch
 from maelab.engine.device import autocast
+from maelab.engine.distributed import Dist
+from maelab.engine.optim import peak_lr
 from maelab.eval.features import pool_tokens, prepare
 from maelab.eval.knn import topk_accuracy
 from maelab.models.presets import ModelSpec
@@ -99,8 +101,14 @@ def evaluate_classifier(model: Classifier, data: Dataset, img_size: int, batch_s
 
 def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg: FinetuneConfig,
              base_aug: AugConfig, seed: int, device: torch.device, precision: str = "fp32",
-             log: Optional[Callable[[dict], None]] = None) -> dict[str, float]:
-    """Train encoder + head with labels; ``encoder_state`` None trains from scratch. Returns test metrics."""
+             log: Optional[Callable[[dict], None]] = None, dist: Optional[Dist] = None) -> dict[str, float]:
+    """Train encoder + head with labels; ``encoder_state`` None trains from scratch. Returns test metrics.
+
+    Under torchrun (``dist``) the classifier trains in DistributedDataParallel on each rank's shard of the
+    global batch (finetune.batch_size per rank; the lr follows the global batch); rank 0 evaluates and every
+    rank returns its metrics. Mixup/cutmix pair images within a rank's shard.
+    """
+    dist = dist or Dist()
     torch.manual_seed(seed)
     model = Classifier(spec, data.num_classes, cfg.pool, cfg.drop_path)
     if encoder_state is not None:
@@ -108,26 +116,27 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     model.to(device)
     groups = param_groups_lrd(model, cfg.weight_decay, cfg.layer_decay, spec.depth)
     opt = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999))
+    net = dist.wrap(model)
     aug = dataclasses.replace(base_aug, preset=cfg.aug)
-    spe = steps_per_epoch(len(data.x_train), cfg.batch_size)
+    spe = steps_per_epoch(len(data.x_train), cfg.batch_size, dist.world_size)
     total = cfg.epochs * spe
     warmup = int(round(cfg.warmup_fraction * total))
-    peak = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size / 256
+    peak = peak_lr(cfg, dist.world_size)
     gen = torch.Generator(device=device)
     step, start = 0, time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
-        for idx in epoch_batches(len(data.x_train), cfg.batch_size, seed, epoch):
+        for idx in epoch_batches(len(data.x_train), cfg.batch_size, seed, epoch, dist.rank, dist.world_size):
             gen.manual_seed(seed * 1_000_003 + step)
             rng = np.random.default_rng([seed, step])
-            imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen)
+            imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen, dist.shard)
             targets = F.one_hot(data.y_train[idx], data.num_classes).float()
             imgs, targets = mix_batch(imgs, targets, cfg, rng)
             lr = lr_at(step, total, warmup, peak, cfg.min_lr)
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             with autocast(device, precision):
-                logits = model(imgs)
+                logits = net(imgs)
             loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -136,7 +145,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
             opt.step()
             step += 1
         if log is not None:
-            log({"epoch": epoch, "step": step, "loss": float(loss.item()), "lr": lr})
-    result = evaluate_classifier(model, data, spec.img_size)
+            log({"epoch": epoch, "step": step, "loss": float(dist.mean(loss.detach()).item()), "lr": lr})
+    result = dist.main_only(evaluate_classifier, model, data, spec.img_size)
     result.update({"epochs": cfg.epochs, "steps": step, "seconds": time.perf_counter() - start})
     return result

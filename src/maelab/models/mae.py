@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from maelab.masking import random_masking, random_masking_per_sample
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import Block, ViTEncoder, init_weights, sincos_pos_embed, trunc_normal_tokens
+from maelab.shard import WHOLE, Shard
 
 
 def patchify(imgs: Tensor, p: int) -> Tensor:
@@ -100,24 +101,26 @@ class MAE(nn.Module):
         return (per_patch * mask).sum() / mask.sum()
 
     def forward(self, imgs: Tensor, mask_ratio: float | Tensor,
-                generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor, Tensor]:
+                generator: Optional[torch.Generator] = None, shard: Shard = WHOLE) -> tuple[Tensor, Tensor, Tensor]:
         """imgs [N, 3, H, W] (normalised) -> (loss scalar, pred [N, L, p*p*3], mask [N, L] with 1 = masked).
 
         ``mask_ratio`` is one float for the batch, or a [N] tensor of per-sample ratios (best on the CPU: the
         visible counts size the encoder's input). Per-sample inputs are padded to the largest visible count and
         the padding is hidden from attention by a key mask. Each ratio is rounded and clamped by
         :func:`maelab.masking.num_visible`. The loss is the mean error over all masked patches of the batch.
+        Under torchrun, ``shard`` names this rank's rows of the global batch: the masks are its rows of the masks
+        drawn for the whole global batch (so W ranks mask exactly as one process with the global batch).
         """
         n = imgs.shape[0]
         if isinstance(mask_ratio, Tensor) and mask_ratio.ndim == 1:
             if len(mask_ratio) != n:
                 raise ValueError(f"{len(mask_ratio)} per-sample mask ratios for a batch of {n} images")
             ids_keep, mask, ids_restore, keep_valid = random_masking_per_sample(
-                self.spec.num_patches, mask_ratio, imgs.device, generator
+                self.spec.num_patches, mask_ratio, imgs.device, generator, shard
             )
         else:
             ids_keep, mask, ids_restore = random_masking(n, self.spec.num_patches, float(mask_ratio), imgs.device,
-                                                         generator)
+                                                         generator, shard)
             keep_valid = None
         latent = self.encoder(imgs, ids_keep, keep_valid)
         pred = self.decoder(latent, ids_restore, keep_valid)

@@ -183,7 +183,7 @@ def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: fl
 
 
 def _schedule_figures(run: LoadedRun, data: Dataset, head: str, out_dir: Path) -> list[Path]:
-    sched = schedule_series(run.cfg, len(data.x_train), run.model.spec.num_patches)
+    sched = schedule_series(run.cfg, len(data.x_train), run.model.spec.num_patches, run.world_size)
     records = _records(run.run_dir) or []
     lr_fig = lr_schedule_figure(sched.steps, sched.lr, warmup_steps=sched.warmup_steps,
                                 steps_per_epoch=sched.steps_per_epoch, logged=logged_series(records, "lr"),
