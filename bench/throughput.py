@@ -1,73 +1,289 @@
-"""Pretraining throughput (images/s) of maelab's train step, per model preset.
+"""Throughput (images/s), FLOPs and matmul utilisation of maelab, against HF transformers' ViTMAE in the same process.
 
-Usage: python bench/throughput.py [--device cpu|cuda] [--preset keras vit_tiny_p4] [--batch 256] [--steps 20]
-Runs the real train step (augmentation, masking, forward, backward, AdamW) on synthetic images held on the
-device, after warm-up steps, and prints a table; --json writes the numbers.
+Usage: python bench/throughput.py [--device cpu|cuda] [--preset keras vit_tiny_p4] [--batch 256] [--rounds 5]
+                                  [--steps 3] [--variants pretrain seed5 gan features finetune] [--hf-attn sdpa eager]
+                                  [--no-hf] [--compile] [--threads N] [--json out.json]
+
+Per preset, on synthetic images held on the device (uint8, 32 px, resized to the model's size in every step):
+maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain,
+with ``aug.preset=seed5`` and with the GAN; feature extraction as the probe does it (frozen encoder, eval mode,
+no masking, ``eval.batch_size`` images a call); a fine-tuning step (the Classifier's ``classifier_step``); HF's
+``ViTMAEForPreTraining`` at the identical configuration (bench/hf_vitmae.py) with the same batch prep, the same
+AdamW groups and the same autocast; and a large square matmul, the device's measured peak. They run
+alternately, ``steps`` calls each per round, so that all see the same machine load; the table gives the median
+over rounds. FLOPs are counted analytically (maelab.models.flops) and checked against torch's FlopCounterMode
+on both models; utilisation = model FLOP/s ÷ the matmul's FLOP/s measured in the same rounds.
+transformers is a bench-only extra (``pip install -e .[bench]``); without it the HF rows are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
+import sys
 import tempfile
-import time
+from pathlib import Path
+from typing import Any, Optional
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
-from maelab.config import load_config
-from maelab.engine.pretrain import build_run, step_seed, train_step
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Contender, alternate, matmul_peak  # noqa: E402
+
+from maelab.config import load_config  # noqa: E402
+from maelab.engine.device import autocast  # noqa: E402
+from maelab.engine.pretrain import Run, build_run, step_seed, train_step  # noqa: E402
+from maelab.eval.features import extract_features, prepare  # noqa: E402
+from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
+from maelab.models.flops import classifier_flops, features_flops, mae_forward_flops, train_flops  # noqa: E402
+
+RATIO = 0.75
+VARIANTS = ("pretrain", "seed5", "gan", "features", "finetune")
 
 
-def measure(preset: str, device: str, batch: int, steps: int, warmup: int, aug: str) -> float:
-    """Images per second over ``steps`` train steps after ``warmup`` steps."""
+def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str]) -> Run:
+    """A pretraining run of ``preset`` on synthetic images (aug none unless ``extra`` says otherwise)."""
     cfg = load_config(None, [
-        f"model.preset={preset}", f"train.device={device}", f"optim.batch_size={batch}", "data.name=synthetic",
-        f"data.synthetic_train={max(batch * 2, 512)}", "data.synthetic_test=64", f"aug.preset={aug}",
-        "optim.lr=1e-4",
+        f"model.preset={preset}", f"train.device={args.device}", f"train.precision={args.precision}",
+        f"optim.batch_size={args.batch}", "data.name=synthetic", f"data.synthetic_train={max(args.batch, 512)}",
+        f"data.synthetic_test={max(args.eval_batch or 0, 512)}", "aug.preset=none", "optim.lr=1e-4",
+        f"train.compile={str(args.compile).lower()}", *extra,
     ])
-    with tempfile.TemporaryDirectory() as tmp:
-        from pathlib import Path
-
-        run = build_run(cfg, Path(tmp))
-        gen = torch.Generator(device=run.device)
-        x = run.data.x_train[:batch]
-
-        def step(i: int) -> torch.Tensor:
-            gen.manual_seed(step_seed(0, i))
-            return train_step(run, x, 1e-4, 0.75, gen)
-
-        for i in range(warmup):
-            step(i)
-        sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
-        sync()
-        start = time.perf_counter()
-        for i in range(steps):
-            loss = step(warmup + i)
-        float(loss.item())
-        sync()
-        return steps * batch / (time.perf_counter() - start)
+    return build_run(cfg, tmp / "_".join([preset, *extra]).replace("=", "-"))
 
 
-def main() -> None:
+def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender:
+    """maelab's train_step on the first batch of the run's images, a fresh seed each call."""
+    gen = torch.Generator(device=run.device)
+    x = run.data.x_train[: run.cfg.optim.batch_size]
+
+    def fn(i: int) -> torch.Tensor:
+        gen.manual_seed(step_seed(0, i))
+        return train_step(run, x, 1e-4, RATIO, gen)
+
+    return Contender(name, fn, len(x), flops_per_image * len(x))
+
+
+def features_contender(run: Run, batch: int) -> Contender:
+    """Feature extraction as the probe runs it: ``extract_features`` over ``batch`` test images in one call."""
+    x, data, spec = run.data.x_test[:batch], run.data, run.model.spec
+
+    def fn(_: int) -> torch.Tensor:
+        return extract_features(run.model.encoder, x, spec.img_size, data.mean, data.std, run.cfg.probe.pool,
+                                batch_size=batch)
+
+    return Contender("maelab features", fn, len(x), features_flops(spec) * len(x))
+
+
+def finetune_contender(run: Run) -> Contender:
+    """One fine-tuning step: finetune's batch prep (its augmentation, mixup/cutmix) and ``classifier_step``."""
+    cfg, data, spec, device = run.cfg, run.data, run.model.spec, run.device
+    ft = cfg.finetune
+    torch.manual_seed(0)
+    model = Classifier(spec, data.num_classes, ft.pool, ft.drop_path).to(device)
+    opt = finetune_optimizer(model, ft, spec.depth, device)
+    aug = dataclasses.replace(cfg.aug, preset=ft.aug)
+    x, y = data.x_train[: cfg.optim.batch_size], data.y_train[: cfg.optim.batch_size]
+    gen = torch.Generator(device=device)
+
+    def fn(i: int) -> torch.Tensor:
+        gen.manual_seed(i)
+        imgs = prepare(x, spec.img_size, data.mean, data.std, aug, gen)
+        targets = F.one_hot(y, data.num_classes).float()
+        imgs, targets = mix_batch(imgs, targets, ft, np.random.default_rng([0, i]))
+        return classifier_step(model, opt, imgs, targets, 1e-4, ft, device, run.precision)
+
+    flops = train_flops(classifier_flops(spec, data.num_classes)) * len(x)
+    return Contender("maelab finetune", fn, len(x), flops)
+
+
+def hf_contender(run: Run, attn: str, flops_per_image: float) -> tuple[Contender, torch.nn.Module]:
+    """HF's ViTMAEForPreTraining at the run's spec: same batch prep, AdamW groups and autocast as maelab."""
+    from hf_vitmae import build_hf_mae, hf_optimizer, hf_train_step
+
+    cfg, data, spec = run.cfg, run.data, run.model.spec
+    model = build_hf_mae(spec, RATIO, cfg.model.norm_pix_loss, run.device, attn)
+    optimizer = hf_optimizer(model, cfg.optim.weight_decay, (cfg.optim.beta1, cfg.optim.beta2), run.device)
+    step_fn: Any = torch.compile(model) if cfg.train.compile else model
+    gen = torch.Generator(device=run.device)
+    x = data.x_train[: cfg.optim.batch_size]
+
+    def batch(i: int) -> torch.Tensor:
+        gen.manual_seed(step_seed(0, i))
+        return prepare(x, spec.img_size, data.mean, data.std, cfg.aug, gen)
+
+    fn = hf_train_step(step_fn, optimizer, batch, lambda: autocast(run.device, run.precision))
+    name = "HF ViTMAE" + ("" if attn == "sdpa" else f" ({attn})")
+    return Contender(name, fn, len(x), flops_per_image * len(x)), model
+
+
+def counted_forward_flops(model: torch.nn.Module, call: Any) -> int:
+    """FLOPs of one forward pass as torch's FlopCounterMode counts them (math attention, so that it sees them)."""
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        call(model)
+    return counter.get_total_flops()
+
+
+def check_flops(run: Run, hf_model: Optional[torch.nn.Module]) -> dict[str, Any]:
+    """Analytic forward FLOPs per image vs FlopCounterMode on a 2-image batch of maelab's model (and HF's)."""
+    spec = run.model.spec
+    imgs = torch.randn(2, 3, spec.img_size, spec.img_size, device=run.device)
+    out = {"analytic_forward": mae_forward_flops(spec, RATIO),
+           "analytic_forward_hf": mae_forward_flops(spec, RATIO, reference=True)}
+    out["counted_maelab"] = counted_forward_flops(run.model, lambda m: m(imgs, RATIO)) // 2
+    if hf_model is not None:
+        out["counted_hf"] = counted_forward_flops(hf_model, lambda m: m(pixel_values=imgs)) // 2
+    return out
+
+
+def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[list[Contender], dict[str, Any]]:
+    """The timed contenders of one preset and what to report beside them (parameters, FLOP checks)."""
+    run = make_run(args, preset, tmp, [])
+    spec = run.model.spec
+    pre_flops = train_flops(mae_forward_flops(spec, RATIO)["total"])
+    hf_flops = train_flops(mae_forward_flops(spec, RATIO, reference=True)["total"])
+    contenders, info = [], {"spec": dataclasses.asdict(spec), "precision": run.precision}
+    if "pretrain" in args.variants:
+        contenders.append(pretrain_contender("maelab pretrain", run, pre_flops))
+    if "seed5" in args.variants:
+        contenders.append(pretrain_contender("maelab pretrain seed5", make_run(args, preset, tmp, ["aug.preset=seed5"]),
+                                             pre_flops))
+    if "gan" in args.variants:
+        gan_run = make_run(args, preset, tmp, ["gan.enabled=true"])
+        contenders.append(pretrain_contender("maelab pretrain GAN", gan_run, pre_flops))
+        info["gan_note"] = "GAN row: FLOPs count the MAE only (the discriminator's are left out)"
+    if "features" in args.variants:
+        contenders.append(features_contender(run, args.eval_batch or run.cfg.eval.batch_size))
+    if "finetune" in args.variants:
+        contenders.append(finetune_contender(run))
+    hf_model = None
+    if not args.no_hf and hf_available():
+        from hf_vitmae import param_rows
+
+        for attn in args.hf_attn:
+            contender, model = hf_contender(run, attn, hf_flops)
+            contenders.append(contender)
+            hf_model = hf_model or model
+        info["params"] = param_rows(run.model, hf_model)
+    info["flops"] = check_flops(run, hf_model)
+    return contenders, info
+
+
+def hf_available() -> bool:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print("transformers is not installed: the HF rows are skipped (pip install -e .[bench])")
+        return False
+    return True
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": str(device), "load_average": os.getloadavg()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def table(contenders: list[Contender], peak: Contender) -> tuple[str, list[dict[str, Any]]]:
+    """The printed table (markdown) and its rows as dicts."""
+    hf = next((c for c in contenders if c.name == "HF ViTMAE"), None)
+    rows, lines = [], [
+        "| contender | img/s (median) | range over rounds | train GFLOP/img | GFLOP/s | % of matmul peak "
+        "| ÷ HF ViTMAE |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in contenders:
+        rates = [c.images / s for s in c.seconds]
+        row = {"name": c.name, "img_per_s": c.img_per_s, "img_per_s_rounds": rates,
+               "gflop_per_img": c.flops / c.images / 1e9, "gflop_per_s": c.flop_per_s / 1e9,
+               "utilisation": c.flop_per_s / peak.flop_per_s,
+               "vs_hf": c.img_per_s / hf.img_per_s if hf is not None and c.name == "maelab pretrain" else None}
+        rows.append(row)
+        ratio = f"{row['vs_hf']:.2f}×" if row["vs_hf"] is not None else ""
+        lines.append(f"| {c.name} | {c.img_per_s:,.0f} | {min(rates):,.0f}–{max(rates):,.0f} | "
+                     f"{row['gflop_per_img']:.4f} | {row['gflop_per_s']:,.1f} | {100 * row['utilisation']:.1f} | "
+                     f"{ratio} |")
+    lines.append(f"| {peak.name} (peak) | | | | {peak.flop_per_s / 1e9:,.1f} | 100 | |")
+    return "\n".join(lines), rows
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--preset", nargs="+", default=["keras", "vit_tiny_p4"])
+    parser.add_argument("--preset", nargs="+", default=["keras"])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--aug", default="none")
-    parser.add_argument("--json", help="write results to this file")
-    args = parser.parse_args()
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"threads {torch.get_num_threads()}, device {args.device}, batch {args.batch}, aug {args.aug}")
-    results = {}
-    for preset in args.preset:
-        results[preset] = measure(preset, args.device, args.batch, args.steps, args.warmup, args.aug)
-        print(f"{preset:>14}: {results[preset]:8.1f} img/s")
+    parser.add_argument("--eval-batch", type=int, help="feature-extraction images per call (default eval.batch_size)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3, help="timed calls per contender and round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--hf-attn", nargs="+", default=["sdpa", "eager"], help="HF attention implementations")
+    parser.add_argument("--no-hf", action="store_true")
+    parser.add_argument("--precision", default="auto", help="train.precision: auto (bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile maelab's model and HF's")
+    parser.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    info = machine(device)
+    print(", ".join(f"{k} {v}" for k, v in info.items()) + f"; batch {args.batch}, {args.rounds} rounds × "
+          f"{args.steps} calls after {args.warmup} warm-up calls")
+    results: dict[str, Any] = {"machine": info, "args": vars(args), "presets": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.preset:
+            contenders, extra = build_contenders(args, preset, Path(tmp))
+            peak_dtype = torch.bfloat16 if extra["precision"] == "bf16" else torch.float32
+            peak = matmul_peak(device, args.peak_size or (8192 if device.type == "cuda" else 2048), peak_dtype)
+            print(f"\n== {preset} ({extra['precision']}) ==")
+            alternate([peak, *contenders], device, args.rounds, args.steps, args.warmup)
+            text, rows = table(contenders, peak)
+            print(text)
+            print_checks(extra)
+            results["presets"][preset] = {**extra, "rows": rows, "peak_gflop_per_s": peak.flop_per_s / 1e9,
+                                          "peak_rounds_gflop_per_s": [peak.flops / s / 1e9 for s in peak.seconds]}
+    results["machine"]["load_average_end"] = os.getloadavg()
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": args.device, "batch": args.batch, "img_per_s": results}, f, indent=2)
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def print_checks(extra: dict[str, Any]) -> None:
+    """Parameters side by side and the FLOP count checks."""
+    flops = extra["flops"]
+    for who, key in (("maelab", "analytic_forward"), ("HF", "analytic_forward_hf")):
+        parts = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in flops[key].items())
+        counted = flops.get(f"counted_{who.lower()}")
+        if counted is not None:
+            print(f"{who} forward MFLOP/img, analytic: {parts}; counted by FlopCounterMode: {counted / 1e6:.2f}")
+    if "params" in extra:
+        print("trainable parameters, maelab / HF: " + ", ".join(f"{p} {a:,}/{b:,}" for p, a, b in extra["params"]))
+    if "gan_note" in extra:
+        print(extra["gan_note"])
 
 
 if __name__ == "__main__":

@@ -87,13 +87,32 @@ def test_sincos_positions_are_distinct_and_bounded():
     assert torch.cdist(pe, pe).add(torch.eye(64)).min() > 0.1
 
 
-def test_manual_attention_matches_sdpa():
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_matches_matmul_softmax(masked):
     torch.manual_seed(0)
     attn = Attention(64, 4)
     x = torch.randn(2, 17, 64)
-    qkv = attn.qkv(x).reshape(2, 17, 3, 4, 16).permute(2, 0, 3, 1, 4)
-    ref = F.scaled_dot_product_attention(*qkv.unbind(0)).transpose(1, 2).reshape(2, 17, 64)
-    assert torch.allclose(attn(x), attn.proj(ref), atol=1e-5)
+    keys = torch.rand(2, 17) > 0.4 if masked else None
+    if keys is not None:
+        keys[:, 0] = True
+    q, k, v = attn.qkv(x).reshape(2, 17, 3, 4, 16).permute(2, 0, 3, 1, 4).unbind(0)
+    scores = q @ k.transpose(-2, -1) / 4.0  # sqrt(16)
+    if keys is not None:
+        scores = scores.masked_fill(~keys[:, None, None, :], float("-inf"))
+    ref = (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 17, 64)
+    assert torch.allclose(attn(x, keys), attn.proj(ref), atol=1e-5)
+
+
+def test_embedding_only_the_visible_patches_is_the_conv_on_all_then_gathered():
+    model = micro()
+    imgs = torch.randn(3, 3, 32, 32)
+    ids_keep = torch.argsort(torch.rand(3, 64, generator=torch.Generator().manual_seed(0)), dim=1)[:, :16]
+    enc = model.encoder
+    tokens = enc.patch_embed(imgs) + enc.pos_embed  # every patch through the conv, then the visible gathered
+    gathered = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, 64))
+    ref = enc._encode(gathered)
+    assert torch.allclose(enc(imgs, ids_keep), ref, atol=1e-5)
+    assert torch.allclose(enc(imgs, ids_keep, patches=patchify(imgs, 4)), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -88,6 +88,33 @@ def mix_batch(imgs: Tensor, targets: Tensor, cfg: FinetuneConfig, rng: np.random
     return imgs, lam * targets + (1 - lam) * targets.flip(0)
 
 
+def finetune_optimizer(model: Classifier, cfg: FinetuneConfig, depth: int, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups_lrd` (fused on CUDA and the CPU); the lr is set every step."""
+    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    groups = param_groups_lrd(model, cfg.weight_decay, cfg.layer_decay, depth)
+    return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999), **fused)
+
+
+def classifier_step(model: nn.Module, opt: torch.optim.Optimizer, imgs: Tensor, targets: Tensor, lr: float,
+                    cfg: FinetuneConfig, device: torch.device, precision: str = "fp32") -> Tensor:
+    """One optimizer step on a prepared batch: imgs [N, 3, H, W] (normalised, mixed), soft targets [N, C].
+
+    ``model`` is the :class:`Classifier` or its DistributedDataParallel wrapper. Each group's lr is ``lr``
+    times its layer-decay scale. Returns the loss as a detached device tensor.
+    """
+    for group in opt.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+    with autocast(device, precision):
+        logits = model(imgs)
+    loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss.detach()
+
+
 @torch.no_grad()
 def evaluate_classifier(model: Classifier, data: Dataset, img_size: int, batch_size: int = 500) -> dict[str, float]:
     """Top-1 / top-5 (%) on the test set, centre (un-augmented) images."""
@@ -114,8 +141,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     if encoder_state is not None:
         model.encoder.load_state_dict(encoder_state)
     model.to(device)
-    groups = param_groups_lrd(model, cfg.weight_decay, cfg.layer_decay, spec.depth)
-    opt = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999))
+    opt = finetune_optimizer(model, cfg, spec.depth, device)
     net = dist.wrap(model)
     aug = dataclasses.replace(base_aug, preset=cfg.aug)
     spe = steps_per_epoch(len(data.x_train), cfg.batch_size, dist.world_size)
@@ -133,16 +159,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
             targets = F.one_hot(data.y_train[idx], data.num_classes).float()
             imgs, targets = mix_batch(imgs, targets, cfg, rng)
             lr = lr_at(step, total, warmup, peak, cfg.min_lr)
-            for group in opt.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            with autocast(device, precision):
-                logits = net(imgs)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            loss = classifier_step(net, opt, imgs, targets, lr, cfg, device, precision)
             step += 1
         if log is not None:
             log({"epoch": epoch, "step": step, "loss": float(dist.mean(loss.detach()).item()), "lr": lr})

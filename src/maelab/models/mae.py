@@ -9,15 +9,8 @@ from torch import Tensor, nn
 
 from maelab.masking import random_masking, random_masking_per_sample
 from maelab.models.presets import ModelSpec
-from maelab.models.vit import Block, ViTEncoder, init_weights, sincos_pos_embed, trunc_normal_tokens
+from maelab.models.vit import Block, ViTEncoder, init_weights, patchify, sincos_pos_embed, trunc_normal_tokens
 from maelab.shard import WHOLE, Shard
-
-
-def patchify(imgs: Tensor, p: int) -> Tensor:
-    """imgs [N, C, H, W] -> patches [N, L, p * p * C], row-major patches, (py, px, c) inside a patch."""
-    n, c, h, w = imgs.shape
-    x = imgs.reshape(n, c, h // p, p, w // p, p)
-    return torch.einsum("nchpwq->nhwpqc", x).reshape(n, (h // p) * (w // p), p * p * c)
 
 
 def unpatchify(patches: Tensor, p: int, channels: int = 3) -> Tensor:
@@ -47,28 +40,43 @@ class MAEDecoder(nn.Module):
         dim = spec.decoder_embed_dim
         self.embed = nn.Linear(spec.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(dim, spec.grid).unsqueeze(0), persistent=False)
+        # [1, 1 + L, D]: zeros for the cls token (no position), then the patches' fixed sin-cos positions
+        pos = torch.cat([torch.zeros(1, dim), sincos_pos_embed(dim, spec.grid)]).unsqueeze(0)
+        self.register_buffer("pos_embed", pos, persistent=False)
         self.blocks = nn.ModuleList(
             Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim) for _ in range(spec.decoder_depth)
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, spec.patch_size**2 * 3)
 
+    def token_table(self, x: Tensor) -> Tensor:
+        """x [N, 1 + K, D] embedded latents -> [N, K + 2, D]: cls, the K visible tokens, the mask token."""
+        return torch.cat([x, self.mask_token.to(x.dtype).expand(x.shape[0], 1, -1)], dim=1)
+
+    @staticmethod
+    def token_index(ids_restore: Tensor, num_visible: int, keep_valid: Optional[Tensor], dim: int) -> Tensor:
+        """Where each decoder input comes from in :meth:`token_table`: [N, 1 + L, dim] int64.
+
+        Position 0 is the cls token; patch j (in patch order) is visible token ``ids_restore[j]`` when that is
+        below ``num_visible`` (and not padding, per ``keep_valid`` [N, K]), else the mask token (index K + 1).
+        One gather then builds the whole input: no L mask tokens concatenated, no second pass to unshuffle.
+        """
+        visible = ids_restore < num_visible
+        if keep_valid is not None:  # per-sample ratios: padded encoder slots become mask tokens too
+            valid = torch.gather(keep_valid, 1, ids_restore.clamp(max=num_visible - 1))
+            visible = visible & valid
+        index = torch.where(visible, ids_restore + 1, num_visible + 1)
+        index = torch.cat([torch.zeros_like(index[:, :1]), index], dim=1)
+        return index.unsqueeze(-1).expand(-1, -1, dim)
+
     def forward(self, latent: Tensor, ids_restore: Tensor, keep_valid: Optional[Tensor] = None) -> Tensor:
         x = self.embed(latent)
-        n, t, d = x.shape
-        num_patches = ids_restore.shape[1]
-        masks = self.mask_token.expand(n, num_patches + 1 - t, -1)
-        x_ = torch.cat([x[:, 1:], masks], dim=1)  # visible then masked, in shuffled order
-        if keep_valid is not None:
-            pad = torch.zeros(n, num_patches + 1 - t, dtype=torch.bool, device=x.device)
-            valid = torch.cat([keep_valid, pad], dim=1).unsqueeze(-1)
-            x_ = torch.where(valid, x_, self.mask_token.to(x_.dtype))
-        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))  # back to patch order
-        x = torch.cat([x[:, :1], x_ + self.pos_embed], dim=1)
+        index = self.token_index(ids_restore, x.shape[1] - 1, keep_valid, x.shape[-1])
+        x = torch.gather(self.token_table(x), 1, index)
+        x = x + self.pos_embed  # the cls token, then the patches in patch order
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x))[:, 1:]
+        return self.head(self.norm(x[:, 1:]))  # the cls token needs no prediction
 
 
 class MAE(nn.Module):
@@ -87,18 +95,21 @@ class MAE(nn.Module):
         if self.encoder.registers is not None:  # drawn last: without registers the RNG stream is unchanged
             trunc_normal_tokens(self.encoder.registers)
 
-    def target(self, imgs: Tensor) -> Tensor:
-        """What the head predicts: patches [N, L, P], per-patch normalised when norm_pix_loss."""
-        target = patchify(imgs, self.spec.patch_size)
+    def target(self, imgs: Tensor, patches: Optional[Tensor] = None) -> Tensor:
+        """What the head predicts: patches [N, L, P], per-patch normalised when norm_pix_loss.
+
+        ``patches`` is ``patchify(imgs)`` when the caller has it already.
+        """
+        target = patchify(imgs, self.spec.patch_size) if patches is None else patches
         return normalize_patches(target)[0] if self.norm_pix_loss else target
 
-    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Tensor, patches: Optional[Tensor] = None) -> Tensor:
         """Mean reconstruction error over masked patches only. pred [N, L, P], mask [N, L] (1 = masked)."""
-        target = self.target(imgs)
-        pred = pred.float()
-        err = (pred - target) ** 2 if self.loss_type == "mse" else (pred - target).abs()
-        per_patch = err.mean(dim=-1)
-        return (per_patch * mask).sum() / mask.sum()
+        target = self.target(imgs, patches)
+        diff = pred.float() - target
+        # per-patch sums (vecdot: one fused pass forward and backward, about half the time of (d ** 2).mean(-1))
+        per_patch = torch.linalg.vecdot(diff, diff) if self.loss_type == "mse" else diff.abs().sum(dim=-1)
+        return (per_patch * mask).sum() / (mask.sum() * diff.shape[-1])
 
     def forward(self, imgs: Tensor, mask_ratio: float | Tensor,
                 generator: Optional[torch.Generator] = None, shard: Shard = WHOLE) -> tuple[Tensor, Tensor, Tensor]:
@@ -122,9 +133,10 @@ class MAE(nn.Module):
             ids_keep, mask, ids_restore = random_masking(n, self.spec.num_patches, float(mask_ratio), imgs.device,
                                                          generator, shard)
             keep_valid = None
-        latent = self.encoder(imgs, ids_keep, keep_valid)
+        patches = patchify(imgs, self.spec.patch_size)  # cut once: the encoder's input and the loss target
+        latent = self.encoder(imgs, ids_keep, keep_valid, patches)
         pred = self.decoder(latent, ids_restore, keep_valid)
-        return self.forward_loss(imgs, pred, mask), pred, mask
+        return self.forward_loss(imgs, pred, mask, patches), pred, mask
 
     def reconstruct(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
         """Reconstruction in the input's space with the visible patches pasted back: [N, 3, H, W].

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from maelab.eval.finetune import Classifier
+from maelab.models import PRESETS, ModelSpec, build_mae
+from maelab.models.flops import block_flops, classifier_flops, features_flops, mae_forward_flops, train_flops
+
+SMALL = ModelSpec(32, 8, 32, 2, 2, 64, 16, 1, 2, 32)  # 16 patches: quick, every part present
+
+
+def counted(fn) -> int:
+    """FLOPs of ``fn()`` as torch counts them (math attention, so that the counter sees the matmuls)."""
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("spec", [SMALL, PRESETS["keras"], PRESETS["micro"]], ids=["small", "keras", "micro"])
+@pytest.mark.parametrize("ratio", [0.75, 0.5])
+def test_mae_forward_flops_match_torchs_count(spec, ratio):
+    torch.manual_seed(0)
+    model = build_mae(spec)
+    imgs = torch.randn(2, 3, spec.img_size, spec.img_size)
+    assert counted(lambda: model(imgs, ratio)) == 2 * mae_forward_flops(spec, ratio)["total"]
+
+
+def test_features_and_classifier_flops_match_torchs_count():
+    model = Classifier(SMALL, 10)
+    imgs = torch.randn(3, 3, 32, 32)
+    assert counted(lambda: model.encoder.forward_features(imgs)) == 3 * features_flops(SMALL)
+    assert counted(lambda: model(imgs)) == 3 * classifier_flops(SMALL, 10)
+
+
+def test_reference_layout_embeds_every_patch_and_predicts_the_cls_token():
+    ours, ref = mae_forward_flops(SMALL, 0.75), mae_forward_flops(SMALL, 0.75, reference=True)
+    assert ref["patch_embed"] == 4 * ours["patch_embed"]  # 16 patches against 4 visible
+    assert ref["head"] == ours["head"] * 17 // 16
+    assert {k: v for k, v in ref.items() if k not in ("patch_embed", "head", "total")} == \
+        {k: v for k, v in ours.items() if k not in ("patch_embed", "head", "total")}
+
+
+def test_keras_sizes_by_hand():
+    # 17 encoder tokens (cls + 16 visible of 64) of width 128, MLP 256: 6 blocks
+    per_token = 2 * 128 * 384 + 2 * 128 * 128 + 2 * 2 * 128 * 256 + 4 * 17 * 128
+    assert block_flops(17, 128, 256) == 17 * per_token
+    parts = mae_forward_flops(PRESETS["keras"], 0.75)
+    assert parts["encoder"] == 6 * 17 * per_token
+    assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
+    assert train_flops(parts["total"]) == 3 * parts["total"]
+
+
+def test_hf_vitmae_counts_as_the_reference_layout():
+    pytest.importorskip("transformers")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from hf_vitmae import build_hf_mae, param_rows
+
+    hf = build_hf_mae(SMALL, 0.75, False, torch.device("cpu"))
+    imgs = torch.randn(2, 3, 32, 32)
+    assert counted(lambda: hf(pixel_values=imgs)) == 2 * mae_forward_flops(SMALL, 0.75, reference=True)["total"]
+    rows = param_rows(build_mae(SMALL), hf)
+    assert all(ours == theirs for _, ours, theirs in rows), rows
