@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -194,7 +195,7 @@ def machine(device: torch.device) -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "device": str(device), "load_average": os.getloadavg()}
+            "device": str(device), "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     try:
@@ -245,12 +246,18 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--compile", action="store_true", help="torch.compile maelab's model and HF's")
     parser.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU seconds (with --threads 1 on a CPU shared with other jobs: "
+                        "what each contender costs, unaffected by time spent descheduled)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
+    if args.clock == "cpu" and (args.device != "cpu" or args.threads != 1):
+        parser.error("--clock cpu needs --device cpu --threads 1 (process time sums every thread's time)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     info = machine(device)
+    info["clock"] = args.clock
     print(", ".join(f"{k} {v}" for k, v in info.items()) + f"; batch {args.batch}, {args.rounds} rounds × "
           f"{args.steps} calls after {args.warmup} warm-up calls")
     results: dict[str, Any] = {"machine": info, "args": vars(args), "presets": {}}
@@ -260,13 +267,14 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             peak_dtype = torch.bfloat16 if extra["precision"] == "bf16" else torch.float32
             peak = matmul_peak(device, args.peak_size or (8192 if device.type == "cuda" else 2048), peak_dtype)
             print(f"\n== {preset} ({extra['precision']}) ==")
-            alternate([peak, *contenders], device, args.rounds, args.steps, args.warmup)
+            clock = time.process_time if args.clock == "cpu" else time.perf_counter
+            alternate([peak, *contenders], device, args.rounds, args.steps, args.warmup, clock=clock)
             text, rows = table(contenders, peak)
             print(text)
             print_checks(extra)
             results["presets"][preset] = {**extra, "rows": rows, "peak_gflop_per_s": peak.flop_per_s / 1e9,
                                           "peak_rounds_gflop_per_s": [peak.flops / s / 1e9 for s in peak.seconds]}
-    results["machine"]["load_average_end"] = os.getloadavg()
+    results["machine"]["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return results

@@ -44,11 +44,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def alternate(contenders: list[Contender], device: torch.device, rounds: int, steps: int, warmup: int,
-              log: Callable[[str], None] = print) -> None:
+              log: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter) -> None:
     """``warmup`` untimed calls of each, then ``rounds`` rounds of ``steps`` timed calls of each in turn.
 
     Appends each round's seconds per call to ``contender.seconds``. The clock stops after a device sync, and
-    the calls inside a round are not synchronised one by one (as in training).
+    the calls inside a round are not synchronised one by one (as in training). ``clock`` is wall time; on a
+    CPU shared with other jobs, ``time.process_time`` with one thread counts only this process's own seconds.
     """
     for c in contenders:
         for i in range(warmup):
@@ -57,11 +58,11 @@ def alternate(contenders: list[Contender], device: torch.device, rounds: int, st
     for r in range(rounds):
         line = []
         for c in contenders:
-            start = time.perf_counter()
+            start = clock()
             for i in range(steps):
                 c.fn(warmup + r * steps + i)
             synchronize(device)
-            c.seconds.append((time.perf_counter() - start) / steps)
+            c.seconds.append((clock() - start) / steps)
             per_s = 1.0 / c.seconds[-1]
             rate = f"{c.images * per_s:.0f} img/s" if c.images else f"{c.flops * per_s / 1e9:.0f} GFLOP/s"
             line.append(f"{c.name} {rate}")

@@ -58,7 +58,7 @@ class Attention(nn.Module):
     """Multi-head self-attention: x [N, T, D] -> [N, T, D]; ``key_mask`` [N, T] bool hides keys where False.
 
     One fused qkv projection, then :func:`maelab.models.attention.qkv_attention`: PyTorch's fused
-    scaled-dot-product kernels on every device (on the CPU they run forward + backward 1.3-2x faster than
+    scaled-dot-product kernels on every device (on the CPU they run forward + backward 1.2-2x faster than
     matmul-softmax at these sizes, torch 2.13; docs/performance.md).
     """
 
