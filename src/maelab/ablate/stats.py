@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from scipy import stats as sps
-
 HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 
 
@@ -50,6 +48,8 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Option
     se = math.sqrt(va + vb)
     if se == 0.0:  # identical values on both sides: the difference is known exactly
         return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0, math.inf)
+    from scipy import stats as sps  # only the report needs it (a GPU image without scipy can still train)
+
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
     t = diff / se
     half = float(sps.t.ppf(0.5 + level / 2, df)) * se
