@@ -14,14 +14,14 @@ from maelab.engine.pretrain import pretrain, resume
 from tests.conftest import REPO, TINY
 
 LONG = [*TINY, "data.synthetic_train=1000", "optim.batch_size=50", "optim.epochs=10", "train.log_every=1",
-        "train.tensorboard=false"]
+        "train.tensorboard=false", "train.threads=1"]
 
 
 def step_lines(run_dir):
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return 0
-    return sum(1 for line in path.read_text().splitlines() if line.strip())
+    return sum(1 for line in path.read_text().splitlines() if '"kind": "step"' in line)  # epoch lines not counted
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -30,7 +30,7 @@ def test_a_stop_signal_saves_at_a_step_boundary_and_resume_is_bit_exact(tmp_path
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "maelab", "pretrain", *LONG, f"out_dir={out}"],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a loaded machine can run this tiny config at ~10 img/s
     while step_lines(out) < 25 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signum)
