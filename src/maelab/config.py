@@ -467,7 +467,7 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | None =
 def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Any, str]]:
     """A YAML file and the chain of files it extends with a top-level ``base: other.yaml`` (relative to it),
     the furthest base first, so that each file only states what differs from its base."""
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     base = data.pop("base", None)
     if base is None:
         return [(OmegaConf.create(data), str(path))]
@@ -477,17 +477,19 @@ def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Any, str
     return [*_yaml_layers(base_path, (*seen, path.resolve())), (OmegaConf.create(data), str(path))]
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml_mapping(path: Path, what: str = "config file", example: str = "configs/cifar10_keras.yaml") -> dict:
+    """A YAML file holding a mapping (empty file: {}); a missing file, bad YAML or another type is one
+    ConfigError line naming ``what`` and, for a missing file, an ``example`` path."""
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist: give a path such as configs/cifar10_keras.yaml")
+        raise ConfigError(f"{what} {path} does not exist: give a path such as {example}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML ({err.__class__.__name__}): fix its syntax") from None
+        raise ConfigError(f"{what} {path} is not valid YAML ({err.__class__.__name__}): fix its syntax") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not a {type(data).__name__}")
+        raise ConfigError(f"{what} {path} must hold a mapping of keys, not a {type(data).__name__}")
     return data
 
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from maelab.config import Config, load_config
+from maelab.config import Config, load_config, read_yaml_mapping
 from maelab.errors import ConfigError
 
 EVALUATIONS = ("probe", "knn", "recon", "finetune", "scratch")
@@ -119,15 +118,7 @@ def suite_from_dict(data: dict, path: Path) -> SuiteSpec:
 
 
 def _read_spec(path: Path) -> SuiteSpec:
-    if not path.is_file():
-        raise ConfigError(f"suite file {path} does not exist: give a path such as configs/suites/seed_cifar10_cpu.yaml")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"suite file {path} is not valid YAML ({err.__class__.__name__}): fix its syntax") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"suite file {path} must hold a mapping of keys, not a {type(data).__name__}")
-    return suite_from_dict(data, path)
+    return suite_from_dict(read_yaml_mapping(path, "suite file", "configs/suites/seed_cifar10_cpu.yaml"), path)
 
 
 def _check(suite: Suite) -> None:
