@@ -1,11 +1,12 @@
 """Throughput (images/s), FLOPs and matmul utilisation of maelab, against HF transformers' ViTMAE in the same process.
 
 Usage: python bench/throughput.py [--device cpu|cuda] [--preset keras vit_tiny_p4] [--batch 256] [--rounds 5]
-                                  [--steps 3] [--variants pretrain seed5 gan features finetune] [--hf-attn sdpa eager]
-                                  [--no-hf] [--compile] [--threads N] [--json out.json]
+                                  [--steps 3] [--variants pretrain torch-attn seed5 gan features finetune]
+                                  [--hf-attn sdpa eager] [--no-hf] [--compile] [--threads N] [--json out.json]
 
 Per preset, on synthetic images held on the device (uint8, 32 px, resized to the model's size in every step):
 maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain,
+on the CPU also with its attention kernel switched off (``torch-attn``: PyTorch's fused kernels instead),
 with ``aug.preset=seed5`` and with the GAN; feature extraction as the probe does it (frozen encoder, eval mode,
 no masking, ``eval.batch_size`` images a call); a fine-tuning step (the Classifier's ``classifier_step``); HF's
 ``ViTMAEForPreTraining`` at the identical configuration (bench/hf_vitmae.py) with the same batch prep, the same
@@ -43,10 +44,11 @@ from maelab.engine.device import autocast  # noqa: E402
 from maelab.engine.pretrain import Run, build_run, step_seed, train_step  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
+from maelab.models import cpu_kernels  # noqa: E402
 from maelab.models.flops import classifier_flops, features_flops, mae_forward_flops, train_flops  # noqa: E402
 
 RATIO = 0.75
-VARIANTS = ("pretrain", "seed5", "gan", "features", "finetune")
+VARIANTS = ("pretrain", "torch-attn", "seed5", "gan", "features", "finetune")
 
 
 def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str]) -> Run:
@@ -70,6 +72,23 @@ def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender
         return train_step(run, x, 1e-4, RATIO, gen)
 
     return Contender(name, fn, len(x), flops_per_image * len(x))
+
+
+def with_torch_attention(contender: Contender) -> Contender:
+    """The same contender with maelab's CPU attention kernel switched off (``MAELAB_CPU_KERNELS=0``): PyTorch's."""
+
+    def fn(i: int) -> torch.Tensor:
+        before = os.environ.get(cpu_kernels.ENV)
+        os.environ[cpu_kernels.ENV] = "0"
+        try:
+            return contender.fn(i)
+        finally:
+            if before is None:
+                del os.environ[cpu_kernels.ENV]
+            else:
+                os.environ[cpu_kernels.ENV] = before
+
+    return Contender(contender.name + ", PyTorch attention", fn, contender.images, contender.flops)
 
 
 def features_contender(run: Run, batch: int) -> Contender:
@@ -153,6 +172,8 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     contenders, info = [], {"spec": dataclasses.asdict(spec), "precision": run.precision}
     if "pretrain" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain", run, pre_flops))
+    if "torch-attn" in args.variants and run.device.type == "cpu":
+        contenders.append(with_torch_attention(pretrain_contender("maelab pretrain", run, pre_flops)))
     if "seed5" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain seed5", make_run(args, preset, tmp, ["aug.preset=seed5"]),
                                              pre_flops))

@@ -13,8 +13,14 @@ def reference(qkv, heads, key_mask=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(n, t, d3 // 3)
 
 
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """PyTorch's kernels only: maelab's own CPU kernel is tested in test_cpu_kernels.py."""
+    monkeypatch.setenv("MAELAB_CPU_KERNELS", "0")
+
+
 @pytest.mark.parametrize("shape", [(4, 17, 128, 4), (3, 65, 64, 4), (2, 5, 48, 3)])
-def test_cpu_backward_matches_autograd_through_sdpa(shape):
+def test_cpu_backward_matches_autograd_through_sdpa(shape, no_kernel):
     n, t, d, heads = shape
     gen = torch.Generator().manual_seed(0)
     qkv = torch.randn(n, t, 3 * d, generator=gen, requires_grad=True)
@@ -28,7 +34,7 @@ def test_cpu_backward_matches_autograd_through_sdpa(shape):
     assert grad.shape == qkv.shape and grad.is_contiguous()
 
 
-def test_key_mask_and_inference_take_the_generic_path_and_hide_keys():
+def test_key_mask_and_inference_take_the_generic_path_and_hide_keys(no_kernel):
     gen = torch.Generator().manual_seed(1)
     qkv = torch.randn(2, 6, 3 * 16, generator=gen, requires_grad=True)
     keys = torch.tensor([[True, True, True, False, False, False], [True] * 6])

@@ -1,4 +1,7 @@
-"""The attention core on a fused qkv projection: qkv [N, T, 3 * D] -> [N, T, D], with a lighter CPU backward.
+"""The attention core on a fused qkv projection: qkv [N, T, 3 * D] -> [N, T, D], with faster CPU training paths.
+
+On the CPU, training, maelab's own kernel (:mod:`maelab.models.cpu_kernels`) is used where it is built and
+applies (float32, head dims 16-64); otherwise the path below.
 
 ``F.scaled_dot_product_attention`` on views of the fused projection returns q, k and v's gradients as three
 [N, heads, T, d] tensors; autograd then stacks them ([3, N, heads, T, d], one copy) and permutes them back to
@@ -15,6 +18,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from maelab.models import cpu_kernels
 
 _aten = torch.ops.aten
 _HAS_CPU_FLASH = hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu") and hasattr(
@@ -53,12 +58,15 @@ class QKVAttention(torch.autograd.Function):
 def qkv_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) -> Tensor:
     """Multi-head softmax attention: qkv [N, T, 3 * D] -> [N, T, D].
 
-    ``key_mask`` [N, T] bool hides the keys where False. :class:`QKVAttention` on the CPU when gradients are
-    needed and there is no mask; ``F.scaled_dot_product_attention`` otherwise (CUDA, inference, key masks).
+    ``key_mask`` [N, T] bool hides the keys where False. On the CPU when gradients are needed: maelab's kernel
+    (:func:`maelab.models.cpu_kernels.small_attention`) where it applies, else :class:`QKVAttention` when there is
+    no mask; ``F.scaled_dot_product_attention`` otherwise (CUDA, inference).
     """
     n, t, d3 = qkv.shape
-    if (key_mask is None and _HAS_CPU_FLASH and qkv.device.type == "cpu" and qkv.requires_grad
-            and torch.is_grad_enabled()):
+    training = qkv.requires_grad and torch.is_grad_enabled()
+    if training and cpu_kernels.applies(qkv, heads):
+        return cpu_kernels.small_attention(qkv, heads, key_mask)
+    if training and key_mask is None and _HAS_CPU_FLASH and qkv.device.type == "cpu":
         return QKVAttention.apply(qkv, heads)
     q, k, v = split_heads(qkv, heads)
     keys = None if key_mask is None else key_mask[:, None, None, :]  # [N, 1, 1, T], True = attend

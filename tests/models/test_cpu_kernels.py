@@ -1,0 +1,141 @@
+"""maelab's CPU attention kernel: built here, equal to PyTorch's attention forward and backward, and used."""
+
+import shutil
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maelab.models import cpu_kernels
+from maelab.models.attention import qkv_attention, split_heads
+from maelab.models.mae import MAE
+from maelab.models.presets import PRESETS
+
+pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                                reason="no C++ compiler: maelab uses PyTorch's attention kernels")
+
+
+def reference(qkv, heads, key_mask=None):
+    n, t, d3 = qkv.shape
+    q, k, v = split_heads(qkv, heads)
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(n, t, d3 // 3)
+
+
+def forward_backward(fn, qkv, heads, grad_out, key_mask=None):
+    qkv = qkv.detach().requires_grad_(True)
+    out = fn(qkv, heads, key_mask)
+    (grad,) = torch.autograd.grad(out, qkv, grad_out)
+    return out.detach(), grad
+
+
+def test_kernel_builds_on_this_machine():
+    assert cpu_kernels.available(), "the CPU attention kernel did not build: see the warning above"
+
+
+# (N, T, heads, head dim): keras encoder (17 tokens, d 32) and decoder (65, d 16), vit_tiny (d 64), one token,
+# whole vector multiples of keys (16, 80), several key blocks (130), odd head dims (generic path: 8, 24)
+SHAPES = [(4, 17, 4, 32), (3, 65, 4, 16), (2, 17, 3, 64), (2, 1, 2, 16), (2, 16, 2, 48), (2, 80, 1, 16),
+          (1, 130, 2, 32), (2, 9, 2, 8), (2, 7, 3, 24)]
+
+
+@pytest.mark.parametrize("n,t,heads,d", SHAPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_float32_forward_and_backward_match_sdpa(n, t, heads, d, masked):
+    gen = torch.Generator().manual_seed(t * 100 + d)
+    qkv = torch.randn(n, t, 3 * heads * d, generator=gen) * 2
+    grad_out = torch.randn(n, t, heads * d, generator=gen).transpose(0, 1).contiguous().transpose(0, 1)  # strided
+    keys = None
+    if masked:
+        keys = torch.rand(n, t, generator=gen) > 0.4
+        keys[:, 0] = True  # every sample keeps a key (the cls token in the model)
+    out, grad = forward_backward(cpu_kernels.small_attention, qkv, heads, grad_out, keys)
+    sdpa_out, sdpa_grad = forward_backward(reference, qkv, heads, grad_out, keys)
+    exact_out, exact_grad = forward_backward(reference, qkv.double(), heads, grad_out.double(), keys)
+    assert out.shape == sdpa_out.shape and grad.shape == qkv.shape
+    # as close to the float64 result as PyTorch's float32 kernels are (within 2x, or 1e-6)
+    for mine, theirs, exact in ((out, sdpa_out, exact_out), (grad, sdpa_grad, exact_grad)):
+        error, sdpa_error = (mine.double() - exact).abs().max(), (theirs.double() - exact).abs().max()
+        assert error <= 2 * sdpa_error + 1e-6, (error, sdpa_error)
+
+
+def test_hidden_keys_have_no_influence():
+    gen = torch.Generator().manual_seed(3)
+    qkv = torch.randn(2, 20, 3 * 2 * 16, generator=gen)
+    keys = torch.ones(2, 20, dtype=torch.bool)
+    keys[0, 12:] = False
+    changed = qkv.clone()
+    changed[0, 12:, 32:] += 5.0  # sample 0's hidden keys and values
+    out = cpu_kernels.small_attention(qkv.requires_grad_(), 2, keys)
+    out_changed = cpu_kernels.small_attention(changed.requires_grad_(), 2, keys)
+    assert torch.equal(out[0], out_changed[0]) and not torch.equal(out[1], out_changed[1] + 1)
+
+
+def test_float64_gradcheck():
+    gen = torch.Generator().manual_seed(4)
+    qkv = torch.randn(2, 5, 3 * 2 * 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    keys = torch.tensor([[True, True, False, True, False], [True] * 5])
+    assert torch.autograd.gradcheck(lambda x: cpu_kernels.small_attention(x, 2), (qkv,))
+    assert torch.autograd.gradcheck(lambda x: cpu_kernels.small_attention(x, 2, keys), (qkv,))
+
+
+def test_results_do_not_depend_on_threads_or_batch_company():
+    gen = torch.Generator().manual_seed(5)
+    qkv = torch.randn(8, 65, 3 * 64, generator=gen)
+    grad_out = torch.randn(8, 65, 64, generator=gen)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = forward_backward(cpu_kernels.small_attention, qkv, 4, grad_out)
+        torch.set_num_threads(2)
+        two = forward_backward(cpu_kernels.small_attention, qkv, 4, grad_out)
+    finally:
+        torch.set_num_threads(threads)
+    half = forward_backward(cpu_kernels.small_attention, qkv[:4], 4, grad_out[:4])
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+    assert torch.equal(one[0][:4], half[0]) and torch.equal(one[1][:4], half[1])
+
+
+def test_training_attention_runs_on_the_kernel_and_can_be_switched_off(monkeypatch):
+    qkv = torch.randn(2, 17, 3 * 128, requires_grad=True)
+    assert type(qkv_attention(qkv, 4).grad_fn).__name__ == "SmallAttentionBackward"
+    monkeypatch.setenv(cpu_kernels.ENV, "0")
+    assert type(qkv_attention(qkv, 4).grad_fn).__name__ == "QKVAttentionBackward"
+
+
+def test_mae_training_step_matches_pytorch_kernels(monkeypatch):
+    spec = PRESETS["keras"]
+    torch.manual_seed(0)
+    model = MAE(spec)
+    imgs = torch.randn(6, 3, spec.img_size, spec.img_size)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(imgs, 0.75, torch.Generator().manual_seed(1))[0]
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    calls = []
+    original = cpu_kernels.SmallAttention.forward
+    monkeypatch.setattr(cpu_kernels.SmallAttention, "forward",
+                        staticmethod(lambda ctx, *a: calls.append(1) or original(ctx, *a)))
+    loss, grads = loss_and_grads()
+    assert len(calls) == spec.depth + spec.decoder_depth  # every attention of the step ran on the kernel
+    monkeypatch.setenv(cpu_kernels.ENV, "0")
+    ref_loss, ref_grads = loss_and_grads()
+    assert len(calls) == spec.depth + spec.decoder_depth
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monkeypatch):
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "cache"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cpu_kernels.build(broken, name="maelab_broken_test") is False
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "could not be built" in messages[0] and cpu_kernels.ENV in messages[0]
