@@ -19,6 +19,15 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_kernel_built() -> None:
+    """Build maelab's CPU attention kernel once, up front: the subprocesses tests start (and kill) then load it
+    from torch's extension cache instead of building it at the same time."""
+    from maelab.models import cpu_kernels
+
+    cpu_kernels.available()
+
+
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     found = shared_data_dir()

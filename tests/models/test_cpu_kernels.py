@@ -1,7 +1,10 @@
 """maelab's CPU attention kernel: built here, equal to PyTorch's attention forward and backward, and used."""
 
+import os
 import shutil
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +142,39 @@ def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monk
         assert cpu_kernels.build(broken, name="maelab_broken_test") is False
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "could not be built" in messages[0] and cpu_kernels.ENV in messages[0]
+
+
+def test_a_lock_left_by_a_killed_build_is_cleared_when_stale(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(_get_build_directory("maelab_lock_test", verbose=False)) / "lock"
+    lock.touch()
+    cpu_kernels.clear_stale_lock("maelab_lock_test")
+    assert lock.exists()  # a fresh lock: another process may be building right now
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    cpu_kernels.clear_stale_lock("maelab_lock_test")
+    assert not lock.exists()
+
+
+def test_inference_runs_on_the_kernel_too(monkeypatch):
+    qkv = torch.randn(3, 65, 3 * 128)
+    calls = []
+    original = cpu_kernels.small_attention
+    monkeypatch.setattr(cpu_kernels, "small_attention", lambda *a: calls.append(1) or original(*a))
+    with torch.no_grad():
+        out = qkv_attention(qkv, 4)
+    assert calls and out.grad_fn is None
+    torch.testing.assert_close(out, reference(qkv, 4), rtol=1e-5, atol=2e-6)
+
+
+def test_flop_counting_sees_pytorchs_attention_not_the_kernel():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    qkv = torch.randn(2, 17, 3 * 128)
+    assert cpu_kernels.applies(qkv, 4)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        assert not cpu_kernels.applies(qkv, 4)
+        qkv_attention(qkv, 4)
+    assert counter.get_total_flops() == 2 * 2 * (2 * 4 * 17 * 17 * 32)  # q k^T and p v

@@ -1,7 +1,7 @@
 """The attention core on a fused qkv projection: qkv [N, T, 3 * D] -> [N, T, D], with faster CPU training paths.
 
-On the CPU, training, maelab's own kernel (:mod:`maelab.models.cpu_kernels`) is used where it is built and
-applies (float32, head dims 16-64); otherwise the path below.
+On the CPU, maelab's own kernel (:mod:`maelab.models.cpu_kernels`) is used where it is built and applies
+(float32, head dims 16-64); otherwise, training, the path below.
 
 ``F.scaled_dot_product_attention`` on views of the fused projection returns q, k and v's gradients as three
 [N, heads, T, d] tensors; autograd then stacks them ([3, N, heads, T, d], one copy) and permutes them back to
@@ -58,14 +58,14 @@ class QKVAttention(torch.autograd.Function):
 def qkv_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) -> Tensor:
     """Multi-head softmax attention: qkv [N, T, 3 * D] -> [N, T, D].
 
-    ``key_mask`` [N, T] bool hides the keys where False. On the CPU when gradients are needed: maelab's kernel
-    (:func:`maelab.models.cpu_kernels.small_attention`) where it applies, else :class:`QKVAttention` when there is
-    no mask; ``F.scaled_dot_product_attention`` otherwise (CUDA, inference).
+    ``key_mask`` [N, T] bool hides the keys where False. On the CPU: maelab's kernel
+    (:func:`maelab.models.cpu_kernels.small_attention`) where it applies; else, training without a mask,
+    :class:`QKVAttention`; ``F.scaled_dot_product_attention`` otherwise (CUDA, other dtypes and head dims).
     """
     n, t, d3 = qkv.shape
-    training = qkv.requires_grad and torch.is_grad_enabled()
-    if training and cpu_kernels.applies(qkv, heads):
+    if cpu_kernels.applies(qkv, heads):
         return cpu_kernels.small_attention(qkv, heads, key_mask)
+    training = qkv.requires_grad and torch.is_grad_enabled()
     if training and key_mask is None and _HAS_CPU_FLASH and qkv.device.type == "cpu":
         return QKVAttention.apply(qkv, heads)
     q, k, v = split_heads(qkv, heads)

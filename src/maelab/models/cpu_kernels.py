@@ -3,7 +3,8 @@
 ``csrc/small_attention.cpp`` computes attention on the fused qkv projection, forward and backward, one
 (sample, head) problem per task from cache, and writes dq, dk, dv straight into the projection's gradient
 layout. At the keras preset's sizes a training step runs about 10% faster than with PyTorch's fused CPU
-kernels (docs/performance.md). It is compiled with torch's C++-extension loader (a C++ compiler and ninja)
+kernels, and feature extraction is faster too
+(docs/performance.md). It is compiled with torch's C++-extension loader (a C++ compiler and ninja)
 the first time it is needed, with ``-march=native``, into torch's extension cache under a name that includes
 this CPU's instruction-set flags, so a cache shared between different machines never runs a foreign binary.
 Where it cannot be built (no compiler, an unsupported platform) maelab warns once and uses PyTorch's kernels;
@@ -16,6 +17,7 @@ import hashlib
 import os
 import platform
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -60,16 +62,29 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+def clear_stale_lock(name: str, older_than_s: float = 600.0) -> None:
+    """Remove the build lock a killed build left behind (torch's loader would otherwise wait on it forever)."""
+    from torch.utils import cpp_extension
+
+    locate = getattr(cpp_extension, "_get_build_directory", None)
+    if locate is None:
+        return
+    lock = Path(locate(name, verbose=False)) / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > older_than_s:
+            lock.unlink()
+    except OSError:
+        pass
+
+
 def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
     """Compile (or load from the cache) ``source`` as torch ops; False, with one warning, when that fails."""
-    from torch.utils.cpp_extension import get_default_build_root, load
+    from torch.utils.cpp_extension import load
 
     name = name or extension_name()
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
-    if not (Path(root) / name / f"{name}.so").exists():
-        print(f"maelab: building the CPU attention kernel (once per machine, about 20 s) in {root}",
-              file=sys.stderr, flush=True)
     _ninja_on_path()
+    clear_stale_lock(name)
+    start = time.perf_counter()
     try:
         load(name=name, sources=[str(source)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
              is_python_module=False, verbose=False)
@@ -78,6 +93,10 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
         warnings.warn(f"maelab: the CPU attention kernel could not be built ({first}); using PyTorch's "
                       f"attention kernels instead (slower). Set {ENV}=0 to skip the build.", stacklevel=2)
         return False
+    seconds = time.perf_counter() - start
+    if seconds > 2:  # compiled now, not loaded from torch's extension cache
+        print(f"maelab: built the CPU attention kernel in {seconds:.0f} s (once per machine; torch's extension "
+              "cache)", file=sys.stderr, flush=True)
     return hasattr(torch.ops.maelab, "small_attention_forward")
 
 
@@ -90,10 +109,22 @@ def available() -> bool:
     return bool(_state["built"])
 
 
+def traced() -> bool:
+    """Whether torch.compile or a dispatch mode (FlopCounterMode, fake tensors...) is watching: the kernel's ops
+    have no FLOP formula nor shape function, so PyTorch's attention serves those calls."""
+    if torch.compiler.is_compiling():
+        return True
+    try:
+        from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+    except ImportError:
+        return False
+    return bool(is_in_torch_dispatch_mode())
+
+
 def applies(qkv: Tensor, heads: int) -> bool:
-    """Whether the kernel serves this call: CPU float32, a vectorised head dim, eager (not under torch.compile)."""
+    """Whether the kernel serves this call: CPU float32, a vectorised head dim, eager and not traced."""
     return (qkv.device.type == "cpu" and qkv.dtype == torch.float32 and qkv.dim() == 3
-            and qkv.shape[-1] // (3 * heads) in HEAD_DIMS and not torch.compiler.is_compiling() and available())
+            and qkv.shape[-1] // (3 * heads) in HEAD_DIMS and not traced() and available())
 
 
 class SmallAttention(torch.autograd.Function):
@@ -117,7 +148,10 @@ class SmallAttention(torch.autograd.Function):
 
 def small_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) -> Tensor:
     """Multi-head softmax attention on maelab's CPU kernel: qkv [N, T, 3 * D] -> [N, T, D] (call :func:`applies`)."""
-    return SmallAttention.apply(qkv, heads, key_mask)
+    if qkv.requires_grad and torch.is_grad_enabled():
+        return SmallAttention.apply(qkv, heads, key_mask)
+    keys = None if key_mask is None else key_mask.contiguous()
+    return torch.ops.maelab.small_attention_forward(qkv.contiguous(), heads, keys)[0]
 
 
 __all__ = ["SmallAttention", "applies", "available", "build", "extension_name", "small_attention"]

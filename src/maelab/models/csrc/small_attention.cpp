@@ -275,7 +275,7 @@ inline void rows_times_block(const float* a, int64_t a_stride, float a_scale, co
 template <int R>
 inline void rows_times(const float* a, int64_t a_stride, float a_scale, const float* mt, int64_t tp, int64_t d,
                        float* dst, int64_t ld) {
-  constexpr int BMAX = R == 1 ? 4 : 3;  // at most R * BMAX + BMAX <= 32 vector registers
+  constexpr int BMAX = R == 1 ? 4 : (R <= 4 ? 3 : 2);  // R * BMAX accumulators + BMAX loads <= 32 registers
   int64_t j0 = 0;
   for (; j0 + BMAX * W <= tp; j0 += BMAX * W) rows_times_block<R, BMAX>(a, a_stride, a_scale, mt, tp, d, j0, dst, ld);
   switch ((tp - j0) / W) {
@@ -451,7 +451,7 @@ inline void backward_rows(const float* base, float* dbase, int64_t stride, const
 template <int ND>
 void backward_fast(const float* grad, const float* qkv, const float* out, const float* lse, float* dqkv, int64_t N,
                    const Problem<float>& pr) {
-  constexpr int RB = ND <= 2 ? 4 : 2;  // R * ND q and grad rows stay in registers
+  constexpr int RB = ND == 1 ? 8 : (ND == 2 ? 4 : 2);  // R * ND q and grad rows stay in registers
   const int64_t T = pr.T, H = pr.H, d = ND * W, D = pr.D, stride = 3 * D, tp = (T + W - 1) / W * W;
   at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
     Scratch w(d, tp, RB);
