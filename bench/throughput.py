@@ -156,6 +156,7 @@ def check_flops(run: Run, hf_model: Optional[torch.nn.Module]) -> dict[str, Any]
     spec = run.model.spec
     imgs = torch.randn(2, 3, spec.img_size, spec.img_size, device=run.device)
     out = {"analytic_forward": mae_forward_flops(spec, RATIO),
+           "analytic_forward_train": mae_forward_flops(spec, RATIO, training=True),
            "analytic_forward_hf": mae_forward_flops(spec, RATIO, reference=True)}
     out["counted_maelab"] = counted_forward_flops(run.model, lambda m: m(imgs, RATIO)) // 2
     if hf_model is not None:
@@ -167,7 +168,7 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     """The timed contenders of one preset and what to report beside them (parameters, FLOP checks)."""
     run = make_run(args, preset, tmp, [])
     spec = run.model.spec
-    pre_flops = train_flops(mae_forward_flops(spec, RATIO)["total"])
+    pre_flops = train_flops(mae_forward_flops(spec, RATIO, training=True)["total"])
     hf_flops = train_flops(mae_forward_flops(spec, RATIO, reference=True)["total"])
     contenders, info = [], {"spec": dataclasses.asdict(spec), "precision": run.precision}
     if "pretrain" in args.variants:

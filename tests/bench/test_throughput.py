@@ -10,7 +10,7 @@ def test_throughput_times_pretraining_against_the_matmul_peak(tmp_path):
     micro = results["presets"]["micro"]
     (row,) = micro["rows"]
     assert row["name"] == "maelab pretrain" and len(row["img_per_s_rounds"]) == 2 and row["vs_hf"] is None
-    assert row["gflop_per_img"] * 1e9 == pytest.approx(3 * micro["flops"]["analytic_forward"]["total"])
+    assert row["gflop_per_img"] * 1e9 == pytest.approx(3 * micro["flops"]["analytic_forward_train"]["total"])
     assert row["utilisation"] == pytest.approx(row["gflop_per_s"] / micro["peak_gflop_per_s"])
     assert micro["flops"]["counted_maelab"] == micro["flops"]["analytic_forward"]["total"]
 
@@ -24,7 +24,8 @@ def test_throughput_runs_every_contender_and_checks_its_flops(tmp_path):
     assert json.loads(out.read_text())["presets"]["micro"]["rows"]  # written
     micro = results["presets"]["micro"]
     names = [r["name"] for r in micro["rows"]]
-    assert names[:5] == ["maelab pretrain", "maelab pretrain seed5", "maelab pretrain GAN", "maelab features",
+    assert names[:6] == ["maelab pretrain", "maelab pretrain, PyTorch attention", "maelab pretrain seed5",
+                         "maelab pretrain GAN", "maelab features",
                          "maelab finetune"]
     for row in micro["rows"]:
         assert len(row["img_per_s_rounds"]) == 2 and row["img_per_s"] > 0 and 0 < row["utilisation"] < 1.5

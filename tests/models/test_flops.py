@@ -10,9 +10,9 @@ from maelab.models.flops import block_flops, classifier_flops, features_flops, m
 SMALL = ModelSpec(32, 8, 32, 2, 2, 64, 16, 1, 2, 32)  # 16 patches: quick, every part present
 
 
-def counted(fn) -> int:
-    """FLOPs of ``fn()`` as torch counts them (math attention, so that the counter sees the matmuls)."""
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+def counted(fn, grad: bool = False) -> int:
+    """FLOPs of ``fn()``'s forward as torch counts them (math attention, so that the counter sees the matmuls)."""
+    with torch.set_grad_enabled(grad), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -24,6 +24,10 @@ def test_mae_forward_flops_match_torchs_count(spec, ratio):
     model = build_mae(spec)
     imgs = torch.randn(2, 3, spec.img_size, spec.img_size)
     assert counted(lambda: model(imgs, ratio)) == 2 * mae_forward_flops(spec, ratio)["total"]
+    # the training forward: the decoder's last block (after attention) and the head on the masked patches only
+    training = mae_forward_flops(spec, ratio, training=True)
+    assert counted(lambda: model(imgs, ratio), grad=True) == 2 * training["total"]
+    assert training["head"] < mae_forward_flops(spec, ratio)["head"]
 
 
 def test_features_and_classifier_flops_match_torchs_count():

@@ -246,3 +246,34 @@ def test_registers_config():
     assert resolve_spec(load_config(None, ["model.registers=4"]).model).registers == 4
     with pytest.raises(ConfigError, match="model.registers=-1"):
         load_config(None, ["model.registers=-1"])
+
+
+def test_training_decodes_the_masked_patches_only_with_the_same_loss_and_gradients():
+    model = build_mae(resolve_spec(ModelConfig(preset="keras")), norm_pix_loss=True)
+    imgs = torch.randn(4, 3, 48, 48)
+    seen = {}
+    model.decoder.blocks[-1].mlp.register_forward_hook(lambda m, i, o: seen.update(mlp=tuple(i[0].shape)) and None)
+    model.decoder.head.register_forward_hook(lambda m, i, o: seen.update(head=tuple(i[0].shape)) and None)
+
+    def run(trim):
+        model.train(trim)  # train mode trims; eval mode (gradients still on) decodes every patch
+        model.zero_grad()
+        loss, pred, mask = model(imgs, 0.75, torch.Generator().manual_seed(3))
+        loss.backward()
+        return loss.detach(), pred.detach(), mask, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    loss, pred, mask, grads = run(True)
+    assert seen == {"mlp": (4, 48, 64), "head": (4, 48, 64)}  # 48 masked of 64 patches; no cls row
+    seen.clear()
+    full_loss, full_pred, full_mask, full_grads = run(False)
+    assert seen == {"mlp": (4, 65, 64), "head": (4, 64, 64)}
+    assert torch.equal(mask, full_mask)
+    torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=1e-7)
+    masked = mask.bool()
+    torch.testing.assert_close(pred[masked], full_pred[masked], rtol=1e-5, atol=1e-6)
+    assert torch.all(pred[~masked] == 0)
+    assert len(grads) == len(full_grads)
+    for g, f in zip(grads, full_grads, strict=True):
+        torch.testing.assert_close(g, f, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model.reconstruct(imgs, pred, mask), model.reconstruct(imgs, full_pred, mask),
+                               rtol=1e-5, atol=1e-5)

@@ -231,6 +231,8 @@ def distributed(device: str = "auto") -> Iterator[Dist]:
     control = tdist.new_group(backend="gloo") if tdist.get_backend() != "gloo" else None
     try:
         yield Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), local_rank=local_rank, control=control)
+        if owner:  # no rank leaves while another still talks to it (gloo aborts the process otherwise)
+            tdist.barrier(group=control)
     finally:
         if owner:
             tdist.destroy_process_group()

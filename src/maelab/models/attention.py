@@ -60,13 +60,14 @@ def qkv_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) ->
 
     ``key_mask`` [N, T] bool hides the keys where False. On the CPU: maelab's kernel
     (:func:`maelab.models.cpu_kernels.small_attention`) where it applies; else, training without a mask,
-    :class:`QKVAttention`; ``F.scaled_dot_product_attention`` otherwise (CUDA, other dtypes and head dims).
+    :class:`QKVAttention`; ``F.scaled_dot_product_attention`` otherwise (CUDA, other dtypes and head dims, and
+    under torch.compile or a dispatch mode such as FlopCounterMode, which see through it).
     """
     n, t, d3 = qkv.shape
     if cpu_kernels.applies(qkv, heads):
         return cpu_kernels.small_attention(qkv, heads, key_mask)
     training = qkv.requires_grad and torch.is_grad_enabled()
-    if training and key_mask is None and _HAS_CPU_FLASH and qkv.device.type == "cpu":
+    if training and key_mask is None and _HAS_CPU_FLASH and qkv.device.type == "cpu" and not cpu_kernels.traced():
         return QKVAttention.apply(qkv, heads)
     q, k, v = split_heads(qkv, heads)
     keys = None if key_mask is None else key_mask[:, None, None, :]  # [N, 1, 1, T], True = attend

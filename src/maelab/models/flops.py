@@ -3,8 +3,9 @@
 Only matrix products are counted, 2 FLOPs per multiply-add (the usual convention, and what
 ``torch.utils.flop_counter`` counts; tests/models/test_flops.py checks that the two agree): the patch
 embedding, each block's qkv projection, attention scores (q·kᵀ), softmax-weighted sum (attn·v), output
-projection and MLP, the decoder's embedding, its blocks over all patches (visible tokens and mask tokens)
-and its per-patch head. Norms, softmax, GELU, biases and the loss are left out (about 1% here). A training
+projection and MLP, the decoder's embedding, its blocks over all patches (visible tokens and mask tokens;
+in training the last block's projection and MLP over the masked patches only) and its per-patch head.
+Norms, softmax, GELU, biases and the loss are left out (about 1% here). A training
 step is counted as 3 × the forward pass (backward ≈ 2 × forward), also the usual convention.
 """
 
@@ -19,13 +20,15 @@ def linear_flops(tokens: int, d_in: int, d_out: int) -> int:
     return 2 * tokens * d_in * d_out
 
 
-def block_flops(tokens: int, dim: int, mlp_dim: int) -> int:
-    """One pre-norm transformer block over ``tokens`` tokens of width ``dim`` (any number of heads)."""
+def block_flops(tokens: int, dim: int, mlp_dim: int, rows: int | None = None) -> int:
+    """One pre-norm transformer block over ``tokens`` tokens of width ``dim`` (any number of heads); with
+    ``rows``, the projection and MLP run on that many of them (the decoder's last block in training)."""
+    rows = tokens if rows is None else rows
     qkv = linear_flops(tokens, dim, 3 * dim)
     scores = 2 * tokens * tokens * dim  # q·kᵀ summed over heads
     weighted = 2 * tokens * tokens * dim  # attn·v summed over heads
-    proj = linear_flops(tokens, dim, dim)
-    mlp = linear_flops(tokens, dim, mlp_dim) + linear_flops(tokens, mlp_dim, dim)
+    proj = linear_flops(rows, dim, dim)
+    mlp = linear_flops(rows, dim, mlp_dim) + linear_flops(rows, mlp_dim, dim)
     return qkv + scores + weighted + proj + mlp
 
 
@@ -40,21 +43,27 @@ def encoder_flops(spec: ModelSpec, patches: int) -> int:
     return spec.depth * block_flops(tokens, spec.embed_dim, spec.mlp_dim)
 
 
-def mae_forward_flops(spec: ModelSpec, mask_ratio: float, reference: bool = False) -> dict[str, int]:
+def mae_forward_flops(spec: ModelSpec, mask_ratio: float, reference: bool = False,
+                      training: bool = False) -> dict[str, int]:
     """Forward FLOPs per image of :class:`maelab.models.MAE` at ``mask_ratio``, by part (and ``total``).
 
-    maelab embeds only the visible patches and predicts only the patch tokens; ``reference`` counts the layout
-    of facebookresearch/mae and HF's ViTMAE instead: every patch embedded before masking, the head applied to
-    the cls token too.
+    maelab embeds only the visible patches and predicts only the patch tokens; ``training`` counts its training
+    forward, where the decoder's last block (after attention) and the head run on the masked patches only.
+    ``reference`` counts the layout of facebookresearch/mae and HF's ViTMAE instead: every patch embedded
+    before masking, the head applied to every token, the cls token too.
     """
     keep = num_visible(spec.num_patches, mask_ratio)
     dec_tokens = 1 + spec.num_patches  # cls + visible + mask tokens, all in patch order
+    out_rows = dec_tokens if reference else (spec.num_patches - keep if training else spec.num_patches)
+    dim, mlp, depth = spec.decoder_embed_dim, spec.decoder_mlp_dim, spec.decoder_depth
+    last_rows = out_rows if training and not reference else dec_tokens
     parts = {
         "patch_embed": patch_embed_flops(spec, spec.num_patches if reference else keep),
         "encoder": encoder_flops(spec, keep),
-        "decoder_embed": linear_flops(1 + keep, spec.embed_dim, spec.decoder_embed_dim),
-        "decoder": spec.decoder_depth * block_flops(dec_tokens, spec.decoder_embed_dim, spec.decoder_mlp_dim),
-        "head": linear_flops(dec_tokens - (0 if reference else 1), spec.decoder_embed_dim, spec.patch_size**2 * 3),
+        "decoder_embed": linear_flops(1 + keep, spec.embed_dim, dim),
+        "decoder": (depth - 1) * block_flops(dec_tokens, dim, mlp) + block_flops(dec_tokens, dim, mlp, last_rows)
+        if depth else 0,
+        "head": linear_flops(out_rows, dim, spec.patch_size**2 * 3),
     }
     parts["total"] = sum(parts.values())
     return parts

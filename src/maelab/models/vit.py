@@ -34,6 +34,11 @@ def patchify(imgs: Tensor, p: int) -> Tensor:
     return x.transpose(2, 3).reshape(n, (h // p) * (w // p), p * p * c)
 
 
+def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
+    """x [N, T, D], rows [N, M] int64 -> x's rows [N, M, D]."""
+    return torch.gather(x, 1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping patches to tokens: imgs [N, 3, H, W] -> [N, L, D].
 
@@ -68,8 +73,10 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
-        return self.proj(qkv_attention(self.qkv(x), self.num_heads, key_mask))
+    def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
+        """x [N, T, D] -> [N, T, D], or [N, M, D] for the tokens ``rows`` [N, M] only (every token is a key)."""
+        out = qkv_attention(self.qkv(x), self.num_heads, key_mask)
+        return self.proj(out if rows is None else gather_rows(out, rows))
 
 
 class DropPath(nn.Module):
@@ -97,8 +104,11 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), key_mask))
+    def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
+        """x [N, T, D] -> [N, T, D]; with ``rows`` [N, M] int64, the outputs of those tokens only, [N, M, D]:
+        they attend to every token, and the projection, residuals and MLP run on the M rows alone."""
+        h = self.attn(self.norm1(x), key_mask, rows)
+        x = (x if rows is None else gather_rows(x, rows)) + self.drop_path(h)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -163,7 +173,7 @@ class ViTEncoder(nn.Module):
         """
         if patches is None:
             patches = patchify(imgs, self.patch_size)
-        visible = torch.gather(patches, 1, ids_keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+        visible = gather_rows(patches, ids_keep)
         x = self.patch_embed.embed_patches(visible) + self.pos_embed[0][ids_keep]
         return self._encode(x, keep_valid)
 
@@ -193,5 +203,5 @@ def trunc_normal_tokens(*tokens: nn.Parameter, std: float = 0.02) -> None:
         nn.init.normal_(t, std=std)
 
 
-__all__ = ["Attention", "Block", "DropPath", "PatchEmbed", "ViTEncoder", "init_weights", "patchify",
+__all__ = ["Attention", "Block", "DropPath", "PatchEmbed", "ViTEncoder", "gather_rows", "init_weights", "patchify",
            "sincos_pos_embed", "trunc_normal_tokens"]
