@@ -277,3 +277,11 @@ def test_training_decodes_the_masked_patches_only_with_the_same_loss_and_gradien
         torch.testing.assert_close(g, f, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(model.reconstruct(imgs, pred, mask), model.reconstruct(imgs, full_pred, mask),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_training_without_full_pred_returns_the_same_loss_and_no_prediction():
+    model = build_mae(resolve_spec(ModelConfig(preset="micro")))
+    imgs = torch.randn(3, 3, 32, 32)
+    loss, pred, mask = model(imgs, 0.75, torch.Generator().manual_seed(1))
+    loss_only, none, mask_again = model(imgs, 0.75, torch.Generator().manual_seed(1), full_pred=False)
+    assert pred is not None and none is None and torch.equal(mask, mask_again) and torch.equal(loss, loss_only)

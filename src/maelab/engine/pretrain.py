@@ -181,7 +181,7 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     gan = run.active_gan()
     with frozen(gan.disc if gan is not None else None):
         with autocast(run.device, run.precision):
-            loss, pred, mask = run.forward(imgs, ratio, generator=generator, shard=shard)
+            loss, pred, mask = run.forward(imgs, ratio, generator=generator, shard=shard, full_pred=gan is not None)
             objective = loss
             if gan is not None:
                 fake = run.model.reconstruct(imgs, pred, mask)  # visible patches pasted back, normalised space

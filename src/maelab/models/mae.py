@@ -15,6 +15,7 @@ from maelab.models.vit import (
     gather_rows,
     init_weights,
     patchify,
+    scatter_rows,
     sincos_pos_embed,
     trunc_normal_tokens,
 )
@@ -62,8 +63,8 @@ class MAEDecoder(nn.Module):
         return torch.cat([x, self.mask_token.to(x.dtype).expand(x.shape[0], 1, -1)], dim=1)
 
     @staticmethod
-    def token_index(ids_restore: Tensor, num_visible: int, keep_valid: Optional[Tensor], dim: int) -> Tensor:
-        """Where each decoder input comes from in :meth:`token_table`: [N, 1 + L, dim] int64.
+    def token_index(ids_restore: Tensor, num_visible: int, keep_valid: Optional[Tensor]) -> Tensor:
+        """Where each decoder input comes from in :meth:`token_table`: [N, 1 + L] int64.
 
         Position 0 is the cls token; patch j (in patch order) is visible token ``ids_restore[j]`` when that is
         below ``num_visible`` (and not padding, per ``keep_valid`` [N, K]), else the mask token (index K + 1).
@@ -74,8 +75,7 @@ class MAEDecoder(nn.Module):
             valid = torch.gather(keep_valid, 1, ids_restore.clamp(max=num_visible - 1))
             visible = visible & valid
         index = torch.where(visible, ids_restore + 1, num_visible + 1)
-        index = torch.cat([torch.zeros_like(index[:, :1]), index], dim=1)
-        return index.unsqueeze(-1).expand(-1, -1, dim)
+        return torch.cat([torch.zeros_like(index[:, :1]), index], dim=1)
 
     def forward(self, latent: Tensor, ids_restore: Tensor, keep_valid: Optional[Tensor] = None,
                 patches: Optional[Tensor] = None) -> Tensor:
@@ -86,8 +86,7 @@ class MAEDecoder(nn.Module):
         them, and a quarter less of the last block's and the head's work at ratio 0.75.
         """
         x = self.embed(latent)
-        index = self.token_index(ids_restore, x.shape[1] - 1, keep_valid, x.shape[-1])
-        x = torch.gather(self.token_table(x), 1, index)
+        x = gather_rows(self.token_table(x), self.token_index(ids_restore, x.shape[1] - 1, keep_valid))
         x = x + self.pos_embed  # the cls token, then the patches in patch order
         rows = None if patches is None else patches + 1  # token rows: the cls token comes first
         for i, block in enumerate(self.blocks):
@@ -133,8 +132,8 @@ class MAE(nn.Module):
         per_patch = self.patch_errors(pred, self.target(imgs, patches))
         return (per_patch * mask).sum() / (mask.sum() * pred.shape[-1])
 
-    def forward(self, imgs: Tensor, mask_ratio: float | Tensor,
-                generator: Optional[torch.Generator] = None, shard: Shard = WHOLE) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, imgs: Tensor, mask_ratio: float | Tensor, generator: Optional[torch.Generator] = None,
+                shard: Shard = WHOLE, full_pred: bool = True) -> tuple[Tensor, Optional[Tensor], Tensor]:
         """imgs [N, 3, H, W] (normalised) -> (loss scalar, pred [N, L, p*p*3], mask [N, L] with 1 = masked).
 
         ``mask_ratio`` is one float for the batch, or a [N] tensor of per-sample ratios (best on the CPU: the
@@ -142,7 +141,8 @@ class MAE(nn.Module):
         the padding is hidden from attention by a key mask. Each ratio is rounded and clamped by
         :func:`maelab.masking.num_visible`. The loss is the mean error over all masked patches of the batch.
         Training with one ratio (module in train mode, gradients on), the decoder predicts the masked patches only
-        and ``pred`` holds zeros at the visible ones (:meth:`_masked_only`); otherwise it predicts every patch.
+        and ``pred`` holds zeros at the visible ones (:meth:`_masked_only`), or is None with ``full_pred=False``
+        (for a caller that needs the loss only); otherwise it predicts every patch.
         Under torchrun, ``shard`` names this rank's rows of the global batch: the masks are its rows of the masks
         drawn for the whole global batch (so W ranks mask exactly as one process with the global batch).
         """
@@ -160,12 +160,12 @@ class MAE(nn.Module):
         patches = patchify(imgs, self.spec.patch_size)  # cut once: the encoder's input and the loss target
         latent = self.encoder(imgs, ids_keep, keep_valid, patches)
         if keep_valid is None and self.training and torch.is_grad_enabled():
-            return self._masked_only(imgs, latent, ids_keep, ids_restore, mask, patches)
+            return self._masked_only(imgs, latent, ids_keep, ids_restore, mask, patches, full_pred)
         pred = self.decoder(latent, ids_restore, keep_valid)
         return self.forward_loss(imgs, pred, mask, patches), pred, mask
 
     def _masked_only(self, imgs: Tensor, latent: Tensor, ids_keep: Tensor, ids_restore: Tensor, mask: Tensor,
-                     patches: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                     patches: Tensor, full_pred: bool = True) -> tuple[Tensor, Optional[Tensor], Tensor]:
         """Training with one ratio: the decoder predicts the masked patches only (all the loss reads).
 
         Same loss as :meth:`forward_loss` on the full prediction; ``pred`` [N, L, P] holds zeros at the visible
@@ -175,9 +175,7 @@ class MAE(nn.Module):
         pred_masked = self.decoder(latent, ids_restore, None, masked)
         target = self.target(imgs, gather_rows(patches, masked))
         loss = self.patch_errors(pred_masked, target).mean() / pred_masked.shape[-1]
-        index = masked.unsqueeze(-1).expand(-1, -1, pred_masked.shape[-1])
-        pred = pred_masked.new_zeros(patches.shape[0], patches.shape[1], pred_masked.shape[-1])
-        return loss, pred.scatter(1, index, pred_masked), mask
+        return loss, scatter_rows(pred_masked, masked, patches.shape[1]) if full_pred else None, mask
 
     def reconstruct(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
         """Reconstruction in the input's space with the visible patches pasted back: [N, 3, H, W].
