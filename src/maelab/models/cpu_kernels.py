@@ -2,9 +2,8 @@
 
 ``csrc/small_attention.cpp`` computes attention on the fused qkv projection, forward and backward, one
 (sample, head) problem per task from cache, and writes dq, dk, dv straight into the projection's gradient
-layout. At the keras preset's sizes a training step runs about 10% faster than with PyTorch's fused CPU
-kernels, and feature extraction is faster too
-(docs/performance.md). It is compiled with torch's C++-extension loader (a C++ compiler and ninja)
+layout. At the keras preset's sizes a training step runs 4-11% faster than with PyTorch's fused CPU
+kernels (docs/performance.md). It is compiled with torch's C++-extension loader (a C++ compiler and ninja)
 the first time it is needed, with ``-march=native``, into torch's extension cache under a name that includes
 this CPU's instruction-set flags, so a cache shared between different machines never runs a foreign binary.
 Where it cannot be built (no compiler, an unsupported platform) maelab warns once and uses PyTorch's kernels;
