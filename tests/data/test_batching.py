@@ -66,3 +66,10 @@ def test_bad_rank_is_a_programming_error() -> None:
         epoch_batches(100, 10, 0, 0, rank=2, world_size=2)
     with pytest.raises(ValueError):
         steps_per_epoch(100, 0)
+
+
+def test_batches_come_on_the_requested_device_with_the_same_order() -> None:
+    on_cpu = epoch_batches(100, 16, seed=3, epoch=2)
+    elsewhere = epoch_batches(100, 16, seed=3, epoch=2, device="meta")  # a second device, with no data
+    assert all(b.device.type == "meta" for b in elsewhere) and all(b.device.type == "cpu" for b in on_cpu)
+    assert [b.shape for b in elsewhere] == [b.shape for b in on_cpu]

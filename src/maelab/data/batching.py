@@ -28,17 +28,19 @@ def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world_size: int = 1) -> list[Tensor]:
-    """This rank's batches of epoch ``epoch``: a list of ``[batch_size] int64`` index tensors.
+                  world_size: int = 1, device: torch.device | str = "cpu") -> list[Tensor]:
+    """This rank's batches of epoch ``epoch``: a list of ``[batch_size] int64`` index tensors on ``device``.
 
     Global batch ``s`` is ``perm[s*G:(s+1)*G]`` with ``G = batch_size * world_size``; rank ``r`` takes
-    its slice ``[r*batch_size:(r+1)*batch_size]``. The last incomplete global batch is dropped.
+    its slice ``[r*batch_size:(r+1)*batch_size]``. The last incomplete global batch is dropped. The permutation
+    is drawn on the CPU (the same on every device) and moved in one copy per epoch, so that a step indexes
+    images held on a GPU without copying its indices from the host.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside [0, {world_size})")
     steps = steps_per_epoch(n, batch_size, world_size)
     perm = epoch_permutation(n, seed, epoch)[: steps * batch_size * world_size]
-    return list(perm.view(steps, world_size, batch_size)[:, rank].unbind(0))
+    return list(perm.view(steps, world_size, batch_size)[:, rank].to(device).unbind(0))
 
 
 def _check(n: int, batch_size: int, world_size: int) -> None:

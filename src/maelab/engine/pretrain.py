@@ -243,7 +243,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     before its last step (the run is then between two steps, ready for a checkpoint)."""
     cfg = run.cfg
     batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch, run.dist.rank,
-                            run.dist.world_size)
+                            run.dist.world_size, run.data.x_train.device)
     generator = torch.Generator(device=run.device)
     stats = EpochStats(run.device)
     start_index = run.step - epoch * run.steps_per_epoch
