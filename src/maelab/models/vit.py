@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maelab.models.attention import qkv_attention
+from maelab.models.cpu_kernels import traced
 
 
 def sincos_pos_embed(dim: int, grid: int) -> Tensor:
@@ -92,8 +93,35 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """x [N, T, D] -> [N, T, D], or [N, M, D] for the tokens ``rows`` [N, M] only (every token is a key)."""
+        return self.proj(self.attend(x, key_mask, rows))
+
+    def attend(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
+        """:meth:`forward` without the output projection: x [N, T, D] -> [N, T or M, D]."""
         out = qkv_attention(self.qkv(x), self.num_heads, key_mask)
-        return self.proj(out if rows is None else gather_rows(out, rows))
+        return out if rows is None else gather_rows(out, rows)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def residual_linear(x: Tensor, h: Tensor, linear: nn.Linear) -> Tensor:
+    """x + linear(h): x [..., D_out], h [..., D_in] -> [..., D_out].
+
+    On the CPU, without autocast, the bias is added to x and h @ Wᵀ accumulated into that sum in place (one
+    ``addmm_``): no bias broadcast written before the GEMM and no separate residual add, two passes fewer over
+    the activations than ``x + linear(h)`` (docs/performance.md). Elsewhere (CUDA's GEMM adds the bias in its
+    epilogue; autocast mixes dtypes; torch.compile and FlopCounterMode want out-of-place ops) it is
+    ``x + linear(h)``.
+    """
+    if (x.device.type != "cpu" or _autocast_on("cpu") or h.dtype != x.dtype or linear.weight.dtype != x.dtype
+            or linear.bias is None or traced()):
+        return x + linear(h)
+    out = x.reshape(-1, x.shape[-1]) + linear.bias  # a new 2-D tensor: addmm_ on it, not on a view
+    return out.addmm_(h.reshape(-1, h.shape[-1]), linear.weight.t()).view(x.shape)
 
 
 class DropPath(nn.Module):
@@ -124,8 +152,12 @@ class Block(nn.Module):
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """x [N, T, D] -> [N, T, D]; with ``rows`` [N, M] int64, the outputs of those tokens only, [N, M, D]:
         they attend to every token, and the projection, residuals and MLP run on the M rows alone."""
-        h = self.attn(self.norm1(x), key_mask, rows)
-        x = (x if rows is None else gather_rows(x, rows)) + self.drop_path(h)
+        h = self.attn.attend(self.norm1(x), key_mask, rows)
+        x = x if rows is None else gather_rows(x, rows)
+        if isinstance(self.drop_path, nn.Identity):  # the residual adds folded into the output GEMMs
+            x = residual_linear(x, h, self.attn.proj)
+            return residual_linear(x, self.mlp[1](self.mlp[0](self.norm2(x))), self.mlp[2])
+        x = x + self.drop_path(self.attn.proj(h))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -221,4 +253,4 @@ def trunc_normal_tokens(*tokens: nn.Parameter, std: float = 0.02) -> None:
 
 
 __all__ = ["Attention", "Block", "DropPath", "PatchEmbed", "ViTEncoder", "flat_rows", "gather_rows", "init_weights",
-           "patchify", "scatter_rows", "sincos_pos_embed", "trunc_normal_tokens"]
+           "patchify", "residual_linear", "scatter_rows", "sincos_pos_embed", "trunc_normal_tokens"]
