@@ -252,7 +252,7 @@ def test_training_decodes_the_masked_patches_only_with_the_same_loss_and_gradien
     model = build_mae(resolve_spec(ModelConfig(preset="keras")), norm_pix_loss=True)
     imgs = torch.randn(4, 3, 48, 48)
     seen = {}
-    model.decoder.blocks[-1].mlp[0].register_forward_hook(lambda m, i, o: seen.update(mlp=tuple(i[0].shape)) and None)
+    model.decoder.blocks[-1].norm2.register_forward_hook(lambda m, i, o: seen.update(mlp=tuple(i[0].shape)) and None)
     model.decoder.head.register_forward_hook(lambda m, i, o: seen.update(head=tuple(i[0].shape)) and None)
 
     def run(trim):

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from maelab.models.vit import Block, residual_linear
+from maelab.models.vit import Block, bias_linear, residual_linear
 
 
 def test_residual_linear_is_x_plus_linear_of_h_with_one_fused_gemm():
@@ -36,3 +36,17 @@ def test_block_with_drop_path_keeps_the_plain_residuals_and_agrees_in_eval():
     x = torch.randn(2, 7, 16)
     dropping.eval()  # no drop in eval: both blocks compute the same function
     torch.testing.assert_close(plain(x), dropping(x), rtol=1e-5, atol=1e-6)
+
+
+def test_bias_linear_is_linear_with_the_bias_added_after_the_gemm():
+    torch.manual_seed(2)
+    linear = nn.Linear(12, 20)
+    h = torch.randn(4, 3, 12, requires_grad=True)
+    out = bias_linear(h, linear)
+    assert type(out.grad_fn.next_functions[0][0]).__name__ == "AddBackward0"  # mm, then the bias in place
+    ref = linear(h)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, [h, linear.weight, linear.bias], g),
+                    torch.autograd.grad(ref, [h, linear.weight, linear.bias], g), strict=True):
+        torch.testing.assert_close(a, b)
