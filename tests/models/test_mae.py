@@ -253,7 +253,7 @@ def test_training_decodes_the_masked_patches_only_with_the_same_loss_and_gradien
     imgs = torch.randn(4, 3, 48, 48)
     seen = {}
     model.decoder.blocks[-1].norm2.register_forward_hook(lambda m, i, o: seen.update(mlp=tuple(i[0].shape)) and None)
-    model.decoder.head.register_forward_hook(lambda m, i, o: seen.update(head=tuple(i[0].shape)) and None)
+    model.decoder.norm.register_forward_hook(lambda m, i, o: seen.update(head=tuple(i[0].shape)) and None)
 
     def run(trim):
         model.train(trim)  # train mode trims; eval mode (gradients still on) decodes every patch

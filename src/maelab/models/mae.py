@@ -12,6 +12,7 @@ from maelab.models.presets import ModelSpec
 from maelab.models.vit import (
     Block,
     ViTEncoder,
+    bias_linear,
     gather_rows,
     init_weights,
     patchify,
@@ -85,15 +86,15 @@ class MAEDecoder(nn.Module):
         but its projection and MLP, the norm and the head run on those M rows alone: the same predictions for
         them, and a quarter less of the last block's and the head's work at ratio 0.75.
         """
-        x = self.embed(latent)
+        x = bias_linear(latent, self.embed)
         x = gather_rows(self.token_table(x), self.token_index(ids_restore, x.shape[1] - 1, keep_valid))
         x = x + self.pos_embed  # the cls token, then the patches in patch order
         rows = None if patches is None else patches + 1  # token rows: the cls token comes first
         for i, block in enumerate(self.blocks):
             x = block(x, rows=rows if i == len(self.blocks) - 1 else None)
         if rows is None:
-            return self.head(self.norm(x[:, 1:]))  # the cls token needs no prediction
-        return self.head(self.norm(x if len(self.blocks) else gather_rows(x, rows)))
+            return bias_linear(self.norm(x[:, 1:]), self.head)  # the cls token needs no prediction
+        return bias_linear(self.norm(x if len(self.blocks) else gather_rows(x, rows)), self.head)
 
 
 class MAE(nn.Module):
