@@ -2,7 +2,7 @@
 
 ``csrc/small_attention.cpp`` computes attention on the fused qkv projection, forward and backward, one
 (sample, head) problem per task from cache, and writes dq, dk, dv straight into the projection's gradient
-layout. At the keras preset's sizes a training step runs 4-11% faster than with PyTorch's fused CPU
+layout. At the keras preset's sizes a training step runs 7-16% faster than with PyTorch's fused CPU
 kernels (docs/performance.md). It is compiled with torch's C++-extension loader (a C++ compiler and ninja)
 the first time it is needed, with ``-march=native``, into torch's extension cache under a name that includes
 this CPU's instruction-set flags, so a cache shared between different machines never runs a foreign binary.
