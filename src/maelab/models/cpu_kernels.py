@@ -31,6 +31,12 @@ ENV = "MAELAB_CPU_KERNELS"
 
 _state: dict[str, Optional[bool]] = {"built": None}
 
+try:  # checked on every attention and linear call: imported once here
+    from torch.utils._python_dispatch import is_in_torch_dispatch_mode as _in_dispatch_mode
+except ImportError:  # a torch without it: no dispatch mode is ever reported
+    def _in_dispatch_mode() -> bool:
+        return False
+
 
 def cpu_signature() -> str:
     """A short hash of this CPU's model and instruction-set flags (the build targets ``-march=native``)."""
@@ -111,13 +117,7 @@ def available() -> bool:
 def traced() -> bool:
     """Whether torch.compile or a dispatch mode (FlopCounterMode, fake tensors...) is watching: the kernel's ops
     have no FLOP formula nor shape function, so PyTorch's attention serves those calls."""
-    if torch.compiler.is_compiling():
-        return True
-    try:
-        from torch.utils._python_dispatch import is_in_torch_dispatch_mode
-    except ImportError:
-        return False
-    return bool(is_in_torch_dispatch_mode())
+    return torch.compiler.is_compiling() or bool(_in_dispatch_mode())
 
 
 def applies(qkv: Tensor, heads: int) -> bool:

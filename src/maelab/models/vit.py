@@ -80,9 +80,9 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention: x [N, T, D] -> [N, T, D]; ``key_mask`` [N, T] bool hides keys where False.
 
-    One fused qkv projection, then :func:`maelab.models.attention.qkv_attention`: PyTorch's fused
-    scaled-dot-product kernels on every device (on the CPU they run forward + backward 1.2-2x faster than
-    matmul-softmax at these sizes, torch 2.13; docs/performance.md).
+    One fused qkv projection, then :func:`maelab.models.attention.qkv_attention`: maelab's own attention kernel on
+    the CPU where it is built and applies, PyTorch's fused scaled-dot-product kernels otherwise
+    (docs/performance.md).
     """
 
     def __init__(self, dim: int, num_heads: int) -> None:

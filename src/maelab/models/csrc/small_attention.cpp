@@ -29,31 +29,52 @@
 
 namespace {
 
+// float32 vectors of 16 lanes (GCC/Clang vector extensions: one AVX-512 register, two AVX2 ones)
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+constexpr int64_t W = 16;
+
+inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof(v)); return v; }
+inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
+inline vf vset(float x) { return vf{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+
+// The lane-wise pieces exp_approx needs, for a float and for a vector of 16.
+template <typename V> inline V splat(float x);
+template <> inline float splat<float>(float x) { return x; }
+template <> inline vf splat<vf>(float x) { return vset(x); }
+
+inline float pow2_from_shifted(float shifted) {  // 2^n from n held in the low mantissa bits (see below)
+  int32_t bits;
+  std::memcpy(&bits, &shifted, sizeof(bits));
+  bits = (bits - 0x4B400000 + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return scale;
+}
+inline vf pow2_from_shifted(vf shifted) { return (vf)((((vi)shifted) - 0x4B400000 + 127) << 23); }
+
 // exp for x <= ~88 without a libm call, so that loops over it vectorise (Cephes expf: range reduction by ln 2,
-// degree-6 polynomial, scale by 2^n through the exponent bits; about 1 ulp). NaN stays NaN.
-inline float exp_approx(float x) {
-  x = x < -87.3f ? -87.3f : x;  // NaN compares false and passes through
-  x = x > 88.3f ? 88.3f : x;
+// degree-6 polynomial, scale by 2^n through the exponent bits; about 1 ulp). NaN stays NaN. V: float or vf.
+template <typename V>
+inline V exp_approx(V x) {
+  x = x < -87.3f ? splat<V>(-87.3f) : x;  // NaN compares false and passes through
+  x = x > 88.3f ? splat<V>(88.3f) : x;
   // round x / ln 2 to the nearest integer n by adding 1.5 * 2^23: n sits in the low mantissa bits
-  const float shifted = x * 1.44269504088896341f + 12582912.0f;
-  const float n = shifted - 12582912.0f;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  const V shifted = x * 1.44269504088896341f + 12582912.0f;
+  const V n = shifted - 12582912.0f;
+  const V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = splat<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &shifted, sizeof(bits));
-  bits = (bits - 0x4B400000 + 127) << 23;  // 2^n as a float's exponent
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return p * pow2_from_shifted(shifted);
 }
 
 inline double exp_approx(double x) { return std::exp(x); }
+
 
 template <typename scalar_t>
 struct Problem {
@@ -191,35 +212,11 @@ void backward_kernel(const scalar_t* grad, const scalar_t* qkv, const scalar_t* 
   });
 }
 
-// ---- float32 fast path: GCC/Clang vector extensions (16 floats: one AVX-512 register, two AVX2 ones) -----------
+// ---- float32 fast path: the vector type above -------------------------------------------------------------------
 // Per (sample, head): K and V are copied once, transposed ([d][tp]) for the score rows and padded row-major
 // ([tp][d]) for the products, tp = T rounded up to whole vectors; padded and hidden keys get probability exactly 0.
 // Every product keeps at least 8 independent register accumulators so that the FMA latency is hidden.
 
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-constexpr int64_t W = 16;
-
-inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof(v)); return v; }
-inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
-inline vf vset(float x) { return vf{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
-
-inline vf vexp(vf x) {  // exp_approx, 16 lanes at once
-  x = x < -87.3f ? vset(-87.3f) : x;
-  x = x > 88.3f ? vset(88.3f) : x;
-  const vf shifted = x * 1.44269504088896341f + 12582912.0f;
-  const vf n = shifted - 12582912.0f;
-  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = vset(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const vi bits = (((vi)shifted) - 0x4B400000 + 127) << 23;
-  return p * (vf)bits;
-}
 
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
 #define MAELAB_FOLD(v, op)                                                                                         \
@@ -360,7 +357,7 @@ inline void forward_rows(const float* base, int64_t stride, int64_t i0, int64_t 
   for (int r = 0; r < R; ++r) {
     vf lv = vf{};
     for (int64_t j = 0; j < tp; j += W) {
-      const vf pj = vexp(vload(s + r * tp + j) - m[r]) * vload(&w.keep[j]);
+      const vf pj = exp_approx(vload(s + r * tp + j) - m[r]) * vload(&w.keep[j]);
       vstore(s + r * tp + j, pj);
       lv += pj;
     }
@@ -417,7 +414,7 @@ inline void backward_rows(const float* base, float* dbase, int64_t stride, const
     const float delta = hsum(deltav);
     const float shift = lse[r];
     for (int64_t j = 0; j < tp; j += W) {
-      const vf pj = vexp(vload(p + r * tp + j) - shift) * vload(&w.keep[j]);
+      const vf pj = exp_approx(vload(p + r * tp + j) - shift) * vload(&w.keep[j]);
       vstore(p + r * tp + j, pj);
       vstore(ds + r * tp + j, pj * (vload(ds + r * tp + j) - delta) * scale);
     }
