@@ -87,3 +87,36 @@ def test_demo_falls_back_to_synthetic_and_prints_the_table(tmp_path, capsys, mon
     for name in ("probe", "knn", "recon", "probe_random_init", "knn_random_init", "recon_random_init"):
         assert (out / "eval" / f"{name}.json").is_file()
     assert (out / "figures" / "curves.png").is_file()
+
+
+def test_an_unexpected_exception_is_one_line_exit_1_with_the_traceback_kept(monkeypatch, tmp_path, capsys):
+    from maelab.eval import commands
+
+    def broken(*args):
+        raise ValueError("Expected more than 1 value per channel\nsecond line")
+
+    monkeypatch.setattr(commands, "run_knn", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert main(["knn", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "internal error in `knn`: ValueError: Expected more than 1 value per channel;" in err
+    saved = list(tmp_path.glob("maelab-traceback-*.txt"))
+    assert len(saved) == 1 and str(saved[0]) in err and "Traceback" in saved[0].read_text()
+    with pytest.raises(ValueError):
+        main(["--debug", "knn", str(tmp_path)])
+
+
+def test_a_run_that_fails_on_its_data_leaves_no_folder_and_an_overwritten_run_intact(tmp_path):
+    missing = ["data.name=folder", f"data.root={tmp_path / 'nothing'}"]
+    result = maelab("pretrain", *TINY, *missing, f"out_dir={tmp_path / 'new'}")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not (tmp_path / "new").exists()
+    old = tmp_path / "old"
+    assert maelab("pretrain", *TINY, "optim.epochs=1", f"out_dir={old}").returncode == 0
+    kept = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    result = maelab("pretrain", *TINY, *missing, "overwrite=true", f"out_dir={old}")
+    assert result.returncode == 2
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == kept

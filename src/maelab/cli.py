@@ -262,6 +262,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not getattr(err, "quiet", False):  # quiet: another rank (rank 0 under torchrun) prints the same line
             print(f"maelab: error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)
+    except Exception as err:  # the last line of defence: an input maelab does not check, or a bug
+        if args.debug:
+            raise
+        print(f"maelab: internal error in `{args.command}`: {_first_line(err)}; this is an input maelab does not "
+              f"check or a bug in maelab: the traceback is in {_save_traceback()} (or rerun with --debug); please "
+              "report it with the command", file=sys.stderr)
+        return 1
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+
+
+def _save_traceback() -> str:
+    """Write the current exception's traceback to a new file in the temporary folder; returns its path."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="maelab-traceback-", suffix=".txt", delete=False) as f:
+        traceback.print_exc(file=f)
+    return f.name
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -232,7 +232,9 @@ class TrainConfig:
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
     progress: bool = True  # show a progress bar
     tensorboard: bool = True  # write TensorBoard events to RUN_DIR/tensorboard
-    stop_after_epochs: Optional[int] = None  # stop (with a checkpoint) after this many epochs; resume later
+    # stop (with a checkpoint) after this many epochs; resume later. A setting of one invocation: the run's
+    # config.yaml and checkpoints keep null (see persisted), so a resume trains to optim.epochs unless it is given again
+    stop_after_epochs: Optional[int] = None
     # a step whose loss or gradients are NaN/inf: stop (the run ends naming the step; the last good checkpoint
     # is kept) | skip (the step changes no weight and no optimizer state; counted as skipped_steps in metrics)
     on_nan: str = "stop"
@@ -307,6 +309,9 @@ class ProbeConfig:
         for name in ("epochs", "batch_size", "lr"):
             _positive(f"probe.{name}", getattr(self, name))
         _positive("probe.weight_decay", self.weight_decay, allow_zero=True)
+        if self.batch_size < 2:
+            raise ConfigError(f"probe.batch_size={self.batch_size} is too small: the probe's BatchNorm needs at least "
+                              "2 images per batch to normalise; give 2 or more (default 256)")
 
 
 @dataclass
@@ -498,9 +503,16 @@ def to_dict(cfg: Config) -> dict:
     return asdict(cfg)
 
 
+def persisted(cfg: Config) -> Config:
+    """``cfg`` as a run keeps it (config.yaml, checkpoints): without the settings of one invocation
+    (``train.stop_after_epochs``), so that a resumed run does not inherit them."""
+    return replace(cfg, train=replace(cfg.train, stop_after_epochs=None))
+
+
 def save_config(cfg: Config, path: Path) -> None:
-    """Write the resolved config as YAML (a folder that is full or not writable is one clear error)."""
+    """Write the resolved config, as the run keeps it (:func:`persisted`), as YAML (a folder that is full or not
+    writable is one clear error)."""
     try:
-        path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        path.write_text(yaml.safe_dump(to_dict(persisted(cfg)), sort_keys=False))
     except OSError as err:
         raise output_error(err, path, "config", "run the command again") from None

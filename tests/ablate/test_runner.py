@@ -127,3 +127,15 @@ def test_more_seeds_extend_a_finished_suite(suite_copy, monkeypatch):
     monkeypatch.setattr(pretrain_module, "pretrain", lambda cfg: calls.append(cfg.out_dir))
     run_suite(load_suite(path, seeds=3), out, "more seeds", log=lambda _: None)
     assert all("seed2" in c for c in calls) and len(calls) >= 2  # only the new seed's runs
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_finished_not_failed(tmp_path):
+    path = write_suite(tmp_path / "suite", seeds=1, variants={"baseline": {}}, claims=[])
+    suite = load_suite(path)
+    out = tmp_path / "out"
+    plan = plan_runs(suite, out)[0]
+    pretrain_module.pretrain(plan.cfg)  # all its epochs and the last checkpoint, then "killed" before ablate.json
+    step = load_checkpoint(checkpoint_path(plan.run_dir))["step"]
+    run_suite(suite, out, "again", log=lambda _: None)
+    assert read_status(plan.run_dir)["status"] == "done"
+    assert load_checkpoint(checkpoint_path(plan.run_dir))["step"] == step

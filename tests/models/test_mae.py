@@ -133,6 +133,12 @@ def test_image_size_not_divisible_by_patch_is_a_clear_error():
         resolve_spec(ModelConfig(preset="micro", img_size=30))
 
 
+def test_an_image_of_one_patch_is_refused_as_it_leaves_nothing_to_mask_or_to_see():
+    with pytest.raises(ConfigError, match="gives 1 patch: an MAE needs at least 2"):
+        resolve_spec(ModelConfig(preset="micro", patch_size=32))
+    assert resolve_spec(ModelConfig(preset="micro", patch_size=16)).num_patches == 4
+
+
 # ---- attention key mask and per-sample mask ratios --------------------------------------------------------------
 
 def test_attention_key_mask_matches_sdpa_with_a_boolean_mask():

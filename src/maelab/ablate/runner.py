@@ -156,10 +156,13 @@ def run_one(plan: Plan, suite: Suite) -> None:
 def pretrain_or_resume(plan: Plan) -> None:
     """Resume from the run's checkpoint when it has one, else start it (replacing a run killed before its first
     checkpoint)."""
-    from maelab.engine.pretrain import pretrain, resume
+    from maelab.engine.pretrain import NothingToTrain, pretrain, resume
 
     if checkpoint_path(plan.run_dir).is_file():
-        resume(plan.run_dir, ["train.stop_after_epochs=null"])  # a suite's run trains to its end
+        try:
+            resume(plan.run_dir, [])  # a suite's run trains to its end
+        except NothingToTrain:  # it had, but was stopped before its status said so
+            pass
     else:
         pretrain(dataclasses.replace(plan.cfg, overwrite=True))
 

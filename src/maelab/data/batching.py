@@ -21,9 +21,12 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(n, generator=g)
 
 
-def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
-    """Number of full global batches (``batch_size * world_size`` images each) in ``n`` images."""
-    _check(n, batch_size, world_size)
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1, key: str = "optim.batch_size") -> int:
+    """Number of full global batches (``batch_size * world_size`` images each) in ``n`` images.
+
+    Raises DataError when one global batch is larger than ``n``, naming the config ``key`` that set the batch size.
+    """
+    _check(n, batch_size, world_size, key)
     return n // (batch_size * world_size)
 
 
@@ -43,10 +46,10 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return list(perm.view(steps, world_size, batch_size)[:, rank].to(device).unbind(0))
 
 
-def _check(n: int, batch_size: int, world_size: int) -> None:
+def _check(n: int, batch_size: int, world_size: int, key: str = "optim.batch_size") -> None:
     if batch_size <= 0 or world_size <= 0:
         raise ValueError(f"batch_size={batch_size} and world_size={world_size} must be positive")
     if batch_size * world_size > n:
         size = str(batch_size) if world_size == 1 else f"{batch_size} x {world_size} ranks = {batch_size * world_size}"
-        raise DataError(f"optim.batch_size={size} is larger than the training set ({n} images): "
+        raise DataError(f"{key}={size} is larger than the training set ({n} images): "
                         "lower it or raise data.limit_train")

@@ -56,6 +56,9 @@ class CollapseWatch:
         return {"gan_collapse": 1}
 
 
+DISC_SHAPE = ("conditional", "width", "depth", "spectral_norm")  # the gan.* settings that shape D's parameters
+
+
 @dataclass
 class Gan:
     """The discriminator, its optimizer and scaler, and how it is trained."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +12,7 @@ from maelab.config import Config, load_config
 from maelab.data import Dataset, load_dataset
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.device import resolve_device
+from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
 from maelab.models import MAE, build_mae, resolve_spec
 
@@ -54,9 +55,13 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     cfg = load_config(None, overrides or [], base=state["config"])
     dev = resolve_device(device)
     torch.manual_seed(cfg.train.seed)
-    model = build_mae(resolve_spec(cfg.model), cfg.model.norm_pix_loss, cfg.model.loss)
+    spec = resolve_spec(cfg.model)
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss)
     if not random_init:
-        model.load_state_dict(state["model"])
+        saved = asdict(resolve_spec(load_config(None, [], base=state["config"]).model))
+        load_fitting(model, state["model"], f"the MAE saved in {path}", changed_settings(saved, asdict(spec), "model"),
+                     "Drop those model.* overrides (the weights keep the size they were trained with), or pretrain "
+                     "a new run with them")
     model.to(dev).eval()
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
                      step=0 if random_init else int(state["step"]), device=dev,

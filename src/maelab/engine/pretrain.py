@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,17 +13,18 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from maelab.config import Config, load_config, save_config, to_dict
+from maelab.config import Config, load_config, persisted, save_config, to_dict
 from maelab.data import Dataset, augment, epoch_batches, load_dataset, on_disk, steps_per_epoch
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed, resume_step
-from maelab.engine.gan import Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
+from maelab.engine.gan import DISC_SHAPE, Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.numerics import NanPolicy, optimizer_step
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
-from maelab.engine.run_dir import CONFIG_NAME, prepare_run_dir
+from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
+from maelab.engine.state_fit import changed_settings, require_fit
 from maelab.errors import UserError
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
@@ -133,7 +135,7 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "steps_per_epoch": run.steps_per_epoch,  # with global_batch: where to resume under another world size
         "global_batch": run.global_batch,
         "world_size": run.dist.world_size,
-        "config": to_dict(run.cfg),
+        "config": to_dict(persisted(run.cfg)),
         "data_source": run.data.source,
         "rng": {"torch": torch.get_rng_state()},
     }
@@ -153,6 +155,10 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     if run.scaler is not None and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
     if run.gan is not None and "gan" in state:  # a run that turns the GAN on when resumed starts with a fresh D
+        shaping = {k: v for k, v in state["config"]["gan"].items() if k in DISC_SHAPE}
+        require_fit(run.gan.disc, state["gan"]["disc"], f"the discriminator saved in {run.run_dir}'s checkpoint",
+                    changed_settings(shaping, {k: getattr(run.cfg.gan, k) for k in shaping}, "gan"),
+                    "Drop those gan.* overrides to resume, or start a new run with them")
         run.gan.load_state_dict(state["gan"])
     torch.set_rng_state(state["rng"]["torch"])
     if run.device.type == "cuda" and "cuda" in state["rng"]:
@@ -333,8 +339,9 @@ def train(run: Run) -> None:
 def pretrain(cfg: Config) -> Path:
     """Start a new pretraining run (on every rank under torchrun); returns its run directory."""
     with distributed(cfg.train.device) as dist:
-        run_dir = dist.main_only(prepare_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
-        run = build_run(cfg, run_dir, dist=dist)
+        run_dir = dist.main_only(check_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
+        run = build_run(cfg, run_dir, dist=dist)  # data and model first: a mistake found here changes no file
+        dist.main_only(prepare_run_dir, str(run_dir), cfg.name, cfg.overwrite)
         dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
         train(run)
     return run_dir
@@ -344,7 +351,8 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
     """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` may extend it (optim.epochs=...)."""
     run_dir = Path(run_dir)
     state = load_checkpoint(checkpoint_path(run_dir))
-    cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=state["config"])
+    saved = {**state["config"], "train": {**state["config"]["train"], "stop_after_epochs": None}}  # older runs kept it
+    cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=saved)
     saved_model = state["config"]["model"]
     if to_dict(cfg)["model"] != saved_model:
         changed = sorted(k for k, v in to_dict(cfg)["model"].items() if saved_model.get(k) != v)
@@ -352,6 +360,7 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
             f"cannot resume {run_dir} with a different model config (model.{', model.'.join(changed)} changed): "
             "drop those overrides, or start a new run"
         )
+    check_trains(run_dir, state, cfg)
     cfg = with_saved_data_source(cfg, state.get("data_source"))
     with distributed(cfg.train.device) as dist:  # under another world size: see distributed.resume_step
         run = build_run(cfg, run_dir, checkpoint=state, dist=dist)
@@ -359,6 +368,29 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
         train(run)
     return run_dir
+
+
+class NothingToTrain(UserError):
+    """A resume whose settings leave no step to train (the run has finished, or stops before its next step)."""
+
+
+def check_trains(run_dir: Path, state: dict[str, Any], cfg: Config) -> None:
+    """Refuse a resume that would train nothing, or whose optim.epochs is below what the checkpoint has trained
+    (config.yaml would contradict it), before anything is written."""
+    step, spe = int(state["step"]), int(state.get("steps_per_epoch") or 1)
+    trained = step / spe
+    done = f"{run_dir} has trained {trained:g} epochs ({step} steps)"
+    extend = f"maelab pretrain --resume {run_dir} optim.epochs=N with N > {math.ceil(trained)}"
+    if cfg.optim.epochs < trained:
+        raise UserError(f"{done}: optim.epochs={cfg.optim.epochs} would end it before that; give optim.epochs of at "
+                        f"least {math.ceil(trained)}")
+    if cfg.optim.epochs == trained:
+        raise NothingToTrain(f"{done}, all of its optim.epochs={cfg.optim.epochs}: nothing to train; to train "
+                             f"longer: {extend}")
+    stop = cfg.train.stop_after_epochs
+    if stop is not None and stop <= trained:
+        raise NothingToTrain(f"{done}: train.stop_after_epochs={stop} stops it before its next step; give a larger "
+                             f"value, or drop it to train to optim.epochs={cfg.optim.epochs}")
 
 
 def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:

@@ -17,18 +17,30 @@ def default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
-    """Create a fresh run directory; one that already holds a run is refused unless ``overwrite``."""
+def check_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
+    """The run directory a new run would use; one that already holds a run is refused unless ``overwrite``.
+    Writes nothing: a run checks its folder, then loads its data and builds its model, and only then
+    :func:`prepare_run_dir` replaces anything, so that a mistake found on the way loses nothing."""
     run_dir = Path(out_dir) if out_dir else default_run_dir(name)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"out_dir {run_dir} exists and is not a folder: choose another out_dir")
-    holds_run = (run_dir / CONFIG_NAME).exists() or (run_dir / "checkpoints").exists()
-    if holds_run and not overwrite:
+    if holds_run(run_dir) and not overwrite:
         raise UserError(
             f"out_dir {run_dir} already holds a run: continue it with --resume {run_dir}, "
             "choose another out_dir, or pass overwrite=true to replace it"
         )
-    if holds_run:
+    return run_dir
+
+
+def holds_run(run_dir: Path) -> bool:
+    return (run_dir / CONFIG_NAME).exists() or (run_dir / "checkpoints").exists()
+
+
+def prepare_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
+    """Create a fresh run directory (after :func:`check_run_dir`'s checks); with ``overwrite`` the run it holds
+    is removed."""
+    run_dir = check_run_dir(out_dir, name, overwrite)
+    if holds_run(run_dir):
         for item in ("checkpoints", "tensorboard", "metrics.jsonl", CONFIG_NAME):
             target = run_dir / item
             if target.is_dir():

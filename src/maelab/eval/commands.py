@@ -11,11 +11,11 @@ import torch
 
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, save_config, to_dict
-from maelab.data import Dataset, load_dataset
+from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed
 from maelab.engine.loading import LoadedRun, load_run
-from maelab.engine.run_dir import CONFIG_NAME, default_run_dir, prepare_run_dir
+from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, default_run_dir, prepare_run_dir
 from maelab.eval.features import extract_features
 from maelab.eval.finetune import finetune
 from maelab.eval.knn import encoder_knn_top1
@@ -93,7 +93,9 @@ def run_knn(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str]
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
     cfg, data, start = run.cfg.knn, run.dataset(), time.perf_counter()
     top1 = knn_accuracy(run, data)
-    result = {"top1": top1, "k": cfg.k, "temperature": cfg.temperature, "pool": cfg.pool,
+    k = min(cfg.k, len(data.x_train))  # knn_predict votes with every training image when there are fewer than k
+    result = {"top1": top1, "k": k, **({"k_requested": cfg.k} if k != cfg.k else {}), "temperature": cfg.temperature,
+              "pool": cfg.pool,
               "seconds": time.perf_counter() - start, "train_images": len(data.x_train),
               "test_images": len(data.x_test), **_provenance(run, "knn")}
     return write_result(run.run_dir, _name("knn", random_init), result), result
@@ -144,10 +146,12 @@ def scratch_from_config(cfg: Config) -> tuple[Path, dict[str, Any]]:
     """``run_scratch`` for a built config (under torchrun: DDP, rank 0 writes)."""
     with distributed(cfg.train.device) as dist:
         out_dir = cfg.out_dir or str(default_run_dir(f"{cfg.name}-scratch"))
-        run_dir = dist.main_only(prepare_run_dir, out_dir, cfg.name, cfg.overwrite)
-        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
+        dist.main_only(check_run_dir, out_dir, cfg.name, cfg.overwrite)
         device = dist.device(resolve_device(cfg.train.device))
         data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)
+        steps_per_epoch(len(data.x_train), cfg.finetune.batch_size, dist.world_size, key="finetune.batch_size")
+        run_dir = dist.main_only(prepare_run_dir, out_dir, cfg.name, cfg.overwrite)  # checked: now replace
+        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
         result = _finetune(cfg, None, data, device, dist)
         result.update({"checkpoint": "random-init", "seed": cfg.train.seed, "dataset": cfg.data.name,
                        "finetune": to_dict(cfg)["finetune"], "model": to_dict(cfg)["model"]})

@@ -144,7 +144,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     opt = finetune_optimizer(model, cfg, spec.depth, device)
     net = dist.wrap(model)
     aug = dataclasses.replace(base_aug, preset=cfg.aug)
-    spe = steps_per_epoch(len(data.x_train), cfg.batch_size, dist.world_size)
+    spe = steps_per_epoch(len(data.x_train), cfg.batch_size, dist.world_size, key="finetune.batch_size")
     total = cfg.epochs * spe
     warmup = int(round(cfg.warmup_fraction * total))
     peak = peak_lr(cfg, dist.world_size)

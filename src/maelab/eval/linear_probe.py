@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from maelab.config import ProbeConfig
+from maelab.errors import DataError
 from maelab.eval.knn import topk_accuracy
 from maelab.schedules import lr_at
 
@@ -23,10 +24,15 @@ def train_probe(train_feats: Tensor | Callable[[int], Tensor], train_labels: Ten
     """Train the probe head and return test top-1/top-5.
 
     ``train_feats`` is a tensor [N, D] (cached features) or a function epoch -> [N, D] (re-extracted
-    augmented features for the Keras-style probe). Batches follow a permutation seeded by (seed, epoch).
+    augmented features for the Keras-style probe). Batches follow a permutation seeded by (seed, epoch); a set
+    smaller than one batch is one batch per epoch. Raises DataError for fewer than 2 training images (BatchNorm's
+    batch statistics need 2).
     """
     feats_at = train_feats if callable(train_feats) else (lambda epoch: train_feats)
     n, device = len(train_labels), train_labels.device
+    if n < 2:
+        raise DataError(f"the probe's training set holds {n} image(s): its BatchNorm needs at least 2; raise "
+                        "data.limit_train")
     torch.manual_seed(seed)
     head = probe_head(test_feats.shape[1], num_classes).to(device)
     opt = torch.optim.SGD(head.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)

@@ -57,6 +57,11 @@ def resolve_spec(cfg: ModelConfig) -> ModelSpec:
             f"image size {spec.img_size} is not divisible by the patch size {spec.patch_size}: "
             "choose model.img_size and model.patch_size so that it is (e.g. 32 and 4)"
         )
+    if spec.num_patches < 2:
+        raise ConfigError(
+            f"image size {spec.img_size} with patch size {spec.patch_size} gives {spec.num_patches} patch: an MAE "
+            "needs at least 2 (one visible, one masked); choose a smaller model.patch_size (e.g. 4 for 32 px)"
+        )
     for prefix, dim, heads in (("", spec.embed_dim, spec.num_heads),
                                ("decoder_", spec.decoder_embed_dim, spec.decoder_num_heads)):
         if dim % heads:
