@@ -14,12 +14,12 @@ Making 8-bit RGB, by Pillow mode (what ``Image.open`` reports, whatever the file
 - 16-bit grey (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``; Pillow's mode for 16-bit grey PNG and TIFF): scaled
   linearly by the bit depth, ``0..65535 -> 0..255`` (rounded); a TIFF that declares fewer bits per sample (12-bit
   cameras) by its own depth, ``0..2**bits - 1``.
-- 32-bit integer ``I`` (16-bit data held in 32 bits: older Pillows' 16-bit PNG, 16-bit PGM, signed 16-bit or 32-bit
+- 32-bit integer ``I`` (16-bit data held in 32 bits: older Pillows' 16-bit grey PNG; signed 16-bit or 32-bit
   TIFF): scaled as 16-bit, ``0..65535 -> 0..255``; an image with a value outside 0..65535 is refused.
 - 32-bit float ``F`` (float TIFF): ``0..1 -> 0..255``; an image with a value outside [0, 1] (or NaN) is refused.
 
-Scaling is by the nominal range, never stretched per image, so intensities stay comparable between images;
-values that have no nominal range are refused with a ``DataError`` naming the file, its mode and the fix.
+Scaling is by the nominal range, never stretched per image, so intensities stay comparable between images; an
+image with values outside it is refused with a ``DataError`` naming the file, its mode and the fix.
 Pillow's own ``convert`` clips such modes at 255 instead of scaling them (a 16-bit image comes out white), hence
 the hand-written scaling here.
 """
