@@ -3,7 +3,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from maelab.cli import main
 from tests.conftest import REPO, TINY
@@ -39,6 +41,19 @@ def test_bad_input_in_a_real_process_is_one_line_exit_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "did you mean 'optim.lr'" in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_an_image_folder_with_an_unscalable_image_is_one_line_exit_2(tmp_path):
+    (tmp_path / "imgs" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "test" / "a").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 2.0, dtype=np.float32)).save(tmp_path / "imgs" / "train" / "a" / "hdr.tif")
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "test" / "a" / "ok.png")
+    result = maelab("pretrain", *TINY, "data.name=folder", f"data.root={tmp_path / 'imgs'}", "data.image_size=8",
+                    "optim.epochs=1", f"out_dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hdr.tif is a floating-point image (Pillow mode F)" in lines[0]
+    assert "convert it to an 8-bit RGB PNG" in lines[0]
 
 
 @pytest.mark.parametrize("args,fragment", [

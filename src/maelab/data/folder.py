@@ -1,10 +1,27 @@
 """An image folder, as torchvision's ImageFolder: ``root/train/<class>/*`` and ``root/test/<class>/*``.
 
 Class names (the sub-folders of ``train/``, sorted) give the labels 0, 1, ...; ``test/`` may lack a class but
-not add one. Image files (PNG, JPEG, BMP, WebP; other files are skipped) are found recursively in each class
+not add one. Image files (PNG, JPEG, BMP, WebP, TIFF; other files are skipped) are found recursively in each class
 folder and taken in sorted path order, so each split is grouped by class. Every image is decoded once, with
-Pillow, converted to RGB (alpha dropped) and resized (stretched, bilinear) to ``size x size``; the result is
-held as uint8 like the other datasets. Augmentation later resizes to the model's img_size.
+Pillow (a TIFF's first page only), made 8-bit RGB and resized (stretched, bilinear) to ``size x size``; the
+result is held as uint8 like the other datasets. Augmentation later resizes to the model's img_size.
+
+Making 8-bit RGB, by Pillow mode (what ``Image.open`` reports, whatever the file's name):
+
+- 8-bit modes (``1``, ``L``, ``LA``, ``La``, ``P``, ``PA``, ``RGB``, ``RGBA``, ``RGBa``, ``RGBX``, ``CMYK``,
+  ``YCbCr``, ``LAB``, ``HSV``): Pillow's ``convert("RGB")``; alpha is dropped (premultiplied alpha undone first).
+  Pillow opens 16-bit-per-channel colour PNGs as ``RGB``/``RGBA``, keeping each sample's high byte.
+- 16-bit grey (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``; Pillow's mode for 16-bit grey PNG and TIFF): scaled
+  linearly by the bit depth, ``0..65535 -> 0..255`` (rounded); a TIFF that declares fewer bits per sample (12-bit
+  cameras) by its own depth, ``0..2**bits - 1``.
+- 32-bit integer ``I`` (16-bit data held in 32 bits: older Pillows' 16-bit grey PNG; signed 16-bit or 32-bit
+  TIFF): scaled as 16-bit, ``0..65535 -> 0..255``; an image with a value outside 0..65535 is refused.
+- 32-bit float ``F`` (float TIFF): ``0..1 -> 0..255``; an image with a value outside [0, 1] (or NaN) is refused.
+
+Scaling is by the nominal range, never stretched per image, so intensities stay comparable between images; an
+image with values outside it is refused with a ``DataError`` naming the file, its mode and the fix.
+Pillow's own ``convert`` clips such modes at 255 instead of scaling them (a 16-bit image comes out white), hence
+the hand-written scaling here.
 """
 
 from __future__ import annotations
@@ -23,8 +40,12 @@ from tqdm import tqdm
 from maelab.errors import DataError
 
 SPLITS = ("train", "test")
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # matched case-insensitively
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # matched case-insensitively
 MAX_WORKERS = 8  # decoding threads (Pillow releases the GIL while decoding and resizing)
+# Pillow modes whose convert("RGB") is right (La through LA: Pillow has no La -> RGB conversion)
+RGB_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits a sample: scaled by _full_scale
+FIX = "convert it to an 8-bit RGB PNG"
 
 
 def load_image_folder(root: Path, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
@@ -109,11 +130,52 @@ def decode_image(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size (faster)
-            rgb = img.convert("RGB")
+            rgb = to_rgb8(img, path)
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
+    except DataError:
+        raise
     except Exception as err:  # UnidentifiedImageError, truncated data (OSError), DecompressionBombError, ...
         detail = str(err).splitlines()[0] if str(err) else ""
         raise DataError(f"{path} cannot be decoded as an image ({type(err).__name__}"
                         f"{': ' + detail if detail else ''}): replace or delete the file") from None
+
+
+def to_rgb8(img: Image.Image, path: Path) -> Image.Image:
+    """An opened image of any mode the module docstring lists -> mode ``RGB`` (8 bits a channel), same size.
+
+    ``path`` only names the file in a ``DataError`` (a mode with no known scale to 8 bits, or values outside it).
+    """
+    if img.mode in WIDE_MODES:
+        grey = _scale_to_uint8(np.asarray(img), _full_scale(img), img.mode, path)  # [H, W] uint8
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode not in RGB_MODES:
+        raise DataError(f"{path} has the Pillow mode {img.mode}, which maelab cannot make 8-bit RGB: {FIX}")
+    if img.mode == "La":
+        img = img.convert("LA")  # premultiplied grey + alpha: Pillow converts La only to LA
+    return img.convert("RGB")
+
+
+def _full_scale(img: Image.Image) -> float:
+    """The value of a ``WIDE_MODES`` image that becomes 255: 1 for float, else the largest 16-bit value, or a TIFF's
+    declared ``2**bits - 1`` when it stores fewer bits (Pillow opens 12-bit TIFF samples as I;16 without scaling)."""
+    if img.mode == "F":
+        return 1.0
+    bits = getattr(img, "tag_v2", {}).get(258) if img.mode.startswith("I;16") else None  # TIFF BitsPerSample
+    return float(2 ** bits[0] - 1) if bits and 0 < bits[0] < 16 else 65535.0
+
+
+def _scale_to_uint8(a: np.ndarray, full_scale: float, mode: str, path: Path) -> np.ndarray:
+    """``a: [H, W]`` (uint16, int32 or float32) in ``[0, full_scale]`` -> ``[H, W] uint8``, linear and rounded.
+
+    Written by hand because Pillow's ``convert`` from these modes clips at 255 instead of scaling. ``DataError``
+    if a value lies outside ``[0, full_scale]`` (or is NaN): such an image has no known scale to 8 bits.
+    """
+    lo, hi = a.min(), a.max()
+    if not (0 <= lo and hi <= full_scale):  # NaN fails both comparisons
+        kind = "a floating-point" if mode == "F" else "an integer"
+        nominal = "[0, 1]" if mode == "F" else f"0..{full_scale:.0f}"
+        raise DataError(f"{path} is {kind} image (Pillow mode {mode}) with values {lo:.6g}..{hi:.6g}, outside "
+                        f"{nominal}, so it has no known scale to 8 bits: rescale it to {nominal} or {FIX}")
+    return np.rint(a.astype(np.float32) * np.float32(255.0 / full_scale)).astype(np.uint8)  # float32: exact enough
