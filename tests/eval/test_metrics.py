@@ -87,9 +87,26 @@ def test_knn_on_a_hand_built_bank():
     queries = torch.tensor([[1.0, 0.05], [0.05, 1.0], [-1.0, 0.1]])
     scores = knn_predict(bank, labels, queries, num_classes=3, k=2, temperature=0.1)
     assert scores.argmax(1).tolist() == [0, 1, 2]
-    # hand-computed vote of the first query: its two nearest are bank rows 0 and 1, both class 0
+    # hand-computed vote of the first query: its two nearest are bank rows 0 and 1, both class 0, each weighted
+    # exp(sim / T) scaled by exp(-top sim / T) (the same for the whole row)
     q = queries[0] / queries[0].norm()
-    sims = torch.nn.functional.normalize(bank[:2], dim=1) @ q
-    assert scores[0, 0].item() == pytest.approx(sum(math.exp(s / 0.1) for s in sims.tolist()), rel=1e-5)
+    sims = (torch.nn.functional.normalize(bank[:2], dim=1) @ q).tolist()
+    assert scores[0, 0].item() == pytest.approx(sum(math.exp((s - max(sims)) / 0.1) for s in sims), rel=1e-5)
     assert scores[0, 1].item() == 0.0 and scores[0, 2].item() == 0.0
     assert topk_accuracy(scores, torch.tensor([0, 1, 0]), 1) == pytest.approx(2 / 3)
+
+
+def test_knn_votes_stay_finite_and_rank_right_at_a_tiny_temperature():
+    """exp(sim / 0.005) overflows float32 for sim > 0.44: both classes' votes were inf and the tie went to class 0."""
+    bank = torch.tensor([[1.0, 0.30], [1.0, 0.32]])
+    labels = torch.tensor([0, 1])
+    query = torch.tensor([[1.0, 0.33]])  # nearest to class 1; both similarities are above 0.99
+    scores = knn_predict(bank, labels, query, num_classes=2, k=2, temperature=0.005)
+    assert torch.isfinite(scores).all() and scores.argmax(1).tolist() == [1]
+    s0, s1 = (torch.nn.functional.normalize(bank, dim=1) @ torch.nn.functional.normalize(query, dim=1).T).flatten()
+    assert scores[0].tolist() == pytest.approx([math.exp((s0 - s1).item() / 0.005), 1.0], rel=1e-3)
+
+
+def test_accuracy_over_no_samples_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="undefined"):
+        topk_accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
