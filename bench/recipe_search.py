@@ -1,19 +1,23 @@
 """Screen CPU pretraining recipes at an equal compute budget (issue 13's recipe search).
 
-Usage: python bench/recipe_search.py --out DIR [--budget-keras-epochs E] [--only NAME ...] [--threads T]
+Usage: python bench/recipe_search.py --out DIR [--budget-keras-epochs E] [--only NAME ...] [--threads T] [--reverse]
 
 Each candidate is a list of overrides on top of ``configs/cifar10_keras.yaml``. Its epoch count is chosen so
 that its training FLOPs (``maelab.models.flops``) equal those of ``E`` epochs of the keras preset at mask ratio
 0.75, so that a smaller model sees more epochs, as it would in the same minutes; the wall time and img/s of every
 run are recorded too, since FLOPs per second differ between sizes on a CPU. Every candidate is pretrained, then
 probed (maelab's default linear probe on the final layer) and k-NN-evaluated; one JSON line per candidate goes to
-``DIR/results.jsonl``. A finished candidate is skipped when the command runs again, so the search resumes.
+``DIR/results.jsonl``. A finished candidate is skipped when the command runs again, so the search resumes; several
+processes may share DIR (each claims a candidate with ``DIR/NAME.claim``; on 2 cores two 1-thread processes, one
+with ``--reverse``, beat one 2-thread process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -70,24 +74,37 @@ def run_candidate(name: str, overrides: list[str], out: Path, budget: float, thr
             "probe_top1": probe["top1"], "knn_top1": knn["top1"], "finished": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def claim(path: Path) -> bool:
+    """Take the candidate for this process (several search processes may share one --out): False when a live
+    process holds it."""
+    try:
+        holder = int(path.read_text())
+        os.kill(holder, 0)
+        return holder == os.getpid()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        path.write_text(str(os.getpid()))
+        return True
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-keras-epochs", type=float, default=7.0)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reverse", action="store_true", help="take the candidates from the last one")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    done = {json.loads(line)["name"] for line in results.read_text().splitlines()} if results.exists() else set()
-    for name, overrides in CANDIDATES.items():
-        if name in done or (args.only and name not in args.only):
+    names = [n for n in CANDIDATES if not args.only or n in args.only]
+    for name in reversed(names) if args.reverse else names:
+        done = {json.loads(line)["name"] for line in results.read_text().splitlines()} if results.exists() else set()
+        if name in done or not claim(out / f"{name}.claim"):
             continue
         if (out / name).exists():  # an interrupted candidate starts again from nothing
-            import shutil
             shutil.rmtree(out / name)
-        row = run_candidate(name, overrides, out, args.budget_keras_epochs, args.threads)
+        row = run_candidate(name, CANDIDATES[name], out, args.budget_keras_epochs, args.threads)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
