@@ -33,15 +33,16 @@ CANDIDATES: dict[str, list[str]] = {
     "keras_np": ["model.norm_pix_loss=true"],
     "p4_np": [*P4, "model.norm_pix_loss=true"],
     "p4_np_crop35": [*P4, "model.norm_pix_loss=true", "aug.crop_scale_min=0.35"],
+    "keras_np_dec4": ["model.norm_pix_loss=true", "model.decoder_depth=4"],  # MAE Table 1a: deeper helps the probe
     "keras_np_lr2e-3": ["model.norm_pix_loss=true", "optim.lr=2e-3"],
-    "keras_np_wu5": ["model.norm_pix_loss=true", "optim.warmup_fraction=0.05"],
     "keras_np_m85": ["model.norm_pix_loss=true", "mask.ratio=0.85"],
+    "keras_np_wu5": ["model.norm_pix_loss=true", "optim.warmup_fraction=0.05"],
     "keras_np_m60": ["model.norm_pix_loss=true", "mask.ratio=0.6"],
     "keras_np_b128": ["model.norm_pix_loss=true", "optim.batch_size=128", "optim.lr=3.5e-3"],
     "keras_np_d4": ["model.norm_pix_loss=true", "model.depth=4"],
     "keras_np_w192": ["model.norm_pix_loss=true", "model.embed_dim=192", "model.num_heads=3", "model.mlp_dim=384"],
-    "keras_np_dec1": ["model.norm_pix_loss=true", "model.decoder_depth=1"],
-    "keras": [],
+    "keras_np_decw128": ["model.norm_pix_loss=true", "model.decoder_embed_dim=128", "model.decoder_mlp_dim=256"],
+    "keras_np_lr1e-2": ["model.norm_pix_loss=true", "optim.lr=1e-2"],
 }
 
 
