@@ -87,3 +87,11 @@ def test_a_base_cycle_is_a_clear_error(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="extends itself"):
         load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("override", ["optim.lr=nan", "optim.lr=inf", "optim.weight_decay=nan", "gan.weight=-inf",
+                                      "optim.grad_clip=nan", "finetune.min_lr=inf"])
+def test_a_nan_or_infinite_setting_is_refused_naming_its_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{key}=.* is not a finite number: give a finite number"):
+        load_config(None, [override])

@@ -26,3 +26,11 @@ def test_exported_encoder_gives_identical_features(tmp_path, capsys):
 def test_missing_export_is_a_clear_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "none")]) == 2
     assert "run directory" in capsys.readouterr().err
+
+
+def test_a_file_as_the_export_folder_is_one_clear_error(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["export", str(tmp_path / "run"), "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {afile} exists and is not a folder" in err and afile.read_text() == "x"

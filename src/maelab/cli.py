@@ -175,19 +175,22 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     and report.md."""
     from maelab.ablate import build_report, load_suite, run_suite
     from maelab.ablate.environment import record_invocation
-    from maelab.ablate.runner import collect_and_write
+    from maelab.ablate.runner import collect_and_write, pending_runs
     from maelab.ablate.workers import run_workers
     from maelab.engine.signals import RunInterrupted
 
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers} is not valid: give at least 1")
     suite = load_suite(args.suite, args.seeds)
     out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
     command = " ".join(["maelab", *(args.argv or [])])
     if args.threads:
         torch_threads(args.threads)
     try:
-        if args.workers > 1:
+        workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
+        if workers > 1:
             record_invocation(out, command)
-            code = run_workers(Path(args.suite), out, len(suite.seeds), args.workers, args.threads)
+            code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
             collect_and_write(suite, out)
             if code != 0:
                 print(f"maelab: a worker stopped (exit {code}); rerun `{command}` to go on", file=sys.stderr)

@@ -9,6 +9,7 @@ typos, and conversion of every OmegaConf error into one clear ``ConfigError``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -464,9 +465,27 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | None =
         except OmegaConfBaseException as err:
             raise _translate(err, source) from None
     try:
+        _reject_non_finite(OmegaConf.to_container(merged))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _translate(err, "the config") from None
+
+
+def _reject_non_finite(tree: Any, prefix: str = "") -> None:
+    """No setting is NaN or infinite (the range checks of the sections cannot see NaN: every comparison with it is
+    False); a ConfigError names the first such key."""
+    for key, value in (tree.items() if isinstance(tree, dict) else []):
+        name = f"{prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            default = _default_of(name)
+            example = f" such as the default ({default})" if isinstance(default, (int, float)) else ""
+            raise ConfigError(f"{name}={value} is not a finite number: give a finite number{example}")
+        _reject_non_finite(value, f"{name}.")
+
+
+def _default_of(name: str) -> Any:
+    section, _, key = name.partition(".")
+    return getattr(getattr(Config(), section), key, None) if key else getattr(Config(), section, None)
 
 
 def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Any, str]]:

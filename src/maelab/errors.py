@@ -38,3 +38,11 @@ def output_error(err: OSError, path: Path, what: str, then: str) -> OutputError:
 def resume_hint(run_dir: Path) -> str:
     """The ``then`` of :func:`output_error` for a run that has started."""
     return f"continue with: maelab pretrain --resume {run_dir} (the previous checkpoint is kept)"
+
+
+def require_folder(path: Path, option: str) -> Path:
+    """``path`` as an output folder: a UserError when it exists and is not a folder (a file, say)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} exists and is not a folder: give a folder (a new one is created)")
+    return path

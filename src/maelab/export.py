@@ -10,7 +10,7 @@ from typing import Optional
 from safetensors.torch import load_file, save_file
 
 from maelab.engine.loading import load_run
-from maelab.errors import UserError
+from maelab.errors import UserError, require_folder
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import ViTEncoder
 
@@ -19,8 +19,10 @@ def export_encoder(run_dir: str | Path, out_dir: Optional[str | Path] = None,
                    checkpoint: Optional[str] = None) -> tuple[Path, Path]:
     """Write ``encoder.safetensors`` and ``encoder.json`` (spec, dataset mean/std, source checkpoint and step)
     into ``out_dir`` (default RUN_DIR/export); returns both paths."""
+    if out_dir:
+        require_folder(out_dir, "--out")
     run = load_run(run_dir, checkpoint, device="cpu")
-    out = Path(out_dir) if out_dir else run.run_dir / "export"
+    out = Path(out_dir) if out_dir else require_folder(run.run_dir / "export", "the export folder")
     out.mkdir(parents=True, exist_ok=True)
     weights, meta = out / "encoder.safetensors", out / "encoder.json"
     tensors = {k: v.contiguous() for k, v in run.model.encoder.state_dict().items()}

@@ -139,3 +139,28 @@ def test_a_run_killed_after_its_last_checkpoint_is_finished_not_failed(tmp_path)
     run_suite(suite, out, "again", log=lambda _: None)
     assert read_status(plan.run_dir)["status"] == "done"
     assert load_checkpoint(checkpoint_path(plan.run_dir))["step"] == step
+
+
+def test_a_file_as_the_ablation_folder_is_one_clear_error(tmp_path, capsys):
+    from maelab.cli import main
+
+    path = write_suite(tmp_path / "suite", seeds=1, variants={"baseline": {}}, claims=[])
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["ablate", str(path), "--out", str(afile)]) == 2
+    assert "--out" in capsys.readouterr().err and afile.read_text() == "x"
+
+
+def test_workers_below_one_are_refused_and_a_finished_suite_starts_no_worker(finished_suite, tmp_path, monkeypatch,
+                                                                            capsys):
+    import shutil
+
+    from maelab.ablate import workers
+    from maelab.cli import main
+
+    path, done = finished_suite
+    out = shutil.copytree(done, tmp_path / "out")
+    assert main(["ablate", str(path), "--out", str(out), "--workers", "0"]) == 2
+    assert "--workers 0 is not valid" in capsys.readouterr().err
+    monkeypatch.setattr(workers, "run_workers", lambda *a, **k: pytest.fail("no run is left to do"))
+    assert main(["ablate", str(path), "--out", str(out), "--workers", "100"]) == 0

@@ -103,3 +103,27 @@ def test_a_read_only_checkpoints_folder_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write the checkpoint" in err[0] and "Permission denied" in err[0]
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"hi\n", b"", b"garbage" * 10])
+def test_any_file_as_a_checkpoint_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "last.pt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=r"cannot load checkpoint .*: it is corrupt, truncated or not a maelab"):
+        load_checkpoint(path)
+
+
+def test_the_error_for_a_pickled_object_does_not_advise_loading_it_unsafely(tmp_path):
+    path = tmp_path / "last.pt"
+    torch.save({"model": Payload(str(tmp_path / "x"))}, path)
+    with pytest.raises(UserError) as err:
+        load_checkpoint(path)
+    assert "weights_only" not in str(err.value) and "objects other than tensors" in str(err.value)
+
+
+@pytest.mark.parametrize("state", [{"a": 1}, [1, 2], {"model": {}, "config": {}}])
+def test_a_checkpoint_without_what_a_resume_needs_names_the_missing_keys(tmp_path, state):
+    path = tmp_path / "last.pt"
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"is not a complete maelab checkpoint \(no .*step"):
+        load_checkpoint(path, needs=("model", "optimizer", "step", "config", "rng"))

@@ -40,14 +40,30 @@ def test_an_evaluation_with_another_patch_size_is_one_line_naming_it(run_dir, ca
     assert main([command, str(run_dir), "model.patch_size=8"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "model.patch_size 4 -> 8" in err and "encoder.patch_embed.proj.weight [64, 3, 4, 4]" in err
-    assert "Drop those model.* overrides" in err
+    assert "trained with other model settings (model.patch_size 4 -> 8)" in err
+    assert "drop those model.* overrides" in err
     assert not (run_dir / "eval" / f"{command}.json").exists()
 
 
-def test_a_deeper_encoder_is_refused_with_the_missing_blocks_counted(run_dir):
-    with pytest.raises(UserError, match=r"model.depth 2 -> 3\): encoder.blocks.2.* and 9 more"):
-        load_run(run_dir, overrides=["model.depth=3"])
+@pytest.mark.parametrize("override", ["model.depth=3", "model.num_heads=1", "model.norm_pix_loss=true"])
+def test_a_changed_network_is_refused_even_when_its_shapes_fit(run_dir, override):
+    key = override.split("=")[0]
+    with pytest.raises(UserError, match=rf"other model settings \({key} "):
+        load_run(run_dir, overrides=[override])
+
+
+def test_the_floor_may_take_any_architecture(run_dir):
+    run = load_run(run_dir, overrides=["model.depth=3"], random_init=True)
+    assert len(run.model.encoder.blocks) == 3
+
+
+def test_weights_that_do_not_fit_are_one_error_naming_the_parameters():
+    from maelab.engine.state_fit import load_fitting
+
+    with pytest.raises(UserError, match=r"the saved net does not fit .* \(model.depth 2 -> 3\): weight \[2, 4\] "
+                                        r"in the checkpoint, \[2, 3\] now. Start a new run"):
+        load_fitting(torch.nn.Linear(3, 2, bias=False), {"weight": torch.zeros(2, 4)}, "the saved net",
+                     ["model.depth 2 -> 3"], "Start a new run")
 
 
 def test_a_new_image_size_keeps_working_with_rebuilt_positions(run_dir):

@@ -134,3 +134,14 @@ def test_same_mask_seed_gives_the_same_numbers_and_random_weights_score_below_pe
     assert a == b
     assert a["psnr_masked"] != c["psnr_masked"]
     assert a["psnr_masked"] < 30
+
+
+def test_images_smaller_than_the_ssim_window_have_no_ssim_only_a_reason_and_keep_psnr(data):
+    """A model at 8 px made recon crash inside conv2d (an 11 x 11 window on an 8 x 8 image)."""
+    torch.manual_seed(0)
+    model = build_mae(resolve_spec(ModelConfig(preset="micro", img_size=8, patch_size=4)))
+    result = evaluate_reconstruction(model, data, ReconConfig(), batch_size=16)
+    reason = "the images (8 px) are smaller than SSIM's 11x11 window"
+    for key in ("ssim_masked", "ssim_full", "ssim_masked_zero_pred", "ssim_full_zero_pred"):
+        assert result[key] is None and result["undefined"][key] == reason
+    assert 0 < result["psnr_masked"] < 40 and result["sharpness_ratio"] > 0

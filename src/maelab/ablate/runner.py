@@ -38,7 +38,7 @@ from maelab.atomic import write_text_atomic
 from maelab.config import Config, to_dict
 from maelab.engine.checkpoint import checkpoint_path
 from maelab.engine.signals import RunInterrupted
-from maelab.errors import UserError
+from maelab.errors import UserError, require_folder
 
 SUITE_NAME = "suite.yaml"
 
@@ -70,6 +70,11 @@ def plan_runs(suite: Suite, out: Path) -> list[Plan]:
                 cfg = suite.run_config(name, seed, run_dir)
             plans.append(Plan(name, seed, run_dir, cfg))
     return plans
+
+
+def pending_runs(suite: Suite, out: Path) -> int:
+    """How many of the suite's runs in ``out`` are not finished (all of them in a new folder)."""
+    return sum(not is_finished(p) for p in plan_runs(suite, Path(out)))
 
 
 def is_finished(plan: Plan) -> bool:
@@ -187,7 +192,7 @@ def collect(suite: Suite, out: Path) -> list[Row]:
 
 def save_suite(suite: Suite, out: Path) -> None:
     """OUT/suite.yaml: the suite's spec (for `maelab report`); a folder holding another suite is refused."""
-    path = out / SUITE_NAME
+    path = require_folder(out, "--out") / SUITE_NAME
     mine = to_dict(suite.spec)
     if path.is_file():
         theirs = yaml.safe_load(path.read_text()) or {}

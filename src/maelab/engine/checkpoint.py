@@ -61,16 +61,32 @@ def _hold_if_asked() -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a missing, corrupt or unsafe file is a clear error."""
+TRAINING_KEYS = ("model", "optimizer", "step", "config", "rng")  # what a resume needs (see checkpoint_state)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+                    needs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a missing, corrupt, unsafe or incomplete file (a mapping
+    without one of the keys in ``needs``) is a clear error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: give a run directory that holds checkpoints/{CHECKPOINT_NAME}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"cannot load checkpoint {path} ({first[:200]}): it is corrupt, truncated or not a maelab checkpoint; "
-            "use another run or start a new one"
-        ) from None
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any file at all may be given: whatever torch.load raises, one line
+        raise UserError(f"cannot load checkpoint {path} ({_reason(err)}): it is corrupt, truncated or not a maelab "
+                        "checkpoint; use another run or start a new one") from None
+    missing = [k for k in needs if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"{path} is not a complete maelab checkpoint (no {', '.join(missing)}): give the run "
+                        "directory of a maelab pretraining run, or start a new one")
+    return state
+
+
+def _reason(err: Exception) -> str:
+    """The first line of a load error, without torch's hint to load with weights_only=False (which would run
+    the file's code)."""
+    if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err):
+        return "it holds objects other than tensors and plain data, which maelab does not unpickle"
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__

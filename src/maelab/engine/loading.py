@@ -38,6 +38,16 @@ class LoadedRun:
         return load_dataset(cfg.data, self.cfg.train.seed if seed is None else seed).to(self.device)
 
 
+def changed_model_settings(saved: Config, now: Config) -> list[str]:
+    """``model.key saved -> now`` for every resolved architecture field and loss setting that differs, except
+    ``img_size`` (weights carry over to another image size)."""
+    def settings(cfg: Config) -> dict:
+        return {**asdict(resolve_spec(cfg.model)), "norm_pix_loss": cfg.model.norm_pix_loss, "loss": cfg.model.loss}
+
+    changed = changed_settings(settings(saved), settings(now), "model")
+    return [c for c in changed if not c.startswith("model.img_size ")]
+
+
 def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, device: str = "auto",
              random_init: bool = False, overrides: Optional[list[str]] = None) -> LoadedRun:
     """Open ``run_dir``: the config from its last checkpoint (or ``checkpoint``), the MAE with its weights.
@@ -49,19 +59,20 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     path = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist: give the out_dir of a pretraining run")
-    state = load_checkpoint(path)
-    if "model" not in state or "config" not in state:
-        raise UserError(f"{path} is not a maelab pretraining checkpoint (no model or config): give a run directory")
+    state = load_checkpoint(path, needs=("model", "config", "step"))
     cfg = load_config(None, overrides or [], base=state["config"])
     dev = resolve_device(device)
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)
     model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss)
     if not random_init:
-        saved = asdict(resolve_spec(load_config(None, [], base=state["config"]).model))
-        load_fitting(model, state["model"], f"the MAE saved in {path}", changed_settings(saved, asdict(spec), "model"),
-                     "Drop those model.* overrides (the weights keep the size they were trained with), or pretrain "
-                     "a new run with them")
+        changed = changed_model_settings(load_config(None, [], base=state["config"]), cfg)
+        what = f"the MAE saved in {path}"
+        if changed:
+            raise UserError(f"{what} was trained with other model settings ({', '.join(changed)}): an evaluation "
+                            "uses the network as it was trained; drop those model.* overrides (only model.img_size "
+                            "may change: the sin-cos positions are rebuilt), or pretrain a new run with them")
+        load_fitting(model, state["model"], what, [], "Its weights do not match its own config: use another run")
     model.to(dev).eval()
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
                      step=0 if random_init else int(state["step"]), device=dev,

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from maelab.config import Config, load_config, persisted, save_config, to_dict
 from maelab.data import Dataset, augment, epoch_batches, load_dataset, on_disk, steps_per_epoch
-from maelab.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.device import autocast, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed, resume_step
 from maelab.engine.gan import DISC_SHAPE, Gan, build_gan, discriminator_step, frozen, generator_step, masked_input
@@ -358,7 +358,7 @@ def pretrain(cfg: Config) -> Path:
 def resume(run_dir: str | Path, overrides: list[str]) -> Path:
     """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` may extend it (optim.epochs=...)."""
     run_dir = Path(run_dir)
-    state = load_checkpoint(checkpoint_path(run_dir))
+    state = load_checkpoint(checkpoint_path(run_dir), needs=TRAINING_KEYS)
     saved = {**state["config"], "train": {**state["config"]["train"], "stop_after_epochs": None}}  # older runs kept it
     cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=saved)
     saved_model = state["config"]["model"]

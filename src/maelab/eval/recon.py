@@ -10,7 +10,7 @@ from torch import Tensor
 from maelab.config import ReconConfig
 from maelab.data import Dataset, balanced_subset
 from maelab.eval.features import prepare
-from maelab.eval.metrics import EDGE_TOLERANCE, PSNR_EMPTY, SSIM_EMPTY, masked_gradient, psnr, ssim
+from maelab.eval.metrics import EDGE_TOLERANCE, PSNR_EMPTY, SSIM_EMPTY, SSIM_WINDOW, masked_gradient, psnr, ssim
 from maelab.models import MAE, unpatchify
 from maelab.undefined import set_left_out, set_undefined
 
@@ -111,6 +111,9 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(cfg.mask_seed)
     per_image, sharp = _PerImage(), Sharpness()
+    size = model.spec.img_size
+    small = f"the images ({size} px) are smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window" \
+        if size < SSIM_WINDOW else None
     for start in range(0, len(x), batch_size):
         imgs = prepare(x[start:start + batch_size], model.spec.img_size, data.mean, data.std)
         _, pred, mask = model(imgs, cfg.ratio, generator=gen)
@@ -120,13 +123,16 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
             recon = to_pixels(model.reconstruct(imgs, p, mask), data.mean, data.std)
             per_image.add("psnr_masked" + tag, psnr(recon, original, m))
             per_image.add("psnr_full" + tag, psnr(recon, original))
-            per_image.add("ssim_masked" + tag, ssim(recon, original, m))
-            per_image.add("ssim_full" + tag, ssim(recon, original))
+            if small is None:
+                per_image.add("ssim_masked" + tag, ssim(recon, original, m))
+                per_image.add("ssim_full" + tag, ssim(recon, original))
             if not tag:
                 sharp.add(recon, original, m)
     result: dict[str, Any] = {}
     for name in per_image.values:
         mean_over_images(result, name, per_image.all(name), NAN_REASONS.get(name.removesuffix("_zero_pred"), ""))
+    for name in ("ssim_masked", "ssim_full", "ssim_masked_zero_pred", "ssim_full_zero_pred") if small else ():
+        set_undefined(result, name, small)
     sharp.write(result)
     result.update({"ratio": cfg.ratio, "mask_seed": cfg.mask_seed, "images": len(x)})
     return result

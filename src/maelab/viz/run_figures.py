@@ -99,7 +99,7 @@ def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, 
     ``ratios`` are the rows of mask_ratios.png.
     """
     ratio = None if ratio is None else _check_ratio(ratio)
-    ratios = [_check_ratio(r) for r in ratios]
+    ratios = [_check_ratio(r, "--ratios") for r in ratios]
     run = load_run(run_dir, checkpoint=checkpoint, device="cpu")
     out_dir = _out_dir(run.run_dir, out)
     data = run.dataset()
@@ -211,9 +211,10 @@ def _run_ratio(cfg: Config) -> float:
     return float(getattr(cfg.mask, "ratio", 0.75))
 
 
-def _check_ratio(ratio: float) -> float:
+def _check_ratio(ratio: float, option: str = "--ratio") -> float:
     if not 0.0 <= ratio <= 1.0:
-        raise UserError(f"mask ratio {ratio} is outside [0, 1]: give e.g. --ratio 0.75")
+        example = "--ratios 0.25,0.5,0.75" if option == "--ratios" else "--ratio 0.75"
+        raise UserError(f"mask ratio {ratio} of {option} is outside [0, 1]: give e.g. {example}")
     return float(ratio)
 
 
