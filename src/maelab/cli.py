@@ -104,8 +104,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))
     print(f"{args.command}: {summary}")
+    for line in _protocol_lines(result):
+        print(line)
     print(f"wrote {path}")
     return 0
+
+
+def _protocol_lines(result: dict) -> list[str]:
+    """One line per probe protocol when a probe trained several heads (probe.layers=all), then the best one."""
+    entries = result.get("protocols", {})
+    if len(entries) < 2:
+        return []
+    lines = [f"  {name:<10} layers={','.join(map(str, e['layers'])):<12} {e['norm']:<5} pool={e['pool']:<4} "
+             f"dim={e['dim']:<5} top1={e['top1']:6.2f}  top5={e['top5']:6.2f}" for name, e in entries.items()]
+    best = result["best"]
+    return [*lines, f"  best on the test set (optimistic): {best['name']} top1={best['top1']:.2f}"]
 
 
 def cmd_scratch(args: argparse.Namespace) -> int:
