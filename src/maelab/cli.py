@@ -107,6 +107,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for line in _protocol_lines(result):
         print(line)
     print(f"wrote {path}")
+    if "figure" in result:
+        print(f"wrote {result['figure']}")
     return 0
 
 

@@ -84,7 +84,8 @@ def test_layers_all_writes_every_block_and_concatenation_with_its_protocol(run_d
     assert result["best"]["top1"] == best["top1"] and "test set" in result["best"]["selected_on"]
     assert len({e["top1"] for e in entries.values()}) > 1 or len({e["top5"] for e in entries.values()}) > 1
     assert sum(line.startswith("  block") for line in out.splitlines()) == 4  # one line per protocol
-    assert (run_dir / "figures" / "probe_by_depth.png").stat().st_size > 10_000
+    figure = run_dir / "figures" / "probe_by_depth.png"
+    assert f"wrote {figure}" in out and result["figure"] == str(figure) and figure.stat().st_size > 10_000
 
 
 def test_each_head_of_layers_all_is_what_probing_it_alone_gives(run_dir):

@@ -24,6 +24,7 @@ from maelab.eval.linear_probe import train_probes
 from maelab.eval.protocols import FINAL, Feature, assemble, needed_features, probe_summary, protocols
 from maelab.eval.recon import evaluate_reconstruction
 from maelab.models import resolve_spec
+from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
 from maelab.viz.probe_plots import write_probe_by_depth
 
 
@@ -117,6 +118,8 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
         result = {**summary, "epochs": cfg.epochs, "pool": cfg.pool, "seconds": time.perf_counter() - start,
                   "feature_seconds": feature_seconds, "feature_cache": str(cache.dir) if cache else None,
                   "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe")}
+        if cfg.layers == "all":
+            result["figure"] = str(run.run_dir / "figures" / PROBE_FIGURE)
         path = dist.main_only(write_result, run.run_dir, _name("probe", random_init), result)
         if cfg.layers == "all":
             dist.main_only(write_probe_by_depth, run.run_dir)
