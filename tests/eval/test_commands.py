@@ -74,3 +74,10 @@ def test_augmented_probe_reextracts_features_each_epoch(run_dir, monkeypatch):
     assert main(["probe", str(run_dir), "probe.augment=true", "probe.epochs=3", "eval.batch_size=128"]) == 0
     assert calls.count(None) == 1 and sum(c is not None for c in calls) == 3  # test once, train every epoch
     assert json.loads((run_dir / "eval" / "probe.json").read_text())["probe"]["augment"] is True
+
+
+def test_evaluations_run_on_the_threads_train_threads_names(run_dir):
+    import torch
+
+    assert main(["knn", str(run_dir), "train.threads=1"]) == 0
+    assert torch.get_num_threads() == 1  # (the autouse fixture gives the test session its threads back)

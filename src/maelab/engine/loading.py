@@ -53,6 +53,8 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     if "model" not in state or "config" not in state:
         raise UserError(f"{path} is not a maelab pretraining checkpoint (no model or config): give a run directory")
     cfg = load_config(None, overrides or [], base=state["config"])
+    if cfg.train.threads:  # as in pretraining: `maelab probe RUN train.threads=1` runs on one CPU thread
+        torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device)
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)
