@@ -23,25 +23,27 @@ def probe_depth_figure(trained: Optional[Result], floor: Optional[Result],
                        title: str = "Linear probe by depth") -> Figure:
     """Top-1 (%) per block (x: block 1..depth, its raw output), the final-normed output as a star at the last
     block, and each concatenation (lastK) as a dashed horizontal line; ``floor`` (random init) in gray. Either
-    result may be None, not both; each is a probe.json with ``protocols`` from layers=all."""
+    result may be None, not both; each is a probe.json with ``protocols`` from layers=all. The title states the
+    heads' protocol, and says so when the two results were probed differently."""
     if trained is None and floor is None:
         raise ValueError("probe_depth_figure needs the trained probe, the random-init floor, or both")
     fig = Figure(figsize=(10.5, 4.8), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     for result, color, label in ((floor, "gray", "random init (floor)"), (trained, "C0", "trained")):  # floor below
         if result is not None:
-            _draw(ax, result["protocols"], color, label, lines=result is trained or trained is None)
+            _draw(ax, result["protocols"], color, label)
     ax.set_xlabel("block (its raw output, before the final norm)")
     ax.set_ylabel("linear probe top-1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    shown = trained if trained is not None else floor
-    ax.set_title(f"{title}\n{_protocol_text(shown)}", fontsize=10)
+    texts = {_protocol_text(r) for r in (trained, floor) if r is not None}
+    head = "" if len(texts) == 1 else "trained and floor: DIFFERENT protocols; trained: "
+    ax.set_title(f"{title}\n{head}{_protocol_text(trained if trained is not None else floor)}", fontsize=10)
     return fig
 
 
-def _draw(ax: Axes, protocols: dict[str, Result], color: str, label: str, lines: bool) -> None:
-    """One result's blocks as a curve, its final-normed layer as a star, its concatenations as lines (``lines``)."""
+def _draw(ax: Axes, protocols: dict[str, Result], color: str, label: str) -> None:
+    """One result's blocks as a curve, its final-normed layer as a star, its concatenations as horizontal lines."""
     singles = sorted((p["layers"][0], p["top1"]) for p in protocols.values()
                      if p["norm"] == "raw" and len(p["layers"]) == 1)
     ax.plot([b for b, _ in singles], [t for _, t in singles], "o-", color=color, lw=1.6, ms=5,
@@ -51,8 +53,6 @@ def _draw(ax: Axes, protocols: dict[str, Result], color: str, label: str, lines:
         if p["norm"] == "final":
             ax.plot(p["layers"], [p["top1"]], "*", color=color, ms=13, mec="black", mew=0.6,
                     label=f"{label}: last block after the final norm ({p['top1']:.1f}%)")
-    if not lines:
-        return
     styles = iter([(0, (5, 2)), (0, (2, 2)), (0, (6, 2, 1, 2)), (0, (1, 1))])
     for p in protocols.values():
         if p["norm"] == "raw" and len(p["layers"]) > 1:
