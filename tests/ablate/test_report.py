@@ -1,3 +1,4 @@
+import json
 import re
 
 from maelab.ablate.report import build_report
@@ -56,3 +57,15 @@ def test_report_and_ablate_bad_input_is_one_clear_error(tmp_path, capsys):
     assert main(["ablate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "variantz" in err
+
+
+def test_report_says_which_probe_protocol_the_probe_columns_are(suite_copy):
+    _, out = suite_copy
+    text = build_report(out, figures=False).read_text()
+    assert ("Linear probe columns: `last` (blocks 2, final features, pool mean; sgd lr 0.1, weight decay 0, "
+            "5 epochs, batch 256)") in text  # the tiny suite's base config: probe.epochs=5
+    protocols = json.loads((out / "probe_protocols.json").read_text())
+    assert sorted(next(iter(protocols.values()))["variants"]) == ["baseline", "linear", "random_init"]
+    (out / "probe_protocols.json").write_text(json.dumps({"`last` (...)": {"variants": ["baseline"]},
+                                                          "`last4` (...)": {"variants": ["linear"]}}))
+    assert "DIFFERENT protocols" in build_report(out, figures=False).read_text()
