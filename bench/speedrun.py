@@ -7,7 +7,12 @@ Each recipe runs the real commands in one process: ``pretrain`` into a run direc
 probe on frozen features) or ``finetune`` on it, and reports the test top-1 and the wall time in all, from the
 start of pretraining (data loading, torch.compile and feature extraction included) to the accuracy. The goals
 (issue 6): probe >= 60% within 5 minutes, fine-tune >= 93% within 15 minutes, CIFAR-10 on one GPU.
-``--set`` overrides are added to every stage of every recipe (e.g. ``--set optim.epochs=50``);
+``--minutes M`` (any device) is the budgeted mode: it measures the step rate of ``--config`` (default
+configs/cifar10_keras.yaml) on its first steps, pretrains for the whole epochs that fit M minutes (warm-up and
+cosine complete within them), then runs each ``--probes`` protocol (maelab's default probe; the reference
+protocol: AdamW lr 1e-3, weight decay 1e-4, 100 epochs), k-NN, and the same for the random-init floor of the same
+architecture; the JSON (``--json``, rewritten after every stage) holds the wall times, epochs, img/s and every
+figure. ``--set`` overrides are added to every stage of every recipe (e.g. ``--set optim.epochs=50``);
 ``--set-pretrain`` / ``--set-eval`` to one stage only. ``--smoke`` runs each recipe in seconds on the CPU
 (synthetic images, the micro model, one epoch): a check that the script works, not a measurement.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,10 +33,14 @@ from typing import Any, Optional
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from budget import PROBES, run_budgeted  # noqa: E402
+
 from maelab.config import load_config
 from maelab.engine.pretrain import pretrain
 from maelab.eval.commands import run_finetune, run_probe
 
+BUDGET_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cifar10_keras.yaml"
 # (pretraining overrides, evaluation overrides, accuracy goal %, time goal s)
 RECIPES: dict[str, tuple[list[str], list[str], float, float]] = {
     "probe": (
@@ -86,6 +96,27 @@ def run_recipe(recipe: str, device: str, out_dir: Path, pre_extra: list[str], po
     }
 
 
+def budgeted(args: argparse.Namespace, device: str, gpu: Optional[str]) -> dict[str, Any]:
+    """``--minutes``: the config's pretraining fitted to the budget (bench/budget.py), then its evaluations."""
+    root = Path(args.out or "runs/speedrun")
+    run_dir = root / f"budget{args.minutes:g}m-{time.strftime('%Y%m%d-%H%M%S')}"
+    smoke = [*SMOKE[0], "optim.warmup_epochs=null"] if args.smoke else []  # the budget sets the epochs
+    pre = [*smoke, f"train.device={device}", f"out_dir={run_dir}", "train.progress=false", *args.set,
+           *args.set_pretrain]
+    cfg = load_config(args.config, pre)
+    post = [*args.set, *args.set_eval, *(SMOKE[1] if args.smoke else [])]
+    head = {"config": args.config, "pretrain_overrides": pre, "eval_overrides": post, "device": gpu or device,
+            "threads": torch.get_num_threads(), "smoke": args.smoke}
+
+    def save(record: dict[str, Any]) -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps({**head, **record}, indent=2))
+
+    record = {**head, **run_budgeted(cfg, args.minutes, post, args.probes, save)}
+    print(json.dumps(record, indent=2))
+    return record
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", nargs="+", default=["probe", "finetune"], choices=list(RECIPES))
@@ -96,10 +127,17 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     parser.add_argument("--set-eval", nargs="*", default=[], help="overrides for the probe / fine-tune only")
     parser.add_argument("--smoke", action="store_true", help="seconds on the CPU: synthetic data, micro model")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--minutes", type=float, help="budgeted mode: pretrain --config for as many epochs as fit "
+                        "this many minutes on this machine, then probe, k-NN and the random-init floor")
+    parser.add_argument("--config", default=str(BUDGET_CONFIG), help="budgeted mode: the pretraining config")
+    parser.add_argument("--probes", nargs="+", default=["default", "reference"], choices=list(PROBES),
+                        help="budgeted mode: the probe protocols to report")
     args = parser.parse_args(argv)
     device = "cpu" if args.smoke else args.device
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
     print(f"torch {torch.__version__}, device {device} {gpu or platform.processor() or platform.machine()}")
+    if args.minutes is not None:
+        return [budgeted(args, device, gpu)]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out) if args.out else Path(tmp)

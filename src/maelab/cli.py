@@ -102,14 +102,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     path, result = func(args.run_dir, args.overrides, args.checkpoint, args.random_init)
     if not is_main_process():  # under torchrun rank 0 reports
         return 0
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))
-    print(f"{args.command}: {summary}")
+    print("\n".join(summary_lines(args.command, result)))
     for line in _protocol_lines(result):
         print(line)
     print(f"wrote {path}")
     if "figure" in result:
         print(f"wrote {result['figure']}")
     return 0
+
+
+def summary_lines(command: str, result: dict) -> list[str]:
+    """``command: key=value, ...`` for the result's numbers ("–" for an undefined one), then a line per undefined
+    value with its reason and per mean that left some items out."""
+    from maelab.undefined import DASH, LEFT_OUT, UNDEFINED
+
+    undefined, left_out = result.get(UNDEFINED, {}), result.get(LEFT_OUT, {})
+    cells = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={DASH}" for k, v in result.items()
+             if isinstance(v, float) or k in undefined]
+    lines = [f"{command}: {', '.join(cells)}"]
+    lines += [f"  {k} = {DASH}: {why}" for k, why in undefined.items()]
+    lines += [f"  {k}: the mean of {o['of'] - o['count']} of {o['of']} ({o['count']} left out: {o['reason']})"
+              for k, o in left_out.items()]
+    return lines
 
 
 def _protocol_lines(result: dict) -> list[str]:

@@ -1,9 +1,11 @@
 import json
 import re
 
-from maelab.ablate.report import build_report
+from maelab.ablate import load_suite
+from maelab.ablate.report import build_report, mean_std, p_value
 from maelab.ablate.results import read_results, values_of
-from maelab.ablate.stats import summarize, welch
+from maelab.ablate.runner import collect_and_write
+from maelab.ablate.stats import Difference, summarize, welch
 from maelab.cli import main
 
 
@@ -57,6 +59,48 @@ def test_report_and_ablate_bad_input_is_one_clear_error(tmp_path, capsys):
     assert main(["ablate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "variantz" in err
+
+
+def test_a_mean_leaves_out_undefined_seeds_and_says_how_many():
+    assert mean_std([1.0, 3.0, 5.0], 2, undefined=2) == "3.00 ± 2.00 (mean over 3 of 5 seeds; 2 undefined)"
+    assert mean_std([4.0], 1, undefined=1) == "4.0 (mean over 1 of 2 seeds; 1 undefined)"
+    assert mean_std([], 2, undefined=3) == "–" and mean_std([4.0], 1) == "4.0 (1 seed)"
+    assert p_value(Difference(0.0, 0.0, 0.0, None, None)) == "– (no spread)" and p_value(None) == "–"
+
+
+NO_EDGES = "the targets have no edges: no masked pixel of the 32 test images has a gradient magnitude above 1e-05"
+
+
+def make_sharpness_undefined(out, variant, seed):
+    path = out / "runs" / variant / f"seed{seed}" / "eval" / "recon.json"
+    result = json.loads(path.read_text())
+    path.write_text(json.dumps({**result, "sharpness_ratio": None, "undefined": {"sharpness_ratio": NO_EDGES}}))
+
+
+def test_an_undefined_metric_is_a_dash_left_out_of_the_means_and_its_reason_is_listed(suite_copy):
+    path, out = suite_copy
+    kept = values_of(read_results(out / "results.csv"), "baseline", "sharpness")[1]  # seed 1's value
+    make_sharpness_undefined(out, "baseline", 0)
+    for seed in (0, 1):
+        make_sharpness_undefined(out, "linear", seed)
+    rows = collect_and_write(load_suite(path), out)
+    undefined = [r for r in rows if r.status == "undefined"]
+    assert [(r.variant, r.seed, r.metric, r.value, r.reason) for r in undefined] == [
+        ("baseline", 0, "sharpness", None, NO_EDGES), ("linear", 0, "sharpness", None, NO_EDGES),
+        ("linear", 1, "sharpness", None, NO_EDGES)]
+    assert read_results(out / "results.csv") == rows  # the reason survives the csv
+    text = build_report(out, figures=False).read_text()
+    headline = text.split("## Results")[1].split("\n\n## ")[0]
+    baseline_row = next(line for line in headline.splitlines() if line.startswith("| **baseline**"))
+    assert baseline_row.endswith(f"| {kept:.3f} (mean over 1 of 2 seeds; 1 undefined) |")
+    linear_row = next(line for line in headline.splitlines() if line.startswith("| linear |"))
+    assert linear_row.endswith("| – |")  # no seed defined: a dash, not NaN or a number
+    assert "## Undefined values" in text
+    assert f"- baseline seed 0, sharpness ratio: {NO_EDGES}" in text
+    assert f"- linear seed 1, sharpness ratio: {NO_EDGES}" in text
+    sharpness = text.split("### sharpness ratio")[1].split("\n\n##")[0]
+    assert "| linear | – | – (needs 2+ seeds on both sides) | – |" in sharpness
+    assert "nan" not in text.lower()
 
 
 def test_report_says_which_probe_protocol_the_probe_columns_are(suite_copy):

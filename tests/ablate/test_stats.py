@@ -10,7 +10,9 @@ def test_summarize_is_the_mean_and_sample_std():
     s = summarize([2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])
     assert s.n == 8 and s.mean == 5.0
     assert s.std == pytest.approx(math.sqrt(32 / 7))  # squared deviations sum to 32, ddof=1
-    assert summarize([3.0]).std == 0.0 and math.isnan(summarize([]).mean)
+    one, none = summarize([3.0]), summarize([])
+    assert (one.n, one.mean, one.std) == (1, 3.0, None)  # the sample std of one value divides by n - 1 = 0
+    assert (none.n, none.mean, none.std) == (0, None, None)  # the mean of no values is undefined, not NaN
 
 
 def test_welch_equal_sizes_and_variances_by_hand():
@@ -35,8 +37,14 @@ def test_welch_unequal_variances_by_hand_and_against_scipy():
 
 def test_welch_needs_two_values_per_side_and_handles_zero_spread():
     assert welch([1.0], [1.0, 2.0]) is None
-    same = welch([2.0, 2.0], [1.0, 1.0])
-    assert (same.diff, same.low, same.high, same.p) == (1.0, 1.0, 1.0, 0.0)
+    apart = welch([2.0, 2.0], [1.0, 1.0])  # no spread, different means: t = +inf, p = 0 for every df (as scipy)
+    assert (apart.diff, apart.low, apart.high, apart.p, apart.df) == (1.0, 1.0, 1.0, 0.0, None)
+
+
+def test_welch_of_identical_constant_values_has_an_exact_interval_and_no_p_value():
+    same = welch([1.5, 1.5, 1.5], [1.5, 1.5])  # t = 0 / 0: scipy gives NaN, here None
+    assert (same.diff, same.low, same.high, same.p, same.df) == (0.0, 0.0, 0.0, None, None)
+    assert verdict("same", same, margin=0.1) == HELD  # the interval [0, 0] still judges the claim
 
 
 def diff(low, high):

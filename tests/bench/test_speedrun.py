@@ -15,3 +15,33 @@ def test_speedrun_smoke_pretrains_then_probes_and_finetunes(tmp_path):
         run_dir = tmp_path / "runs" / r["recipe"]
         assert (run_dir / "checkpoints").is_dir()
         assert (run_dir / "eval" / f"{r['recipe']}.json").is_file()  # the real command wrote its result
+
+
+def test_the_budget_takes_the_whole_epochs_that_fit_and_refuses_less_than_one():
+    import budget
+    import pytest
+
+    from maelab.errors import UserError
+
+    assert budget.epochs_within(25, 1100, 50_000) == 32  # 25 min x 60 x 1,100 img/s x 0.97 = 32.0 epochs
+    assert budget.epochs_within(1, 1000, 50_000) == 1
+    with pytest.raises(UserError, match=r"less than one epoch .* give --minutes 0.9 or more"):
+        budget.epochs_within(0.5, 1000, 50_000)
+
+
+def test_a_budgeted_smoke_run_pretrains_the_fitted_epochs_then_probes_and_its_floor(tmp_path, monkeypatch):
+    import budget
+    import yaml
+
+    rates = []
+    monkeypatch.setattr(budget, "measure_img_per_s", lambda cfg, n: rates.append(n) or 128 * 3 / 60 / 0.97)
+    out = tmp_path / "budget.json"
+    [record] = speedrun.main(["--smoke", "--minutes", "1", "--out", str(tmp_path / "runs"), "--json", str(out),
+                              "--probes", "default", "--set", "data.synthetic_train=128", "data.synthetic_test=64"])
+    assert rates == [128] and record["epochs"] == 3  # a minute holds 3 epochs of 128 images at that rate
+    assert json.loads(out.read_text()) == record
+    saved = yaml.safe_load((tmp_path / "runs").glob("budget1m-*/config.yaml").__next__().read_text())
+    assert saved["optim"]["epochs"] == 3
+    for key in ("probe_default_top1", "knn_top1", "floor_probe_default_top1", "floor_knn_top1"):
+        assert 0 <= record[key] <= 100, key
+    assert record["pretrain_s"] > 0 and record["img_per_s"] > 0

@@ -44,6 +44,16 @@ def test_channel_stats_are_exact() -> None:
     assert torch.allclose(torch.tensor(std, dtype=torch.float64), f.std((0, 1, 2), unbiased=False), atol=1e-12)
 
 
+def test_a_channel_with_no_spread_is_centred_not_divided_by_zero() -> None:
+    x = torch.randint(0, 256, (4, 8, 8, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    x[..., 2] = 0  # no blue anywhere: its std is 0
+    mean, std = channel_stats(x)
+    assert mean[2] == 0.0 and std[2] == 1.0 and 0 < std[0] < 1
+    from maelab.eval.features import prepare
+
+    assert torch.isfinite(prepare(x, 8, mean, std)).all()  # was 0 / 0 = NaN in the blue channel
+
+
 def test_to_moves_every_tensor() -> None:
     ds = _fake_cifar().to("meta")
     assert {t.device.type for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)} == {"meta"}

@@ -84,6 +84,20 @@ def test_skip_counts_the_step_in_the_metrics_and_the_run_finishes(tmp_path, tiny
     assert load_checkpoint(checkpoint_path(run_dir))["step"] == 8
 
 
+def test_an_epoch_whose_every_step_was_skipped_has_a_null_loss_with_the_reason(tmp_path, tiny, monkeypatch):
+    poison(monkeypatch, {4, 5, 6, 7})  # all 4 steps of epoch 1 (fewer than train.max_skipped_steps=10 in a row)
+    run_dir = nan_run(tmp_path, tiny, "skip")
+    text = (run_dir / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # standard JSON only
+    records = read_metrics(run_dir)
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert epochs[0]["loss"] > 0 and "undefined" not in epochs[0]
+    assert epochs[1]["loss"] is None and epochs[1]["skipped_steps"] == 4  # was 0.0: a mean over no steps
+    assert epochs[1]["undefined"]["loss"].startswith("no step of the epoch ended with a finite loss")
+    skipped = [r for r in records if r["kind"] == "step" and r["step"] > 4]
+    assert all(r["loss"] is None and r["undefined"] == {"loss": "non-finite (nan)"} for r in skipped)
+
+
 def test_stop_still_stops_at_the_same_injected_nan(tmp_path, tiny, monkeypatch):
     poison(monkeypatch, {5})
     with pytest.raises(NonFiniteLossError, match="non-finite at step 5"):

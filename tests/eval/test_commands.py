@@ -76,6 +76,35 @@ def test_augmented_probe_reextracts_features_each_epoch(run_dir, monkeypatch):
     assert json.loads((run_dir / "eval" / "probe.json").read_text())["probe"]["augment"] is True
 
 
+def test_recon_on_single_colour_images_writes_null_and_the_reason_not_a_huge_number(tmp_path, capsys):
+    """The issue: `maelab recon RUN` on a folder of single-colour images reported sharpness_ratio ~1.9e16."""
+    from tests.data.test_folder import make_image_folder
+
+    root = make_image_folder(tmp_path / "flat")  # 12 training and 6 test images, each one solid colour
+    out = tmp_path / "run"
+    assert main(["pretrain", "data.name=folder", f"data.root={root}", "model.preset=micro", "optim.batch_size=4",
+                 "optim.epochs=1", "train.progress=false", "train.tensorboard=false", f"out_dir={out}"]) == 0
+    capsys.readouterr()
+    assert main(["recon", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = (out / "eval" / "recon.json").read_text()
+    result = json.loads(text)
+    assert result["sharpness_ratio"] is None and "NaN" not in text and "Infinity" not in text
+    assert result["undefined"]["sharpness_ratio"].startswith("the targets have no edges")
+    assert result["psnr_masked"] > 0 and result["images"] == 6
+    assert "sharpness_ratio=–" in printed and "  sharpness_ratio = –: the targets have no edges" in printed
+
+
+def test_a_non_finite_result_is_refused_before_anything_is_written(tmp_path):
+    from maelab.eval.commands import write_result
+
+    with pytest.raises(ValueError, match=r"non-finite number at psnr, left_out\.x\.count"):
+        write_result(tmp_path, "recon", {"psnr": float("inf"), "left_out": {"x": {"count": float("nan")}}})
+    assert not (tmp_path / "eval" / "recon.json").exists()
+    write_result(tmp_path, "recon", {"psnr": None, "undefined": {"psnr": "why"}})
+    assert json.loads((tmp_path / "eval" / "recon.json").read_text()) == {"psnr": None, "undefined": {"psnr": "why"}}
+
+
 def test_evaluations_run_on_the_threads_train_threads_names(run_dir):
     import torch
 

@@ -4,18 +4,30 @@ random-init floor, a verdict per claim of the report, the figures, and what prod
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional
 
 from maelab.ablate.environment import read_invocations
-from maelab.ablate.results import FLOOR, PROTOCOLS_NAME, RESULTS_NAME, SCRATCH, ZERO_PRED, Row, read_results, values_of
+from maelab.ablate.results import (
+    FLOOR,
+    PROTOCOLS_NAME,
+    RESULTS_NAME,
+    SCRATCH,
+    UNDEFINED,
+    ZERO_PRED,
+    Row,
+    read_results,
+    undefined_of,
+    values_of,
+)
 from maelab.ablate.runner import saved_suite
 from maelab.ablate.stats import Difference, summarize, verdict, welch
 from maelab.ablate.suite import ClaimSpec, SuiteSpec
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
 from maelab.errors import UserError
+from maelab.undefined import DASH
+from maelab.undefined import fmt as fmt_value
 
 REPORT_NAME = "report.md"
 # metric -> (label, decimals); the order of the tables
@@ -44,9 +56,9 @@ def build_report(out: str | Path, figures: bool = True) -> Path:
 def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str],
            probe_protocols: Optional[dict[str, Any]] = None) -> str:
     """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are)."""
-    parts = [_header(spec, rows), _probe_line(probe_protocols or {}), _headline(spec, rows),
-             _differences(spec, rows), _claims(spec, rows),
-             _took_effect(spec, rows), _figures(figures), _failures(rows), _provenance(invocations)]
+    parts = [_header(spec, rows), _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
+             _differences(spec, rows), _claims(spec, rows), _took_effect(spec, rows), _figures(figures),
+             _failures(rows), _provenance(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -56,25 +68,42 @@ def variants_in(spec: SuiteSpec, rows: list[Row]) -> list[str]:
 
 
 def metrics_in(rows: list[Row], wanted: tuple[str, ...] | list[str]) -> list[str]:
-    present = {r.metric for r in rows if r.value is not None}
+    """The wanted metrics that some run measured (a value, or an undefined one)."""
+    present = {r.metric for r in rows if r.value is not None or r.status == UNDEFINED}
     return [m for m in wanted if m in present]
 
 
-def fmt(value: float, decimals: int) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{decimals}f}"
+def fmt(value: Optional[float], decimals: int) -> str:
+    return fmt_value(value, f".{decimals}f")
 
 
-def mean_std(values: list[float], decimals: int) -> str:
+def mean_std(values: list[float], decimals: int, undefined: int = 0) -> str:
+    """'mean ± std' of the defined values; "–" when there is none; with ``undefined`` seeds left out, how many:
+    "0.612 ± 0.010 (mean over 3 of 5 seeds; 2 undefined)"."""
     s = summarize(values)
     if s.n == 0:
-        return "–"
-    return f"{s.mean:.{decimals}f} ± {s.std:.{decimals}f}" if s.n > 1 else f"{s.mean:.{decimals}f} (1 seed)"
+        return DASH
+    text = f"{s.mean:.{decimals}f} ± {s.std:.{decimals}f}" if s.n > 1 else f"{s.mean:.{decimals}f}"
+    if undefined:
+        return f"{text} (mean over {s.n} of {s.n + undefined} seeds; {undefined} undefined)"
+    return text if s.n > 1 else f"{text} (1 seed)"
+
+
+def summary_cell(rows: list[Row], variant: str, metric: str, decimals: int) -> str:
+    """:func:`mean_std` of one variant's metric, counting its undefined seeds."""
+    return mean_std(values_of(rows, variant, metric), decimals, len(undefined_of(rows, variant, metric)))
 
 
 def interval(d: Optional[Difference], decimals: int) -> str:
     if d is None:
-        return "– (needs 2+ seeds on both sides)"
+        return f"{DASH} (needs 2+ seeds on both sides)"
     return f"{d.diff:+.{decimals}f} [{d.low:+.{decimals}f}, {d.high:+.{decimals}f}]"
+
+
+def p_value(d: Optional[Difference]) -> str:
+    if d is None:
+        return DASH
+    return f"{DASH} (no spread)" if d.p is None else f"{d.p:.3f}"
 
 
 def _header(spec: SuiteSpec, rows: list[Row]) -> str:
@@ -114,9 +143,21 @@ def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
     labels = {FLOOR: "random-init encoder (floor)", ZERO_PRED: "predicting zeros (floor)",
               spec.baseline: f"**{spec.baseline}** (baseline)"}
     for name in names:
-        cells = [mean_std(values_of(rows, name, m), METRICS[m][1]) for m in metrics]
-        if any(c != "–" for c in cells):
+        if any(values_of(rows, name, m) or undefined_of(rows, name, m) for m in metrics):
+            cells = [summary_cell(rows, name, m, METRICS[m][1]) for m in metrics]
             lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _undefined(rows: list[Row]) -> str:
+    """Each undefined value with its reason: "–" in the tables, left out of every mean and interval."""
+    undefined = [r for r in rows if r.status == UNDEFINED]
+    if not undefined:
+        return ""
+    lines = ["## Undefined values", "",
+             "These values are undefined (shown as – or counted as undefined in the tables) and are left out of "
+             "every mean, standard deviation and interval:", ""]
+    lines += [f"- {r.variant} seed {r.seed}, {METRICS.get(r.metric, (r.metric,))[0]}: {r.reason}" for r in undefined]
     return "\n".join(lines)
 
 
@@ -133,10 +174,9 @@ def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
         for name in spec.variants:
             vals = values_of(rows, name, metric)
             d = welch(vals, base) if name != spec.baseline else None
-            p = "–" if d is None else f"{d.p:.3f}"
-            vs_floor = interval(welch(vals, floor), dec) if floor else "–"
-            lines.append(f"| {name} | {mean_std(vals, dec)} | {interval(d, dec) if name != spec.baseline else '–'} "
-                         f"| {p} | {vs_floor} |")
+            vs_floor = interval(welch(vals, floor), dec) if floor else DASH
+            lines.append(f"| {name} | {summary_cell(rows, name, metric, dec)} | "
+                         f"{interval(d, dec) if name != spec.baseline else DASH} | {p_value(d)} | {vs_floor} |")
     return "\n".join(lines)
 
 
@@ -166,8 +206,8 @@ def _claims(spec: SuiteSpec, rows: list[Row]) -> str:
         reference = claim.reference or spec.baseline
         d, result = judge(claim, spec, rows)
         report = _report_figures(claim)
-        measured = (f"{mean_std(values_of(rows, claim.variant, claim.metric), dec)} / "
-                    f"{mean_std(values_of(rows, reference, claim.metric), dec)}")
+        measured = (f"{summary_cell(rows, claim.variant, claim.metric, dec)} / "
+                    f"{summary_cell(rows, reference, claim.metric, dec)}")
         note = ""
         if result == "held" and claim.kind == "better" and d is not None and claim.claimed is not None \
                 and claim.claimed_reference is not None and d.high < claim.claimed - claim.claimed_reference:
@@ -194,9 +234,9 @@ def _took_effect(spec: SuiteSpec, rows: list[Row]) -> str:
              "training loss and the pretraining time:", "",
              "| variant | mask ratio seen | final train loss | pretraining s |", "| --- | --- | --- | --- |"]
     for name in spec.variants:
-        lines.append(f"| {name} | {mean_std(values_of(rows, name, 'mask_ratio_seen'), 3)} | "
-                     f"{mean_std(values_of(rows, name, 'final_loss'), 4)} | "
-                     f"{mean_std(values_of(rows, name, 'pretrain_seconds'), 0)} |")
+        lines.append(f"| {name} | {summary_cell(rows, name, 'mask_ratio_seen', 3)} | "
+                     f"{summary_cell(rows, name, 'final_loss', 4)} | "
+                     f"{summary_cell(rows, name, 'pretrain_seconds', 0)} |")
     return "\n".join(lines)
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
+from maelab.undefined import is_defined, reason_of
 
 RESULTS_NAME = "results.csv"
 STATUS_NAME = "ablate.json"
-FIELDS = ("variant", "seed", "metric", "value", "status", "error", "run_dir")
+FIELDS = ("variant", "seed", "metric", "value", "status", "error", "run_dir", "reason")
 FLOOR, ZERO_PRED, SCRATCH = "random_init", "zero_prediction", "scratch"
+DONE, FAILED, UNDEFINED = "done", "failed", "undefined"  # a row's status; an undefined row's value is empty
 
 # eval/<file>.json key -> results metric
 EVAL_METRICS: dict[str, dict[str, str]] = {
@@ -34,9 +37,10 @@ class Row:
     seed: int
     metric: str
     value: Optional[float]
-    status: str = "done"
+    status: str = DONE
     error: str = ""
     run_dir: str = ""
+    reason: str = ""  # why the value is undefined (status "undefined")
 
 
 def run_dir_of(out: Path, variant: str, seed: int) -> Path:
@@ -54,14 +58,24 @@ def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     write_text_atomic(Path(run_dir) / STATUS_NAME, json.dumps(status, indent=2))
 
 
+def metric_row(variant: str, seed: int, run_dir: Path, metric: str, value: Any, reason: str) -> Row:
+    """One value of a run: a finite number, or an undefined row carrying ``reason`` (null, NaN or inf)."""
+    if is_defined(value):
+        return Row(variant, seed, metric, float(value), run_dir=str(run_dir))
+    if value is not None:  # a file written before results were checked for non-finite numbers
+        reason = f"not a finite number ({value})"
+    return Row(variant, seed, metric, None, status=UNDEFINED, run_dir=str(run_dir), reason=reason or "null")
+
+
 def eval_rows(variant: str, seed: int, run_dir: Path, suffix: str = "") -> list[Row]:
-    """The metrics of every evaluation JSON a run holds (``suffix="_random_init"`` for the floor's)."""
+    """The metrics of every evaluation JSON a run holds (``suffix="_random_init"`` for the floor's); a null
+    value becomes an undefined row with the reason the JSON gives."""
     rows = []
     for name, keys in EVAL_METRICS.items():
         path = run_dir / "eval" / f"{name}{suffix}.json"
         if path.is_file():
             result = json.loads(path.read_text())
-            rows += [Row(variant, seed, metric, float(result[key]), run_dir=str(run_dir))
+            rows += [metric_row(variant, seed, run_dir, metric, result[key], reason_of(result, key))
                      for key, metric in keys.items() if key in result]
     return rows
 
@@ -72,48 +86,66 @@ def zero_pred_rows(seed: int, run_dir: Path) -> list[Row]:
     if not path.is_file():
         return []
     result = json.loads(path.read_text())
-    return [Row(ZERO_PRED, seed, metric, float(result[f"{key}_zero_pred"]), run_dir=str(run_dir))
+    return [metric_row(ZERO_PRED, seed, run_dir, metric, result[f"{key}_zero_pred"],
+                       reason_of(result, f"{key}_zero_pred"))
             for key, metric in EVAL_METRICS["recon"].items() if f"{key}_zero_pred" in result]
 
 
 def training_rows(variant: str, seed: int, run_dir: Path) -> list[Row]:
-    """From metrics.jsonl: the last epoch's loss, the pretraining seconds, the mean mask ratio the encoder saw."""
+    """From metrics.jsonl: the last epoch's loss, the pretraining seconds, the mean mask ratio the encoder saw.
+
+    The last epoch's loss is undefined when every one of its steps was skipped (train.on_nan=skip)."""
     if not (run_dir / "metrics.jsonl").is_file():
         return []
     epochs = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch"]
     if not epochs:
         return []
-    values = {"final_loss": epochs[-1]["loss"], "pretrain_seconds": sum(r.get("seconds", 0.0) for r in epochs),
-              "mask_ratio_seen": sum(r["mask_ratio"] for r in epochs) / len(epochs)}
-    return [Row(variant, seed, k, float(v), run_dir=str(run_dir)) for k, v in values.items()]
+    last = epochs[-1]
+    loss_reason = reason_of(last, "loss") or "the last epoch has no finite loss"
+    return [metric_row(variant, seed, run_dir, "final_loss", last.get("loss"), loss_reason),
+            Row(variant, seed, "pretrain_seconds", float(sum(r.get("seconds", 0.0) for r in epochs)),
+                run_dir=str(run_dir)),
+            Row(variant, seed, "mask_ratio_seen", float(sum(r["mask_ratio"] for r in epochs) / len(epochs)),
+                run_dir=str(run_dir))]
 
 
 def failed_row(variant: str, seed: int, run_dir: Path, error: str) -> Row:
-    return Row(variant, seed, "error", None, status="failed", error=error, run_dir=str(run_dir))
+    return Row(variant, seed, "error", None, status=FAILED, error=error, run_dir=str(run_dir))
 
 
 def write_results(path: Path, rows: list[Row]) -> None:
-    """results.csv, written atomically (a reader never sees half a table)."""
+    """results.csv, written atomically (a reader never sees half a table). A value is a finite number or empty
+    (failed or undefined, with the reason): a NaN or an infinity raises ValueError before anything is written."""
+    bad = [r for r in rows if r.value is not None and not math.isfinite(r.value)]
+    if bad:
+        raise ValueError(f"{bad[0].variant} seed {bad[0].seed} {bad[0].metric} = {bad[0].value}: an undefined value "
+                         "is an empty value with status 'undefined' and its reason")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     for r in rows:
         writer.writerow({"variant": r.variant, "seed": r.seed, "metric": r.metric,
                          "value": "" if r.value is None else repr(r.value), "status": r.status,
-                         "error": r.error, "run_dir": r.run_dir})
+                         "error": r.error, "run_dir": r.run_dir, "reason": r.reason})
     write_text_atomic(path, buffer.getvalue())
 
 
 def read_results(path: Path) -> list[Row]:
     with Path(path).open(newline="") as f:
         return [Row(r["variant"], int(r["seed"]), r["metric"], float(r["value"]) if r["value"] else None,
-                    r["status"], r["error"], r["run_dir"]) for r in csv.DictReader(f)]
+                    r["status"], r["error"], r["run_dir"], r.get("reason") or "") for r in csv.DictReader(f)]
 
 
 def values_of(rows: list[Row], variant: str, metric: str) -> list[float]:
     """One variant's values of one metric, ordered by seed (finished runs only)."""
     return [r.value for r in sorted(rows, key=lambda r: r.seed)
             if r.variant == variant and r.metric == metric and r.value is not None]
+
+
+def undefined_of(rows: list[Row], variant: str, metric: str) -> list[Row]:
+    """One variant's undefined rows of one metric (left out of its means), ordered by seed."""
+    return [r for r in sorted(rows, key=lambda r: r.seed)
+            if r.variant == variant and r.metric == metric and r.status == UNDEFINED]
 
 
 PROTOCOLS_NAME = "probe_protocols.json"

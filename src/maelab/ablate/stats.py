@@ -13,41 +13,54 @@ HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 @dataclass(frozen=True)
 class Summary:
     n: int
-    mean: float
-    std: float  # sample standard deviation (ddof=1); 0 for one value
+    mean: Optional[float]  # None for no values: the mean of an empty set is undefined
+    std: Optional[float]  # sample standard deviation (ddof=1); None for fewer than 2 values (it divides by n - 1)
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    """Mean and sample standard deviation of one variant's values over seeds."""
+    """Mean and sample standard deviation of one variant's values over seeds (undefined ones already left out)."""
     n = len(values)
     if n == 0:
-        return Summary(0, math.nan, math.nan)
+        return Summary(0, None, None)
     mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return Summary(n, mean, math.sqrt(var))
+    if n == 1:
+        return Summary(1, mean, None)
+    return Summary(n, mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)))
+
+
+NO_SPREAD = "no spread: every seed gives the same value on both sides, so the t statistic is 0 / 0"
 
 
 @dataclass(frozen=True)
 class Difference:
-    """mean(a) - mean(b) with Welch's 95% interval and two-sided p-value."""
+    """mean(a) - mean(b) with Welch's 95% interval and two-sided p-value.
+
+    ``p`` and ``df`` are None where they are undefined (``NO_SPREAD``); the interval is always defined.
+    """
 
     diff: float
     low: float
     high: float
-    p: float
-    df: float
+    p: Optional[float]
+    df: Optional[float]
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Optional[Difference]:
-    """Welch's unequal-variance t-test of mean(a) - mean(b); None when either side has fewer than 2 values."""
+    """Welch's unequal-variance t-test of mean(a) - mean(b); None when either side has fewer than 2 values.
+
+    With no spread on either side (standard error 0) the difference is known exactly: the interval is
+    [diff, diff] (its half-width t * 0 is 0 for every df) and df = 0 / 0 is undefined (None); p is 0 when
+    diff != 0 (t = ±inf, p = 0 for every df, as scipy's ``ttest_ind``) and None when diff == 0 (t = 0 / 0,
+    where scipy returns NaN).
+    """
     sa, sb = summarize(a), summarize(b)
     if sa.n < 2 or sb.n < 2:
         return None
     diff = sa.mean - sb.mean
     va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
     se = math.sqrt(va + vb)
-    if se == 0.0:  # identical values on both sides: the difference is known exactly
-        return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0, math.inf)
+    if se == 0.0:
+        return Difference(diff, diff, diff, None if diff == 0 else 0.0, None)
     from scipy import stats as sps  # only the report needs it (a GPU image without scipy can still train)
 
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))

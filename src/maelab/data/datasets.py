@@ -133,7 +133,12 @@ def on_disk(cfg: DataConfig) -> bool:
 
 
 def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Exact per-channel mean and (population) std of ``x: [N, H, W, 3] uint8`` in [0, 1] units."""
+    """Exact per-channel mean and (population) std of ``x: [N, H, W, 3] uint8`` in [0, 1] units.
+
+    A channel with no spread (every pixel the same value: black images, a missing colour) gets std 1, not 0:
+    standardising it by 0 would give NaN / inf inputs; 1 leaves it centred (scikit-learn's ``StandardScaler``
+    does the same for zero-variance features).
+    """
     values = torch.arange(256, dtype=torch.float64) / 255
     means, stds = [], []
     for c in range(3):
@@ -142,7 +147,7 @@ def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, f
         mean = (counts * values).sum() / total
         var = (counts * (values - mean) ** 2).sum() / total
         means.append(float(mean))
-        stds.append(float(var.sqrt()))
+        stds.append(float(var.sqrt()) if var > 0 else 1.0)
     return tuple(means), tuple(stds)  # type: ignore[return-value]
 
 

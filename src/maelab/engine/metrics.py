@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from maelab.errors import output_error, resume_hint
+from maelab.undefined import dumps, finite_or_null
 
 
 class MetricsLogger:
@@ -26,10 +27,14 @@ class MetricsLogger:
             self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def log(self, kind: str, record: dict[str, Any]) -> None:
-        """Write one record (plain numbers and strings) tagged with ``kind``."""
-        line = {"kind": kind, **record}
+        """Write one record (plain numbers and strings) tagged with ``kind``.
+
+        Standard JSON: a NaN or infinite number (a skipped step's loss) is written as null with the value under
+        ``"undefined"`` (``maelab.undefined.finite_or_null``).
+        """
+        line = finite_or_null({"kind": kind, **record}, "non-finite")
         try:
-            self._file.write(json.dumps(line) + "\n")
+            self._file.write(dumps(line, indent=None) + "\n")
             self._file.flush()
         except OSError as err:  # a full disk: one clear line, the checkpoint and the lines before are intact
             raise output_error(err, self.path, "metrics", resume_hint(self.path.parent)) from None

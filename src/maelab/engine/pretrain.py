@@ -29,6 +29,7 @@ from maelab.errors import UserError
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
+from maelab.undefined import set_undefined
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -207,6 +208,9 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     return loss
 
 
+ALL_SKIPPED = "no step of the epoch ended with a finite loss (each was skipped, train.on_nan=skip): no loss to average"
+
+
 class EpochStats:
     """Device-side accumulators for an epoch: the sum and count of the finite losses, and the GAN logs."""
 
@@ -230,9 +234,10 @@ class EpochStats:
         self.loss_sum += torch.where(finite, loss.double(), 0.0)
         self.count += finite
 
-    def mean_loss(self) -> float:
-        """Host sync: the epoch's mean finite loss."""
-        return float((self.loss_sum / self.count.clamp(min=1)).item())
+    def mean_loss(self) -> Optional[float]:
+        """Host sync: the epoch's mean finite loss; None when every step was skipped (the mean of no values)."""
+        mean = float((self.loss_sum / self.count).item())  # 0 / 0 = NaN: no finite loss
+        return None if math.isnan(mean) else mean
 
 
 def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
@@ -289,10 +294,13 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     run.nan.check()
     seconds = time.perf_counter() - t_epoch
     steps_done = run.steps_per_epoch - start_index
-    return {"epoch": epoch, "step": run.step, "loss": stats.mean_loss(),
-            "lr": lr, "mask_ratio": ratio_sum / max(steps_done, 1),  # the mean over the epoch's steps
-            "img_per_s": steps_done * run.global_batch / max(seconds, 1e-9), "seconds": seconds,
-            **stats.log_means(), **run.nan.epoch_fields()}
+    record = {"epoch": epoch, "step": run.step, "loss": stats.mean_loss(),
+              "lr": lr, "mask_ratio": ratio_sum / max(steps_done, 1),  # the mean over the epoch's steps
+              "img_per_s": steps_done * run.global_batch / max(seconds, 1e-9), "seconds": seconds,
+              **stats.log_means(), **run.nan.epoch_fields()}
+    if record["loss"] is None:
+        set_undefined(record, "loss", ALL_SKIPPED)
+    return record
 
 
 def knn_monitor(run: Run) -> float:

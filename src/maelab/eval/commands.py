@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -24,13 +23,18 @@ from maelab.eval.linear_probe import train_probes
 from maelab.eval.protocols import FINAL, Feature, assemble, needed_features, probe_summary, protocols
 from maelab.eval.recon import evaluate_reconstruction
 from maelab.models import resolve_spec
+from maelab.undefined import dumps
 from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
 from maelab.viz.probe_plots import write_probe_by_depth
 
 
 def write_result(run_dir: Path, name: str, result: dict[str, Any]) -> Path:
-    """Write ``RUN_DIR/eval/<name>.json`` atomically; returns its path."""
-    return write_text_atomic(Path(run_dir) / "eval" / f"{name}.json", json.dumps(result, indent=2))
+    """Write ``RUN_DIR/eval/<name>.json`` atomically; returns its path.
+
+    Standard JSON only: an undefined value must be null with its reason (``maelab.undefined``); a NaN or an
+    infinity raises ValueError here, before anything is written.
+    """
+    return write_text_atomic(Path(run_dir) / "eval" / f"{name}.json", dumps(result))
 
 
 def _provenance(run: LoadedRun, section: str) -> dict[str, Any]:

@@ -18,7 +18,10 @@ def knn_predict(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, n
     """Class scores of each test sample: [M, C].
 
     Features are L2-normalised; the k most cosine-similar training samples vote for their class with
-    weight exp(similarity / temperature). train_feats [N, D], train_labels [N] int64, test_feats [M, D].
+    weight exp(similarity / temperature) (InstDisc, DINO's ``knn_classifier``), computed as
+    exp((similarity - the row's top similarity) / temperature): the same votes times one factor per row, so
+    the same ranking, without the float32 overflow to inf (ties of inf votes) once 1 / temperature > 88.
+    train_feats [N, D], train_labels [N] int64, test_feats [M, D] -> float32 [M, C], each row's largest vote <= k.
     """
     train = F.normalize(train_feats.float(), dim=1)
     test = F.normalize(test_feats.float(), dim=1)
@@ -27,7 +30,7 @@ def knn_predict(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, n
     for start in range(0, len(test), chunk):
         sim = test[start:start + chunk] @ train.T  # [m, N]
         top_sim, top_idx = sim.topk(k, dim=1)
-        weights = (top_sim / temperature).exp()
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()  # topk sorts: column 0 is the max
         votes = torch.zeros(len(sim), num_classes, device=sim.device)
         votes.scatter_add_(1, train_labels[top_idx], weights)
         scores.append(votes)
@@ -35,7 +38,11 @@ def knn_predict(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, n
 
 
 def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:
-    """Fraction of rows whose true label is among the k highest scores. scores [M, C], labels [M]."""
+    """Fraction of rows whose true label is among the k highest scores. scores [M, C], labels [M].
+
+    Undefined for no rows (0 / 0): a ValueError (the datasets refuse an empty test set before this)."""
+    if len(labels) == 0:
+        raise ValueError("accuracy over no samples is undefined (0 / 0): the test set is empty")
     k = min(k, scores.shape[1])
     hits = (scores.topk(k, dim=1).indices == labels.unsqueeze(1)).any(dim=1)
     return float(hits.float().mean())

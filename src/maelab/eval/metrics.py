@@ -1,4 +1,9 @@
-"""Image-quality metrics in pixel space: PSNR, SSIM (Gaussian window, Wang et al. 2004), gradient sharpness."""
+"""Image-quality metrics in pixel space: PSNR, SSIM (Gaussian window, Wang et al. 2004), gradient sharpness.
+
+Per-image values follow IEEE arithmetic where the metric is not a finite number: +inf for the PSNR of an exact
+reconstruction, NaN where a weight selects nothing to measure. The callers (``eval.recon``) turn those into
+``null`` with a reason (``maelab.undefined``); nothing here clamps a denominator to invent a number.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,27 @@ from torch import Tensor
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
+# |grad| below this (in [0, 1] pixel units) is float rounding, not an edge: resizing and de-normalising a
+# single-colour image leaves about 2e-7, while one uint8 level in one channel is 1/255/3 = 1.3e-3
+EDGE_TOLERANCE = 1e-5
+
+PSNR_EMPTY = "the weight selects no pixel (no masked pixel)"
+SSIM_EMPTY = "no 11x11 SSIM window is centred on a masked pixel (each lies within 5 pixels of the border)"
 
 
 def psnr(x: Tensor, y: Tensor, weight: Optional[Tensor] = None, data_range: float = 1.0) -> Tensor:
-    """Per-image PSNR in dB: x, y [N, C, H, W]; ``weight`` [N, 1, H, W] restricts the MSE to where it is 1."""
+    """Per-image PSNR = 10 log10(data_range^2 / MSE) in dB: x, y [N, C, H, W] -> [N] (x's dtype).
+
+    ``weight`` [N, 1, H, W] restricts the MSE to where it is 1. An image with zero MSE gets +inf (as
+    scikit-image's ``peak_signal_noise_ratio``), one whose weight is all 0 gets NaN (``PSNR_EMPTY``).
+    """
     err = (x - y) ** 2
     if weight is None:
         mse = err.flatten(1).mean(1)
     else:
         w = weight.expand_as(err)
-        mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1)
-    return 10 * torch.log10(data_range**2 / mse.clamp(min=1e-12))
+        mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1)  # 0 / 0 = NaN: nothing weighted
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -51,13 +66,17 @@ def ssim_map(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
 
 
 def ssim(x: Tensor, y: Tensor, weight: Optional[Tensor] = None, data_range: float = 1.0) -> Tensor:
-    """Per-image mean SSIM: x, y [N, C, H, W]; ``weight`` [N, 1, H, W] keeps windows centred where it is 1."""
+    """Per-image mean SSIM: x, y [N, C, H, W] -> [N]; ``weight`` [N, 1, H, W] keeps windows centred where it is 1.
+
+    NaN for an image whose weight leaves no window (``SSIM_EMPTY``). SSIM itself is always defined: the
+    constants c1, c2 keep its denominators positive, even for constant images.
+    """
     smap = ssim_map(x, y, data_range).mean(1, keepdim=True)  # [N, 1, H', W']
     if weight is None:
         return smap.flatten(1).mean(1)
     r = (SSIM_WINDOW - 1) // 2
     w = weight[:, :, r:weight.shape[2] - r, r:weight.shape[3] - r]
-    return (smap * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1)
+    return (smap * w).flatten(1).sum(1) / w.flatten(1).sum(1)  # 0 / 0 = NaN: no window left
 
 
 def gradient_magnitude(x: Tensor) -> Tensor:
@@ -65,3 +84,10 @@ def gradient_magnitude(x: Tensor) -> Tensor:
     dx = F.pad((x[..., :, 1:] - x[..., :, :-1]).abs(), (0, 1, 0, 0))
     dy = F.pad((x[..., 1:, :] - x[..., :-1, :]).abs(), (0, 0, 0, 1))
     return (dx + dy).mean(1, keepdim=True)
+
+
+def masked_gradient(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image sum and max of :func:`gradient_magnitude` where ``weight`` [N, 1, H, W] is 1: x [N, C, H, W]
+    -> ([N], [N]) float64, in [0, 1] pixel units (the sharpness ratio's numerator or denominator)."""
+    g = (gradient_magnitude(x) * weight).flatten(1).double()
+    return g.sum(1), g.max(1).values

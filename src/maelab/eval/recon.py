@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from maelab.config import ReconConfig
 from maelab.data import Dataset, balanced_subset
 from maelab.eval.features import prepare
-from maelab.eval.metrics import gradient_magnitude, psnr, ssim
+from maelab.eval.metrics import EDGE_TOLERANCE, PSNR_EMPTY, SSIM_EMPTY, masked_gradient, psnr, ssim
 from maelab.models import MAE, unpatchify
+from maelab.undefined import set_left_out, set_undefined
 
 
 def pixel_mask(mask: Tensor, patch_size: int) -> Tensor:
@@ -25,33 +28,89 @@ def to_pixels(imgs: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> 
     return (imgs * s + m).clamp(0, 1)
 
 
-class _Sums:
-    """Running sums of per-image metrics and of the gradient energies for the sharpness ratio."""
+class _PerImage:
+    """Per-image values of each metric (float64, on the host), aggregated once at the end: N floats a metric."""
 
     def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-        self.count = 0
+        self.values: dict[str, list[Tensor]] = {}
 
     def add(self, name: str, per_image: Tensor) -> None:
-        self.values[name] = self.values.get(name, 0.0) + float(per_image.double().sum())
+        self.values.setdefault(name, []).append(per_image.detach().double().cpu())
 
-    def mean(self, name: str) -> float:
-        return self.values[name] / max(self.count, 1)
+    def all(self, name: str) -> Tensor:
+        return torch.cat(self.values[name])
+
+
+# why a per-image value is NaN (``psnr_full`` / ``ssim_full`` never are; ``*_zero_pred`` share their metric's reason)
+NAN_REASONS = {"psnr_masked": PSNR_EMPTY, "ssim_masked": SSIM_EMPTY}
+SHARPNESS_UNDEFINED = ("the targets have no edges: no masked pixel of the {n} test images has a gradient magnitude "
+                       f"above {EDGE_TOLERANCE:g} (single-colour or flat images)")
+
+
+def mean_over_images(result: dict[str, Any], name: str, values: Tensor, nan_reason: str) -> None:
+    """``result[name]`` = the mean of the per-image ``values`` [N] (float64) where they are defined.
+
+    NaN (the metric is undefined for that image) is left out and counted under ``result["left_out"]``; null
+    with a reason when every image is NaN. +inf (the PSNR of an exact reconstruction) makes the mean infinite,
+    which JSON cannot hold: null with the count of exact images in the reason.
+    """
+    n = len(values)
+    exact = int(torch.isposinf(values).sum())
+    if exact:
+        set_undefined(result, name, f"{exact} of {n} images are reconstructed exactly (zero MSE): their PSNR is "
+                                    "infinite, and so is the mean")
+        return
+    defined = values[~values.isnan()]
+    if len(defined) == 0:
+        set_undefined(result, name, f"undefined for each of the {n} images: {nan_reason}")
+        return
+    result[name] = float(defined.mean())
+    if len(defined) < n:
+        set_left_out(result, name, n - len(defined), n, nan_reason)
+
+
+class Sharpness:
+    """The sharpness ratio: sum |grad recon| / sum |grad original| over every masked pixel of the set.
+
+    A set-level ratio of the two mean gradient magnitudes (not a mean of per-image ratios): an edge-less image
+    takes part without making it undefined. Undefined when no masked target pixel of the set has an edge
+    (|grad| <= ``EDGE_TOLERANCE``: the denominator is 0 up to float rounding).
+    """
+
+    def __init__(self) -> None:
+        self.recon, self.original, self.original_max, self.images = 0.0, 0.0, 0.0, 0
+
+    def add(self, recon: Tensor, original: Tensor, weight: Tensor) -> None:
+        """recon, original [N, 3, H, W] pixels in [0, 1]; weight [N, 1, H, W] (1 = masked)."""
+        (r_sum, _), (o_sum, o_max) = masked_gradient(recon, weight), masked_gradient(original, weight)
+        self.recon += float(r_sum.sum())
+        self.original += float(o_sum.sum())
+        self.original_max = max(self.original_max, float(o_max.max()))
+        self.images += len(recon)
+
+    def write(self, result: dict[str, Any]) -> None:
+        """``result["sharpness_ratio"]``, or null with the reason."""
+        if self.original_max <= EDGE_TOLERANCE:
+            set_undefined(result, "sharpness_ratio", SHARPNESS_UNDEFINED.format(n=self.images))
+        else:
+            result["sharpness_ratio"] = self.recon / self.original
 
 
 @torch.no_grad()
-def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_size: int = 500) -> dict[str, float]:
+def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_size: int = 500) -> dict[str, Any]:
     """PSNR/SSIM on masked patches and on the whole image (visible patches pasted back), sharpness ratio.
 
     Pixels are de-normalised to [0, 1]; with norm_pix_loss the prediction is de-normalised with each target
     patch's mean and std (``MAE.reconstruct``). ``*_zero_pred`` is the same metric for a prediction of zeros
-    (the dataset mean, or each patch's own mean under norm_pix_loss): the floor to read PSNR against.
+    (the dataset mean, or each patch's own mean under norm_pix_loss): the floor to read PSNR against. PSNR and
+    SSIM are means of per-image values (:func:`mean_over_images`); a value that is undefined is None with its
+    reason under ``"undefined"`` (``maelab.undefined``).
     """
     x, _ = (data.x_test, data.y_test) if cfg.limit is None else balanced_subset(
         data.x_test, data.y_test, cfg.limit, 0, key="recon.limit", split="test set")
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(cfg.mask_seed)
-    sums, sharp = _Sums(), [0.0, 0.0]
+    per_image, sharp = _PerImage(), Sharpness()
     for start in range(0, len(x), batch_size):
         imgs = prepare(x[start:start + batch_size], model.spec.img_size, data.mean, data.std)
         _, pred, mask = model(imgs, cfg.ratio, generator=gen)
@@ -59,15 +118,15 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
         m = pixel_mask(mask, model.spec.patch_size)
         for tag, p in (("", pred), ("_zero_pred", torch.zeros_like(pred))):
             recon = to_pixels(model.reconstruct(imgs, p, mask), data.mean, data.std)
-            sums.add("psnr_masked" + tag, psnr(recon, original, m))
-            sums.add("psnr_full" + tag, psnr(recon, original))
-            sums.add("ssim_masked" + tag, ssim(recon, original, m))
-            sums.add("ssim_full" + tag, ssim(recon, original))
+            per_image.add("psnr_masked" + tag, psnr(recon, original, m))
+            per_image.add("psnr_full" + tag, psnr(recon, original))
+            per_image.add("ssim_masked" + tag, ssim(recon, original, m))
+            per_image.add("ssim_full" + tag, ssim(recon, original))
             if not tag:
-                sharp[0] += float((gradient_magnitude(recon) * m).sum())
-                sharp[1] += float((gradient_magnitude(original) * m).sum())
-        sums.count += len(imgs)
-    result = {name: sums.mean(name) for name in sums.values}
-    result["sharpness_ratio"] = sharp[0] / max(sharp[1], 1e-12)
-    result.update({"ratio": cfg.ratio, "mask_seed": cfg.mask_seed, "images": int(sums.count)})
+                sharp.add(recon, original, m)
+    result: dict[str, Any] = {}
+    for name in per_image.values:
+        mean_over_images(result, name, per_image.all(name), NAN_REASONS.get(name.removesuffix("_zero_pred"), ""))
+    sharp.write(result)
+    result.update({"ratio": cfg.ratio, "mask_seed": cfg.mask_seed, "images": len(x)})
     return result

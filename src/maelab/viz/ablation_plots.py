@@ -13,9 +13,10 @@ from maelab.viz.plots import DPI
 
 def variant_bars_figure(values: Mapping[str, Mapping[str, Sequence[float]]], floors: Mapping[str, Sequence[float]],
                         ylabel: str, title: str) -> Figure:
-    """Grouped bars: one group per variant, one bar per metric (``values[metric][variant]`` = the seeds' values),
-    the mean as the bar, ± one std as the error bar, each seed as a dot; ``floors[metric]`` (the random-init
-    floor's values) as a dashed line of the metric's colour."""
+    """Grouped bars: one group per variant, one bar per metric (``values[metric][variant]`` = the seeds' defined
+    values), the mean as the bar, ± one std as the error bar, each seed as a dot; ``floors[metric]`` (the
+    random-init floor's values) as a dashed line of the metric's colour. Undefined statistics are not drawn
+    (NaN): no bar without values, no error bar with one value (its sample std is undefined, not 0)."""
     metrics = list(values)
     variants = list(dict.fromkeys(v for per in values.values() for v in per))
     fig = Figure(figsize=(max(6.0, 1.1 * len(variants) * max(1, len(metrics)) + 1.5), 4.5), dpi=DPI,
@@ -27,7 +28,7 @@ def variant_bars_figure(values: Mapping[str, Mapping[str, Sequence[float]]], flo
         pos = x - 0.4 + width * (i + 0.5)
         seeds = [np.asarray(values[metric].get(v, []), dtype=float) for v in variants]
         means = [s.mean() if len(s) else np.nan for s in seeds]
-        stds = [s.std(ddof=1) if len(s) > 1 else 0.0 for s in seeds]
+        stds = [s.std(ddof=1) if len(s) > 1 else np.nan for s in seeds]
         ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3, color=f"C{i}", alpha=0.75, label=metric)
         for p, s in zip(pos, seeds, strict=True):
             ax.plot(np.full(len(s), p), s, "o", ms=3, color="black", alpha=0.6)
