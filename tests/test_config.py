@@ -95,3 +95,30 @@ def test_a_nan_or_infinite_setting_is_refused_naming_its_key(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^{key}=.* is not a finite number: give a finite number"):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("value,written", [
+    ("last", "last"), ("all", "all"), ("last4", "last4"), ("[4,5,6]", "4,5,6"), ("4,5,6", "4,5,6"),
+    ("6,4", "4,6"), ("3", "3"), ("[2]", "2"),
+])
+def test_probe_layers_takes_a_name_a_list_or_comma_separated_blocks(value, written):
+    assert load_config(None, [f"probe.layers={value}"]).probe.layers == written
+
+
+def test_probe_layers_from_yaml_and_saved_back(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("probe:\n  layers: [5, 6]\n  pool: both\n  optimizer: adamw\n")
+    cfg = load_config(path)
+    assert (cfg.probe.layers, cfg.probe.pool, cfg.probe.optimizer) == ("5,6", "both", "adamw")
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml").probe == cfg.probe
+
+
+@pytest.mark.parametrize("override", ["probe.layers=0", "probe.layers=last0", "probe.layers=first",
+                                      "probe.layers=[1,x]", "probe.layers=null", "probe.layers={a: 1}",
+                                      "probe.layers=true", "probe.layers=1.5", "probe.pool=max",
+                                      "probe.optimizer=lars", "knn.pool=both"])
+def test_bad_probe_settings_are_one_clear_line(override):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(override.split("=")[0]) and "\n" not in str(err.value)

@@ -206,3 +206,28 @@ def test_bad_mask_ratio_is_refused_before_loading(capsys):
     assert len(err) == 1 and "mask ratio 1.5 is outside [0, 1]" in err[0]
     assert main(["figures", "no-such-run", "--ratios", "0.5,x"]) == 2
     assert "comma-separated" in capsys.readouterr().err
+
+
+def _probe_all(top1s: list[float], optimizer: str = "sgd") -> dict:
+    """A layers=all probe.json of a 2-block encoder: block1, block2, last2, then last = top1s[3]."""
+    head = {"pool": "mean", "optimizer": optimizer, "lr": 0.1, "weight_decay": 0.0, "epochs": 5, "batch_size": 64,
+            "train_images": 100, "test_images": 50}
+    protocols = {name: {"name": name, "layers": layers, "norm": norm, "top1": t, **head} for name, layers, norm, t in
+                 zip(["block1", "block2", "last2", "last"], [[1], [2], [1, 2], [2]], ["raw", "raw", "raw", "final"],
+                     top1s, strict=True)}
+    return {"probe": {"layers": "all"}, "protocols": protocols}
+
+
+def test_probe_by_depth_draws_blocks_concatenations_and_the_floor():
+    from maelab.viz.probe_plots import probe_depth_figure
+
+    fig = probe_depth_figure(_probe_all([30.0, 40.0, 45.0, 38.0]), _probe_all([20.0, 21.0, 22.0, 19.0]))
+    ax = fig.axes[0]
+    curves = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+    assert curves["trained: each block alone"] == ([1, 2], [30.0, 40.0])
+    assert curves["random init (floor): each block alone"] == ([1, 2], [20.0, 21.0])
+    assert curves["trained: last block after the final norm (38.0%)"] == ([2], [38.0])
+    assert curves["trained: last2 concatenated (blocks 1-2): 45.0%"][1] == [45.0, 45.0]
+    assert "DIFFERENT" not in ax.get_title()
+    different = probe_depth_figure(_probe_all([30.0, 40.0, 45.0, 38.0]), _probe_all([1, 2, 3, 4], "adamw"))
+    assert "DIFFERENT protocols" in different.axes[0].get_title()

@@ -103,7 +103,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not is_main_process():  # under torchrun rank 0 reports
         return 0
     print("\n".join(summary_lines(args.command, result)))
+    for line in _protocol_lines(result):
+        print(line)
     print(f"wrote {path}")
+    if "figure" in result:
+        print(f"wrote {result['figure']}")
     return 0
 
 
@@ -120,6 +124,17 @@ def summary_lines(command: str, result: dict) -> list[str]:
     lines += [f"  {k}: the mean of {o['of'] - o['count']} of {o['of']} ({o['count']} left out: {o['reason']})"
               for k, o in left_out.items()]
     return lines
+
+
+def _protocol_lines(result: dict) -> list[str]:
+    """One line per probe protocol when a probe trained several heads (probe.layers=all), then the best one."""
+    entries = result.get("protocols", {})
+    if len(entries) < 2:
+        return []
+    lines = [f"  {name:<10} layers={','.join(map(str, e['layers'])):<12} {e['norm']:<5} pool={e['pool']:<4} "
+             f"dim={e['dim']:<5} top1={e['top1']:6.2f}  top5={e['top5']:6.2f}" for name, e in entries.items()]
+    best = result["best"]
+    return [*lines, f"  best on the test set (optimistic): {best['name']} top1={best['top1']:.2f}"]
 
 
 def cmd_scratch(args: argparse.Namespace) -> int:

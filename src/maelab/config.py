@@ -294,19 +294,51 @@ class GanConfig:
                 raise ConfigError(f"gan.{name}={getattr(self, name)} must be in [0, 1)")
 
 
+PROBE_LAYERS_HELP = ("use last (the final-normed output), lastK (the last K blocks concatenated, e.g. last4), all "
+                     "(every block alone, the concatenations and last), or block numbers such as [4,5,6] or 4,5,6 "
+                     "(1 = the first block; several are concatenated)")
+
+
+def probe_layers(value: Any) -> str:
+    """``probe.layers`` in its one written form: ``last``, ``all``, ``lastK`` or sorted block numbers ``"4,5,6"``.
+
+    Takes what YAML or an override gives: a name, an int, a list of ints or a comma-separated string. Raises
+    ConfigError for anything else; whether the blocks exist is checked against the model (``eval.protocols``).
+    """
+    if isinstance(value, str) and (value in ("last", "all") or re.fullmatch(r"last[1-9][0-9]*", value)):
+        return value
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+    try:
+        blocks = sorted({int(str(v).strip()) for v in items if not isinstance(v, (bool, float))})
+    except ValueError:
+        blocks = []
+    if not blocks or any(isinstance(v, (bool, float)) for v in items) or blocks[0] < 1:
+        raise ConfigError(f"probe.layers={value!r} is not valid: {PROBE_LAYERS_HELP}")
+    return ",".join(map(str, blocks))
+
+
 @dataclass
 class ProbeConfig:
-    """Linear probe on frozen features: BatchNorm1d(affine=False) + Linear, as the MAE paper."""
+    """Linear probe on frozen features: BatchNorm1d(affine=False) + Linear, as the MAE paper (docs/evaluation.md).
 
-    pool: str = "mean"  # mean (of the patch tokens) | cls
+    ``layers`` chooses the features: ``last`` (default) the encoder's final-normed output; block numbers are the
+    raw block outputs (before the final norm), concatenated when several; ``all`` probes each of them.
+    """
+
+    # last | lastK (e.g. last4) | all | block numbers [4,5,6] or "4,5,6"; written back as "4,5,6"
+    layers: Any = "last"
+    pool: str = "mean"  # mean (of the patch tokens) | cls | both (mean and cls concatenated: 2 x embed_dim)
     epochs: int = 50
     batch_size: int = 256
-    lr: float = 0.1  # SGD with momentum 0.9, cosine decay (Keras probe: lr 0.1)
+    optimizer: str = "sgd"  # sgd (momentum 0.9, the Keras probe) | adamw (the issue-13 reference: lr 1e-3, wd 1e-4)
+    lr: float = 0.1  # peak lr, cosine decay to 0 per step (Keras probe: SGD lr 0.1)
     weight_decay: float = 0.0
-    augment: bool = False  # Keras-style probe: crop + flip, features re-extracted every epoch (slow)
+    augment: bool = False  # Keras-style probe: crop + flip, features re-extracted every epoch (slow, not cached)
 
     def __post_init__(self) -> None:
-        _choice("probe.pool", self.pool, ("mean", "cls"))
+        self.layers = probe_layers(self.layers)
+        _choice("probe.pool", self.pool, ("mean", "cls", "both"))
+        _choice("probe.optimizer", self.optimizer, ("sgd", "adamw"))
         for name in ("epochs", "batch_size", "lr"):
             _positive(f"probe.{name}", getattr(self, name))
         _positive("probe.weight_decay", self.weight_decay, allow_zero=True)
@@ -383,6 +415,8 @@ class EvalConfig:
 
     batch_size: int = 500  # feature-extraction batch
     knn_every: int = 0  # k-NN monitor during pretraining every N epochs (0 = off), logged as knn_top1
+    # probe and knn keep the pooled features of each checkpoint in RUN_DIR/eval/cache (float32; not under torchrun)
+    feature_cache: bool = True
 
     def __post_init__(self) -> None:
         _positive("eval.batch_size", self.batch_size)

@@ -69,8 +69,8 @@ def test_augmented_probe_reextracts_features_each_epoch(run_dir, monkeypatch):
     from maelab.eval import commands
 
     calls = []
-    real = commands.extract_features
-    monkeypatch.setattr(commands, "extract_features", lambda *a, **k: calls.append(k["aug"]) or real(*a, **k))
+    real = commands.extract_layers
+    monkeypatch.setattr(commands, "extract_layers", lambda *a, **k: calls.append(k["aug"]) or real(*a, **k))
     assert main(["probe", str(run_dir), "probe.augment=true", "probe.epochs=3", "eval.batch_size=128"]) == 0
     assert calls.count(None) == 1 and sum(c is not None for c in calls) == 3  # test once, train every epoch
     assert json.loads((run_dir / "eval" / "probe.json").read_text())["probe"]["augment"] is True
@@ -103,3 +103,10 @@ def test_a_non_finite_result_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "eval" / "recon.json").exists()
     write_result(tmp_path, "recon", {"psnr": None, "undefined": {"psnr": "why"}})
     assert json.loads((tmp_path / "eval" / "recon.json").read_text()) == {"psnr": None, "undefined": {"psnr": "why"}}
+
+
+def test_evaluations_run_on_the_threads_train_threads_names(run_dir):
+    import torch
+
+    assert main(["knn", str(run_dir), "train.threads=1"]) == 0
+    assert torch.get_num_threads() == 1  # (the autouse fixture gives the test session its threads back)

@@ -3,12 +3,14 @@ random-init floor, a verdict per claim of the report, the figures, and what prod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
 from maelab.ablate.environment import read_invocations
 from maelab.ablate.results import (
     FLOOR,
+    PROTOCOLS_NAME,
     RESULTS_NAME,
     SCRATCH,
     UNDEFINED,
@@ -47,14 +49,16 @@ def build_report(out: str | Path, figures: bool = True) -> Path:
         raise UserError(f"{out} has no {RESULTS_NAME}: run `maelab ablate SUITE --out {out}` first")
     rows = read_results(out / RESULTS_NAME)
     made = write_report_figures(out, spec, rows) if figures else {}
-    return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made))
+    protocols = json.loads((out / PROTOCOLS_NAME).read_text()) if (out / PROTOCOLS_NAME).is_file() else {}
+    return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made, protocols))
 
 
-def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str]) -> str:
-    """The whole report as markdown."""
-    parts = [_header(spec, rows), _headline(spec, rows), _undefined(rows), _differences(spec, rows),
-             _claims(spec, rows), _took_effect(spec, rows), _figures(figures), _failures(rows),
-             _provenance(invocations)]
+def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str],
+           probe_protocols: Optional[dict[str, Any]] = None) -> str:
+    """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are)."""
+    parts = [_header(spec, rows), _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
+             _differences(spec, rows), _claims(spec, rows), _took_effect(spec, rows), _figures(figures),
+             _failures(rows), _provenance(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -116,6 +120,16 @@ def _header(spec: SuiteSpec, rows: list[Row]) -> str:
     lines += ["", f"Common overrides: {' '.join(f'`{o}`' for o in spec.overrides) or 'none'}; "
                   f"evaluation overrides: {' '.join(f'`{o}`' for o in spec.eval_overrides) or 'none'}."]
     return "\n".join(lines)
+
+
+def _probe_line(protocols: dict[str, Any]) -> str:
+    """Which linear-probe protocol the "linear probe top-1 %" columns are (the runs' eval/probe*.json)."""
+    if not protocols:
+        return ""
+    if len(protocols) == 1:
+        return f"Linear probe columns: {next(iter(protocols))} (docs/evaluation.md)."
+    uses = "; ".join(f"{text} for {', '.join(p['variants'])}" for text, p in protocols.items())
+    return f"Linear probe columns: the runs were probed with DIFFERENT protocols, not comparable: {uses}."
 
 
 def _headline(spec: SuiteSpec, rows: list[Row]) -> str:

@@ -146,3 +146,33 @@ def undefined_of(rows: list[Row], variant: str, metric: str) -> list[Row]:
     """One variant's undefined rows of one metric (left out of its means), ordered by seed."""
     return [r for r in sorted(rows, key=lambda r: r.seed)
             if r.variant == variant and r.metric == metric and r.status == UNDEFINED]
+
+
+PROTOCOLS_NAME = "probe_protocols.json"
+
+
+def probe_protocol_text(result: dict[str, Any]) -> str:
+    """The protocol behind a probe.json's top-level top-1, in one line (older files: from their probe section)."""
+    p = result.get("protocols", {}).get(result.get("protocol", ""))
+    if p is None:  # a probe.json from before probe.layers: the final-normed output, SGD
+        probe = result.get("probe", {})
+        p = {"name": "last", "layers": ["final"], "norm": "final", "optimizer": "sgd", **probe}
+    text = (f"`{p['name']}` (blocks {','.join(map(str, p['layers']))}, {p['norm']} features, pool {p['pool']}; "
+            f"{p['optimizer']} lr {p['lr']:g}, weight decay {p['weight_decay']:g}, {p['epochs']} epochs, "
+            f"batch {p['batch_size']}")
+    return text + (", augmented)" if p.get("augment") else ")")
+
+
+def write_probe_protocols(out: Path, rows: list[Row]) -> None:
+    """OUT/probe_protocols.json: for the probe columns of the report (trained and floor), each distinct protocol
+    of the runs' eval/probe*.json with the variants that used it; read by the report, so that it needs no run."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        if r.metric != "probe_top1" or not r.run_dir:
+            continue
+        path = Path(out) / r.run_dir / "eval" / ("probe_random_init.json" if r.variant == FLOOR else "probe.json")
+        if path.is_file():
+            variants = found.setdefault(probe_protocol_text(json.loads(path.read_text())), {}).setdefault(
+                "variants", [])
+            variants += [] if r.variant in variants else [r.variant]
+    write_text_atomic(Path(out) / PROTOCOLS_NAME, json.dumps(found, indent=2))

@@ -29,6 +29,7 @@ from maelab.ablate.results import (
     read_status,
     run_dir_of,
     training_rows,
+    write_probe_protocols,
     write_results,
     write_status,
     zero_pred_rows,
@@ -115,6 +116,7 @@ def collect_and_write(suite: Suite, out: Path) -> list[Row]:
     """Rebuild OUT/results.csv from the run folders; returns its rows."""
     rows = collect(suite, out)
     write_results(Path(out) / RESULTS_NAME, rows)
+    write_probe_protocols(Path(out), rows)
     return rows
 
 

@@ -61,6 +61,8 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
         raise UserError(f"run directory {run_dir} does not exist: give the out_dir of a pretraining run")
     state = load_checkpoint(path, needs=("model", "config", "step"))
     cfg = load_config(None, overrides or [], base=state["config"])
+    if cfg.train.threads:  # as in pretraining: `maelab probe RUN train.threads=1` runs on one CPU thread
+        torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device)
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)

@@ -15,13 +15,17 @@ from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, default_run_dir, prepare_run_dir
-from maelab.eval.features import extract_features
+from maelab.eval.feature_cache import FeatureCache, cache_key, cache_root, cached_features
+from maelab.eval.features import extract_layers
 from maelab.eval.finetune import finetune
-from maelab.eval.knn import encoder_knn_top1
-from maelab.eval.linear_probe import train_probe
+from maelab.eval.knn import knn_predict, topk_accuracy
+from maelab.eval.linear_probe import train_probes
+from maelab.eval.protocols import FINAL, Feature, assemble, needed_features, probe_summary, protocols
 from maelab.eval.recon import evaluate_reconstruction
 from maelab.models import resolve_spec
 from maelab.undefined import dumps
+from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
+from maelab.viz.probe_plots import write_probe_by_depth
 
 
 def write_result(run_dir: Path, name: str, result: dict[str, Any]) -> Path:
@@ -45,18 +49,36 @@ def _name(base: str, random_init: bool) -> str:
     return f"{base}_random_init" if random_init else base
 
 
-def _extract(run: LoadedRun, data: Dataset, x: torch.Tensor, pool: str,
-             generator: Optional[torch.Generator] = None, dist: Optional[Dist] = None) -> torch.Tensor:
-    """Pooled features of x [N, H, W, 3] uint8 from the run's frozen encoder; augmented when a generator is given.
+def _extract(run: LoadedRun, data: Dataset, x: torch.Tensor, wanted: list[Feature],
+             generator: Optional[torch.Generator] = None, dist: Optional[Dist] = None) -> dict[Feature, torch.Tensor]:
+    """Pooled features {(layer, pool): [N, D]} of x [N, H, W, 3] uint8 from the run's frozen encoder, one forward
+    pass per image; augmented when a generator is given.
 
     Under torchrun (``dist``) each rank extracts its block of the images and every rank gets them all.
     """
     dist = dist or Dist()
     lo, hi = dist.block(len(x))
-    local = extract_features(run.model.encoder, x[lo:hi], run.model.spec.img_size, data.mean, data.std, pool,
-                             run.cfg.eval.batch_size, aug=run.cfg.aug if generator is not None else None,
-                             generator=generator)
-    return dist.gather_rows(local, len(x))
+    local = extract_layers(run.model.encoder, x[lo:hi], run.model.spec.img_size, data.mean, data.std, wanted,
+                           run.cfg.eval.batch_size, aug=run.cfg.aug if generator is not None else None,
+                           generator=generator)
+    return {f: dist.gather_rows(t, len(x)) for f, t in local.items()}
+
+
+def frozen_features(run: LoadedRun, data: Dataset, wanted: list[Feature], dist: Optional[Dist] = None
+                    ) -> tuple[dict[Feature, torch.Tensor], dict[Feature, torch.Tensor], Optional[FeatureCache]]:
+    """(train, test) features {(layer, pool): [N, D] float32} of the whole images, and the cache they came from.
+
+    One process with ``eval.feature_cache`` on: read from / written to the run's feature cache
+    (:mod:`maelab.eval.feature_cache`). Under torchrun the features are extracted in shards on every call and not
+    cached: no rank waits on another's files, and the sharded extraction is what runs.
+    """
+    dist = dist or Dist()
+    use = run.cfg.eval.feature_cache and not dist.enabled
+    cache = FeatureCache(cache_root(run.run_dir), cache_key(run, data)) if use else None
+    train, test = (cached_features(cache, split, wanted, len(x), run.device,
+                                   lambda missing, x=x: _extract(run, data, x, missing, dist=dist))
+                   for split, x in (("train", data.x_train), ("test", data.x_test)))
+    return train, test, cache
 
 
 def _to_rank_device(run: LoadedRun, dist: Dist) -> None:
@@ -67,33 +89,50 @@ def _to_rank_device(run: LoadedRun, dist: Dist) -> None:
 
 def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
               random_init: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Linear probe on the frozen encoder -> RUN_DIR/eval/probe.json.
+    """Linear probes on the frozen encoder, one head per protocol of ``probe.layers`` -> RUN_DIR/eval/probe.json
+    (and, for layers=all, RUN_DIR/figures/probe_by_depth.png).
 
-    Under torchrun the features are extracted in shards and gathered; every rank trains the (small) head on
-    all of them, identically, and rank 0 writes the result.
+    Features come from the run's feature cache, or from one forward pass per image (the augmented probe
+    re-extracts every epoch and bypasses the cache). Under torchrun the features are extracted in shards and
+    gathered; every rank trains the (small) heads on all of them, identically, and rank 0 writes the result.
     """
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    cfg = run.cfg.probe
+    chosen = protocols(cfg.layers, cfg.pool, run.model.spec.depth)  # a block out of range: refused before any work
+    wanted = needed_features(chosen)
     with distributed(run.cfg.train.device) as dist:
         _to_rank_device(run, dist)
-        cfg, data, start = run.cfg.probe, dist.main_first(run.dataset), time.perf_counter()
-        test = _extract(run, data, data.x_test, cfg.pool, dist=dist)
+        data, start = dist.main_first(run.dataset), time.perf_counter()
         if cfg.augment:  # Keras-style: crop + flip features of the training images, re-extracted every epoch
+            test, cache = _extract(run, data, data.x_test, wanted, dist=dist), None
             gen = torch.Generator(device=run.device)
 
-            def train(epoch: int) -> torch.Tensor:  # each rank augments its block with its own seed
+            def train(epoch: int) -> dict[str, torch.Tensor]:  # each rank augments its block with its own seed
                 gen.manual_seed(run.cfg.train.seed * 1000 + epoch + dist.rank * 1_000_003)
-                return _extract(run, data, data.x_train, cfg.pool, gen, dist)
+                feats = _extract(run, data, data.x_train, wanted, gen, dist)
+                return {p.name: assemble(p, feats) for p in chosen}
         else:
-            train = _extract(run, data, data.x_train, cfg.pool, dist=dist)
-        metrics = train_probe(train, data.y_train, test, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
-        result = {**metrics, "epochs": cfg.epochs, "pool": cfg.pool, "seconds": time.perf_counter() - start,
+            train_feats, test, cache = frozen_features(run, data, wanted, dist)
+            train = {p.name: assemble(p, train_feats) for p in chosen}
+        feature_seconds = time.perf_counter() - start
+        test_in = {p.name: assemble(p, test) for p in chosen}
+        metrics = train_probes(train, data.y_train, test_in, data.y_test, data.num_classes, cfg, run.cfg.train.seed)
+        summary = probe_summary(chosen, metrics, {k: v.shape[1] for k, v in test_in.items()}, cfg,
+                                len(data.x_train), len(data.x_test))
+        result = {**summary, "epochs": cfg.epochs, "pool": cfg.pool, "seconds": time.perf_counter() - start,
+                  "feature_seconds": feature_seconds, "feature_cache": str(cache.dir) if cache else None,
                   "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe")}
-        return dist.main_only(write_result, run.run_dir, _name("probe", random_init), result), result
+        if cfg.layers == "all":
+            result["figure"] = str(run.run_dir / "figures" / PROBE_FIGURE)
+        path = dist.main_only(write_result, run.run_dir, _name("probe", random_init), result)
+        if cfg.layers == "all":
+            dist.main_only(write_probe_by_depth, run.run_dir)
+        return path, result
 
 
 def run_knn(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
             random_init: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Weighted k-NN on frozen features -> RUN_DIR/eval/knn.json."""
+    """Weighted k-NN on frozen final-normed features (``knn.pool``; feature cache) -> RUN_DIR/eval/knn.json."""
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
     cfg, data, start = run.cfg.knn, run.dataset(), time.perf_counter()
     top1 = knn_accuracy(run, data)
@@ -106,8 +145,12 @@ def run_knn(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str]
 
 
 def knn_accuracy(run: LoadedRun, data: Dataset) -> float:
-    """k-NN top-1 (%) of the run's encoder: train-set features as the bank, test set as queries."""
-    return encoder_knn_top1(run.model.encoder, data, run.model.spec.img_size, run.cfg.knn, run.cfg.eval.batch_size)
+    """k-NN top-1 (%) of the run's encoder: train-set features as the bank, test set as queries (cached features)."""
+    feature = (FINAL, run.cfg.knn.pool)
+    train, test, _ = frozen_features(run, data, [feature])
+    scores = knn_predict(train[feature], data.y_train, test[feature], data.num_classes, run.cfg.knn.k,
+                         run.cfg.knn.temperature)
+    return 100 * topk_accuracy(scores, data.y_test, 1)
 
 
 def run_recon(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,

@@ -1,7 +1,8 @@
-"""Frozen-encoder features: whole images (no masking), pooled to one vector per image."""
+"""Frozen-encoder features: whole images (no masking), pooled to one vector per image and layer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 import torch
@@ -9,6 +10,7 @@ from torch import Tensor
 
 from maelab.config import AugConfig
 from maelab.data import augment, eval_transform
+from maelab.eval.protocols import FINAL, Feature
 from maelab.models.vit import ViTEncoder
 from maelab.shard import WHOLE, Shard
 
@@ -38,12 +40,35 @@ def prepare(x_u8: Tensor, img_size: int, mean: tuple[float, ...], std: tuple[flo
 def extract_features(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tuple[float, ...],
                      std: tuple[float, ...], pool: str = "mean", batch_size: int = 500,
                      aug: Optional[AugConfig] = None, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Pooled features of every image: x_u8 [N, H, W, 3] uint8 -> [N, D] float32, encoder in eval mode."""
+    """Pooled final-normed features of every image: x_u8 [N, H, W, 3] uint8 -> [N, D] float32, encoder in eval
+    mode (``extract_layers`` of the one feature ``("final", pool)``)."""
+    return extract_layers(encoder, x_u8, img_size, mean, std, [(FINAL, pool)], batch_size, aug, generator)[
+        (FINAL, pool)]
+
+
+@torch.no_grad()
+def extract_layers(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tuple[float, ...],
+                   std: tuple[float, ...], wanted: Sequence[Feature], batch_size: int = 500,
+                   aug: Optional[AugConfig] = None, generator: Optional[torch.Generator] = None
+                   ) -> dict[Feature, Tensor]:
+    """Pooled features of several layers from one forward pass per batch, encoder in eval mode.
+
+    x_u8 [N, H, W, 3] uint8 -> {(layer, pool): [N, D] float32} for each (layer, pool) in ``wanted``: layer
+    ``final`` is the encoder's final-normed output (``forward_features``), ``blockK`` the raw output of block K
+    (1-based) before that norm (``forward_intermediates``); pool ``mean`` (patch tokens) or ``cls``.
+    """
+    depth = len(encoder.blocks)
+    layers = list(dict.fromkeys(layer for layer, _ in wanted))
+    blocks = sorted({depth if layer == FINAL else int(layer.removeprefix("block")) for layer in layers})
     was_training = encoder.training
     encoder.eval()
-    out = []
+    out: dict[Feature, list[Tensor]] = {f: [] for f in wanted}
     for start in range(0, len(x_u8), batch_size):
         imgs = prepare(x_u8[start:start + batch_size], img_size, mean, std, aug, generator)
-        out.append(pool_tokens(encoder.forward_features(imgs), pool).float())
+        raw = dict(zip(blocks, encoder.forward_intermediates(imgs, [b - 1 for b in blocks]), strict=True))
+        tokens = {layer: encoder.norm(raw[depth]) if layer == FINAL else raw[int(layer.removeprefix("block"))]
+                  for layer in layers}
+        for layer, pool in wanted:
+            out[(layer, pool)].append(pool_tokens(tokens[layer], pool).float())
     encoder.train(was_training)
-    return torch.cat(out)
+    return {f: torch.cat(parts) for f, parts in out.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 import torch
@@ -183,7 +184,8 @@ class ViTEncoder(nn.Module):
 
     ``forward(imgs, ids_keep)`` encodes only the visible patches; ``forward_features(imgs)``
     encodes the whole image (for probes and fine-tuning). Both return [N, 1 + T, D] after the final norm:
-    the cls token then the patch tokens. ``registers`` learnable tokens (Darcet et al. 2023, "Vision
+    the cls token then the patch tokens. ``forward_intermediates(imgs, indices)`` returns chosen blocks' raw
+    outputs from one pass (for probes of every depth). ``registers`` learnable tokens (Darcet et al. 2023, "Vision
     Transformers Need Registers") follow the cls token inside the blocks, without a position embedding,
     and are dropped from the output. With 0 registers the module (parameters, RNG use, outputs) is the plain ViT.
     """
@@ -209,25 +211,31 @@ class ViTEncoder(nn.Module):
         """imgs [N, 3, H, W] -> patch tokens with positions [N, L, D]."""
         return self.patch_embed(imgs) + self.pos_embed
 
+    def _with_prefix(self, x: Tensor) -> Tensor:
+        """Patch tokens x [N, T, D] -> [N, 1 + R + T, D]: the cls token, the R registers, then x."""
+        n = x.shape[0]
+        prefix = [self.cls_token.expand(n, -1, -1)]
+        if self.registers is not None:
+            prefix.append(self.registers.expand(n, -1, -1))
+        return torch.cat([*prefix, x], dim=1)
+
+    def _drop_registers(self, x: Tensor) -> Tensor:
+        """[N, 1 + R + T, D] -> [N, 1 + T, D]: the register tokens are not part of any output."""
+        return x if self.registers is None else torch.cat([x[:, :1], x[:, 1 + self.num_registers:]], dim=1)
+
     def _encode(self, x: Tensor, keep_valid: Optional[Tensor] = None) -> Tensor:
         """x: [N, T, D] patch tokens -> [N, 1 + T, D] with the cls token, after blocks and norm.
 
         keep_valid: [N, T] bool, False for padding tokens, which no token attends to (their outputs are junk).
         """
-        n = x.shape[0]
-        prefix = [self.cls_token.expand(n, -1, -1)]
-        if self.registers is not None:
-            prefix.append(self.registers.expand(n, -1, -1))
-        x = torch.cat([*prefix, x], dim=1)
+        x = self._with_prefix(x)
         key_mask = None
         if keep_valid is not None:
-            always = torch.ones(n, 1 + self.num_registers, dtype=torch.bool, device=x.device)
+            always = torch.ones(x.shape[0], 1 + self.num_registers, dtype=torch.bool, device=x.device)
             key_mask = torch.cat([always, keep_valid], dim=1)
         for block in self.blocks:
             x = block(x, key_mask)
-        if self.registers is not None:
-            x = torch.cat([x[:, :1], x[:, 1 + self.num_registers:]], dim=1)
-        return self.norm(x)
+        return self.norm(self._drop_registers(x))
 
     def forward(self, imgs: Tensor, ids_keep: Tensor, keep_valid: Optional[Tensor] = None,
                 patches: Optional[Tensor] = None) -> Tensor:
@@ -246,6 +254,26 @@ class ViTEncoder(nn.Module):
     def forward_features(self, imgs: Tensor) -> Tensor:
         """imgs [N, 3, H, W] -> all tokens [N, 1 + L, D] (no masking)."""
         return self._encode(self._tokens(imgs))
+
+    def forward_intermediates(self, imgs: Tensor, indices: Sequence[int], norm: bool = False) -> list[Tensor]:
+        """The outputs of the blocks ``indices`` (0-based, as timm's) of one pass over whole images (no masking).
+
+        imgs [N, 3, H, W] -> one [N, 1 + L, D] per index, in the order asked (cls token first, registers dropped).
+        They are the raw block outputs (the residual stream), before the final norm, as timm's
+        ``forward_intermediates(norm=False)``; ``norm=True`` applies the final norm to each, so that
+        ``forward_intermediates(imgs, [depth - 1], norm=True)[0]`` is ``forward_features(imgs)``. The pass stops
+        after the deepest block asked for. Raises IndexError for an index outside ``0 .. depth - 1``.
+        """
+        depth = len(self.blocks)
+        if not indices or any(not 0 <= i < depth for i in indices):
+            raise IndexError(f"block indices {list(indices)} are not in 0 .. {depth - 1} (the encoder has {depth} "
+                             "blocks)")
+        x, taken = self._with_prefix(self._tokens(imgs)), {}
+        for i, block in enumerate(self.blocks[:max(indices) + 1]):
+            x = block(x)
+            if i in indices:
+                taken[i] = self._drop_registers(x)
+        return [self.norm(taken[i]) if norm else taken[i] for i in indices]
 
 
 def init_weights(module: nn.Module) -> None:

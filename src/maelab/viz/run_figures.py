@@ -30,6 +30,7 @@ from maelab.viz.plots import (
     masked_inputs_figure,
     reconstructions_figure,
 )
+from maelab.viz.probe_plots import write_probe_by_depth
 from maelab.viz.samples import Normalizer, pixels, reconstruct, sample_indices, to_numpy
 
 FIGURE_SEED = 0  # picks the sample images and draws their masks: the same for every run
@@ -112,7 +113,8 @@ def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, 
     records = _records(run.run_dir)
     if records is not None:
         paths.append(_save(curves_figure(records, f"{head}: training curves"), out_dir / "curves.png"))
-    return paths
+    by_depth = write_probe_by_depth(run.run_dir, out_dir)  # when `maelab probe RUN probe.layers=all` has run
+    return paths + ([by_depth] if by_depth is not None else [])
 
 
 def write_compare(run_a: str | Path, run_b: str | Path, out: Optional[str | Path] = None,
