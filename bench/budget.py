@@ -55,11 +55,12 @@ def epochs_within(minutes: float, img_per_s: float, train_images: int, margin: f
 
 
 # the probe protocols a budgeted run reports: maelab's default probe, and the reference protocol
-# (AdamW lr 1e-3, weight decay 1e-4, batch 256, cosine over 100 epochs, the last epoch's head)
+# (AdamW lr 1e-3, weight decay 1e-4, batch 256, cosine over 100 epochs, the last epoch's head), each on the final
+# layer and on every block and concatenation of blocks (probe.layers=all: the best is recorded beside the final)
 PROBES: dict[str, list[str]] = {
-    "default": [],
+    "default": ["probe.layers=all"],
     "reference": ["probe.optimizer=adamw", "probe.lr=1e-3", "probe.weight_decay=1e-4", "probe.epochs=100",
-                  "probe.batch_size=256"],
+                  "probe.batch_size=256", "probe.layers=all"],
 }
 
 
@@ -87,7 +88,9 @@ def run_budgeted(cfg: Config, minutes: float, eval_overrides: list[str], probes:
         prefix = "floor_" if floor else ""
         for name in probes:
             _, result = run_probe(run_dir, [*eval_overrides, *PROBES[name]], random_init=floor)
-            record[f"{prefix}probe_{name}_top1"] = result["top1"]
+            record[f"{prefix}probe_{name}_top1"] = result["top1"]  # the final layer (probe.layers=last, or all)
+            if "best" in result:  # probe.layers=all: every block and concatenation; the best, selected on test
+                record[f"{prefix}probe_{name}_best"] = {k: result["best"][k] for k in ("name", "top1")}
             save(record)
         _, result = run_knn(run_dir, eval_overrides, random_init=floor)
         record[f"{prefix}knn_top1"] = result["top1"]

@@ -10,8 +10,9 @@ start of pretraining (data loading, torch.compile and feature extraction include
 ``--minutes M`` (any device) is the budgeted mode: it measures the step rate of ``--config`` (default
 configs/cifar10_keras.yaml) on its first steps, pretrains for the whole epochs that fit M minutes (warm-up and
 cosine complete within them), then runs each ``--probes`` protocol (maelab's default probe; the reference
-protocol: AdamW lr 1e-3, weight decay 1e-4, 100 epochs), k-NN, and the same for the random-init floor of the same
-architecture; the JSON (``--json``, rewritten after every stage) holds the wall times, epochs, img/s and every
+protocol: AdamW lr 1e-3, weight decay 1e-4, 100 epochs) on every block and concatenation (``probe.layers=all``:
+the final layer's top-1 and the best protocol's are recorded), k-NN, and the same for the random-init floor of the
+same architecture; the JSON (``--json``, rewritten after every stage) holds the wall times, epochs, img/s and every
 figure. ``--set`` overrides are added to every stage of every recipe (e.g. ``--set optim.epochs=50``);
 ``--set-pretrain`` / ``--set-eval`` to one stage only. ``--smoke`` runs each recipe in seconds on the CPU
 (synthetic images, the micro model, one epoch): a check that the script works, not a measurement.

@@ -44,4 +44,6 @@ def test_a_budgeted_smoke_run_pretrains_the_fitted_epochs_then_probes_and_its_fl
     assert saved["optim"]["epochs"] == 3
     for key in ("probe_default_top1", "knn_top1", "floor_probe_default_top1", "floor_knn_top1"):
         assert 0 <= record[key] <= 100, key
+    best = record["probe_default_best"]  # every block and concatenation was probed; the best is kept
+    assert best["top1"] >= record["probe_default_top1"] and best["name"] in {"last", "block1", "block2", "last2"}
     assert record["pretrain_s"] > 0 and record["img_per_s"] > 0
