@@ -30,7 +30,7 @@ BASE = ["data.synthetic_train=96", "data.synthetic_test=32", "model.preset=micro
         "train.log_every=1"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@settings(derandomize=True, max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.lists(OVERRIDE, min_size=1, max_size=3))
 def test_pretrain_runs_or_exits_with_one_clear_line(overrides):
     err = io.StringIO()

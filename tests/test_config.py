@@ -122,3 +122,9 @@ def test_bad_probe_settings_are_one_clear_line(override):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert str(err.value).startswith(override.split("=")[0]) and "\n" not in str(err.value)
+
+
+def test_an_override_inside_a_value_that_is_not_a_section_names_it():
+    """Found by the property test: OmegaConf raised a bare ValueError for these two overrides."""
+    with pytest.raises(ConfigError, match=r"override 'gan.enabled=0' cannot follow 'gan=\[1,2\]'"):
+        load_config(None, ["gan=[1,2]", "gan.enabled=0"])

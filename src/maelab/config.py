@@ -479,7 +479,17 @@ def _parse_overrides(overrides: list[str]) -> Any:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not key=value: write e.g. optim.epochs=2")
-    return OmegaConf.from_dotlist(list(overrides))
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except Exception:  # noqa: BLE001 - e.g. `gan=[1,2] gan.enabled=0`: OmegaConf fails inside; name the override
+        for i, item in enumerate(overrides):
+            try:
+                OmegaConf.from_dotlist(list(overrides[:i + 1]))
+            except Exception:  # noqa: BLE001
+                before = " ".join(overrides[:i])
+                raise ConfigError(f"override '{item}' cannot follow '{before}' (it sets a key inside a value that "
+                                  "is not a section): give each setting once, as section.key=value") from None
+        raise
 
 
 def load_config(path: Optional[str | Path] = None, overrides: list[str] | None = None,

@@ -1,4 +1,4 @@
-"""maelab's own CPU kernel: softmax attention for short sequences, built once per machine from ``csrc/``.
+"""maelab's own CPU kernel: softmax attention for short sequences, built once per checkout and machine from ``csrc/``.
 
 ``csrc/small_attention.cpp`` computes attention on the fused qkv projection, forward and backward, one
 (sample, head) problem per task from cache, and writes dq, dk, dv straight into the projection's gradient
@@ -51,8 +51,13 @@ def cpu_signature() -> str:
 
 
 def extension_name() -> str:
-    """The name the kernel is built and cached under: per source and per CPU."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:10]
+    """The name the kernel is built and cached under: per source, per checkout and per CPU.
+
+    The checkout's path is part of it because torch's loader records the source's path in the build folder and
+    rebuilds when another checkout at another path asks for the same name (several worktrees then rebuilt the
+    same kernel over and over, once while another process was loading it)."""
+    key = SOURCE.read_bytes() + " ".join(FLAGS).encode() + str(SOURCE.resolve()).encode()
+    digest = hashlib.sha256(key).hexdigest()[:10]
     return f"maelab_small_attention_{digest}_{cpu_signature()}"
 
 
@@ -100,7 +105,7 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
         return False
     seconds = time.perf_counter() - start
     if seconds > 2:  # compiled now, not loaded from torch's extension cache
-        print(f"maelab: built the CPU attention kernel in {seconds:.0f} s (once per machine; torch's extension "
+        print(f"maelab: built the CPU attention kernel in {seconds:.0f} s (once per checkout; torch's extension "
               "cache)", file=sys.stderr, flush=True)
     return hasattr(torch.ops.maelab, "small_attention_forward")
 

@@ -216,7 +216,7 @@ def _run_ratio(cfg: Config) -> float:
 def _check_ratio(ratio: float, option: str = "--ratio") -> float:
     if not 0.0 <= ratio <= 1.0:
         example = "--ratios 0.25,0.5,0.75" if option == "--ratios" else "--ratio 0.75"
-        raise UserError(f"mask ratio {ratio} of {option} is outside [0, 1]: give e.g. {example}")
+        raise UserError(f"mask ratio {ratio} is outside [0, 1] ({option}): give e.g. {example}")
     return float(ratio)
 
 
