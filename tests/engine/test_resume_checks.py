@@ -9,7 +9,8 @@ from maelab.cli import main
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import read_metrics
-from maelab.engine.pretrain import NothingToTrain, pretrain, resume
+from maelab.engine.pretrain import pretrain, resume
+from maelab.engine.resume_checks import NothingToTrain
 from maelab.errors import UserError
 from tests.conftest import TINY
 

@@ -163,7 +163,8 @@ def run_one(plan: Plan, suite: Suite) -> None:
 def pretrain_or_resume(plan: Plan) -> None:
     """Resume from the run's checkpoint when it has one, else start it (replacing a run killed before its first
     checkpoint)."""
-    from maelab.engine.pretrain import NothingToTrain, pretrain, resume
+    from maelab.engine.pretrain import pretrain, resume
+    from maelab.engine.resume_checks import NothingToTrain
 
     if checkpoint_path(plan.run_dir).is_file():
         try:

@@ -22,6 +22,7 @@ from maelab.engine.gan import DISC_SHAPE, Gan, build_gan, discriminator_step, fr
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.numerics import NanPolicy, optimizer_step
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
+from maelab.engine.resume_checks import check_trains
 from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
 from maelab.engine.state_fit import changed_settings, require_fit
@@ -376,29 +377,6 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
         train(run)
     return run_dir
-
-
-class NothingToTrain(UserError):
-    """A resume whose settings leave no step to train (the run has finished, or stops before its next step)."""
-
-
-def check_trains(run_dir: Path, state: dict[str, Any], cfg: Config) -> None:
-    """Refuse a resume that would train nothing, or whose optim.epochs is below what the checkpoint has trained
-    (config.yaml would contradict it), before anything is written."""
-    step, spe = int(state["step"]), int(state.get("steps_per_epoch") or 1)
-    trained = step / spe
-    done = f"{run_dir} has trained {trained:g} epochs ({step} steps)"
-    extend = f"maelab pretrain --resume {run_dir} optim.epochs=N with N > {math.ceil(trained)}"
-    if cfg.optim.epochs < trained:
-        raise UserError(f"{done}: optim.epochs={cfg.optim.epochs} would end it before that; give optim.epochs of at "
-                        f"least {math.ceil(trained)}")
-    if cfg.optim.epochs == trained:
-        raise NothingToTrain(f"{done}, all of its optim.epochs={cfg.optim.epochs}: nothing to train; to train "
-                             f"longer: {extend}")
-    stop = cfg.train.stop_after_epochs
-    if stop is not None and stop <= trained:
-        raise NothingToTrain(f"{done}: train.stop_after_epochs={stop} stops it before its next step; give a larger "
-                             f"value, or drop it to train to optim.epochs={cfg.optim.epochs}")
 
 
 def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
