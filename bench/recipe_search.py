@@ -43,6 +43,8 @@ CANDIDATES: dict[str, list[str]] = {
     "keras_np_w192": ["model.norm_pix_loss=true", "model.embed_dim=192", "model.num_heads=3", "model.mlp_dim=384"],
     "keras_np_decw128": ["model.norm_pix_loss=true", "model.decoder_embed_dim=128", "model.decoder_mlp_dim=256"],
     "keras_np_lr1e-2": ["model.norm_pix_loss=true", "optim.lr=1e-2"],
+    "keras_np_m85_lr2e-3": ["model.norm_pix_loss=true", "mask.ratio=0.85", "optim.lr=2e-3"],
+    "keras_np_m90": ["model.norm_pix_loss=true", "mask.ratio=0.9"],
 }
 
 
