@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from maelab.errors import UserError
+from maelab.errors import UserError, require_folder
 
 CONFIG_NAME = "config.yaml"
 
@@ -21,9 +21,7 @@ def check_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
     """The run directory a new run would use; one that already holds a run is refused unless ``overwrite``.
     Writes nothing: a run checks its folder, then loads its data and builds its model, and only then
     :func:`prepare_run_dir` replaces anything, so that a mistake found on the way loses nothing."""
-    run_dir = Path(out_dir) if out_dir else default_run_dir(name)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"out_dir {run_dir} exists and is not a folder: choose another out_dir")
+    run_dir = require_folder(Path(out_dir) if out_dir else default_run_dir(name), "out_dir")
     if holds_run(run_dir) and not overwrite:
         raise UserError(
             f"out_dir {run_dir} already holds a run: continue it with --resume {run_dir}, "

@@ -18,7 +18,7 @@ from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, default_run_dir, p
 from maelab.eval.feature_cache import FeatureCache, cache_key, cache_root, cached_features
 from maelab.eval.features import extract_layers
 from maelab.eval.finetune import finetune
-from maelab.eval.knn import knn_predict, topk_accuracy
+from maelab.eval.knn import knn_top1
 from maelab.eval.linear_probe import train_probes
 from maelab.eval.protocols import FINAL, Feature, assemble, needed_features, probe_summary, protocols
 from maelab.eval.recon import evaluate_reconstruction
@@ -148,9 +148,7 @@ def knn_accuracy(run: LoadedRun, data: Dataset) -> float:
     """k-NN top-1 (%) of the run's encoder: train-set features as the bank, test set as queries (cached features)."""
     feature = (FINAL, run.cfg.knn.pool)
     train, test, _ = frozen_features(run, data, [feature])
-    scores = knn_predict(train[feature], data.y_train, test[feature], data.num_classes, run.cfg.knn.k,
-                         run.cfg.knn.temperature)
-    return 100 * topk_accuracy(scores, data.y_test, 1)
+    return knn_top1(train[feature], test[feature], data, run.cfg.knn)
 
 
 def run_recon(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,

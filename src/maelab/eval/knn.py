@@ -48,9 +48,15 @@ def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:
     return float(hits.float().mean())
 
 
+def knn_top1(train_feats: Tensor, test_feats: Tensor, data: Dataset, cfg: KnnConfig) -> float:
+    """k-NN top-1 (%) with ``cfg``: features of data's training images [N, D] as the bank, of its test images
+    [M, D] as queries."""
+    scores = knn_predict(train_feats, data.y_train, test_feats, data.num_classes, cfg.k, cfg.temperature)
+    return 100 * topk_accuracy(scores, data.y_test, 1)
+
+
 def encoder_knn_top1(encoder: ViTEncoder, data: Dataset, img_size: int, cfg: KnnConfig, batch_size: int = 500) -> float:
     """k-NN top-1 (%) of a frozen encoder: the training images as the bank, the test images as queries."""
-    feats = [extract_features(encoder, x, img_size, data.mean, data.std, cfg.pool, batch_size)
-             for x in (data.x_train, data.x_test)]
-    scores = knn_predict(feats[0], data.y_train, feats[1], data.num_classes, cfg.k, cfg.temperature)
-    return 100 * topk_accuracy(scores, data.y_test, 1)
+    train, test = (extract_features(encoder, x, img_size, data.mean, data.std, cfg.pool, batch_size)
+                   for x in (data.x_train, data.x_test))
+    return knn_top1(train, test, data, cfg)
