@@ -65,24 +65,28 @@ PROBES: dict[str, list[str]] = {
 
 
 def run_budgeted(cfg: Config, minutes: float, eval_overrides: list[str], probes: list[str],
-                 save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                 save: Callable[[dict[str, Any]], None], keep_epochs: bool = False) -> dict[str, Any]:
     """Calibrate, pretrain ``cfg`` for the epochs that fit ``minutes``, then probe (each protocol of ``probes``),
     k-NN, and the same for the random-init floor. ``save`` gets the growing record after every stage, so that a
-    run cut short keeps what it measured."""
+    run cut short keeps what it measured. ``keep_epochs``: no calibration, ``cfg.optim.epochs`` as configured (a
+    recipe already sized for ``minutes`` on this machine, e.g. run with fewer threads beside other seeds);
+    ``within_budget`` then says whether its wall time held the minutes."""
     from maelab.data import load_dataset
     from maelab.eval.commands import run_knn, run_probe
 
     start = time.perf_counter()
     train_images = len(load_dataset(cfg.data, cfg.train.seed).x_train)
-    rate = measure_img_per_s(cfg, train_images)
-    epochs = epochs_within(minutes, rate, train_images)
+    rate = None if keep_epochs else measure_img_per_s(cfg, train_images)
+    epochs = cfg.optim.epochs if rate is None else epochs_within(minutes, rate, train_images)
     record: dict[str, Any] = {"minutes": minutes, "calibration_img_per_s": rate, "epochs": epochs,
+                              "epochs_from": "config" if keep_epochs else "calibration",
                               "train_images": train_images, "calibration_s": time.perf_counter() - start}
     save(record)
     begin = time.perf_counter()
     run_dir = pretrain(replace(cfg, optim=replace(cfg.optim, epochs=epochs)))
     record.update(pretrain_s=time.perf_counter() - begin, run_dir=str(run_dir))
     record["img_per_s"] = epochs * train_images / record["pretrain_s"]
+    record["within_budget"] = record["pretrain_s"] <= minutes * 60
     save(record)
     for floor in (False, True):
         prefix = "floor_" if floor else ""

@@ -29,6 +29,7 @@ from maelab.models.presets import resolve_spec
 
 BASE = "configs/cifar10_keras.yaml"
 P4 = ["model.img_size=32", "model.patch_size=4", "aug.preset=mae"]
+D4 = ["model.norm_pix_loss=true", "model.depth=4"]
 CANDIDATES: dict[str, list[str]] = {
     "keras_np": ["model.norm_pix_loss=true"],
     "p4_np": [*P4, "model.norm_pix_loss=true"],
@@ -37,14 +38,17 @@ CANDIDATES: dict[str, list[str]] = {
     "keras_np_lr2e-3": ["model.norm_pix_loss=true", "optim.lr=2e-3"],
     "keras_np_m85": ["model.norm_pix_loss=true", "mask.ratio=0.85"],
     "keras_np_wu5": ["model.norm_pix_loss=true", "optim.warmup_fraction=0.05"],
-    "keras_np_m60": ["model.norm_pix_loss=true", "mask.ratio=0.6"],
-    "keras_np_b128": ["model.norm_pix_loss=true", "optim.batch_size=128", "optim.lr=3.5e-3"],
     "keras_np_d4": ["model.norm_pix_loss=true", "model.depth=4"],
     "keras_np_w192": ["model.norm_pix_loss=true", "model.embed_dim=192", "model.num_heads=3", "model.mlp_dim=384"],
     "keras_np_decw128": ["model.norm_pix_loss=true", "model.decoder_embed_dim=128", "model.decoder_mlp_dim=256"],
     "keras_np_lr1e-2": ["model.norm_pix_loss=true", "optim.lr=1e-2"],
-    "keras_np_m85_lr2e-3": ["model.norm_pix_loss=true", "mask.ratio=0.85", "optim.lr=2e-3"],
-    "keras_np_m90": ["model.norm_pix_loss=true", "mask.ratio=0.9"],
+    # depth 4 led the first eleven: the next round varies around it (the deeper-base ratio and batch candidates
+    # queued before it were dropped unrun)
+    "keras_np_d3": ["model.norm_pix_loss=true", "model.depth=3"],
+    "keras_np_d4_m85": [*D4, "mask.ratio=0.85"],
+    "keras_np_d4_b128": [*D4, "optim.batch_size=128", "optim.lr=3.5e-3"],
+    "keras_np_d4_m60": [*D4, "mask.ratio=0.6"],
+    "keras_np_d4_adamw95": [*D4, "optim.weight_decay=0.05", "optim.beta2=0.95"],  # MAE's AdamW settings
 }
 
 

@@ -13,9 +13,12 @@ cosine complete within them), then runs each ``--probes`` protocol (maelab's def
 protocol: AdamW lr 1e-3, weight decay 1e-4, 100 epochs) on every block and concatenation (``probe.layers=all``:
 the final layer's top-1 and the best protocol's are recorded), k-NN, and the same for the random-init floor of the
 same architecture; the JSON (``--json``, rewritten after every stage) holds the wall times, epochs, img/s and every
-figure. ``--set`` overrides are added to every stage of every recipe (e.g. ``--set optim.epochs=50``);
-``--set-pretrain`` / ``--set-eval`` to one stage only. ``--smoke`` runs each recipe in seconds on the CPU
-(synthetic images, the micro model, one epoch): a check that the script works, not a measurement.
+figure. ``--keep-epochs`` skips the calibration and keeps the config's epochs (a recipe already sized for
+the budget, such as configs/cifar10_cpu25.yaml, e.g. seeds run side by side with one thread each); the JSON
+then says whether the pretraining held the minutes. ``--set`` overrides are added to every stage of every
+recipe (e.g. ``--set optim.epochs=50``); ``--set-pretrain`` / ``--set-eval`` to one stage only. ``--smoke``
+runs each recipe in seconds on the CPU (synthetic images, the micro model, one epoch): a check that the script
+works, not a measurement.
 
 The recipes below are first guesses made without a GPU at hand (sizes from the issue, epochs sized from the
 CPU throughput and the H100 throughput goal); the figures a GPU run reaches are in docs/performance.md.
@@ -113,7 +116,7 @@ def budgeted(args: argparse.Namespace, device: str, gpu: Optional[str]) -> dict[
         if args.json:
             Path(args.json).write_text(json.dumps({**head, **record}, indent=2))
 
-    record = {**head, **run_budgeted(cfg, args.minutes, post, args.probes, save)}
+    record = {**head, **run_budgeted(cfg, args.minutes, post, args.probes, save, args.keep_epochs)}
     print(json.dumps(record, indent=2))
     return record
 
@@ -131,6 +134,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     parser.add_argument("--minutes", type=float, help="budgeted mode: pretrain --config for as many epochs as fit "
                         "this many minutes on this machine, then probe, k-NN and the random-init floor")
     parser.add_argument("--config", default=str(BUDGET_CONFIG), help="budgeted mode: the pretraining config")
+    parser.add_argument("--keep-epochs", action="store_true", help="budgeted mode: no calibration; pretrain the "
+                        "config's optim.epochs (a recipe sized for --minutes here) and record whether it held them")
     parser.add_argument("--probes", nargs="+", default=["default", "reference"], choices=list(PROBES),
                         help="budgeted mode: the probe protocols to report")
     args = parser.parse_args(argv)

@@ -128,3 +128,14 @@ def test_an_override_inside_a_value_that_is_not_a_section_names_it():
     """Found by the property test: OmegaConf raised a bare ValueError for these two overrides."""
     with pytest.raises(ConfigError, match=r"override 'gan.enabled=0' cannot follow 'gan=\[1,2\]'"):
         load_config(None, ["gan=[1,2]", "gan.enabled=0"])
+
+
+def test_the_cpu25_recipe_is_the_keras_recipe_with_norm_pix_a_smaller_encoder_and_its_epochs():
+    from dataclasses import replace
+
+    keras = load_config("configs/cifar10_keras.yaml")
+    cfg = load_config("configs/cifar10_cpu25.yaml")
+    assert cfg.model.norm_pix_loss and cfg.model.depth == 4 and cfg.optim.epochs == 32
+    assert replace(cfg.model, norm_pix_loss=False, depth=keras.model.depth) == keras.model
+    assert (cfg.aug, cfg.mask, cfg.data) == (keras.aug, keras.mask, keras.data)
+    assert replace(cfg.optim, epochs=keras.optim.epochs) == keras.optim

@@ -47,3 +47,15 @@ def test_a_budgeted_smoke_run_pretrains_the_fitted_epochs_then_probes_and_its_fl
     best = record["probe_default_best"]  # every block and concatenation was probed; the best is kept
     assert best["top1"] >= record["probe_default_top1"] and best["name"] in {"last", "block1", "block2", "last2"}
     assert record["pretrain_s"] > 0 and record["img_per_s"] > 0
+
+
+def test_keep_epochs_pretrains_the_configs_epochs_without_calibrating_and_says_if_they_held_the_budget(
+        tmp_path, monkeypatch):
+    import budget
+
+    monkeypatch.setattr(budget, "measure_img_per_s", lambda cfg, n: (_ for _ in ()).throw(AssertionError("called")))
+    [record] = speedrun.main(["--smoke", "--minutes", "5", "--keep-epochs", "--out", str(tmp_path / "runs"),
+                              "--probes", "default", "--set", "data.synthetic_train=128", "data.synthetic_test=64",
+                              "--set-pretrain", "optim.epochs=2"])
+    assert record["epochs"] == 2 and record["epochs_from"] == "config" and record["calibration_img_per_s"] is None
+    assert record["within_budget"] is True  # two epochs of 128 micro images take seconds, not 5 minutes
