@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from maelab.config import load_config
-from maelab.engine.pretrain import Run, build_run, step_seed, train_step
+from maelab.engine.pretrain import Run, build_run, step_generators, train_step
 
 
 def make_run(preset: str, device: str, batch: int, overrides: list[str], tmp: Path) -> Run:
@@ -35,14 +35,12 @@ def make_run(preset: str, device: str, batch: int, overrides: list[str], tmp: Pa
 
 def timed(run: Run, steps: int, start: int, logs: dict) -> float:
     """Images per second over ``steps`` train steps (synchronised at both ends)."""
-    gen = torch.Generator(device=run.device)
     x = run.data.x_train[: run.cfg.optim.batch_size]
     sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for i in range(steps):
-        gen.manual_seed(step_seed(0, start + i))
-        loss = train_step(run, x, 1e-4, 0.75, gen, logs)
+        loss = train_step(run, x, 1e-4, 0.75, step_generators(0, start + i, run.device), logs)
     float(loss.item())
     sync()
     return steps * len(x) / (time.perf_counter() - t0)

@@ -41,7 +41,7 @@ from timing import Contender, alternate, matmul_peak  # noqa: E402
 
 from maelab.config import load_config  # noqa: E402
 from maelab.engine.device import autocast  # noqa: E402
-from maelab.engine.pretrain import Run, build_run, step_seed, train_step  # noqa: E402
+from maelab.engine.pretrain import Run, build_run, step_generators, step_seed, train_step  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
 from maelab.models import cpu_kernels  # noqa: E402
@@ -64,12 +64,10 @@ def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str])
 
 def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender:
     """maelab's train_step on the first batch of the run's images, a fresh seed each call."""
-    gen = torch.Generator(device=run.device)
     x = run.data.x_train[: run.cfg.optim.batch_size]
 
     def fn(i: int) -> torch.Tensor:
-        gen.manual_seed(step_seed(0, i))
-        return train_step(run, x, 1e-4, RATIO, gen)
+        return train_step(run, x, 1e-4, RATIO, step_generators(0, i, run.device))
 
     return Contender(name, fn, len(x), flops_per_image * len(x))
 

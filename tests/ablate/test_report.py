@@ -2,10 +2,11 @@ import json
 import re
 
 from maelab.ablate import load_suite
+from maelab.ablate.power import mde
 from maelab.ablate.report import build_report, mean_std, p_value
-from maelab.ablate.results import read_results, values_of
+from maelab.ablate.results import by_seed, read_results, values_of
 from maelab.ablate.runner import collect_and_write
-from maelab.ablate.stats import Difference, summarize, welch
+from maelab.ablate.stats import Difference, paired, summarize, welch
 from maelab.cli import main
 
 
@@ -30,8 +31,16 @@ def test_report_has_every_section_and_the_numbers_of_the_csv(suite_copy):
     rows = read_results(out / "results.csv")
     probe = summarize(values_of(rows, "linear", "probe_top1"))
     assert f"{probe.mean:.2f} ± {probe.std:.2f}" in text
-    d = welch(values_of(rows, "linear", "probe_top1"), values_of(rows, "baseline", "probe_top1"))
-    assert f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" in text
+    linear, base = by_seed(rows, "linear", "probe_top1"), by_seed(rows, "baseline", "probe_top1")
+    differences = text.split("## Differences")[1].split("## The report's claims")[0]
+    d = paired(linear, base)  # the seeds pair: the paired interval judges, Welch's is shown beside it
+    assert f"| linear | {probe.mean:.2f} ± {probe.std:.2f} | {d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}] paired |" \
+        in differences
+    w = welch(list(linear.values()), list(base.values()))
+    pairing = text.split("### Pairing")[1]
+    assert f"| {d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}] | {w.diff:+.2f} [{w.low:+.2f}, {w.high:+.2f}] |" in pairing
+    shortest = mde("better", summarize([linear[k] - base[k] for k in base]).std, len(base))
+    assert f"**inconclusive**: these 2 seeds could have seen a difference of {shortest:.2f} points or more" in text
     assert "random-init encoder (floor)" in text and "predicting zeros (floor)" in text
     assert "46.52 vs 40.98 (+5.54)" in text  # the report's figures beside the measurement
     claims = re.findall(r"\*\*(held|not held|inconclusive)\*\*", text)

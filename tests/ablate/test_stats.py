@@ -3,7 +3,19 @@ import math
 import pytest
 from scipy import stats as sps
 
-from maelab.ablate.stats import HELD, INCONCLUSIVE, NOT_HELD, Difference, summarize, verdict, welch
+from maelab.ablate.stats import (
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    PAIRED,
+    WELCH,
+    Difference,
+    compare,
+    paired,
+    summarize,
+    verdict,
+    welch,
+)
 
 
 def test_summarize_is_the_mean_and_sample_std():
@@ -69,3 +81,37 @@ def test_verdicts_by_interval(kind, d, gain, expected):
 def test_no_interval_is_inconclusive():
     assert verdict("better", None, 5.0) == INCONCLUSIVE
     assert verdict("same", None) == INCONCLUSIVE
+
+
+def test_the_paired_interval_is_the_t_interval_of_the_per_seed_differences_by_hand_and_against_scipy():
+    a, b = {0: 50.0, 1: 52.0, 2: 49.0}, {0: 49.0, 1: 50.5, 2: 48.5}
+    d = paired(a, b)
+    # differences 1.0, 1.5, 0.5: mean 1.0, std 0.5, se 0.5 / sqrt(3) = 0.288675, t(0.975, 2) = 4.302653
+    assert d.diff == pytest.approx(1.0) and d.df == 2
+    assert (d.low, d.high) == pytest.approx((1.0 - 1.242063, 1.0 + 1.242063), abs=1e-5)
+    assert d.p == pytest.approx(sps.ttest_rel([50, 52, 49], [49, 50.5, 48.5]).pvalue)
+
+
+def test_pairing_uses_only_the_seeds_both_sides_ran():
+    d = paired({0: 1.0, 1: 2.0, 2: 9.0}, {0: 0.0, 1: 1.5, 3: 7.0})  # seeds 0 and 1: differences 1.0 and 0.5
+    assert d.diff == pytest.approx(0.75) and d.df == 1
+    assert paired({0: 1.0}, {0: 2.0, 1: 3.0}) is None
+
+
+def test_a_comparison_judges_by_the_paired_interval_whenever_two_seeds_pair_and_reports_welch_beside_it():
+    # the seeds move both variants together (r near 1): pairing narrows the interval a lot
+    a = {0: 50.0, 1: 53.0, 2: 47.0, 3: 51.0}
+    b = {k: v - 1.0 + 0.1 * (k % 2) for k, v in a.items()}
+    c = compare(a, b)
+    assert c.test == PAIRED and c.used is c.paired and c.n == 4
+    assert c.correlation == pytest.approx(sps.pearsonr(list(a.values()), list(b.values()))[0])
+    assert c.paired.high - c.paired.low < (c.welch.high - c.welch.low) / 10
+    assert c.sd == pytest.approx(summarize([a[k] - b[k] for k in a]).std)
+    unpaired = compare({0: 1.0, 1: 2.0}, {2: 1.0, 3: 3.0})  # no common seed: Welch judges
+    assert unpaired.test == WELCH and unpaired.used is unpaired.welch and unpaired.correlation is None
+    assert unpaired.sd == pytest.approx(math.sqrt(0.5 + 2.0))
+
+
+def test_the_correlation_needs_three_pairs_and_spread_on_both_sides():
+    assert compare({0: 1.0, 1: 2.0}, {0: 1.5, 1: 2.5}).correlation is None
+    assert compare({0: 1.0, 1: 1.0, 2: 1.0}, {0: 1.5, 1: 2.5, 2: 3.0}).correlation is None

@@ -7,7 +7,7 @@ from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.gan import CollapseWatch, discriminator_step, frozen, generator_step, masked_input
 from maelab.engine.metrics import read_metrics
-from maelab.engine.pretrain import build_run, checkpoint_state, pretrain, restore, resume, step_seed, train_step
+from maelab.engine.pretrain import build_run, checkpoint_state, pretrain, restore, resume, step_generators, train_step
 from maelab.errors import ConfigError
 from maelab.losses import GAN_LOSSES, g_loss
 from maelab.models.mae import patchify
@@ -38,8 +38,7 @@ def forward(run, seed=0):
 
 
 def step(run, logs=None):
-    gen = torch.Generator().manual_seed(step_seed(0, run.step))
-    loss = train_step(run, run.data.x_train[:64], 1e-3, 0.75, gen, logs)
+    loss = train_step(run, run.data.x_train[:64], 1e-3, 0.75, step_generators(0, run.step), logs)
     run.step += 1
     return loss
 
@@ -218,7 +217,7 @@ def test_fp16_gives_d_its_own_scaler_and_checkpoints_it(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "train.precision=fp16", "gan.adaptive=true")
     assert run.gan.scaler is not None and run.gan.scaler is not run.scaler
     logs = {}
-    loss = train_step(run, run.data.x_train[:16], 1e-3, 0.75, torch.Generator().manual_seed(0), logs)
+    loss = train_step(run, run.data.x_train[:16], 1e-3, 0.75, step_generators(0, 0), logs)
     assert torch.isfinite(loss) and all(torch.isfinite(v) for v in logs.values())
     assert logs["gan_weight"].item() > 0  # the scaled adaptive weight did not underflow
     run.gan.scaler.update(1234.0)

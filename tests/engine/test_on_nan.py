@@ -10,7 +10,7 @@ from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import read_metrics
 from maelab.engine.numerics import NonFiniteLossError
-from maelab.engine.pretrain import build_run, pretrain, step_seed, train_step
+from maelab.engine.pretrain import build_run, pretrain, step_generators, train_step
 from maelab.models import MAE
 
 
@@ -46,8 +46,7 @@ def same(a, b):
 
 
 def step(run):
-    gen = torch.Generator().manual_seed(step_seed(0, run.step))
-    loss = train_step(run, run.data.x_train[:64], 1e-3, 0.75, gen)
+    loss = train_step(run, run.data.x_train[:64], 1e-3, 0.75, step_generators(0, run.step))
     run.step += 1
     return loss
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from maelab.ablate.environment import read_invocations
+from maelab.ablate.report_claims import claims_section, tested_interval
 from maelab.ablate.results import (
     FLOOR,
     PROTOCOLS_NAME,
@@ -16,13 +17,14 @@ from maelab.ablate.results import (
     UNDEFINED,
     ZERO_PRED,
     Row,
+    by_seed,
     read_results,
     undefined_of,
     values_of,
 )
 from maelab.ablate.runner import saved_suite
-from maelab.ablate.stats import Difference, summarize, verdict, welch
-from maelab.ablate.suite import ClaimSpec, SuiteSpec
+from maelab.ablate.stats import Difference, compare, summarize
+from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
 from maelab.errors import UserError
@@ -57,8 +59,8 @@ def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], 
            probe_protocols: Optional[dict[str, Any]] = None) -> str:
     """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are)."""
     parts = [_header(spec, rows), _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
-             _differences(spec, rows), _claims(spec, rows), _took_effect(spec, rows), _figures(figures),
-             _failures(rows), _provenance(invocations)]
+             _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell), _took_effect(spec, rows),
+             _figures(figures), _failures(rows), _provenance(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -94,12 +96,6 @@ def summary_cell(rows: list[Row], variant: str, metric: str, decimals: int) -> s
     return mean_std(values_of(rows, variant, metric), decimals, len(undefined_of(rows, variant, metric)))
 
 
-def interval(d: Optional[Difference], decimals: int) -> str:
-    if d is None:
-        return f"{DASH} (needs 2+ seeds on both sides)"
-    return f"{d.diff:+.{decimals}f} [{d.low:+.{decimals}f}, {d.high:+.{decimals}f}]"
-
-
 def p_value(d: Optional[Difference]) -> str:
     if d is None:
         return DASH
@@ -110,7 +106,8 @@ def _header(spec: SuiteSpec, rows: list[Row]) -> str:
     seeds = sorted({r.seed for r in rows})
     lines = [f"# Ablation: {spec.name}", "", spec.description.strip(), "",
              f"Seeds: {', '.join(map(str, seeds)) or 'none finished yet'}. Mean ± sample std over seeds; "
-             "differences are Welch 95% intervals. Every run's files are under `runs/<variant>/seed<k>/`.", "",
+             "differences are paired 95% intervals (Welch's where seeds do not pair). Every run's files are "
+             "under `runs/<variant>/seed<k>/`.", "",
              "| variant | config | overrides | runs finished | failed |", "| --- | --- | --- | --- | --- |"]
     for name, v in spec.variants.items():
         done = len({r.seed for r in rows if r.variant == name and r.status == "done"})
@@ -163,67 +160,21 @@ def _undefined(rows: list[Row]) -> str:
 
 def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
     lines = ["## Differences to the baseline and to the floor", "",
-             f"Δ = variant − {spec.baseline} (or − the random-init floor), with the 95% Welch interval and "
-             "the two-sided p-value. An interval that excludes 0 is a difference these seeds can show."]
+             f"Δ = variant − {spec.baseline} (or − the random-init floor of the same seed), with its 95% interval "
+             "and two-sided p-value: paired over the seeds both sides ran (2 or more), Welch's otherwise (the "
+             "claims section says why). An interval that excludes 0 is a difference these seeds can show."]
     for metric in metrics_in(rows, [*HEADLINE, "finetune_top1"]):
         label, dec = METRICS[metric]
-        base = values_of(rows, spec.baseline, metric)
-        floor = values_of(rows, FLOOR, metric)
+        base, floor = by_seed(rows, spec.baseline, metric), by_seed(rows, FLOOR, metric)
         lines += ["", f"### {label}", "", f"| variant | mean ± std | Δ vs {spec.baseline} [95% CI] | p | "
                   "Δ vs floor [95% CI] |", "| --- | --- | --- | --- | --- |"]
         for name in spec.variants:
-            vals = values_of(rows, name, metric)
-            d = welch(vals, base) if name != spec.baseline else None
-            vs_floor = interval(welch(vals, floor), dec) if floor else DASH
-            lines.append(f"| {name} | {summary_cell(rows, name, metric, dec)} | "
-                         f"{interval(d, dec) if name != spec.baseline else DASH} | {p_value(d)} | {vs_floor} |")
+            vals = by_seed(rows, name, metric)
+            c = compare(vals, base) if name != spec.baseline else None
+            cell, p = (tested_interval(c, dec), p_value(c.used)) if c is not None else (DASH, DASH)
+            vs_floor = tested_interval(compare(vals, floor), dec) if floor else DASH
+            lines.append(f"| {name} | {summary_cell(rows, name, metric, dec)} | {cell} | {p} | {vs_floor} |")
     return "\n".join(lines)
-
-
-def judge(claim: ClaimSpec, spec: SuiteSpec, rows: list[Row]) -> tuple[Optional[Difference], str]:
-    """The interval of (variant − reference) on the claim's metric and the verdict it gives."""
-    reference = claim.reference or spec.baseline
-    d = welch(values_of(rows, claim.variant, claim.metric), values_of(rows, reference, claim.metric))
-    gain = None
-    if claim.claimed is not None and claim.claimed_reference is not None:
-        gain = claim.claimed - claim.claimed_reference
-    return d, verdict(claim.kind, d, gain, claim.margin)
-
-
-def _claims(spec: SuiteSpec, rows: list[Row]) -> str:
-    if not spec.claims:
-        return ""
-    lines = ["## The report's claims", "",
-             "Verdicts by the 95% interval of (variant − reference). *better*: held if the interval lies above 0; "
-             "not held if it lies below the claimed gain (or at or below 0 when the report gives no figure); "
-             "otherwise inconclusive. *same*: held if the interval lies within ± the margin; not held if it "
-             "excludes 0 and leaves the margin. The report's own figures come from one seed each, with the full "
-             "data and its own recipe, so compare them with the *differences* here, not the absolute values.", "",
-             "| claim | metric | report's figures | measured: variant / reference | Δ [95% CI] | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for claim in spec.claims:
-        label, dec = METRICS.get(claim.metric, (claim.metric, 3))
-        reference = claim.reference or spec.baseline
-        d, result = judge(claim, spec, rows)
-        report = _report_figures(claim)
-        measured = (f"{summary_cell(rows, claim.variant, claim.metric, dec)} / "
-                    f"{summary_cell(rows, reference, claim.metric, dec)}")
-        note = ""
-        if result == "held" and claim.kind == "better" and d is not None and claim.claimed is not None \
-                and claim.claimed_reference is not None and d.high < claim.claimed - claim.claimed_reference:
-            note = " (smaller than claimed)"
-        lines.append(f"| {claim.text} ({claim.variant} vs {reference}, {claim.kind}"
-                     f"{f', margin ±{claim.margin:g}' if claim.kind == 'same' else ''}) | {label} | {report} | "
-                     f"{measured} | {interval(d, dec)} | **{result}**{note} |")
-    return "\n".join(lines)
-
-
-def _report_figures(claim: ClaimSpec) -> str:
-    if claim.claimed is None:
-        return "–"
-    if claim.claimed_reference is None:
-        return f"{claim.claimed:g}"
-    return f"{claim.claimed:g} vs {claim.claimed_reference:g} ({claim.claimed - claim.claimed_reference:+.2f})"
 
 
 def _took_effect(spec: SuiteSpec, rows: list[Row]) -> str:

@@ -142,6 +142,11 @@ def values_of(rows: list[Row], variant: str, metric: str) -> list[float]:
             if r.variant == variant and r.metric == metric and r.value is not None]
 
 
+def by_seed(rows: list[Row], variant: str, metric: str) -> dict[int, float]:
+    """One variant's defined values of one metric, by seed (what a paired comparison matches)."""
+    return {r.seed: r.value for r in rows if r.variant == variant and r.metric == metric and r.value is not None}
+
+
 def undefined_of(rows: list[Row], variant: str, metric: str) -> list[Row]:
     """One variant's undefined rows of one metric (left out of its means), ordered by seed."""
     return [r for r in sorted(rows, key=lambda r: r.seed)

@@ -1,9 +1,10 @@
-"""Statistics of an ablation: mean ± std over seeds, Welch's t-test and its 95% interval, claim verdicts."""
+"""Statistics of an ablation: mean ± std over seeds, the paired and Welch 95% intervals of a difference, claim
+verdicts."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -61,13 +62,78 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Option
     se = math.sqrt(va + vb)
     if se == 0.0:
         return Difference(diff, diff, diff, None if diff == 0 else 0.0, None)
+    df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
+    return _t_interval(diff, se, df, level)
+
+
+def _t_interval(diff: float, se: float, df: float, level: float) -> Difference:
     from scipy import stats as sps  # only the report needs it (a GPU image without scipy can still train)
 
-    df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
-    t = diff / se
     half = float(sps.t.ppf(0.5 + level / 2, df)) * se
-    p = float(2 * sps.t.sf(abs(t), df))
-    return Difference(diff, diff - half, diff + half, p, df)
+    return Difference(diff, diff - half, diff + half, float(2 * sps.t.sf(abs(diff / se), df)), df)
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Optional[Difference]:
+    """The paired t-interval of mean over common seeds of (a[seed] - b[seed]) (``scipy.stats.ttest_rel``);
+    None with fewer than 2 common seeds. No spread in the differences: the interval is [diff, diff], df and p
+    as in :func:`welch`."""
+    seeds = sorted(a.keys() & b.keys())
+    if len(seeds) < 2:
+        return None
+    s = summarize([a[k] - b[k] for k in seeds])
+    se = s.std / math.sqrt(s.n)
+    if se == 0.0:
+        return Difference(s.mean, s.mean, s.mean, None if s.mean == 0 else 0.0, None)
+    return _t_interval(s.mean, se, s.n - 1, level)
+
+
+PAIRED, WELCH = "paired", "Welch"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """variant − reference on one metric over seeds: both intervals, and which one judges.
+
+    ``test`` is PAIRED whenever 2 or more seeds ran on both sides: in a suite seed k gives every variant the same
+    initial weights, data order and random draws (common random numbers), so the per-seed difference removes
+    what the seed adds to both; the rule is fixed before looking at the data, not "the narrower interval".
+    ``sd`` and ``n`` are what the power of :mod:`maelab.ablate.power` needs: the std of the per-seed differences
+    and the pairs (paired), or sqrt(s_a² + s_b²) and the seeds per side (Welch). ``correlation``: Pearson's r of
+    the two sides over common seeds (None below 3 pairs or without spread), the reason pairing pays or not.
+    """
+
+    paired: Optional[Difference]
+    welch: Optional[Difference]
+    test: str
+    sd: Optional[float]
+    n: int
+    correlation: Optional[float]
+
+    @property
+    def used(self) -> Optional[Difference]:
+        return self.paired if self.test == PAIRED else self.welch
+
+
+def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Comparison:
+    """:class:`Comparison` of the values ``a`` and ``b`` (seed -> value) of two variants."""
+    common = sorted(a.keys() & b.keys())
+    w = welch(list(a.values()), list(b.values()), level)
+    if len(common) >= 2:
+        diffs = summarize([a[k] - b[k] for k in common])
+        return Comparison(paired(a, b, level), w, PAIRED, diffs.std, len(common), _pearson(a, b, common))
+    sa, sb = summarize(list(a.values())), summarize(list(b.values()))
+    sd = math.sqrt(sa.std**2 + sb.std**2) if w is not None else None
+    return Comparison(None, w, WELCH, sd, min(sa.n, sb.n), None)
+
+
+def _pearson(a: Mapping[int, float], b: Mapping[int, float], seeds: list[int]) -> Optional[float]:
+    if len(seeds) < 3:
+        return None
+    x, y = [a[k] for k in seeds], [b[k] for k in seeds]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True))
+    sxx, syy = sum((u - mx) ** 2 for u in x), sum((v - my) ** 2 for v in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
 
 
 def verdict(kind: str, d: Optional[Difference], claimed_gain: Optional[float] = None, margin: float = 1.0) -> str:

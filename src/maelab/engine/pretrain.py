@@ -34,8 +34,29 @@ from maelab.undefined import set_undefined
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The seed of everything random in one step (augmentation, masks): a pure function of (seed, step)."""
+    """The seed of one step's random draws: a pure function of (seed, step)."""
     return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
+
+
+MASK_STREAM = 0x9E3779B97F4A7C15  # offsets the masks' seed from the augmentation's (any fixed odd constant)
+
+
+@dataclass(frozen=True)
+class StepGenerators:
+    """One step's two random streams, augmentation and masks, each seeded from (seed, step).
+
+    Apart so that a variant that changes one leaves the other's draws as they were: in an ablation, seed k's
+    variants with more augmentation ops still mask the same patches as the baseline (common random numbers, the
+    reason the report can pair seeds)."""
+
+    augment: torch.Generator
+    mask: torch.Generator
+
+
+def step_generators(seed: int, step: int, device: torch.device | str = "cpu") -> StepGenerators:
+    base = step_seed(seed, step)
+    return StepGenerators(torch.Generator(device=device).manual_seed(base),
+                          torch.Generator(device=device).manual_seed((base + MASK_STREAM) % (2**63 - 1)))
 
 
 @dataclass
@@ -169,7 +190,7 @@ def restore(run: Run, state: dict[str, Any]) -> None:
                            int(state.get("global_batch", run.global_batch)), run.steps_per_epoch, run.global_batch)
 
 
-def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generator: torch.Generator,
+def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,
                logs: Optional[dict[str, Tensor]] = None) -> Tensor:
     """One optimizer step on a uint8 batch [B, H, W, 3]; returns the reconstruction loss as a device tensor
     (no host sync). Under torchrun the batch is this rank's shard, ``ratio`` (per-sample: [world_size x B]) is
@@ -180,7 +201,7 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     tensors: g_adv, gan_weight, d_loss, d_real, d_fake) are written into ``logs`` when it is given.
     """
     shard = run.dist.shard  # this rank's rows of the step's random draws (all of them in one process)
-    imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generator, shard)
+    imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generators.augment, shard)
     imgs = (imgs - run.mean) / run.std
     if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
         ratio = shard.rows(ratio)
@@ -189,7 +210,8 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     gan = run.active_gan()
     with frozen(gan.disc if gan is not None else None):
         with autocast(run.device, run.precision):
-            loss, pred, mask = run.forward(imgs, ratio, generator=generator, shard=shard, full_pred=gan is not None)
+            loss, pred, mask = run.forward(imgs, ratio, generator=generators.mask, shard=shard,
+                                           full_pred=gan is not None)
             objective = loss
             if gan is not None:
                 fake = run.model.reconstruct(imgs, pred, mask)  # visible patches pasted back, normalised space
@@ -256,19 +278,18 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     cfg = run.cfg
     batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch, run.dist.rank,
                             run.dist.world_size, run.data.x_train.device)
-    generator = torch.Generator(device=run.device)
     stats = EpochStats(run.device)
     start_index = run.step - epoch * run.steps_per_epoch
     t_epoch = t_log = time.perf_counter()
     images_since_log = 0
     lr = ratio_sum = 0.0  # ratio_sum: the ratios the encoder saw, for the epoch's mean
     for index in range(start_index, run.steps_per_epoch):
-        generator.manual_seed(step_seed(cfg.train.seed, run.step))
         lr, ratio = run.lr(run.step), run.mask_ratio(epoch, run.step)
         seen = float(ratio.mean()) if isinstance(ratio, Tensor) else ratio  # per-sample: the batch's mean
         ratio_sum += seen
         logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
-        loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generator, logs)
+        generators = step_generators(cfg.train.seed, run.step, run.device)
+        loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generators, logs)
         stats.add(loss)
         stats.add_logs(logs)
         run.step += 1

@@ -1,0 +1,157 @@
+"""The report's claims section: each claim's interval (paired where the seeds pair), its verdict, and what the
+seeds could have seen (the minimum detectable effect, and the seeds the claim's own margin needs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from maelab.ablate.power import POWER, mde, seeds_needed
+from maelab.ablate.results import Row, by_seed
+from maelab.ablate.stats import Comparison, Difference, compare, verdict
+from maelab.ablate.suite import ClaimSpec, SuiteSpec
+from maelab.undefined import DASH
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A claim judged on the suite's rows."""
+
+    claim: ClaimSpec
+    reference: str
+    comparison: Comparison
+    verdict: str
+    target: float  # the effect the claim is about: the claimed gain of a *better* claim, else its margin
+    mde: Optional[float]  # None with fewer than 2 seeds
+    seeds_needed: Optional[int]  # None with fewer than 2 seeds, or beyond power.MAX_SEEDS
+
+
+def claimed_gain(claim: ClaimSpec) -> Optional[float]:
+    if claim.claimed is None or claim.claimed_reference is None:
+        return None
+    return claim.claimed - claim.claimed_reference
+
+
+def target_effect(claim: ClaimSpec) -> float:
+    """What the claim's seeds must be able to see: the report's own gain (*better*, when it gives figures and a
+    gain), else the claim's margin."""
+    gain = claimed_gain(claim)
+    return gain if claim.kind == "better" and gain is not None and gain > 0 else claim.margin
+
+
+def judge(claim: ClaimSpec, spec: SuiteSpec, rows: list[Row]) -> Judged:
+    """The interval of (variant − reference) on the claim's metric, its verdict and its power."""
+    reference = claim.reference or spec.baseline
+    c = compare(by_seed(rows, claim.variant, claim.metric), by_seed(rows, reference, claim.metric))
+    target = target_effect(claim)
+    powered = c.sd is not None and c.n >= 2
+    return Judged(claim, reference, c, verdict(claim.kind, c.used, claimed_gain(claim), claim.margin), target,
+                  mde(claim.kind, c.sd, c.n, c.test) if powered else None,
+                  seeds_needed(claim.kind, c.sd, target, c.test) if powered else None)
+
+
+def unit(metric: str) -> str:
+    return " points" if metric.endswith("_top1") else ""
+
+
+def could_see(j: Judged, decimals: int) -> str:
+    """"these 5 seeds could have seen a difference of 1.8 points or more" (or DASH without 2 seeds)."""
+    if j.mde is None:
+        return f"{DASH} (needs 2+ seeds on both sides)"
+    value = f"{j.mde:.{decimals}f}{unit(j.claim.metric)}"
+    if j.claim.kind == "same":
+        return f"these {j.comparison.n} seeds could have shown sameness within ±{value} or wider"
+    return f"these {j.comparison.n} seeds could have seen a difference of {value} or more"
+
+
+def mde_cell(j: Judged, decimals: int) -> str:
+    if j.mde is None:
+        return DASH
+    return f"{'±' if j.claim.kind == 'same' else ''}{j.mde:.{decimals}f}"
+
+
+def seeds_cell(j: Judged, decimals: int) -> str:
+    aim = f"{'±' if j.claim.kind == 'same' else ''}{j.target:.{decimals}f}"
+    if j.mde is None:
+        return DASH
+    if j.seeds_needed is None:
+        return f"more than 1,000 for {aim}"
+    return f"{j.seeds_needed} for {aim}"
+
+
+def interval(d: Optional[Difference], decimals: int) -> str:
+    if d is None:
+        return f"{DASH} (needs 2+ seeds on both sides)"
+    return f"{d.diff:+.{decimals}f} [{d.low:+.{decimals}f}, {d.high:+.{decimals}f}]"
+
+
+def tested_interval(c: Comparison, decimals: int) -> str:
+    """The judging interval followed by its test's name ("+1.20 [+0.40, +2.00] paired"), or why there is none."""
+    return interval(c.used, decimals) + (f" {c.test}" if c.used is not None else "")
+
+
+def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[str, int]],
+                   summary_cell: object) -> str:
+    """The markdown of the claims (``summary_cell(rows, variant, metric, decimals)`` gives "mean ± std")."""
+    if not spec.claims:
+        return ""
+    lines = ["## The report's claims", "",
+             "Verdicts by the 95% interval of (variant − reference): the **paired** t-interval of the per-seed "
+             "differences whenever 2 or more seeds ran on both sides (seed k gives every variant the same initial "
+             "weights, data order and random draws, so each seed's difference cancels what the seed adds to "
+             "both), Welch's otherwise; the rule is fixed, not the narrower of the two. *better*: held if the "
+             "interval lies above 0; not held if it lies below the claimed gain (or at or below 0 when the report "
+             "gives no figure); otherwise inconclusive. *same*: held if the interval lies within ± the margin; not "
+             f"held if it excludes 0 and leaves the margin. The last two columns are the power ({POWER:.0%}) of "
+             "the seeds run, from their measured spread (docs/ablations.md): the smallest effect they could "
+             "have seen, and the seeds the claim's own gain or margin needs. The report's own figures come from "
+             "one seed each, with the full data and its own recipe, so compare them with the *differences* here, "
+             "not the absolute values.", "",
+             "| claim | metric | report's figures | measured: variant / reference | Δ [95% CI] | verdict | "
+             "smallest effect seen at 80% power | seeds for the claim's margin |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    judged = [judge(claim, spec, rows) for claim in spec.claims]
+    for j in judged:
+        claim = j.claim
+        label, dec = metrics.get(claim.metric, (claim.metric, 3))
+        measured = (f"{summary_cell(rows, claim.variant, claim.metric, dec)} / "
+                    f"{summary_cell(rows, j.reference, claim.metric, dec)}")
+        d = j.comparison.used
+        gain = claimed_gain(claim)
+        note = " (smaller than claimed)" if (j.verdict == "held" and claim.kind == "better" and d is not None
+                                             and gain is not None and d.high < gain) else ""
+        if j.verdict == "inconclusive" and j.mde is not None:
+            note = f": {could_see(j, dec)}"
+        lines.append(f"| {claim.text} ({claim.variant} vs {j.reference}, {claim.kind}"
+                     f"{f', margin ±{claim.margin:g}' if claim.kind == 'same' else ''}) | {label} | "
+                     f"{report_figures(claim)} | {measured} | {tested_interval(j.comparison, dec)} | "
+                     f"**{j.verdict}**{note} | {mde_cell(j, dec)} | {seeds_cell(j, dec)} |")
+    return "\n".join(lines + ["", _pairing(judged, metrics)])
+
+
+def _pairing(judged: list[Judged], metrics: dict[str, tuple[str, int]]) -> str:
+    """Both intervals of each claim, and the correlation across seeds that makes pairing pay (or not)."""
+    lines = ["### Pairing: does it pay?", "",
+             "A paired interval is narrower than Welch's when the two variants move together across seeds "
+             "(Pearson's r near 1); with r near 0 pairing gains nothing and costs degrees of freedom.", "",
+             "| claim | seeds paired | r across seeds | paired Δ [95% CI] | Welch Δ [95% CI] | width paired / Welch |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for j in judged:
+        dec = metrics.get(j.claim.metric, (j.claim.metric, 3))[1]
+        c = j.comparison
+        r = DASH if c.correlation is None else f"{c.correlation:+.2f}"
+        ratio = DASH
+        if c.paired is not None and c.welch is not None and c.welch.high > c.welch.low:
+            ratio = f"{(c.paired.high - c.paired.low) / (c.welch.high - c.welch.low):.2f}"
+        paired_n = c.n if c.test == "paired" else 0
+        lines.append(f"| {j.claim.text} | {paired_n} | {r} | {interval(c.paired, dec)} | "
+                     f"{interval(c.welch, dec)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def report_figures(claim: ClaimSpec) -> str:
+    if claim.claimed is None:
+        return "–"
+    if claim.claimed_reference is None:
+        return f"{claim.claimed:g}"
+    return f"{claim.claimed:g} vs {claim.claimed_reference:g} ({claim.claimed - claim.claimed_reference:+.2f})"
