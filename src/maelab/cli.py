@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
+from maelab.ablate.command import add_ablate_parsers
 from maelab.errors import UserError
 
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
@@ -183,74 +184,6 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default RUN_DIR/export)")
     p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
     p.set_defaults(func=cmd_export)
-
-
-def cmd_ablate(args: argparse.Namespace) -> int:
-    """maelab ablate SUITE.yaml [--seeds N] [--out DIR] [--workers W]: every variant × seed, then results.csv
-    and report.md."""
-    from maelab.ablate import build_report, load_suite, run_suite
-    from maelab.ablate.environment import record_invocation
-    from maelab.ablate.runner import collect_and_write, pending_runs
-    from maelab.ablate.workers import run_workers
-    from maelab.engine.signals import RunInterrupted
-
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers} is not valid: give at least 1")
-    suite = load_suite(args.suite, args.seeds)
-    out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
-    command = " ".join(["maelab", *(args.argv or [])])
-    if args.threads:
-        torch_threads(args.threads)
-    try:
-        workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
-        if workers > 1:
-            record_invocation(out, command)
-            code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
-            collect_and_write(suite, out)
-            if code != 0:
-                print(f"maelab: a worker stopped (exit {code}); rerun `{command}` to go on", file=sys.stderr)
-        else:
-            run_suite(suite, out, None if args.worker else command, workers=args.worker or 1)
-    except RunInterrupted as stopped:
-        print(f"maelab: {stopped}; or rerun `{command}` to resume the whole suite", file=sys.stderr)
-        return 0
-    if args.worker:
-        return 0
-    print(f"wrote {out / 'results.csv'}")
-    print(f"wrote {build_report(out)}")
-    return 0
-
-
-def torch_threads(threads: int) -> None:
-    import torch
-
-    if threads < 1:
-        raise UserError(f"--threads {threads} is not valid: give at least 1")
-    torch.set_num_threads(threads)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """maelab report DIR: rebuild DIR/report.md and its figures from DIR/results.csv."""
-    from maelab.ablate import build_report
-
-    print(f"wrote {build_report(args.out, figures=not args.no_figures)}")
-    return 0
-
-
-def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ablate", help="run an ablation suite (variants × seeds) into results.csv and report.md")
-    p.add_argument("suite", metavar="SUITE.yaml", help="a suite file, e.g. configs/suites/seed_cifar10_cpu.yaml")
-    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1; default: the suite's)")
-    p.add_argument("--out", metavar="DIR", help="the ablation folder (default runs/ablate/<suite name>)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="runs in parallel, each in its own process (default 1); with --threads per worker")
-    p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: cores / workers)")
-    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers N's processes: N
-    p.set_defaults(func=cmd_ablate)
-    p = sub.add_parser("report", help="rebuild an ablation's report.md from its results.csv")
-    p.add_argument("out", metavar="DIR", help="the --out folder of maelab ablate")
-    p.add_argument("--no-figures", action="store_true", help="only the markdown (no PNGs)")
-    p.set_defaults(func=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

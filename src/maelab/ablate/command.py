@@ -1,0 +1,131 @@
+"""The ablation commands: ``maelab ablate`` (with ``--seeds auto``: pilot, plan, planned seeds) and
+``maelab report``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from maelab.errors import UserError
+
+if TYPE_CHECKING:
+    from maelab.ablate.suite import Suite
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """maelab ablate SUITE.yaml [--seeds N|auto] [--max-seeds N] [--out DIR] [--workers W]: every variant × seed,
+    then results.csv and report.md."""
+    from maelab.ablate import build_report, load_suite
+    from maelab.ablate.seed_plan import DEFAULT_MAX_SEEDS, PILOT_SEEDS
+
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers} is not valid: give at least 1")
+    auto = args.seeds == "auto"
+    seeds = None if auto or args.seeds is None else _seeds_number(args.seeds)
+    if args.max_seeds is not None and not auto:
+        raise UserError("--max-seeds applies with --seeds auto only: add --seeds auto, or drop --max-seeds")
+    max_seeds = DEFAULT_MAX_SEEDS if args.max_seeds is None else args.max_seeds
+    if auto and max_seeds < PILOT_SEEDS:
+        raise UserError(f"--max-seeds {max_seeds} is below the pilot's {PILOT_SEEDS} seeds: give {PILOT_SEEDS} or more")
+    suite = load_suite(args.suite, PILOT_SEEDS if auto else seeds)
+    out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
+    command = " ".join(["maelab", *(args.argv or [])])
+    if args.threads:
+        torch_threads(args.threads)
+    if auto and not args.worker:
+        suite = _planned_suite(args, suite, out, command, max_seeds)
+        if suite is None:
+            return 0
+    elif not _run_stage(args, suite, out, command):
+        return 0
+    if args.worker:
+        return 0
+    print(f"wrote {out / 'results.csv'}")
+    print(f"wrote {build_report(out)}")
+    return 0
+
+
+def _seeds_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--seeds {text} is not valid: give a number of seeds, or auto") from None
+
+
+def _planned_suite(args: argparse.Namespace, pilot: Suite, out: Path, command: str, max_seeds: int) -> Optional[Suite]:
+    """--seeds auto: the pilot (unless a plan exists), the plan, then the planned seeds; None when stopped."""
+    from maelab.ablate import load_suite
+    from maelab.ablate.runner import collect_and_write
+    from maelab.ablate.seed_plan import describe, plan_seeds, read_plan
+
+    plan = read_plan(out)
+    if plan is None:
+        if not _run_stage(args, pilot, out, command):
+            return None
+        plan = plan_seeds(pilot, out, collect_and_write(pilot, out), max_seeds)
+    elif plan["max_seeds"] != max_seeds:
+        print(f"maelab: {out} already has a seed plan (cap {plan['max_seeds']}); it is kept, not revised: delete "
+              f"{out / 'seed_plan.json'} to plan again")
+    print(describe(plan))
+    suite = load_suite(args.suite, plan["seeds"])
+    return suite if _run_stage(args, suite, out, command) else None
+
+
+def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) -> bool:
+    """Run ``suite``'s unfinished runs (in --workers processes); False when interrupted."""
+    from maelab.ablate import run_suite
+    from maelab.ablate.environment import record_invocation
+    from maelab.ablate.runner import collect_and_write, pending_runs
+    from maelab.ablate.workers import run_workers
+    from maelab.engine.signals import RunInterrupted
+
+    try:
+        workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
+        if workers > 1:
+            record_invocation(out, command)
+            code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
+            collect_and_write(suite, out)
+            if code != 0:
+                print(f"maelab: a worker stopped (exit {code}); rerun `{command}` to go on", file=sys.stderr)
+        else:
+            run_suite(suite, out, None if args.worker else command, workers=args.worker or 1)
+    except RunInterrupted as stopped:
+        print(f"maelab: {stopped}; or rerun `{command}` to resume the whole suite", file=sys.stderr)
+        return False
+    return True
+
+
+def torch_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise UserError(f"--threads {threads} is not valid: give at least 1")
+    torch.set_num_threads(threads)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """maelab report DIR: rebuild DIR/report.md and its figures from DIR/results.csv."""
+    from maelab.ablate import build_report
+
+    print(f"wrote {build_report(args.out, figures=not args.no_figures)}")
+    return 0
+
+
+def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ablate", help="run an ablation suite (variants × seeds) into results.csv and report.md")
+    p.add_argument("suite", metavar="SUITE.yaml", help="a suite file, e.g. configs/suites/seed_cifar10_cpu.yaml")
+    p.add_argument("--seeds", help="number of seeds (0..N-1; default: the suite's), or auto: a pilot of 3 seeds, "
+                   "then the seeds each claim needs for its margin (docs/ablations.md)")
+    p.add_argument("--max-seeds", type=int, help="with --seeds auto: the most seeds to run (default 10)")
+    p.add_argument("--out", metavar="DIR", help="the ablation folder (default runs/ablate/<suite name>)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs in parallel, each in its own process (default 1); with --threads per worker")
+    p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: cores / workers)")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers N's processes: N
+    p.set_defaults(func=cmd_ablate)
+    p = sub.add_parser("report", help="rebuild an ablation's report.md from its results.csv")
+    p.add_argument("out", metavar="DIR", help="the --out folder of maelab ablate")
+    p.add_argument("--no-figures", action="store_true", help="only the markdown (no PNGs)")
+    p.set_defaults(func=cmd_report)
