@@ -57,3 +57,15 @@ def test_results_csv_keeps_the_reason_and_refuses_a_non_finite_value(tmp_path):
     with pytest.raises(ValueError, match="base seed 0 sharpness = nan"):
         write_results(tmp_path / "bad.csv", [Row("base", 0, "sharpness", math.nan)])
     assert not (tmp_path / "bad.csv").exists()
+
+
+def test_a_probe_of_every_block_adds_its_best_protocol_beside_the_final_layer(tmp_path):
+    (tmp_path / "eval").mkdir()
+    probe = {"top1": 55.0, "top5": 90.0, "protocol": "last",
+             "best": {"name": "last4", "top1": 61.5, "top5": 93.0, "selected_on": "test set"}}
+    (tmp_path / "eval" / "probe.json").write_text(json.dumps(probe))
+    rows = {r.metric: r.value for r in eval_rows("base", 0, tmp_path)}
+    assert rows == {"probe_top1": 55.0, "probe_top5": 90.0, "probe_best_top1": 61.5}
+    del probe["best"]  # the final layer alone: no best column
+    (tmp_path / "eval" / "probe.json").write_text(json.dumps(probe))
+    assert "probe_best_top1" not in {r.metric for r in eval_rows("base", 0, tmp_path)}

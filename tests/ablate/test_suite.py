@@ -1,8 +1,10 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from maelab.ablate import load_suite
+from maelab.config import load_config
 from maelab.errors import ConfigError
 from tests.ablate.conftest import write_suite
 from tests.conftest import REPO
@@ -55,4 +57,23 @@ def test_the_cpu_suite_runs_the_reports_variants_with_their_features_on():
     assert (cfgs["aug3"].aug.preset, cfgs["aug5"].aug.preset) == ("seed3", "seed5")
     assert (cfgs["mask_random"].mask.schedule, cfgs["mask_linear"].mask.schedule) == ("random", "linear")
     assert cfgs["gan"].gan.enabled and not cfgs["baseline"].gan.enabled
-    assert {c.data.limit_train for c in cfgs.values()} == {10000}
+    recipe = load_config(REPO / "configs" / "cifar10_cpu25.yaml")  # every variant on the CPU recipe's model
+    assert {(c.data.limit_train, c.optim.epochs) for c in cfgs.values()} == {(None, 6)}  # all 50k images, 6 epochs
+    assert all(c.model == recipe.model for c in cfgs.values())
+    assert cfgs["baseline"].optim == replace(recipe.optim, epochs=6)
+
+
+def test_a_claim_can_set_fine_tuning_against_the_same_model_trained_from_scratch(tmp_path):
+    from maelab.ablate.judge import judge
+    from maelab.ablate.results import Row
+
+    claim = {"text": "pretraining helps classification", "variant": "baseline", "metric": "finetune_top1",
+             "reference": "scratch", "reference_metric": "scratch_top1", "kind": "better"}
+    suite = load_suite(write_suite(tmp_path, evals=["probe", "finetune", "scratch"], claims=[claim]))
+    rows = [Row("baseline", k, "finetune_top1", v) for k, v in enumerate([70.0, 72.0, 71.0])]
+    rows += [Row("scratch", k, "scratch_top1", v) for k, v in enumerate([60.0, 61.0, 61.5])]
+    j = judge(suite.spec.claims[0], suite.spec, rows)
+    assert j.reference == "scratch" and j.comparison.test == "paired" and j.comparison.n == 3
+    assert j.comparison.used.diff == pytest.approx((10 + 11 + 9.5) / 3) and j.verdict == "held"
+    with pytest.raises(ConfigError, match="names variant 'scratch'"):  # scratch must be one of the evaluations
+        load_suite(write_suite(tmp_path / "no_scratch", evals=["probe", "finetune"], claims=[claim]))

@@ -40,7 +40,8 @@ def target_effect(claim: ClaimSpec) -> float:
 def judge(claim: ClaimSpec, spec: SuiteSpec, rows: list[Row]) -> Judged:
     """The interval of (variant − reference) on the claim's metric, its verdict and its power."""
     reference = claim.reference or spec.baseline
-    c = compare(by_seed(rows, claim.variant, claim.metric), by_seed(rows, reference, claim.metric))
+    c = compare(by_seed(rows, claim.variant, claim.metric),
+                by_seed(rows, reference, claim.reference_metric or claim.metric))
     target = target_effect(claim)
     powered = c.sd is not None and c.n >= 2
     return Judged(claim, reference, c, verdict(claim.kind, c.used, claimed_gain(claim), claim.margin), target,

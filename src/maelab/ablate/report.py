@@ -34,13 +34,14 @@ from maelab.undefined import fmt as fmt_value
 REPORT_NAME = "report.md"
 # metric -> (label, decimals); the order of the tables
 METRICS: dict[str, tuple[str, int]] = {
-    "probe_top1": ("linear probe top-1 %", 2), "knn_top1": ("k-NN top-1 %", 2),
+    "probe_top1": ("linear probe top-1 %", 2), "probe_best_top1": ("best-layer probe top-1 %", 2),
+    "knn_top1": ("k-NN top-1 %", 2),
     "finetune_top1": ("fine-tune top-1 %", 2), "scratch_top1": ("from scratch top-1 %", 2),
     "psnr_masked": ("PSNR masked dB", 2), "ssim_full": ("SSIM full", 3), "sharpness": ("sharpness ratio", 3),
     "final_loss": ("final train loss", 4), "mask_ratio_seen": ("mask ratio seen", 3),
 }
-HEADLINE = ("probe_top1", "knn_top1", "psnr_masked", "ssim_full", "sharpness")
-ACCURACY = ("probe_top1", "knn_top1")
+HEADLINE = ("probe_top1", "probe_best_top1", "knn_top1", "psnr_masked", "ssim_full", "sharpness")
+ACCURACY = ("probe_top1", "probe_best_top1", "knn_top1")
 
 
 def build_report(out: str | Path, figures: bool = True) -> Path:
@@ -124,7 +125,9 @@ def _probe_line(protocols: dict[str, Any]) -> str:
     if not protocols:
         return ""
     if len(protocols) == 1:
-        return f"Linear probe columns: {next(iter(protocols))} (docs/evaluation.md)."
+        return (f"Linear probe columns: {next(iter(protocols))} (docs/evaluation.md); where the runs probed every "
+                "block (probe.layers=all), the best-layer column is the highest top-1 over the blocks and their "
+                "concatenations, selected on the test set (optimistic, read it beside the final layer's).")
     uses = "; ".join(f"{text} for {', '.join(p['variants'])}" for text, p in protocols.items())
     return f"Linear probe columns: the runs were probed with DIFFERENT protocols, not comparable: {uses}."
 

@@ -78,7 +78,7 @@ def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
         claim = j.claim
         label, dec = metrics.get(claim.metric, (claim.metric, 3))
         measured = (f"{summary_cell(rows, claim.variant, claim.metric, dec)} / "
-                    f"{summary_cell(rows, j.reference, claim.metric, dec)}")
+                    f"{summary_cell(rows, j.reference, claim.reference_metric or claim.metric, dec)}")
         d = j.comparison.used
         gain = claimed_gain(claim)
         note = " (smaller than claimed)" if (j.verdict == "held" and claim.kind == "better" and d is not None

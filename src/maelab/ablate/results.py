@@ -20,6 +20,7 @@ FIELDS = ("variant", "seed", "metric", "value", "status", "error", "run_dir", "r
 FLOOR, ZERO_PRED, SCRATCH = "random_init", "zero_prediction", "scratch"
 DONE, FAILED, UNDEFINED = "done", "failed", "undefined"  # a row's status; an undefined row's value is empty
 
+BEST_PROBE = "probe_best_top1"  # the best protocol of probe.layers=all (selected on the test set)
 # eval/<file>.json key -> results metric
 EVAL_METRICS: dict[str, dict[str, str]] = {
     "probe": {"top1": "probe_top1", "top5": "probe_top5"},
@@ -77,6 +78,8 @@ def eval_rows(variant: str, seed: int, run_dir: Path, suffix: str = "") -> list[
             result = json.loads(path.read_text())
             rows += [metric_row(variant, seed, run_dir, metric, result[key], reason_of(result, key))
                      for key, metric in keys.items() if key in result]
+            if name == "probe" and "best" in result:  # probe.layers=all: the best block or concatenation
+                rows.append(metric_row(variant, seed, run_dir, BEST_PROBE, result["best"]["top1"], ""))
     return rows
 
 

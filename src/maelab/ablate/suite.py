@@ -44,7 +44,8 @@ class ClaimSpec:
     variant: str = ""
     metric: str = "probe_top1"
     kind: str = "better"
-    reference: Optional[str] = None  # default: the suite's baseline
+    reference: Optional[str] = None  # default: the suite's baseline; "scratch" when the suite evaluates scratch
+    reference_metric: Optional[str] = None  # the reference's metric, default ``metric`` (scratch: scratch_top1)
     claimed: Optional[float] = None  # the report's figure for the variant
     claimed_reference: Optional[float] = None  # the report's figure for the reference
     margin: float = 1.0
@@ -145,6 +146,8 @@ def _check(suite: Suite) -> None:
 
 def _check_claim(claim: ClaimSpec, spec: SuiteSpec, where: str) -> None:
     for name in (claim.variant, claim.reference or spec.baseline):
+        if name == "scratch" and "scratch" in spec.evals and name != claim.variant:
+            continue  # the baseline's model trained from scratch with the fine-tuning budget
         if name not in spec.variants:
             raise ConfigError(f"{where}: claim '{claim.text}' names variant '{name}', which the suite does not run")
     if claim.kind not in CLAIM_KINDS:
