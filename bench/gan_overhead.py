@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from maelab.config import load_config
-from maelab.engine.pretrain import Run, build_run, step_generators, train_step
+from maelab.engine.run import Run, build_run
+from maelab.engine.step import step_generators, train_step
 
 
 def make_run(preset: str, device: str, batch: int, overrides: list[str], tmp: Path) -> Run:

@@ -41,7 +41,8 @@ from timing import Contender, alternate, matmul_peak  # noqa: E402
 
 from maelab.config import load_config  # noqa: E402
 from maelab.engine.device import autocast  # noqa: E402
-from maelab.engine.pretrain import Run, build_run, step_generators, step_seed, train_step  # noqa: E402
+from maelab.engine.run import Run, build_run  # noqa: E402
+from maelab.engine.step import step_generators, step_seed, train_step  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
 from maelab.models import cpu_kernels  # noqa: E402

@@ -8,7 +8,9 @@ import torch
 
 import maelab.masking
 from maelab.ablate import load_suite
-from maelab.engine import pretrain as pretrain_module
+from maelab.engine import run as run_module
+from maelab.engine import step as step_module
+from maelab.engine.pretrain import pretrain
 
 VARIANTS = ("baseline", "aug3", "aug5", "mask_random", "mask_linear", "gan")
 TINY = ["data.name=synthetic", "data.limit_train=null", "data.synthetic_train=64", "data.synthetic_test=16",
@@ -19,7 +21,7 @@ def trace_run(suite, variant: str, seed: int, folder, monkeypatch) -> dict[str, 
     """Pretrain one variant × seed of ``suite`` for 2 steps; record its initial weights and, at each step, the
     batch it was given, the augmentation generator's state, and the mask noise it drew."""
     seen: dict[str, list] = {"weights": [], "batch": [], "before": [], "noise": []}
-    build, augment, noise = pretrain_module.build_mae, pretrain_module.augment, maelab.masking.mask_noise
+    build, augment, noise = run_module.build_mae, step_module.augment, maelab.masking.mask_noise
 
     def recording_build(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -35,10 +37,10 @@ def trace_run(suite, variant: str, seed: int, folder, monkeypatch) -> dict[str, 
         seen["noise"].append(noise(*args, **kwargs))
         return seen["noise"][-1]
 
-    monkeypatch.setattr(pretrain_module, "build_mae", recording_build)
-    monkeypatch.setattr(pretrain_module, "augment", recording_augment)
+    monkeypatch.setattr(run_module, "build_mae", recording_build)
+    monkeypatch.setattr(step_module, "augment", recording_augment)
     monkeypatch.setattr(maelab.masking, "mask_noise", recording_noise)
-    pretrain_module.pretrain(suite.run_config(variant, seed, folder / f"{variant}{seed}", TINY))
+    pretrain(suite.run_config(variant, seed, folder / f"{variant}{seed}", TINY))
     monkeypatch.undo()
     return seen
 

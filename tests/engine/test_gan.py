@@ -7,7 +7,9 @@ from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.gan import CollapseWatch, discriminator_step, frozen, generator_step, masked_input
 from maelab.engine.metrics import read_metrics
-from maelab.engine.pretrain import build_run, checkpoint_state, pretrain, restore, resume, step_generators, train_step
+from maelab.engine.pretrain import pretrain, resume
+from maelab.engine.run import build_run, checkpoint_state, restore
+from maelab.engine.step import step_generators, train_step
 from maelab.errors import ConfigError
 from maelab.losses import GAN_LOSSES, g_loss
 from maelab.models.mae import patchify

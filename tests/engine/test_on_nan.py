@@ -10,7 +10,9 @@ from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import read_metrics
 from maelab.engine.numerics import NonFiniteLossError
-from maelab.engine.pretrain import build_run, pretrain, step_generators, train_step
+from maelab.engine.pretrain import pretrain
+from maelab.engine.run import build_run
+from maelab.engine.step import step_generators, train_step
 from maelab.models import MAE
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from maelab.config import Config, load_config
-from maelab.data import Dataset, load_dataset
+from maelab.data import Dataset, load_dataset, on_disk
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.device import resolve_device
 from maelab.engine.state_fit import changed_settings, load_fitting
@@ -32,8 +32,6 @@ class LoadedRun:
 
     def dataset(self, seed: Optional[int] = None) -> Dataset:
         """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
-        from maelab.engine.pretrain import with_saved_data_source
-
         cfg = with_saved_data_source(self.cfg, self.data_source)
         return load_dataset(cfg.data, self.cfg.train.seed if seed is None else seed).to(self.device)
 
@@ -79,3 +77,11 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
                      step=0 if random_init else int(state["step"]), device=dev,
                      data_source=state.get("data_source"), world_size=int(state.get("world_size", 1)))
+
+
+def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
+    """On resume, read the data from where the run found it when it is not found the usual way
+    (e.g. $MAELAB_DATA_DIR was set for the first run but not for this one)."""
+    if cfg.data.name not in ("cifar10", "props") or cfg.data.root is not None or not source or on_disk(cfg.data):
+        return cfg
+    return replace(cfg, data=replace(cfg.data, root=source))

@@ -1,0 +1,154 @@
+"""A pretraining run in memory: config, data, model, optimizer and schedules, built once; its checkpoint state."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from maelab.config import Config, persisted, to_dict
+from maelab.data import Dataset, load_dataset, steps_per_epoch
+from maelab.engine.device import resolve_device, resolve_precision
+from maelab.engine.distributed import Dist, resume_step
+from maelab.engine.gan import DISC_SHAPE, Gan, build_gan
+from maelab.engine.numerics import NanPolicy
+from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
+from maelab.engine.state_fit import changed_settings, require_fit
+from maelab.masking import effective_ratio, effective_ratios
+from maelab.models import MAE, build_mae, resolve_spec
+from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
+
+
+@dataclass
+class Run:
+    """Everything a pretraining run holds while it trains."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    precision: str
+    data: Dataset
+    model: MAE
+    forward: Any  # the model, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: Optional[torch.amp.GradScaler]
+    mean: Tensor  # [1, 3, 1, 1]
+    std: Tensor  # [1, 3, 1, 1]
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+    nan: NanPolicy  # train.on_nan: what a non-finite step does, and the count of bad steps
+    step: int = 0
+    gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
+    dist: Dist = dataclasses.field(default_factory=Dist)  # this process's rank under torchrun (Dist(): alone)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step over all ranks: optim.batch_size x world_size."""
+        return self.cfg.optim.batch_size * self.dist.world_size
+
+    def active_gan(self) -> Optional[Gan]:
+        """The GAN when it trains at the current step (gan.enabled and epoch >= gan.start_epoch), else None."""
+        if self.gan is None or not self.gan.active(self.step // self.steps_per_epoch):
+            return None
+        return self.gan
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.total_steps, self.warmup_steps, self.peak_lr, self.cfg.optim.min_lr)
+
+    def mask_ratio(self, epoch: int, step: int) -> float | Tensor:
+        """The ratio the encoder sees at this step: the schedule's value after rounding and clamping.
+
+        With ``mask.per_sample`` a CPU tensor [global batch] of each image's ratio (drawn from (seed, step));
+        each rank takes its rows in :func:`train_step`.
+        """
+        if self.cfg.mask.per_sample:
+            ratios = mask_ratios_at(self.cfg.mask, step, self.cfg.train.seed, self.global_batch)
+            return effective_ratios(self.model.spec.num_patches, ratios)
+        ratio = mask_ratio_at(self.cfg.mask, epoch, step, self.cfg.optim.epochs, self.steps_per_epoch,
+                              self.cfg.train.seed)
+        return effective_ratio(self.model.spec.num_patches, ratio)
+
+
+def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dist: Optional[Dist] = None) -> Run:
+    """Data on the device, model, optimizer and schedules; state restored from ``checkpoint`` if given.
+
+    Under torchrun (``dist``) the model trains in DistributedDataParallel and a step takes optim.batch_size
+    images on each rank (see docs/distributed.md).
+    """
+    dist = dist or Dist()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = dist.device(resolve_device(cfg.train.device))
+    precision = resolve_precision(cfg.train.precision, device)
+    spec = resolve_spec(cfg.model)
+    data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
+    spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size, dist.world_size)
+    torch.manual_seed(cfg.train.seed)
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss).to(device)
+    optimizer = build_optimizer(model, cfg.optim, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    gan = build_gan(cfg.gan, spec.img_size, device, precision) if cfg.gan.enabled else None  # after the MAE's init
+    if gan is not None and dist.enabled:
+        gan.sync_grads = lambda: dist.average_grads(gan.disc)
+    forward = dist.wrap(model)
+    run = Run(
+        cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
+        forward=torch.compile(forward) if cfg.train.compile else forward,
+        optimizer=optimizer, scaler=scaler,
+        mean=torch.tensor(data.mean, device=device).view(1, 3, 1, 1),
+        std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
+        steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
+        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim, dist.world_size), gan=gan, dist=dist,
+        nan=NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device),
+    )
+    if checkpoint is not None:
+        restore(run, checkpoint)
+    return run
+
+
+def checkpoint_state(run: Run) -> dict[str, Any]:
+    """What a checkpoint holds: weights, optimizer, scaler, position, RNG states and the config."""
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "epoch": run.step // run.steps_per_epoch,
+        "steps_per_epoch": run.steps_per_epoch,  # with global_batch: where to resume under another world size
+        "global_batch": run.global_batch,
+        "world_size": run.dist.world_size,
+        "config": to_dict(persisted(run.cfg)),
+        "data_source": run.data.source,
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    if run.scaler is not None:
+        state["scaler"] = run.scaler.state_dict()
+    if run.gan is not None:
+        state["gan"] = run.gan.state_dict()  # D, its optimizer and its scaler
+    if run.device.type == "cuda":
+        state["rng"]["cuda"] = torch.cuda.get_rng_state(run.device)
+    return state
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    """Load a checkpoint's state into a freshly built run."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    if run.gan is not None and "gan" in state:  # a run that turns the GAN on when resumed starts with a fresh D
+        shaping = {k: v for k, v in state["config"]["gan"].items() if k in DISC_SHAPE}
+        require_fit(run.gan.disc, state["gan"]["disc"], f"the discriminator saved in {run.run_dir}'s checkpoint",
+                    changed_settings(shaping, {k: getattr(run.cfg.gan, k) for k in shaping}, "gan"),
+                    "Drop those gan.* overrides to resume, or start a new run with them")
+        run.gan.load_state_dict(state["gan"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if run.device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    run.step = resume_step(int(state["step"]), int(state.get("steps_per_epoch", run.steps_per_epoch)),
+                           int(state.get("global_batch", run.global_batch)), run.steps_per_epoch, run.global_batch)
