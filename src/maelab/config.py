@@ -24,6 +24,8 @@ from maelab.errors import ConfigError, output_error
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
+GAN_LOSSES = ("vanilla", "nonsat", "hinge", "lsgan")  # gan.loss: the formulas are in maelab.gan.losses
+
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -278,8 +280,6 @@ class GanConfig:
     collapse_steps: int = 10
 
     def __post_init__(self) -> None:
-        from maelab.losses import GAN_LOSSES
-
         _choice("gan.loss", self.loss, GAN_LOSSES)
         _positive("gan.weight", self.weight, allow_zero=True)
         _positive("gan.r1", self.r1, allow_zero=True)

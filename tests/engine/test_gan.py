@@ -3,15 +3,16 @@ import copy
 import pytest
 import torch
 
-from maelab.config import load_config
+from maelab.config import GAN_LOSSES, load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
-from maelab.engine.gan import CollapseWatch, discriminator_step, frozen, generator_step, masked_input
 from maelab.engine.metrics import read_metrics
 from maelab.engine.pretrain import pretrain, resume
 from maelab.engine.run import build_run, checkpoint_state, restore
 from maelab.engine.step import step_generators, train_step
 from maelab.errors import ConfigError
-from maelab.losses import GAN_LOSSES, g_loss
+from maelab.gan.addon import CollapseWatch
+from maelab.gan.losses import g_loss
+from maelab.gan.phases import adversarial_term, discriminator_step, frozen, masked_input
 from maelab.models.mae import patchify
 
 GAN_KEYS = {"d_loss", "g_adv", "gan_weight", "d_real", "d_fake"}
@@ -51,7 +52,8 @@ def test_generator_step_leaves_d_unchanged(tmp_path, tiny):
     imgs, loss, fake, _ = forward(run)
     with frozen(run.gan.disc):
         assert not any(p.requires_grad for p in run.gan.disc.parameters())
-        objective, logs = generator_step(run.gan, fake, None, loss, run.model.decoder.head.weight)
+        term, logs = adversarial_term(run.gan, fake, None, loss, run.model.decoder.head.weight)
+        objective = loss + term
         objective.backward()
     assert all(p.requires_grad for p in run.gan.disc.parameters())
     assert all(p.grad is None for p in run.gan.disc.parameters())
@@ -92,7 +94,8 @@ def test_fixed_weight_is_the_configured_lambda(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.weight=0.25")
     _, loss, fake, _ = forward(run)
     with frozen(run.gan.disc):
-        objective, logs = generator_step(run.gan, fake, None, loss, run.model.decoder.head.weight)
+        term, logs = adversarial_term(run.gan, fake, None, loss, run.model.decoder.head.weight)
+        objective = loss + term
     assert logs["gan_weight"].item() == 0.25
     assert torch.equal(objective, loss + 0.25 * logs["g_adv"])
     assert logs["g_adv"].item() != 0
@@ -103,7 +106,8 @@ def test_adaptive_weight_is_the_gradient_ratio_at_the_decoder_head(tmp_path, tin
     head = run.model.decoder.head.weight
     _, loss, fake, _ = forward(run)
     with frozen(run.gan.disc):
-        objective, logs = generator_step(run.gan, fake, None, loss, head)
+        term, logs = adversarial_term(run.gan, fake, None, loss, head)
+        objective = loss + term
         adv = g_loss("vanilla", run.gan.disc(fake))
     g_rec = torch.autograd.grad(loss, head, retain_graph=True)[0]
     g_adv = torch.autograd.grad(adv, head, retain_graph=True)[0]

@@ -76,6 +76,29 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.
     return bad
 
 
+class Updater:
+    """The MAE's optimizer step in one object: the learning rate, backward (scaled under fp16), clipping
+    (``optim.grad_clip``) and what ``train.on_nan`` does with a non-finite step (:class:`NanPolicy`)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+                 params: Iterable[Tensor], grad_clip: Optional[float], nan: NanPolicy) -> None:
+        self.optimizer, self.scaler, self.nan, self.grad_clip = optimizer, scaler, nan, grad_clip
+        self.params = list(params)
+
+    def loss_scale(self, device: torch.device) -> Tensor | float:
+        """The fp16 loss scale as a 0-d tensor (1.0 without a scaler): what an add-on's gradients are scaled by."""
+        return self.scaler.scale(torch.ones((), device=device)) if self.scaler is not None else 1.0
+
+    def step(self, objective: Tensor, lr: float) -> Optional[Tensor]:
+        """Backpropagate ``objective`` (0-d) and step at ``lr``; returns whether the step was skipped (a 0-d
+        bool device tensor under ``train.on_nan=skip``, None otherwise)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
+        return optimizer_step(self.optimizer, self.scaler, self.params, self.grad_clip, self.nan.guard(objective))
+
+
 def _step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
     if scaler is not None:
         scaler.step(optimizer)

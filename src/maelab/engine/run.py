@@ -12,12 +12,13 @@ from torch import Tensor
 
 from maelab.config import Config, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
+from maelab.engine.addons import AddOn
 from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
-from maelab.engine.gan import DISC_SHAPE, Gan, build_gan
-from maelab.engine.numerics import NanPolicy
+from maelab.engine.numerics import NanPolicy, Updater
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.state_fit import changed_settings, require_fit
+from maelab.gan.addon import DISC_SHAPE, Gan, build_gan
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
@@ -34,15 +35,13 @@ class Run:
     data: Dataset
     model: MAE
     forward: Any  # the model, or its torch.compile'd wrapper
-    optimizer: torch.optim.Optimizer
-    scaler: Optional[torch.amp.GradScaler]
+    updater: Updater  # the MAE's optimizer step: optimizer, fp16 scaler, clipping, train.on_nan
     mean: Tensor  # [1, 3, 1, 1]
     std: Tensor  # [1, 3, 1, 1]
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
     peak_lr: float
-    nan: NanPolicy  # train.on_nan: what a non-finite step does, and the count of bad steps
     step: int = 0
     gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
     dist: Dist = dataclasses.field(default_factory=Dist)  # this process's rank under torchrun (Dist(): alone)
@@ -52,11 +51,23 @@ class Run:
         """Images per optimizer step over all ranks: optim.batch_size x world_size."""
         return self.cfg.optim.batch_size * self.dist.world_size
 
-    def active_gan(self) -> Optional[Gan]:
-        """The GAN when it trains at the current step (gan.enabled and epoch >= gan.start_epoch), else None."""
-        if self.gan is None or not self.gan.active(self.step // self.steps_per_epoch):
-            return None
-        return self.gan
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.updater.optimizer
+
+    @property
+    def scaler(self) -> Optional[torch.amp.GradScaler]:
+        return self.updater.scaler
+
+    @property
+    def nan(self) -> NanPolicy:
+        """train.on_nan: what a non-finite step does, and the count of bad steps."""
+        return self.updater.nan
+
+    def active_addons(self) -> list[AddOn]:
+        """The add-ons that train at the current step (the GAN: gan.enabled and epoch >= gan.start_epoch)."""
+        epoch = self.step // self.steps_per_epoch
+        return [a for a in ([self.gan] if self.gan is not None else []) if a.active(epoch)]
 
     def lr(self, step: int) -> float:
         return lr_at(step, self.total_steps, self.warmup_steps, self.peak_lr, self.cfg.optim.min_lr)
@@ -100,12 +111,12 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
         forward=torch.compile(forward) if cfg.train.compile else forward,
-        optimizer=optimizer, scaler=scaler,
+        updater=Updater(optimizer, scaler, model.parameters(), cfg.optim.grad_clip,
+                        NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
         mean=torch.tensor(data.mean, device=device).view(1, 3, 1, 1),
         std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
         warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim, dist.world_size), gan=gan, dist=dist,
-        nan=NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device),
     )
     if checkpoint is not None:
         restore(run, checkpoint)

@@ -1,4 +1,5 @@
-"""One pretraining step: augment and normalise, mask, forward, objective (+ the GAN's terms), optimizer step.
+"""One pretraining step: augment and normalise, mask, forward, objective (+ the add-ons' terms), optimizer step,
+the add-ons' after-step (the GAN's discriminator step).
 
 Every random number of a step comes from two generators seeded by (seed, step): augmentation and masks apart.
 """
@@ -12,9 +13,8 @@ import torch
 from torch import Tensor
 
 from maelab.data import augment
+from maelab.engine.addons import StepOutput, all_frozen
 from maelab.engine.device import autocast
-from maelab.engine.gan import discriminator_step, frozen, generator_step, masked_input
-from maelab.engine.numerics import optimizer_step
 from maelab.engine.run import Run
 
 
@@ -50,36 +50,29 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     (no host sync). Under torchrun the batch is this rank's shard, ``ratio`` (per-sample: [world_size x B]) is
     the global batch's, and the loss and logs returned are the means over the ranks.
 
-    With the GAN training (gan.enabled, from gan.start_epoch), the MAE steps on L_rec + λ·L_adv with D
-    frozen, then D steps on the batch vs the detached reconstruction; the phases' logs (detached device
-    tensors: g_adv, gan_weight, d_loss, d_real, d_fake) are written into ``logs`` when it is given.
+    Add-ons (:mod:`maelab.engine.addons`; the GAN from gan.start_epoch) add their terms to the objective with
+    their own parameters frozen, and act after the MAE's step (the GAN: one discriminator step); their logs
+    (detached device tensors) are written into ``logs`` when it is given.
     """
     shard = run.dist.shard  # this rank's rows of the step's random draws (all of them in one process)
     imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generators.augment, shard)
     imgs = (imgs - run.mean) / run.std
     if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
         ratio = shard.rows(ratio)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    gan = run.active_gan()
-    with frozen(gan.disc if gan is not None else None):
+    addons = run.active_addons()
+    with all_frozen(addons):
         with autocast(run.device, run.precision):
             loss, pred, mask = run.forward(imgs, ratio, generator=generators.mask, shard=shard,
-                                           full_pred=gan is not None)
+                                           full_pred=any(a.needs_prediction for a in addons))
+            out = StepOutput(run.model, imgs, loss, pred, mask)
             objective = loss
-            if gan is not None:
-                fake = run.model.reconstruct(imgs, pred, mask)  # visible patches pasted back, normalised space
-                cond = masked_input(imgs, mask, run.model.spec.patch_size) if gan.cfg.conditional else None
-                scale = run.scaler.scale(torch.ones((), device=run.device)) if run.scaler is not None else 1.0
-                objective, g_logs = generator_step(gan, fake, cond, loss, run.model.decoder.head.weight, scale)
-        run.optimizer.zero_grad(set_to_none=True)
-        (run.scaler.scale(objective) if run.scaler is not None else objective).backward()
-        skipped = optimizer_step(run.optimizer, run.scaler, run.model.parameters(), run.cfg.optim.grad_clip,
-                                 run.nan.guard(objective))
-    if gan is not None:
-        _, d_logs = discriminator_step(gan, imgs, fake.detach(), cond, skipped)  # D skips with the MAE
+            for addon in addons:
+                objective = objective + addon.objective_term(out, run.updater.loss_scale(run.device))
+        skipped = run.updater.step(objective, lr)
+    for addon in addons:
+        addon.after_step(out, skipped)
         if logs is not None:
-            logs.update(run.dist.mean_dict({**g_logs, **d_logs}))
+            logs.update(run.dist.mean_dict(addon.step_logs()))
     loss = run.dist.mean(loss.detach())  # the mean over the ranks: every rank logs and checks the same loss
     run.nan.add(loss, skipped, run.step)
     return loss

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from maelab.losses import GAN_LOSSES, MAX_ADAPTIVE_WEIGHT, adaptive_weight, d_loss, g_loss, r1_penalty
+from maelab.gan.losses import GAN_LOSSES, MAX_ADAPTIVE_WEIGHT, adaptive_weight, d_loss, g_loss, r1_penalty
 
 REAL = torch.tensor([[2.0, -1.0]])
 FAKE = torch.tensor([[0.5, -3.0]])

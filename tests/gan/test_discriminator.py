@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from maelab.errors import ConfigError
-from maelab.models.discriminator import PatchDiscriminator, build_discriminator
+from maelab.gan.discriminator import PatchDiscriminator, build_discriminator
 
 
 @pytest.mark.parametrize(("size", "channels", "depth", "grid"), [(48, 3, 3, 6), (32, 3, 2, 8), (32, 6, 1, 16)])

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GAN_LOSSES = ("vanilla", "nonsat", "hinge", "lsgan")
+from maelab.config import GAN_LOSSES
+
 MAX_ADAPTIVE_WEIGHT = 1e4
 
 
