@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Optional
 
 from maelab.ablate.command import add_ablate_parsers
 from maelab.errors import UserError
-
-DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

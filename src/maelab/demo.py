@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from maelab.cli import DEMO_CONFIG
 from maelab.config import load_config
 from maelab.data import on_disk
 from maelab.engine.pretrain import pretrain
 from maelab.eval import commands
 from maelab.undefined import DASH, fmt, reason_of
 
+DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 RECON_COLUMNS = {"PSNR masked dB": "psnr_masked", "SSIM full": "ssim_full"}  # table column -> recon.json key
 
 

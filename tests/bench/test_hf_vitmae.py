@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -8,7 +10,8 @@ from tests.models.test_flops import counted
 pytest.importorskip("transformers")
 from hf_vitmae import build_hf_mae, param_rows  # noqa: E402
 
-SMALL = ModelSpec(32, 8, 32, 2, 2, 64, 16, 1, 2, 32)
+SMALL = ModelSpec(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_dim=64,
+                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32)
 
 
 def test_hf_vitmae_has_maelabs_parameters_part_by_part():
@@ -24,7 +27,7 @@ def test_hf_vitmae_does_the_reference_layouts_flops():
 
 
 def test_a_different_size_shows_in_the_parameter_rows():
-    other = ModelSpec(32, 8, 32, 2, 2, 96, 16, 1, 2, 32)  # wider encoder MLP on the HF side
+    other = replace(SMALL, mlp_dim=96)  # wider encoder MLP on the HF side
     rows = dict((n, (a, b)) for n, a, b in param_rows(build_mae(SMALL), build_hf_mae(other, 0.75, False,
                                                                                       torch.device("cpu"))))
     assert rows["encoder blocks"][0] != rows["encoder blocks"][1]

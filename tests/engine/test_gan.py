@@ -10,10 +10,10 @@ from maelab.engine.pretrain import pretrain, resume
 from maelab.engine.run import build_run, checkpoint_state, restore
 from maelab.engine.step import step_generators, train_step
 from maelab.errors import ConfigError
-from maelab.gan.addon import CollapseWatch
 from maelab.gan.losses import g_loss
 from maelab.gan.phases import adversarial_term, discriminator_step, frozen, masked_input
-from maelab.models.mae import patchify
+from maelab.gan.state import CollapseWatch
+from maelab.models.patches import patchify
 
 GAN_KEYS = {"d_loss", "g_adv", "gan_weight", "d_real", "d_fake"}
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from maelab.config import load_config
-from maelab.engine.checkpoint import HOLD_ENV, checkpoint_path, load_checkpoint
+from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.pretrain import pretrain, resume
 from tests.conftest import REPO, TINY
 
@@ -21,6 +21,19 @@ ARGS = [*TINY, "data.synthetic_train=320", "optim.batch_size=32", f"optim.epochs
         "train.threads=1",
         "train.tensorboard=false"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+# `maelab` in a process whose N-th checkpoint write stops itself (SIGSTOP) between its complete temporary file
+# and the rename over last.pt, so that the test can SIGKILL it exactly there (injected here: no hook in maelab)
+HELD_AT_SAVE = """
+import itertools, os, signal, sys
+from maelab.cli import main
+saves, real_replace = itertools.count(1), os.replace
+def replace(src, dst):
+    if str(dst).endswith("last.pt") and next(saves) == {n}:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    real_replace(src, dst)
+os.replace = replace
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +43,11 @@ def straight(tmp_path_factory):
     return load_checkpoint(checkpoint_path(run_dir))["model"]
 
 
-def start(out, env=None):
-    return subprocess.Popen([sys.executable, "-m", "maelab", "pretrain", *ARGS, f"out_dir={out}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**ENV, **(env or {})})
+def start(out, hold_at_save=None):
+    """A real `maelab pretrain` process; with ``hold_at_save=N`` it stops itself in its N-th checkpoint write."""
+    launch = ["-m", "maelab"] if hold_at_save is None else ["-c", HELD_AT_SAVE.format(n=hold_at_save)]
+    return subprocess.Popen([sys.executable, *launch, "pretrain", *ARGS, f"out_dir={out}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
 def kill_when(proc, ready, what):
@@ -92,8 +107,8 @@ def assert_resumes_bit_exact(out, straight):
 
 def test_sigkill_during_a_checkpoint_write_keeps_the_last_one_and_resume_is_bit_exact(tmp_path, straight):
     out = tmp_path / "run"
-    # the hook parks the 2nd save (end of epoch 2) between its complete temporary file and the rename
-    proc = start(out, {HOLD_ENV: "2"})
+    # the 2nd save (end of epoch 2) is parked between its complete temporary file and the rename
+    proc = start(out, hold_at_save=2)
     kill_when_held(proc, "the second checkpoint write")
     assert load_checkpoint(checkpoint_path(out))["step"] == SPE  # last.pt is the epoch-1 checkpoint, whole
     assert len(temp_files(out)) == 1  # the new one never replaced it

@@ -7,7 +7,8 @@ from maelab.eval.finetune import Classifier
 from maelab.models import PRESETS, ModelSpec, build_mae
 from maelab.models.flops import block_flops, classifier_flops, features_flops, mae_forward_flops, train_flops
 
-SMALL = ModelSpec(32, 8, 32, 2, 2, 64, 16, 1, 2, 32)  # 16 patches: quick, every part present
+SMALL = ModelSpec(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_dim=64,  # 16 patches: quick,
+                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=32)  # every part present
 
 
 def counted(fn, grad: bool = False) -> int:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
-import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,11 +13,6 @@ import torch
 from maelab.errors import UserError, output_error, resume_hint
 
 CHECKPOINT_NAME = "last.pt"
-# Test hook, off unless set: with $MAELAB_TEST_HOLD_CHECKPOINT=N the N-th checkpoint this process writes stops
-# itself (SIGSTOP) between its complete temporary file and the rename, so that a test can SIGKILL it exactly
-# there (tests/engine/test_kill.py); SIGCONT lets the save finish. Nothing else reads it (POSIX only).
-HOLD_ENV = "MAELAB_TEST_HOLD_CHECKPOINT"
-_saves = itertools.count(1)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -44,7 +37,6 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        _hold_if_asked()
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
@@ -53,12 +45,6 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise
     for stale in path.parent.glob(f"{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-
-
-def _hold_if_asked() -> None:
-    """The test hook (see HOLD_ENV): stop this process at the N-th save."""
-    if next(_saves) == int(os.environ.get(HOLD_ENV) or 0):
-        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 TRAINING_KEYS = ("model", "optimizer", "step", "config", "rng")  # what a resume needs (see checkpoint_state)

@@ -18,7 +18,8 @@ from maelab.engine.distributed import Dist, resume_step
 from maelab.engine.numerics import NanPolicy, Updater
 from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
 from maelab.engine.state_fit import changed_settings, require_fit
-from maelab.gan.addon import DISC_SHAPE, Gan, build_gan
+from maelab.gan.addon import Gan, build_gan
+from maelab.gan.state import DISC_SHAPE
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -23,10 +23,8 @@ from torch import Tensor, nn
 from maelab.engine.device import autocast
 from maelab.engine.numerics import optimizer_step
 from maelab.gan.losses import adaptive_weight, d_loss, g_loss, r1_penalty
-from maelab.models.mae import patchify, unpatchify
-
-if TYPE_CHECKING:
-    from maelab.gan.addon import Gan
+from maelab.gan.state import GanState
+from maelab.models.patches import patchify, unpatchify
 
 
 def masked_input(imgs: Tensor, mask: Tensor, patch_size: int) -> Tensor:
@@ -35,7 +33,7 @@ def masked_input(imgs: Tensor, mask: Tensor, patch_size: int) -> Tensor:
     return unpatchify(patches * (1 - mask.to(patches.dtype)).unsqueeze(-1), patch_size)
 
 
-def d_input(gan: Gan, imgs: Tensor, cond: Optional[Tensor]) -> Tensor:
+def d_input(gan: GanState, imgs: Tensor, cond: Optional[Tensor]) -> Tensor:
     """What D reads: imgs [N, 3, H, W], with the condition [N, 3, H, W] as 3 more channels when given
     (channels_last memory, as D's weights)."""
     x = imgs if cond is None else torch.cat([imgs, cond.to(imgs.dtype)], dim=1)
@@ -57,7 +55,7 @@ def frozen(module: Optional[nn.Module]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def adversarial_term(gan: Gan, fake: Tensor, cond: Optional[Tensor], rec_loss: Tensor, last_layer: Tensor,
+def adversarial_term(gan: GanState, fake: Tensor, cond: Optional[Tensor], rec_loss: Tensor, last_layer: Tensor,
                      scale: Tensor | float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
     """λ·L_adv, the generator's term of the MAE's objective L_rec + λ·L_adv; call it inside :func:`frozen` (D)
     and the step's autocast.
@@ -74,7 +72,7 @@ def adversarial_term(gan: Gan, fake: Tensor, cond: Optional[Tensor], rec_loss: T
     return weight * adv, {"g_adv": adv.detach(), "gan_weight": weight}
 
 
-def discriminator_step(gan: Gan, real: Tensor, fake: Tensor, cond: Optional[Tensor],
+def discriminator_step(gan: GanState, real: Tensor, fake: Tensor, cond: Optional[Tensor],
                        skip: Optional[Tensor] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """One D update on real [N, 3, H, W] vs fake [N, 3, H, W] (detached), plus γ·R1 on the reals.
 

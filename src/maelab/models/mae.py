@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from maelab.masking import random_masking, random_masking_per_sample
+from maelab.models.patches import patchify, unpatchify
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import (
     Block,
@@ -15,20 +16,11 @@ from maelab.models.vit import (
     bias_linear,
     gather_rows,
     init_weights,
-    patchify,
     scatter_rows,
     sincos_pos_embed,
     trunc_normal_tokens,
 )
 from maelab.shard import WHOLE, Shard
-
-
-def unpatchify(patches: Tensor, p: int, channels: int = 3) -> Tensor:
-    """patches [N, L, p * p * C] -> imgs [N, C, H, W] (square grid)."""
-    n, num, _ = patches.shape
-    g = int(round(num**0.5))
-    x = patches.reshape(n, g, g, p, p, channels)
-    return torch.einsum("nhwpqc->nchpwq", x).reshape(n, channels, g * p, g * p)
 
 
 def normalize_patches(target: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
@@ -198,4 +190,4 @@ def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -
     return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss)
 
 
-__all__ = ["MAE", "MAEDecoder", "build_mae", "normalize_patches", "patchify", "unpatchify"]
+__all__ = ["MAE", "MAEDecoder", "build_mae", "normalize_patches"]

@@ -11,9 +11,9 @@ if TYPE_CHECKING:
     from maelab.config import ModelConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """The resolved architecture of an MAE (encoder + decoder)."""
+    """The resolved architecture of an MAE (encoder + decoder); keyword-only, so that two sizes cannot swap."""
 
     img_size: int
     patch_size: int
@@ -38,12 +38,20 @@ class ModelSpec:
 
 PRESETS: dict[str, ModelSpec] = {
     # tiny, for tests and the CPU demo
-    "micro": ModelSpec(32, 4, 64, 2, 2, 128, 32, 1, 2, 64),
+    "micro": ModelSpec(
+        img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=2, mlp_dim=128,
+        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=64),
     # the Keras MAE example's sizes (48 px, patch 6, 128 x 6 encoder, 64 x 2 decoder),
     # with the MAE paper's per-patch linear head instead of Keras' dense whole-image head
-    "keras": ModelSpec(48, 6, 128, 6, 4, 256, 64, 2, 4, 128),
-    "vit_tiny_p4": ModelSpec(32, 4, 192, 12, 3, 768, 128, 4, 4, 512),
-    "vit_small_p4": ModelSpec(32, 4, 384, 12, 6, 1536, 256, 4, 8, 1024),
+    "keras": ModelSpec(
+        img_size=48, patch_size=6, embed_dim=128, depth=6, num_heads=4, mlp_dim=256,
+        decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4, decoder_mlp_dim=128),
+    "vit_tiny_p4": ModelSpec(
+        img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, mlp_dim=768,
+        decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4, decoder_mlp_dim=512),
+    "vit_small_p4": ModelSpec(
+        img_size=32, patch_size=4, embed_dim=384, depth=12, num_heads=6, mlp_dim=1536,
+        decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8, decoder_mlp_dim=1024),
 }
 
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from maelab.models.attention import qkv_attention
 from maelab.models.cpu_kernels import traced
+from maelab.models.patches import patchify
 
 
 def sincos_pos_embed(dim: int, grid: int) -> Tensor:
@@ -26,14 +27,6 @@ def sincos_pos_embed(dim: int, grid: int) -> Tensor:
 
     # first half encodes the row (h), second half the column (w), as MAE's get_2d_sincos_pos_embed
     return torch.cat([encode(yy), encode(xx)], dim=1).float()
-
-
-def patchify(imgs: Tensor, p: int) -> Tensor:
-    """imgs [N, C, H, W] -> patches [N, L, p * p * C], row-major patches, (py, px, c) inside a patch."""
-    n, c, h, w = imgs.shape
-    # channels-last first: both copies then move runs of contiguous floats (1.3x faster than one 6-D permute)
-    x = imgs.permute(0, 2, 3, 1).contiguous().reshape(n, h // p, p, w // p, p * c)
-    return x.transpose(2, 3).reshape(n, (h // p) * (w // p), p * p * c)
 
 
 def flat_rows(rows: Tensor, length: int) -> Tensor:

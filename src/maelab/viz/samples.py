@@ -11,7 +11,7 @@ from torch import Tensor
 
 from maelab.data import balanced_subset, eval_transform
 from maelab.models import MAE
-from maelab.models.mae import patchify, unpatchify
+from maelab.models.patches import patchify, unpatchify
 
 MASK_FILL = 0.5  # masked patches are drawn mid-grey
 
