@@ -42,11 +42,12 @@ from timing import Contender, alternate, matmul_peak  # noqa: E402
 from maelab.config import load_config  # noqa: E402
 from maelab.engine.device import autocast  # noqa: E402
 from maelab.engine.run import Run, build_run  # noqa: E402
-from maelab.engine.step import step_generators, step_seed, train_step  # noqa: E402
+from maelab.engine.step import step_generators, train_step  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
 from maelab.models import cpu_kernels  # noqa: E402
 from maelab.models.flops import classifier_flops, features_flops, mae_forward_flops, train_flops  # noqa: E402
+from maelab.seeds import derive_seed  # noqa: E402
 
 RATIO = 0.75
 VARIANTS = ("pretrain", "torch-attn", "seed5", "gan", "features", "finetune")
@@ -135,7 +136,7 @@ def hf_contender(run: Run, attn: str, flops_per_image: float) -> tuple[Contender
     x = data.x_train[: cfg.optim.batch_size]
 
     def batch(i: int) -> torch.Tensor:
-        gen.manual_seed(step_seed(0, i))
+        gen.manual_seed(derive_seed(0, "augment", i))
         return prepare(x, spec.img_size, data.mean, data.std, cfg.aug, gen)
 
     fn = hf_train_step(step_fn, optimizer, batch, lambda: autocast(run.device, run.precision))

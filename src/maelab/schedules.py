@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import zlib
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from maelab.seeds import numpy_rng
 
 if TYPE_CHECKING:
     from maelab.config import MaskConfig
@@ -38,11 +38,6 @@ def _check_position(epoch: int, step: int, total_epochs: int, steps_per_epoch: i
         raise ValueError(f"total_epochs={total_epochs} and steps_per_epoch={steps_per_epoch} must be > 0")
     if epoch < 0 or step < 0:
         raise ValueError(f"epoch={epoch} and step={step} must be >= 0")
-
-
-def _rng(seed: int, stream: str, index: int) -> np.random.Generator:
-    """A generator owned by (seed, stream, index) alone: no global RNG, the same on every rank and resume."""
-    return np.random.default_rng([seed % 2**64, zlib.crc32(stream.encode()), index])
 
 
 def _position(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int,
@@ -83,7 +78,7 @@ def mask_ratio_at(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int
         return 0.5 * (lo + hi)
     if kind == "random":
         index = epoch if mask_cfg.granularity == "epoch" else step
-        return float(_rng(seed, f"mask-{mask_cfg.granularity}", index).uniform(lo, hi))
+        return float(numpy_rng(seed, f"mask-{mask_cfg.granularity}", index).uniform(lo, hi))
     t = mask_progress(mask_cfg, epoch, step, total_epochs, steps_per_epoch)
     if kind == "linear":
         return lo + (hi - lo) * t
@@ -103,5 +98,5 @@ def mask_ratios_at(mask_cfg: MaskConfig, step: int, seed: int, batch: int) -> Te
     """
     if step < 0 or batch <= 0:
         raise ValueError(f"step={step} must be >= 0 and batch={batch} > 0")
-    values = _rng(seed, "mask-per-sample", step).uniform(mask_cfg.min, mask_cfg.max, size=batch)
+    values = numpy_rng(seed, "mask-per-sample", step).uniform(mask_cfg.min, mask_cfg.max, size=batch)
     return torch.from_numpy(values)

@@ -15,6 +15,7 @@ from maelab.eval.features import pool_tokens, prepare
 from maelab.eval.knn import topk_accuracy
 from maelab.eval.linear_probe import probe_head
 from maelab.schedules import lr_at
+from maelab.seeds import torch_generator
 from tests.conftest import TINY
 
 QUICK = ["probe.epochs=4", "probe.batch_size=64", "eval.batch_size=128"]
@@ -31,7 +32,8 @@ def run_dir(tmp_path_factory):
 
 def _probe_as_before_issue_13(run_dir, pool: str, epochs: int, batch_size: int) -> tuple[float, float]:
     """maelab's probe as it was before probe.layers existed (commit 5db9adb), written out: forward_features,
-    pooled, then BN + Linear trained by SGD momentum 0.9 with a per-step cosine lr, seeded by train.seed."""
+    pooled, then BN + Linear trained by SGD momentum 0.9 with a per-step cosine lr, seeded by train.seed (the
+    batch order from the "probe-order" stream of maelab.seeds, which replaced seed * 1000 + epoch)."""
     run = load_run(run_dir)
     data, enc, cfg = run.dataset(), run.model.encoder, run.cfg
     with torch.no_grad():
@@ -44,7 +46,7 @@ def _probe_as_before_issue_13(run_dir, pool: str, epochs: int, batch_size: int) 
     opt = torch.optim.SGD(head.parameters(), lr=cfg.probe.lr, momentum=0.9, weight_decay=cfg.probe.weight_decay)
     spe = max(n // batch_size, 1)
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        order = torch.randperm(n, generator=torch_generator(seed, "probe-order", epoch))
         for i in range(spe):
             idx = order[i * batch_size:(i + 1) * batch_size]
             for group in opt.param_groups:

@@ -11,14 +11,12 @@ import torch
 from torch import Tensor
 
 from maelab.errors import DataError
-
-_EPOCH_STRIDE = 1_000_003  # a prime: (seed, epoch) -> seed * stride + epoch does not collide for epoch < stride
+from maelab.seeds import torch_generator
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The order of epoch ``epoch``: ``[n] int64``, a permutation of ``range(n)`` seeded by (seed, epoch)."""
-    g = torch.Generator().manual_seed((seed * _EPOCH_STRIDE + epoch) % 2**63)
-    return torch.randperm(n, generator=g)
+    return torch.randperm(n, generator=torch_generator(seed, "batches", epoch))
 
 
 def steps_per_epoch(n: int, batch_size: int, world_size: int = 1, key: str = "optim.batch_size") -> int:

@@ -18,9 +18,9 @@ from maelab.data.props import find_props, load_props
 from maelab.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from maelab.data.synthetic import make_synthetic
 from maelab.errors import DataError
+from maelab.seeds import derive_seed
 
 TEST_SUBSET_SEED = 0  # data.limit_test draws the same test images for every run seed (comparable evaluations)
-_SYNTHETIC_TEST_OFFSET = 2**32  # the synthetic test set's seed is seed + this: never a training seed
 
 
 @dataclass
@@ -85,7 +85,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
 def _load_synthetic(cfg: DataConfig, seed: int) -> Dataset:
     x_train, y_train = make_synthetic(cfg.synthetic_train, seed)
-    x_test, y_test = make_synthetic(cfg.synthetic_test, seed + _SYNTHETIC_TEST_OFFSET)
+    x_test, y_test = make_synthetic(cfg.synthetic_test, derive_seed(seed, "synthetic-test"))
     mean, std = channel_stats(x_train)
     return Dataset(x_train, y_train, x_test, y_test, list(SYNTHETIC_CLASSES), "synthetic", mean, std)
 

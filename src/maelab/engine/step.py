@@ -16,14 +16,7 @@ from maelab.data import augment
 from maelab.engine.addons import StepOutput, all_frozen
 from maelab.engine.device import autocast
 from maelab.engine.run import Run
-
-
-def step_seed(seed: int, step: int) -> int:
-    """The seed of one step's random draws: a pure function of (seed, step)."""
-    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
-
-
-MASK_STREAM = 0x9E3779B97F4A7C15  # offsets the masks' seed from the augmentation's (any fixed odd constant)
+from maelab.seeds import torch_generator
 
 
 @dataclass(frozen=True)
@@ -39,9 +32,9 @@ class StepGenerators:
 
 
 def step_generators(seed: int, step: int, device: torch.device | str = "cpu") -> StepGenerators:
-    base = step_seed(seed, step)
-    return StepGenerators(torch.Generator(device=device).manual_seed(base),
-                          torch.Generator(device=device).manual_seed((base + MASK_STREAM) % (2**63 - 1)))
+    """The two generators of step ``step`` (streams "augment" and "mask" of :mod:`maelab.seeds`)."""
+    return StepGenerators(torch_generator(seed, "augment", step, device=device),
+                          torch_generator(seed, "mask", step, device=device))
 
 
 def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,

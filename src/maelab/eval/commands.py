@@ -23,6 +23,7 @@ from maelab.eval.linear_probe import train_probes
 from maelab.eval.protocols import FINAL, Feature, assemble, needed_features, probe_summary, protocols
 from maelab.eval.recon import evaluate_reconstruction
 from maelab.models import resolve_spec
+from maelab.seeds import derive_seed
 from maelab.undefined import dumps
 from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
 from maelab.viz.probe_plots import write_probe_by_depth
@@ -108,7 +109,7 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
             gen = torch.Generator(device=run.device)
 
             def train(epoch: int) -> dict[str, torch.Tensor]:  # each rank augments its block with its own seed
-                gen.manual_seed(run.cfg.train.seed * 1000 + epoch + dist.rank * 1_000_003)
+                gen.manual_seed(derive_seed(run.cfg.train.seed, "probe-augment", epoch, dist.rank))
                 feats = _extract(run, data, data.x_train, wanted, gen, dist)
                 return {p.name: assemble(p, feats) for p in chosen}
         else:

@@ -24,6 +24,7 @@ from maelab.eval.knn import topk_accuracy
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import ViTEncoder
 from maelab.schedules import lr_at
+from maelab.seeds import derive_seed, numpy_rng
 
 
 class Classifier(nn.Module):
@@ -153,8 +154,8 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     for epoch in range(cfg.epochs):
         model.train()
         for idx in epoch_batches(len(data.x_train), cfg.batch_size, seed, epoch, dist.rank, dist.world_size):
-            gen.manual_seed(seed * 1_000_003 + step)
-            rng = np.random.default_rng([seed, step])
+            gen.manual_seed(derive_seed(seed, "finetune-augment", step))
+            rng = numpy_rng(seed, "finetune-mix", step)
             imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen, dist.shard)
             targets = F.one_hot(data.y_train[idx], data.num_classes).float()
             imgs, targets = mix_batch(imgs, targets, cfg, rng)

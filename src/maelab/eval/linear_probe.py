@@ -12,6 +12,7 @@ from maelab.config import ProbeConfig
 from maelab.errors import DataError
 from maelab.eval.knn import topk_accuracy
 from maelab.schedules import lr_at
+from maelab.seeds import torch_generator
 
 Features = dict[str, Tensor]  # a head's name -> its features [N, D_head]
 
@@ -64,7 +65,7 @@ def train_probes(train_feats: Features | Callable[[int], Features], train_labels
     steps_per_epoch = max(n // cfg.batch_size, 1)
     for epoch in range(cfg.epochs):
         feats = feats_at(epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).to(device)
+        order = torch.randperm(n, generator=torch_generator(seed, "probe-order", epoch)).to(device)
         for name, head in heads.items():
             _train_epoch(head, opts[name], feats[name], train_labels, order, epoch * steps_per_epoch,
                          steps_per_epoch, cfg)
