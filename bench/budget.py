@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from maelab.config import Config, load_config, to_dict
 from maelab.engine.pretrain import pretrain
@@ -64,29 +64,47 @@ PROBES: dict[str, list[str]] = {
 }
 
 
+def resume_or_keep(run_dir: Path) -> Path:
+    """Finish the pretraining of ``run_dir`` from its checkpoint (nothing to do when it had finished)."""
+    from maelab.engine.pretrain import resume
+    from maelab.engine.resume_checks import NothingToTrain
+
+    try:
+        return resume(run_dir, [])
+    except NothingToTrain:
+        return Path(run_dir)
+
+
 def run_budgeted(cfg: Config, minutes: float, eval_overrides: list[str], probes: list[str],
-                 save: Callable[[dict[str, Any]], None], keep_epochs: bool = False) -> dict[str, Any]:
+                 save: Callable[[dict[str, Any]], None], keep_epochs: bool = False,
+                 resume_dir: Optional[Path] = None) -> dict[str, Any]:
     """Calibrate, pretrain ``cfg`` for the epochs that fit ``minutes``, then probe (each protocol of ``probes``),
     k-NN, and the same for the random-init floor. ``save`` gets the growing record after every stage, so that a
     run cut short keeps what it measured. ``keep_epochs``: no calibration, ``cfg.optim.epochs`` as configured (a
     recipe already sized for ``minutes`` on this machine, e.g. run with fewer threads beside other seeds);
-    ``within_budget`` then says whether its wall time held the minutes."""
+    ``within_budget`` then says whether its wall time held the minutes. ``resume_dir``: a run of this config cut
+    short (a killed session) goes on from its last checkpoint, then is evaluated (``pretrain_s`` is then this
+    process's part only, and ``within_budget`` is not measured)."""
     from maelab.data import load_dataset
     from maelab.eval.commands import run_knn, run_probe
 
     start = time.perf_counter()
     train_images = len(load_dataset(cfg.data, cfg.train.seed).x_train)
-    rate = None if keep_epochs else measure_img_per_s(cfg, train_images)
+    rate = None if keep_epochs or resume_dir else measure_img_per_s(cfg, train_images)
     epochs = cfg.optim.epochs if rate is None else epochs_within(minutes, rate, train_images)
     record: dict[str, Any] = {"minutes": minutes, "calibration_img_per_s": rate, "epochs": epochs,
                               "epochs_from": "config" if keep_epochs else "calibration",
                               "train_images": train_images, "calibration_s": time.perf_counter() - start}
     save(record)
     begin = time.perf_counter()
-    run_dir = pretrain(replace(cfg, optim=replace(cfg.optim, epochs=epochs)))
-    record.update(pretrain_s=time.perf_counter() - begin, run_dir=str(run_dir))
-    record["img_per_s"] = epochs * train_images / record["pretrain_s"]
-    record["within_budget"] = record["pretrain_s"] <= minutes * 60
+    if resume_dir is None:
+        run_dir = pretrain(replace(cfg, optim=replace(cfg.optim, epochs=epochs)))
+    else:
+        run_dir = resume_or_keep(resume_dir)
+    record.update(pretrain_s=time.perf_counter() - begin, run_dir=str(run_dir), resumed=resume_dir is not None)
+    if resume_dir is None:
+        record["img_per_s"] = epochs * train_images / record["pretrain_s"]
+        record["within_budget"] = record["pretrain_s"] <= minutes * 60
     save(record)
     for floor in (False, True):
         prefix = "floor_" if floor else ""

@@ -9,16 +9,16 @@ start of pretraining (data loading, torch.compile and feature extraction include
 (issue 6): probe >= 60% within 5 minutes, fine-tune >= 93% within 15 minutes, CIFAR-10 on one GPU.
 ``--minutes M`` (any device) is the budgeted mode: it measures the step rate of ``--config`` (default
 configs/cifar10_keras.yaml) on its first steps, pretrains for the whole epochs that fit M minutes (warm-up and
-cosine complete within them), then runs each ``--probes`` protocol (maelab's default probe; the reference
-protocol: AdamW lr 1e-3, weight decay 1e-4, 100 epochs) on every block and concatenation (``probe.layers=all``:
-the final layer's top-1 and the best protocol's are recorded), k-NN, and the same for the random-init floor of the
-same architecture; the JSON (``--json``, rewritten after every stage) holds the wall times, epochs, img/s and every
-figure. ``--keep-epochs`` skips the calibration and keeps the config's epochs (a recipe already sized for
-the budget, such as configs/cifar10_cpu25.yaml, e.g. seeds run side by side with one thread each); the JSON
-then says whether the pretraining held the minutes. ``--set`` overrides are added to every stage of every
-recipe (e.g. ``--set optim.epochs=50``); ``--set-pretrain`` / ``--set-eval`` to one stage only. ``--smoke``
-runs each recipe in seconds on the CPU (synthetic images, the micro model, one epoch): a check that the script
-works, not a measurement.
+cosine complete within them), then runs each ``--probes`` protocol (maelab's default probe; the reference protocol:
+AdamW lr 1e-3, weight decay 1e-4, 100 epochs) on every block and concatenation (``probe.layers=all``: the final
+layer's top-1 and the best protocol's are recorded), k-NN, and the same for the random-init floor of the same
+architecture; the JSON (``--json``, rewritten after every stage) holds the wall times, epochs, img/s and every
+figure. ``--keep-epochs`` skips the calibration and keeps the config's epochs (a recipe already sized for the
+budget, such as configs/cifar10_cpu25.yaml, e.g. seeds run side by side with one thread each); the JSON then says
+whether the pretraining held the minutes; ``--resume RUN_DIR`` finishes such a run cut short. ``--set`` overrides
+are added to every stage of every recipe (e.g. ``--set optim.epochs=50``); ``--set-pretrain`` / ``--set-eval`` to
+one stage only. ``--smoke`` runs each recipe in seconds on the CPU (synthetic images, the micro model, one epoch): a
+check that the script works, not a measurement.
 
 The recipes below are first guesses made without a GPU at hand (sizes from the issue, epochs sized from the
 CPU throughput and the H100 throughput goal); the figures a GPU run reaches are in docs/performance.md.
@@ -103,7 +103,7 @@ def run_recipe(recipe: str, device: str, out_dir: Path, pre_extra: list[str], po
 def budgeted(args: argparse.Namespace, device: str, gpu: Optional[str]) -> dict[str, Any]:
     """``--minutes``: the config's pretraining fitted to the budget (bench/budget.py), then its evaluations."""
     root = Path(args.out or "runs/speedrun")
-    run_dir = root / f"budget{args.minutes:g}m-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(args.resume) if args.resume else root / f"budget{args.minutes:g}m-{time.strftime('%Y%m%d-%H%M%S')}"
     smoke = [*SMOKE[0], "optim.warmup_epochs=null"] if args.smoke else []  # the budget sets the epochs
     pre = [*smoke, f"train.device={device}", f"out_dir={run_dir}", "train.progress=false", *args.set,
            *args.set_pretrain]
@@ -116,7 +116,8 @@ def budgeted(args: argparse.Namespace, device: str, gpu: Optional[str]) -> dict[
         if args.json:
             Path(args.json).write_text(json.dumps({**head, **record}, indent=2))
 
-    record = {**head, **run_budgeted(cfg, args.minutes, post, args.probes, save, args.keep_epochs)}
+    record = {**head, **run_budgeted(cfg, args.minutes, post, args.probes, save, args.keep_epochs,
+                                     Path(args.resume) if args.resume else None)}
     print(json.dumps(record, indent=2))
     return record
 
@@ -136,6 +137,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     parser.add_argument("--config", default=str(BUDGET_CONFIG), help="budgeted mode: the pretraining config")
     parser.add_argument("--keep-epochs", action="store_true", help="budgeted mode: no calibration; pretrain the "
                         "config's optim.epochs (a recipe sized for --minutes here) and record whether it held them")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="budgeted mode: finish a run of the same command cut "
+                        "short (its pretraining from the last checkpoint), then evaluate it")
     parser.add_argument("--probes", nargs="+", default=["default", "reference"], choices=list(PROBES),
                         help="budgeted mode: the probe protocols to report")
     args = parser.parse_args(argv)

@@ -59,3 +59,19 @@ def test_keep_epochs_pretrains_the_configs_epochs_without_calibrating_and_says_i
                               "--set-pretrain", "optim.epochs=2"])
     assert record["epochs"] == 2 and record["epochs_from"] == "config" and record["calibration_img_per_s"] is None
     assert record["within_budget"] is True  # two epochs of 128 micro images take seconds, not 5 minutes
+
+
+def test_a_budgeted_run_cut_short_resumes_from_its_checkpoint_then_is_evaluated(tmp_path):
+    import yaml
+
+    from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+
+    common = ["--smoke", "--minutes", "5", "--keep-epochs", "--out", str(tmp_path / "runs"), "--probes", "default",
+              "--set", "data.synthetic_train=128", "data.synthetic_test=64"]
+    speedrun.main([*common, "--set-pretrain", "optim.epochs=3", "train.stop_after_epochs=1"])  # "killed" at 1 of 3
+    run_dir = next((tmp_path / "runs").glob("budget5m-*"))
+    assert load_checkpoint(checkpoint_path(run_dir))["step"] == 2  # 128 images, batch 64: one epoch is 2 steps
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["optim"]["epochs"] == 3
+    [record] = speedrun.main([*common, "--set-pretrain", "optim.epochs=3", "--resume", str(run_dir)])
+    assert load_checkpoint(checkpoint_path(run_dir))["step"] == 6 and record["resumed"] is True
+    assert "within_budget" not in record and 0 <= record["probe_default_top1"] <= 100
