@@ -28,6 +28,7 @@ from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
 from maelab.errors import UserError
+from maelab.run_layout import RunLayout
 from maelab.undefined import DASH
 from maelab.undefined import fmt as fmt_value
 
@@ -253,7 +254,7 @@ def _epoch_curves(out: Path, spec: SuiteSpec, key: str) -> dict[str, tuple[list[
     curves = {}
     for name in spec.variants:
         run_dir = _first_seed_dir(out, name)
-        if run_dir is None or not (run_dir / "metrics.jsonl").is_file():
+        if run_dir is None or not RunLayout(run_dir).metrics.is_file():
             continue
         records = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch" and key in r]
         if records:
@@ -266,7 +267,7 @@ def _reconstructions(out: Path, spec: SuiteSpec, fig_dir: Path) -> Optional[str]
 
     names = spec.figure_variants or list(spec.variants)
     dirs = [(n, _first_seed_dir(out, n)) for n in names]
-    dirs = [(n, d) for n, d in dirs if d is not None and (d / "checkpoints").is_dir()]
+    dirs = [(n, d) for n, d in dirs if d is not None and RunLayout(d).checkpoints.is_dir()]
     if not dirs:
         return None
     try:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
+from maelab.run_layout import RunLayout
 from maelab.undefined import is_defined, reason_of
 
 RESULTS_NAME = "results.csv"
@@ -68,12 +69,12 @@ def metric_row(variant: str, seed: int, run_dir: Path, metric: str, value: Any, 
     return Row(variant, seed, metric, None, status=UNDEFINED, run_dir=str(run_dir), reason=reason or "null")
 
 
-def eval_rows(variant: str, seed: int, run_dir: Path, suffix: str = "") -> list[Row]:
-    """The metrics of every evaluation JSON a run holds (``suffix="_random_init"`` for the floor's); a null
+def eval_rows(variant: str, seed: int, run_dir: Path, random_init: bool = False) -> list[Row]:
+    """The metrics of every evaluation JSON a run holds (``random_init``: the floor's); a null
     value becomes an undefined row with the reason the JSON gives."""
     rows = []
     for name, keys in EVAL_METRICS.items():
-        path = run_dir / "eval" / f"{name}{suffix}.json"
+        path = RunLayout(run_dir).eval_result(name, random_init)
         if path.is_file():
             result = json.loads(path.read_text())
             rows += [metric_row(variant, seed, run_dir, metric, result[key], reason_of(result, key))
@@ -85,7 +86,7 @@ def eval_rows(variant: str, seed: int, run_dir: Path, suffix: str = "") -> list[
 
 def zero_pred_rows(seed: int, run_dir: Path) -> list[Row]:
     """The reconstruction metrics of predicting zeros (a floor that does not depend on the weights)."""
-    path = run_dir / "eval" / "recon.json"
+    path = RunLayout(run_dir).eval_result("recon")
     if not path.is_file():
         return []
     result = json.loads(path.read_text())
@@ -98,7 +99,7 @@ def training_rows(variant: str, seed: int, run_dir: Path) -> list[Row]:
     """From metrics.jsonl: the last epoch's loss, the pretraining seconds, the mean mask ratio the encoder saw.
 
     The last epoch's loss is undefined when every one of its steps was skipped (train.on_nan=skip)."""
-    if not (run_dir / "metrics.jsonl").is_file():
+    if not RunLayout(run_dir).metrics.is_file():
         return []
     epochs = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch"]
     if not epochs:
@@ -178,7 +179,7 @@ def write_probe_protocols(out: Path, rows: list[Row]) -> None:
     for r in rows:
         if r.metric != "probe_top1" or not r.run_dir:
             continue
-        path = Path(out) / r.run_dir / "eval" / ("probe_random_init.json" if r.variant == FLOOR else "probe.json")
+        path = RunLayout(Path(out) / r.run_dir).eval_result("probe", random_init=r.variant == FLOOR)
         if path.is_file():
             variants = found.setdefault(probe_protocol_text(json.loads(path.read_text())), {}).setdefault(
                 "variants", [])

@@ -40,6 +40,7 @@ from maelab.config import Config, to_dict
 from maelab.engine.checkpoint import checkpoint_path
 from maelab.engine.signals import RunInterrupted
 from maelab.errors import UserError, require_folder
+from maelab.run_layout import RunLayout
 
 SUITE_NAME = "suite.yaml"
 
@@ -140,7 +141,7 @@ def run_one(plan: Plan, suite: Suite) -> None:
     from maelab.eval import commands
 
     if plan.variant == SCRATCH:
-        if not (plan.run_dir / "eval" / "scratch.json").is_file():
+        if not RunLayout(plan.run_dir).eval_result("scratch").is_file():
             commands.scratch_from_config(dataclasses.replace(plan.cfg, overwrite=True))
         write_status(plan.run_dir, {"status": "done"})
         return
@@ -151,11 +152,11 @@ def run_one(plan: Plan, suite: Suite) -> None:
         write_status(plan.run_dir, status)
     overrides = list(suite.spec.eval_overrides)
     for name in [e for e in suite.spec.evals if e != "scratch"]:
-        if not (plan.run_dir / "eval" / f"{name}.json").is_file():
+        if not RunLayout(plan.run_dir).eval_result(name).is_file():
             getattr(commands, f"run_{name}")(plan.run_dir, overrides)
     if suite.spec.floor and plan.variant == suite.spec.baseline:
         for name in [e for e in suite.spec.evals if e in FLOOR_EVALUATIONS]:
-            if not (plan.run_dir / "eval" / f"{name}_random_init.json").is_file():
+            if not RunLayout(plan.run_dir).eval_result(name, random_init=True).is_file():
                 getattr(commands, f"run_{name}")(plan.run_dir, overrides, random_init=True)
     write_status(plan.run_dir, {**status, "status": "done"})
 
@@ -188,7 +189,7 @@ def collect(suite: Suite, out: Path) -> list[Row]:
         rows += training_rows(plan.variant, plan.seed, plan.run_dir)
         rows += eval_rows(plan.variant, plan.seed, plan.run_dir)
         if plan.variant == suite.spec.baseline:
-            rows += eval_rows(FLOOR, plan.seed, plan.run_dir, suffix="_random_init")
+            rows += eval_rows(FLOOR, plan.seed, plan.run_dir, random_init=True)
             rows += zero_pred_rows(plan.seed, plan.run_dir)
     return [dataclasses.replace(r, run_dir=_relative(r.run_dir, out)) for r in rows]
 

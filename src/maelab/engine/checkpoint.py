@@ -11,13 +11,12 @@ from typing import Any
 import torch
 
 from maelab.errors import UserError, output_error, resume_hint
-
-CHECKPOINT_NAME = "last.pt"
+from maelab.run_layout import RunLayout
 
 
 def checkpoint_path(run_dir: Path) -> Path:
     """Where a run's latest checkpoint lives."""
-    return Path(run_dir) / "checkpoints" / CHECKPOINT_NAME
+    return RunLayout(run_dir).checkpoint
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -56,7 +55,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     without one of the keys in ``needs``) is a clear error."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: give a run directory that holds checkpoints/{CHECKPOINT_NAME}")
+        raise UserError(f"no checkpoint at {path}: give a run directory that holds checkpoints/last.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any file at all may be given: whatever torch.load raises, one line

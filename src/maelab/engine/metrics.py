@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from maelab.errors import output_error, resume_hint
+from maelab.run_layout import RunLayout
 from maelab.undefined import dumps, finite_or_null
 
 
@@ -18,13 +19,13 @@ class MetricsLogger:
     """
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = RunLayout(run_dir).metrics
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(RunLayout(run_dir).tensorboard))
 
     def log(self, kind: str, record: dict[str, Any]) -> None:
         """Write one record (plain numbers and strings) tagged with ``kind``.
@@ -65,14 +66,14 @@ class NullLogger:
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """All records of a run's metrics.jsonl (a last line cut short by a crash is left out)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunLayout(run_dir).metrics
     return [record for line in path.read_text().splitlines() if (record := _parsed(line)) is not None]
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:
     """Remove the records logged after ``step`` (on resume: an interrupted epoch is trained and logged again),
     and any line cut short by a crash. The file is replaced atomically: a failure leaves it as it was."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunLayout(run_dir).metrics
     if not path.exists():
         return
     lines = [ln for ln in path.read_text().splitlines() if (r := _parsed(ln)) is not None and r.get("step", 0) <= step]

@@ -19,10 +19,11 @@ from maelab.engine.loading import with_saved_data_source
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.resume_checks import check_trains
 from maelab.engine.run import Run, build_run, checkpoint_state
-from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, prepare_run_dir
+from maelab.engine.run_dir import check_run_dir, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
 from maelab.engine.step import step_generators, train_step
 from maelab.errors import UserError
+from maelab.run_layout import RunLayout
 from maelab.undefined import set_undefined
 
 ALL_SKIPPED = "no step of the epoch ended with a finite loss (each was skipped, train.on_nan=skip): no loss to average"
@@ -166,7 +167,7 @@ def pretrain(cfg: Config) -> Path:
         run_dir = dist.main_only(check_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
         run = build_run(cfg, run_dir, dist=dist)  # data and model first: a mistake found here changes no file
         dist.main_only(prepare_run_dir, str(run_dir), cfg.name, cfg.overwrite)
-        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
+        dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         train(run)
     return run_dir
 
@@ -188,7 +189,7 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
     cfg = with_saved_data_source(cfg, state.get("data_source"))
     with distributed(cfg.train.device) as dist:  # under another world size: see distributed.resume_step
         run = build_run(cfg, run_dir, checkpoint=state, dist=dist)
-        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
+        dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
         train(run)
     return run_dir

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from maelab.errors import UserError, require_folder
-
-CONFIG_NAME = "config.yaml"
+from maelab.run_layout import RunLayout
 
 
 def default_run_dir(name: str) -> Path:
@@ -31,7 +30,8 @@ def check_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
 
 
 def holds_run(run_dir: Path) -> bool:
-    return (run_dir / CONFIG_NAME).exists() or (run_dir / "checkpoints").exists()
+    layout = RunLayout(run_dir)
+    return layout.config.exists() or layout.checkpoints.exists()
 
 
 def prepare_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
@@ -39,8 +39,7 @@ def prepare_run_dir(out_dir: Optional[str], name: str, overwrite: bool) -> Path:
     is removed."""
     run_dir = check_run_dir(out_dir, name, overwrite)
     if holds_run(run_dir):
-        for item in ("checkpoints", "tensorboard", "metrics.jsonl", CONFIG_NAME):
-            target = run_dir / item
+        for target in RunLayout(run_dir).training_files():
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():

@@ -14,7 +14,7 @@ from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed
 from maelab.engine.loading import LoadedRun, load_run
-from maelab.engine.run_dir import CONFIG_NAME, check_run_dir, default_run_dir, prepare_run_dir
+from maelab.engine.run_dir import check_run_dir, default_run_dir, prepare_run_dir
 from maelab.eval.feature_cache import FeatureCache, cache_key, cache_root, cached_features
 from maelab.eval.features import extract_layers
 from maelab.eval.finetune import finetune
@@ -23,6 +23,7 @@ from maelab.eval.linear_probe import train_probes
 from maelab.eval.protocols import FINAL, Feature, assemble, needed_features, probe_summary, protocols
 from maelab.eval.recon import evaluate_reconstruction
 from maelab.models import resolve_spec
+from maelab.run_layout import FLOOR_SUFFIX, RunLayout
 from maelab.seeds import derive_seed
 from maelab.undefined import dumps
 from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
@@ -35,7 +36,7 @@ def write_result(run_dir: Path, name: str, result: dict[str, Any]) -> Path:
     Standard JSON only: an undefined value must be null with its reason (``maelab.undefined``); a NaN or an
     infinity raises ValueError here, before anything is written.
     """
-    return write_text_atomic(Path(run_dir) / "eval" / f"{name}.json", dumps(result))
+    return write_text_atomic(RunLayout(run_dir).eval_result(name), dumps(result))
 
 
 def _provenance(run: LoadedRun, section: str) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def _provenance(run: LoadedRun, section: str) -> dict[str, Any]:
 
 
 def _name(base: str, random_init: bool) -> str:
-    return f"{base}_random_init" if random_init else base
+    return f"{base}{FLOOR_SUFFIX}" if random_init else base
 
 
 def _extract(run: LoadedRun, data: Dataset, x: torch.Tensor, wanted: list[Feature],
@@ -124,7 +125,7 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
                   "feature_seconds": feature_seconds, "feature_cache": str(cache.dir) if cache else None,
                   "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe")}
         if cfg.layers == "all":
-            result["figure"] = str(run.run_dir / "figures" / PROBE_FIGURE)
+            result["figure"] = str(RunLayout(run.run_dir).figures / PROBE_FIGURE)
         path = dist.main_only(write_result, run.run_dir, _name("probe", random_init), result)
         if cfg.layers == "all":
             dist.main_only(write_probe_by_depth, run.run_dir)
@@ -197,7 +198,7 @@ def scratch_from_config(cfg: Config) -> tuple[Path, dict[str, Any]]:
         data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)
         steps_per_epoch(len(data.x_train), cfg.finetune.batch_size, dist.world_size, key="finetune.batch_size")
         run_dir = dist.main_only(prepare_run_dir, out_dir, cfg.name, cfg.overwrite)  # checked: now replace
-        dist.main_only(save_config, cfg, run_dir / CONFIG_NAME)
+        dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         result = _finetune(cfg, None, data, device, dist)
         result.update({"checkpoint": "random-init", "seed": cfg.train.seed, "dataset": cfg.data.name,
                        "finetune": to_dict(cfg)["finetune"], "model": to_dict(cfg)["model"]})

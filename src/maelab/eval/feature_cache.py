@@ -32,6 +32,7 @@ from maelab.config import to_dict
 from maelab.data import Dataset
 from maelab.engine.loading import LoadedRun
 from maelab.eval.protocols import Feature
+from maelab.run_layout import RunLayout
 
 CACHE_VERSION = 1
 KEY_NAME = "key.json"
@@ -39,7 +40,7 @@ KEY_NAME = "key.json"
 
 def cache_root(run_dir: Path) -> Path:
     """The folder holding every cached feature set of a run."""
-    return Path(run_dir) / "eval" / "cache"
+    return RunLayout(run_dir).feature_cache
 
 
 def checkpoint_identity(run: LoadedRun) -> dict[str, Any] | str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from maelab.errors import ConfigError
 
-if TYPE_CHECKING:
-    from maelab.config import ModelConfig
+
+class ModelSettings(Protocol):
+    """What :func:`resolve_spec` reads: a preset name and, for each ModelSpec field, a value or None (the
+    config's ``model`` section)."""
+
+    preset: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +59,7 @@ PRESETS: dict[str, ModelSpec] = {
 }
 
 
-def resolve_spec(cfg: ModelConfig) -> ModelSpec:
+def resolve_spec(cfg: ModelSettings) -> ModelSpec:
     """The preset named by ``cfg.preset`` with every non-None field of ``cfg`` applied, checked."""
     spec = PRESETS[cfg.preset]
     changes = {f.name: getattr(cfg, f.name) for f in fields(ModelSpec) if getattr(cfg, f.name, None) is not None}

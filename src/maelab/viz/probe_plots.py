@@ -13,6 +13,7 @@ from typing import Any, Optional
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from maelab.run_layout import RunLayout
 from maelab.viz.plots import DPI
 
 FIGURE_NAME = "probe_by_depth.png"
@@ -80,10 +81,11 @@ def write_probe_by_depth(run_dir: str | Path, out: Optional[str | Path] = None) 
     """Draw RUN_DIR/figures/probe_by_depth.png (or into ``out``) from the run's layers=all probe results; None
     (nothing written) when neither eval/probe.json nor eval/probe_random_init.json holds one."""
     run_dir = Path(run_dir)
-    trained, floor = (_layers_all(run_dir / "eval" / f"{name}.json") for name in ("probe", "probe_random_init"))
+    layout = RunLayout(run_dir)
+    trained, floor = (_layers_all(layout.eval_result("probe", random_init)) for random_init in (False, True))
     if trained is None and floor is None:
         return None
-    path = Path(out or run_dir / "figures") / FIGURE_NAME
+    path = Path(out or layout.figures) / FIGURE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     probe_depth_figure(trained, floor, f"Linear probe by depth: {run_dir.name}").savefig(path, dpi=DPI)
     return path

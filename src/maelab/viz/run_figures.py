@@ -20,6 +20,7 @@ from maelab.engine.metrics import read_metrics
 from maelab.engine.optim import peak_lr, warmup_steps
 from maelab.errors import UserError
 from maelab.masking import effective_ratio
+from maelab.run_layout import RunLayout
 from maelab.schedules import lr_at, mask_ratio_at
 from maelab.viz.plots import (
     compare_figure,
@@ -124,7 +125,7 @@ def write_compare(run_a: str | Path, run_b: str | Path, out: Optional[str | Path
     Written to ``out`` (default ``RUN_A/figures``) as ``compare_<RUN_B name>.png``. Each model sees the images
     normalised with its own run's statistics; both use the same mask (same seed, ratio and patch grid).
     """
-    out_dir = Path(out) if out is not None else Path(run_a) / "figures"
+    out_dir = Path(out) if out is not None else RunLayout(run_a).figures
     return write_compare_runs([run_a, run_b], None, out_dir / f"compare_{Path(run_b).name}.png", ratio, n_images,
                               seed)
 
@@ -198,7 +199,7 @@ def _schedule_figures(run: LoadedRun, data: Dataset, head: str, out_dir: Path) -
 
 
 def _records(run_dir: Path) -> Optional[list[dict[str, Any]]]:
-    if not (run_dir / "metrics.jsonl").is_file():
+    if not RunLayout(run_dir).metrics.is_file():
         warnings.warn(f"{run_dir} has no metrics.jsonl: no curves, and no logged points on the schedules",
                       stacklevel=3)
         return None
@@ -247,7 +248,7 @@ def _short(name: str, width: int = 18) -> str:
 
 
 def _out_dir(run_dir: Path, out: Optional[str | Path]) -> Path:
-    path = Path(out) if out is not None else run_dir / "figures"
+    path = Path(out) if out is not None else RunLayout(run_dir).figures
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
