@@ -35,7 +35,7 @@ def forward(run, seed=0):
     """The engine's G-phase inputs: (imgs, rec loss, fake, mask) for the first batch."""
     gen = torch.Generator().manual_seed(seed)
     imgs = run.data.x_train[:16].permute(0, 3, 1, 2).float() / 255
-    imgs = (imgs - run.mean) / run.std
+    imgs = run.normalize(imgs)
     loss, pred, mask = run.model(imgs, 0.75, generator=gen)
     return imgs, loss, run.model.reconstruct(imgs, pred, mask), mask
 

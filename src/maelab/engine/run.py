@@ -12,6 +12,7 @@ from torch import Tensor
 
 from maelab.config import Config, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
+from maelab.data.normalize import Normalizer
 from maelab.engine.addons import AddOn
 from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
@@ -37,8 +38,7 @@ class Run:
     model: MAE
     forward: Any  # the model, or its torch.compile'd wrapper
     updater: Updater  # the MAE's optimizer step: optimizer, fp16 scaler, clipping, train.on_nan
-    mean: Tensor  # [1, 3, 1, 1]
-    std: Tensor  # [1, 3, 1, 1]
+    normalize: Normalizer  # the dataset's per-channel standardisation, on the device
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
@@ -114,8 +114,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
         forward=torch.compile(forward) if cfg.train.compile else forward,
         updater=Updater(optimizer, scaler, model.parameters(), cfg.optim.grad_clip,
                         NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
-        mean=torch.tensor(data.mean, device=device).view(1, 3, 1, 1),
-        std=torch.tensor(data.std, device=device).view(1, 3, 1, 1),
+        normalize=Normalizer(data.mean, data.std, device),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
         warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim, dist.world_size), gan=gan, dist=dist,
     )

@@ -49,7 +49,7 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     """
     shard = run.dist.shard  # this rank's rows of the step's random draws (all of them in one process)
     imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generators.augment, shard)
-    imgs = (imgs - run.mean) / run.std
+    imgs = run.normalize(imgs)
     if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
         ratio = shard.rows(ratio)
     addons = run.active_addons()

@@ -10,16 +10,10 @@ from torch import Tensor
 
 from maelab.config import AugConfig
 from maelab.data import augment, eval_transform
+from maelab.data.normalize import Normalizer
 from maelab.eval.protocols import FINAL, Feature
 from maelab.models.vit import ViTEncoder
 from maelab.shard import WHOLE, Shard
-
-
-def normalize(imgs: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """imgs [N, 3, H, W] in [0, 1] -> standardised with per-channel ``mean``/``std``."""
-    m = torch.tensor(mean, device=imgs.device, dtype=imgs.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=imgs.device, dtype=imgs.dtype).view(1, 3, 1, 1)
-    return (imgs - m) / s
 
 
 def pool_tokens(tokens: Tensor, pool: str) -> Tensor:
@@ -33,7 +27,7 @@ def prepare(x_u8: Tensor, img_size: int, mean: tuple[float, ...], std: tuple[flo
     """uint8 [N, H, W, 3] -> normalised model input [N, 3, S, S] (augmented when ``aug`` is given; ``shard``:
     this rank's rows of a global batch, see :func:`maelab.data.augment`)."""
     imgs = augment(x_u8, aug, img_size, generator, shard) if aug is not None else eval_transform(x_u8, img_size)
-    return normalize(imgs, mean, std)
+    return Normalizer(mean, std, imgs.device)(imgs)
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from maelab.config import ReconConfig
 from maelab.data import Dataset, balanced_subset
+from maelab.data.normalize import Normalizer
 from maelab.eval.features import prepare
 from maelab.eval.metrics import EDGE_TOLERANCE, PSNR_EMPTY, SSIM_EMPTY, SSIM_WINDOW, masked_gradient, psnr, ssim
 from maelab.models import MAE, unpatchify
@@ -19,13 +20,6 @@ def pixel_mask(mask: Tensor, patch_size: int) -> Tensor:
     """Patch mask [N, L] (1 = masked) -> pixel mask [N, 1, H, W]."""
     p = patch_size
     return unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p).contiguous(), p, channels=1)
-
-
-def to_pixels(imgs: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """Undo the per-channel standardisation: [N, 3, H, W] -> pixels in [0, 1] (clamped)."""
-    m = torch.tensor(mean, device=imgs.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=imgs.device).view(1, 3, 1, 1)
-    return (imgs * s + m).clamp(0, 1)
 
 
 class _PerImage:
@@ -110,17 +104,17 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
         data.x_test, data.y_test, cfg.limit, 0, key="recon.limit", split="test set")
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(cfg.mask_seed)
-    per_image, sharp = _PerImage(), Sharpness()
+    per_image, sharp, norm = _PerImage(), Sharpness(), Normalizer(data.mean, data.std, x.device)
     size = model.spec.img_size
     small = f"the images ({size} px) are smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window" \
         if size < SSIM_WINDOW else None
     for start in range(0, len(x), batch_size):
         imgs = prepare(x[start:start + batch_size], model.spec.img_size, data.mean, data.std)
         _, pred, mask = model(imgs, cfg.ratio, generator=gen)
-        original = to_pixels(imgs, data.mean, data.std)
+        original = norm.inverse(imgs)
         m = pixel_mask(mask, model.spec.patch_size)
         for tag, p in (("", pred), ("_zero_pred", torch.zeros_like(pred))):
-            recon = to_pixels(model.reconstruct(imgs, p, mask), data.mean, data.std)
+            recon = norm.inverse(model.reconstruct(imgs, p, mask))
             per_image.add("psnr_masked" + tag, psnr(recon, original, m))
             per_image.add("psnr_full" + tag, psnr(recon, original))
             if small is None:

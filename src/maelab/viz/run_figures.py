@@ -15,6 +15,7 @@ from torch import Tensor
 
 from maelab.config import Config
 from maelab.data import Dataset, steps_per_epoch
+from maelab.data.normalize import Normalizer
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.metrics import read_metrics
 from maelab.engine.optim import peak_lr, warmup_steps
@@ -32,7 +33,7 @@ from maelab.viz.plots import (
     reconstructions_figure,
 )
 from maelab.viz.probe_plots import write_probe_by_depth
-from maelab.viz.samples import Normalizer, pixels, reconstruct, sample_indices, to_numpy
+from maelab.viz.samples import pixels, reconstruct, sample_indices, to_numpy
 
 FIGURE_SEED = 0  # picks the sample images and draws their masks: the same for every run
 DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)

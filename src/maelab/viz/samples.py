@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from maelab.data import balanced_subset, eval_transform
+from maelab.data.normalize import Normalizer
 from maelab.models import MAE
 from maelab.models.patches import patchify, unpatchify
 
@@ -47,21 +48,6 @@ class Reconstruction:
     masked: Tensor
     recon: Tensor  # the prediction for masked patches, the visible patches pasted back
     mask: Tensor  # [N, L], 1 = masked
-
-
-class Normalizer:
-    """The dataset's per-channel normalisation: pixels [0, 1] <-> model input."""
-
-    def __init__(self, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-
-    def __call__(self, pixels: Tensor) -> Tensor:
-        return (pixels - self.mean.to(pixels.device)) / self.std.to(pixels.device)
-
-    def inverse(self, x: Tensor) -> Tensor:
-        """Model space -> pixels, clamped to [0, 1] for display."""
-        return (x * self.std.to(x.device) + self.mean.to(x.device)).clamp(0, 1)
 
 
 def pixels(x_u8: Tensor, img_size: int) -> Tensor:
