@@ -68,6 +68,8 @@ def test_seeds_auto_runs_the_pilot_plans_once_then_runs_the_planned_seeds(suite_
     printed = capsys.readouterr().out
     assert "already has a seed plan (cap 4); it is kept, not revised" in printed
     assert json.loads((out / PLAN_NAME).read_text()) == plan and "seed 3:" not in printed
+    report = (out / "report.md").read_text()
+    assert f"a pilot of 3, then {expected} in all (cap 4)" in report  # the report says how the seeds were chosen
 
 
 @pytest.mark.parametrize(("args", "words"), [

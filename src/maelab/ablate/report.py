@@ -23,6 +23,7 @@ from maelab.ablate.results import (
     values_of,
 )
 from maelab.ablate.runner import saved_suite
+from maelab.ablate.seed_plan import plan_line, read_plan
 from maelab.ablate.stats import Difference, compare, summarize
 from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
@@ -54,13 +55,16 @@ def build_report(out: str | Path, figures: bool = True) -> Path:
     rows = read_results(out / RESULTS_NAME)
     made = write_report_figures(out, spec, rows) if figures else {}
     protocols = json.loads((out / PROTOCOLS_NAME).read_text()) if (out / PROTOCOLS_NAME).is_file() else {}
-    return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made, protocols))
+    return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made, protocols,
+                                                       read_plan(out)))
 
 
 def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str],
-           probe_protocols: Optional[dict[str, Any]] = None) -> str:
-    """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are)."""
-    parts = [_header(spec, rows), _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
+           probe_protocols: Optional[dict[str, Any]] = None, seed_plan: Optional[dict[str, Any]] = None) -> str:
+    """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are;
+    ``seed_plan``: OUT/seed_plan.json when the seeds were chosen by ``--seeds auto``)."""
+    parts = [_header(spec, rows), plan_line(seed_plan), _probe_line(probe_protocols or {}), _headline(spec, rows),
+             _undefined(rows),
              _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell), _took_effect(spec, rows),
              _figures(figures), _failures(rows), _provenance(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"

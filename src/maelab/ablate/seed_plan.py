@@ -71,3 +71,13 @@ def describe(plan: dict[str, Any]) -> str:
         cap = " (capped)" if c["capped"] else ""
         lines.append(f"  {c['text']}: {need} seeds for {c['target']:.2f}{cap}")
     return "\n".join(lines)
+
+
+def plan_line(plan: Optional[dict[str, Any]]) -> str:
+    """The report's line on how the number of seeds was chosen (empty unless ``--seeds auto`` chose it)."""
+    if not plan:
+        return ""
+    return (f"Seeds chosen by `--seeds auto` ({PLAN_NAME}): a pilot of {plan['pilot_seeds']}, then "
+            f"{plan['seeds']} in all (cap {plan['max_seeds']}), the fewest whose minimum detectable effect at 80% "
+            "power reaches each claim's gain or margin from the pilot's spread; fixed once, never revised "
+            "(docs/ablation.md gives this procedure's error rates).")
