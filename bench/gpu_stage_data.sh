@@ -5,7 +5,7 @@
 #   there:  bash bench/gpu_stage_data.sh --unpack DEST/N   copy one part into /tmp/maelab_data/cifar-10-batches-py
 set -euo pipefail
 if [ "${1:-}" = "--unpack" ]; then
-  target=/tmp/maelab_data/cifar-10-batches-py
+  target="${STAGE_DIR:-/tmp/maelab_data}/cifar-10-batches-py"
   mkdir -p "$target" && cp "$2"/* "$target"/ && ls "$target"
   exit 0
 fi

@@ -301,10 +301,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             print_checks(extra)
             results["presets"][preset] = {**extra, "rows": rows, "peak_gflop_per_s": peak.flop_per_s / 1e9,
                                           "peak_rounds_gflop_per_s": [peak.flops / s / 1e9 for s in peak.seconds]}
-    results["machine"]["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+            save(results, args.json)  # after each preset, so that a run stopped at its time limit keeps them
+    save(results, args.json)
     return results
+
+
+def save(results: dict[str, Any], path: Optional[str]) -> None:
+    """Write ``results`` to ``path`` (nothing when None), with the load average at this moment."""
+    results["machine"]["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2, default=str))
 
 
 def print_checks(extra: dict[str, Any]) -> None:

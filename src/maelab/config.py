@@ -238,6 +238,9 @@ class TrainConfig:
     # stop (with a checkpoint) after this many epochs; resume later. A setting of one invocation: the run's
     # config.yaml and checkpoints keep null (see persisted), so a resume trains to optim.epochs unless it is given again
     stop_after_epochs: Optional[int] = None
+    # epochs between checkpoints (the last epoch and a stop signal always write one); a resume after a crash
+    # repeats at most save_every - 1 epochs
+    save_every: int = 1
     # a step whose loss or gradients are NaN/inf: stop (the run ends naming the step; the last good checkpoint
     # is kept) | skip (the step changes no weight and no optimizer state; counted as skipped_steps in metrics)
     on_nan: str = "stop"
@@ -251,6 +254,7 @@ class TrainConfig:
         _positive("train.log_every", self.log_every)
         _positive("train.threads", self.threads)
         _positive("train.stop_after_epochs", self.stop_after_epochs)
+        _positive("train.save_every", self.save_every)
 
 
 @dataclass

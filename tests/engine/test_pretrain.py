@@ -93,3 +93,20 @@ def test_knn_monitor_is_logged_every_n_epochs(tmp_path, tiny):
     epochs = [m for m in read_metrics(run_dir) if m["kind"] == "epoch"]
     assert ["knn_top1" in m for m in epochs] == [False, True, False]
     assert 0 <= epochs[1]["knn_top1"] <= 100
+
+
+def test_save_every_writes_checkpoints_every_n_epochs_and_at_the_end(tmp_path, tiny, monkeypatch):
+    import maelab.engine.pretrain as loop
+
+    saved_at = []
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(loop, "save_checkpoint", lambda state, path: (saved_at.append(state["epoch"]),
+                                                                       real_save(state, path)))
+    run_dir = run(tmp_path, "s", [*tiny, "optim.epochs=5", "train.save_every=2", "train.tensorboard=false"])
+    assert saved_at == [2, 4, 5]
+    assert load_checkpoint(checkpoint_path(run_dir))["epoch"] == 5
+
+
+def test_save_every_must_be_positive(tiny):
+    with pytest.raises(UserError, match="train.save_every"):
+        load_config(None, [*tiny, "train.save_every=0"])

@@ -131,6 +131,12 @@ def knn_monitor(run: Run) -> float:
     return top1
 
 
+def checkpoint_due(epochs_done: int, last_epoch: int, save_every: int, stopping: bool) -> bool:
+    """Whether the loop writes a checkpoint after ``epochs_done`` epochs: every ``save_every`` epochs, after the
+    last epoch of this invocation, and when the run is being stopped (so that a resume loses nothing)."""
+    return epochs_done % save_every == 0 or epochs_done >= last_epoch or stopping
+
+
 def train(run: Run) -> None:
     """The epoch loop from the run's current step to the end (or to train.stop_after_epochs)."""
     cfg = run.cfg
@@ -152,7 +158,8 @@ def train(run: Run) -> None:
                     if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0 and main:
                         record["knn_top1"] = knn_monitor(run)
                     logger.log("epoch", record)
-                run.dist.main_only(lambda: save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir)))
+                if checkpoint_due(epoch + 1, last_epoch, cfg.train.save_every, stop.requested):
+                    run.dist.main_only(lambda: save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir)))
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
                     raise RunInterrupted(run.run_dir, run.step, stop.signum)
     finally:
