@@ -55,7 +55,7 @@ CANDIDATES: dict[str, list[str]] = {
 def train_flops_per_image(overrides: list[str]) -> float:
     cfg = load_config(BASE, overrides)
     spec = resolve_spec(cfg.model)
-    return train_flops(mae_forward_flops(spec, cfg.mask.ratio, training=True)["total"])
+    return train_flops(mae_forward_flops(spec, cfg.mask.ratio)["total"])
 
 
 def epochs_for(overrides: list[str], budget_keras_epochs: float) -> int:

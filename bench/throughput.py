@@ -45,6 +45,7 @@ from maelab.engine.run import Run, build_run  # noqa: E402
 from maelab.engine.step import step_generators, train_step  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
+from maelab.masking import draw_mask  # noqa: E402
 from maelab.models import cpu_kernels  # noqa: E402
 from maelab.models.flops import classifier_flops, features_flops, mae_forward_flops, train_flops  # noqa: E402
 from maelab.seeds import derive_seed  # noqa: E402
@@ -156,9 +157,9 @@ def check_flops(run: Run, hf_model: Optional[torch.nn.Module]) -> dict[str, Any]
     spec = run.model.spec
     imgs = torch.randn(2, 3, spec.img_size, spec.img_size, device=run.device)
     out = {"analytic_forward": mae_forward_flops(spec, RATIO),
-           "analytic_forward_train": mae_forward_flops(spec, RATIO, training=True),
            "analytic_forward_hf": mae_forward_flops(spec, RATIO, reference=True)}
-    out["counted_maelab"] = counted_forward_flops(run.model, lambda m: m(imgs, RATIO)) // 2
+    mask = draw_mask(len(imgs), spec.num_patches, RATIO, run.device)
+    out["counted_maelab"] = counted_forward_flops(run.model, lambda m: m(imgs, mask)) // 2
     if hf_model is not None:
         out["counted_hf"] = counted_forward_flops(hf_model, lambda m: m(pixel_values=imgs)) // 2
     return out
@@ -168,7 +169,7 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     """The timed contenders of one preset and what to report beside them (parameters, FLOP checks)."""
     run = make_run(args, preset, tmp, [])
     spec = run.model.spec
-    pre_flops = train_flops(mae_forward_flops(spec, RATIO, training=True)["total"])
+    pre_flops = train_flops(mae_forward_flops(spec, RATIO)["total"])
     hf_flops = train_flops(mae_forward_flops(spec, RATIO, reference=True)["total"])
     contenders, info = [], {"spec": dataclasses.asdict(spec), "precision": run.precision}
     if "pretrain" in args.variants:

@@ -2,12 +2,13 @@ import pytest
 import torch
 
 from maelab.masking import (
+    draw_mask,
     effective_ratio,
     effective_ratios,
+    mask_from_noise,
+    mask_noise,
     num_visible,
     num_visible_per_sample,
-    random_masking,
-    random_masking_per_sample,
 )
 
 
@@ -26,30 +27,46 @@ def test_effective_ratio_is_what_the_encoder_sees():
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.75, 0.9, 1.0])
-def test_random_masking_invariants(ratio):
+def test_a_drawn_mask_keeps_the_rounded_count_and_names_the_masked_patches(ratio):
     g = torch.Generator().manual_seed(0)
     n, num = 8, 64
-    ids_keep, mask, ids_restore = random_masking(n, num, ratio, generator=g)
+    m = draw_mask(n, num, ratio, generator=g)
     keep = num_visible(num, ratio)
-    assert ids_keep.shape == (n, keep)
-    assert torch.equal(mask.sum(1), torch.full((n,), float(num - keep)))
-    # the kept indices are exactly the unmasked positions
-    for i in range(n):
-        assert set(ids_keep[i].tolist()) == set(torch.nonzero(mask[i] == 0).flatten().tolist())
+    assert m.ids_keep.shape == (n, keep) and m.num_visible == keep and m.keep_valid is None and m.weights is None
+    assert m.ids_masked.shape == (n, num - keep)
+    assert torch.equal(m.binary.sum(1), torch.full((n,), float(num - keep)))
+    for i in range(n):  # the kept indices are exactly the unmasked positions, ids_masked the masked ones
+        assert set(m.ids_keep[i].tolist()) == set(torch.nonzero(m.binary[i] == 0).flatten().tolist())
+        assert set(m.ids_masked[i].tolist()) == set(torch.nonzero(m.binary[i] == 1).flatten().tolist())
     # ids_restore inverts the shuffle: shuffled tokens gathered with ids_restore are back in order
     tokens = torch.arange(num).expand(n, num)
-    shuffled = torch.argsort(ids_restore, dim=1)  # ids_shuffle
-    assert torch.equal(torch.gather(torch.gather(tokens, 1, shuffled), 1, ids_restore), tokens)
-    assert torch.equal(shuffled[:, :keep], ids_keep)
+    shuffled = torch.argsort(m.ids_restore, dim=1)  # ids_shuffle
+    assert torch.equal(torch.gather(torch.gather(tokens, 1, shuffled), 1, m.ids_restore), tokens)
+    assert torch.equal(shuffled[:, :keep], m.ids_keep)
 
 
 def test_masks_differ_per_sample_and_follow_the_generator():
-    a = random_masking(4, 64, 0.75, generator=torch.Generator().manual_seed(1))[1]
-    b = random_masking(4, 64, 0.75, generator=torch.Generator().manual_seed(1))[1]
-    c = random_masking(4, 64, 0.75, generator=torch.Generator().manual_seed(2))[1]
+    a = draw_mask(4, 64, 0.75, generator=torch.Generator().manual_seed(1)).binary
+    b = draw_mask(4, 64, 0.75, generator=torch.Generator().manual_seed(1)).binary
+    c = draw_mask(4, 64, 0.75, generator=torch.Generator().manual_seed(2)).binary
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert not torch.equal(a[0], a[1])
+
+
+def test_a_mask_from_noise_drawn_outside_is_the_drawn_mask():
+    # what a compiled step does: the noise drawn first, the visible count a static int
+    noise = mask_noise(4, 64, generator=torch.Generator().manual_seed(5))
+    drawn = draw_mask(4, 64, 0.75, generator=torch.Generator().manual_seed(5))
+    from_noise = mask_from_noise(noise, num_visible(64, 0.75))
+    assert all(torch.equal(x, y) for x, y in zip(drawn[:4], from_noise[:4], strict=True))
+
+
+def test_ratios_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"\(3,\) per-sample mask ratios for a batch of 4 images"):
+        draw_mask(4, 64, torch.full((3,), 0.5))
+    with pytest.raises(ValueError, match="outside"):
+        draw_mask(4, 64, 1.5)
 
 
 def test_ratio_outside_unit_interval_is_refused():
@@ -70,24 +87,29 @@ def test_per_sample_counts_match_num_visible():
 
 def test_per_sample_masking_keeps_each_samples_own_count():
     ratios = torch.tensor([0.1, 0.5, 0.75, 0.95, 0.5])
-    g = torch.Generator().manual_seed(0)
-    ids_keep, mask, ids_restore, valid = random_masking_per_sample(64, ratios, generator=g)
+    m = draw_mask(5, 64, ratios, generator=torch.Generator().manual_seed(0))
     keep = num_visible_per_sample(64, ratios)
-    assert ids_keep.shape == (5, int(keep.max())) and valid.shape == ids_keep.shape
+    valid = m.keep_valid
+    assert m.ids_keep.shape == (5, int(keep.max())) and valid.shape == m.ids_keep.shape
     assert valid.sum(1).tolist() == keep.tolist()
-    assert (64 - mask.sum(1)).tolist() == keep.tolist()
+    assert (64 - m.binary.sum(1)).tolist() == keep.tolist()
+    # ids_masked: every sample's masked patches (64 - the smallest count), weighted 1 where masked for it
+    assert m.ids_masked.shape == (5, 64 - int(keep.min()))
+    assert m.weights.sum(1).tolist() == (64 - keep).tolist()
     for i in range(5):
-        visible = set(torch.nonzero(mask[i] == 0).flatten().tolist())
-        assert set(ids_keep[i][valid[i]].tolist()) == visible  # the valid part is exactly the visible patches
-        assert not set(ids_keep[i][~valid[i]].tolist()) & visible  # padding points at masked patches
+        visible = set(torch.nonzero(m.binary[i] == 0).flatten().tolist())
+        assert set(m.ids_keep[i][valid[i]].tolist()) == visible  # the valid part is exactly the visible patches
+        assert not set(m.ids_keep[i][~valid[i]].tolist()) & visible  # padding points at masked patches
         assert valid[i, : keep[i]].all() and not valid[i, keep[i]:].any()  # visible first, then padding
+        weighted = set(m.ids_masked[i][m.weights[i] == 1].tolist())
+        assert weighted == set(range(64)) - visible  # the weighted rows are exactly the masked patches
     tokens = torch.arange(64).expand(5, 64)
-    shuffled = torch.argsort(ids_restore, dim=1)
-    assert torch.equal(torch.gather(torch.gather(tokens, 1, shuffled), 1, ids_restore), tokens)
+    shuffled = torch.argsort(m.ids_restore, dim=1)
+    assert torch.equal(torch.gather(torch.gather(tokens, 1, shuffled), 1, m.ids_restore), tokens)
 
 
 def test_per_sample_with_equal_ratios_is_the_batch_masking_without_padding():
-    a = random_masking(4, 64, 0.6, generator=torch.Generator().manual_seed(3))
-    b = random_masking_per_sample(64, torch.full((4,), 0.6), generator=torch.Generator().manual_seed(3))
-    assert b[3] is None  # no padding, no key mask: the fast path
-    assert all(torch.equal(x, y) for x, y in zip(a, b[:3], strict=True))
+    a = draw_mask(4, 64, 0.6, generator=torch.Generator().manual_seed(3))
+    b = draw_mask(4, 64, torch.full((4,), 0.6), generator=torch.Generator().manual_seed(3))
+    assert b.keep_valid is None and b.weights is None  # no padding, no key mask: the fast path
+    assert all(torch.equal(x, y) for x, y in zip(a[:4], b[:4], strict=True))

@@ -230,6 +230,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model (CUDA)
+    # torch.compile's backend: inductor (the default, generated kernels), aot_eager (the same graph capture and
+    # autograd tracing, eager kernels: what the CPU tests compare with eager), cudagraphs, eager
+    compile_backend: str = "inductor"
     seed: int = 0
     log_every: int = 20  # steps between metrics lines (and host syncs)
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
@@ -249,6 +252,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        _choice("train.compile_backend", self.compile_backend, ("inductor", "aot_eager", "cudagraphs", "eager"))
         _choice("train.on_nan", self.on_nan, ("stop", "skip"))
         _positive("train.max_skipped_steps", self.max_skipped_steps, allow_zero=True)
         _positive("train.log_every", self.log_every)

@@ -6,7 +6,7 @@ to the largest count and the padding is hidden from attention by a key mask (see
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -38,28 +38,6 @@ def mask_noise(batch: int, num_patches: int, device: torch.device | str = "cpu",
     return shard.rows(torch.rand(shard.global_size(batch), num_patches, device=device, generator=generator))
 
 
-def random_masking(
-    batch: int, num_patches: int, ratio: float, device: torch.device | str = "cpu",
-    generator: Optional[torch.Generator] = None, shard: Shard = WHOLE,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw an independent random mask per sample (under torchrun, ``shard``'s rows of the global batch's masks).
-
-    Returns:
-        ids_keep: [N, K] int64, indices of the visible patches (K = num_visible(L, ratio))
-        mask: [N, L] float, 1 for masked patches, 0 for visible, in the original patch order
-        ids_restore: [N, L] int64, the inverse of the shuffle (argsort of the shuffle)
-    """
-    keep = num_visible(num_patches, ratio)
-    noise = mask_noise(batch, num_patches, device, generator, shard)
-    ids_shuffle = torch.argsort(noise, dim=1)
-    ids_restore = torch.argsort(ids_shuffle, dim=1)
-    ids_keep = ids_shuffle[:, :keep]
-    mask = torch.ones(batch, num_patches, device=device)
-    mask[:, :keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)
-    return ids_keep, mask, ids_restore
-
-
 def num_visible_per_sample(num_patches: int, ratios: Tensor) -> Tensor:
     """ratios [N] -> visible counts [N] int64 on the CPU, each exactly ``num_visible(num_patches, ratio)``.
 
@@ -75,30 +53,75 @@ def effective_ratios(num_patches: int, ratios: Tensor) -> Tensor:
     return 1.0 - num_visible_per_sample(num_patches, ratios).double() / num_patches
 
 
-def random_masking_per_sample(
-    num_patches: int, ratios: Tensor, device: torch.device | str = "cpu",
-    generator: Optional[torch.Generator] = None, shard: Shard = WHOLE,
-) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-    """Draw a random mask per sample, sample ``i`` keeping ``num_visible(L, ratios[i])`` patches.
+class Mask(NamedTuple):
+    """One drawn mask for a batch of N images of L patches (facebookresearch/mae's ``random_masking`` outputs, plus
+    what per-sample ratios and the masked-only decoder need). A NamedTuple: DDP and torch.compile pass it through.
 
-    The noise is drawn exactly as :func:`random_masking` draws it, so equal ratios give the same masks.
-
-    Args:
-        ratios: [N] the mask ratio of each sample (this shard's rows under torchrun).
-    Returns:
-        ids_keep: [N, K_max] int64, sample i's visible patches first, then (padding) some of its masked ones
-        mask: [N, L] float, 1 for masked patches, 0 for visible, in the original patch order
-        ids_restore: [N, L] int64, the inverse of the shuffle
-        keep_valid: [N, K_max] bool, True where ``ids_keep`` is a visible patch (False = padding); None when
-            every sample keeps the same number (no padding, the fast path)
+    ids_keep: [N, K] int64, the visible patches of each sample (with per-sample ratios, sample i's K_i visible
+        ones first, then padding taken from its masked ones)
+    ids_restore: [N, L] int64, the inverse of the shuffle (patch j is shuffled position ``ids_restore[:, j]``)
+    ids_masked: [N, M] int64, the patches whose predictions the loss reads: every masked patch of each sample
+        (with per-sample ratios, M = L - min K_i, and a sample with more visible patches has some of them here,
+        weighted 0 by :attr:`weights`)
+    binary: [N, L] float32, 1 for masked patches, 0 for visible, in patch order (MAE's ``mask``)
+    keep_valid: [N, K] bool, True where ``ids_keep`` is a visible patch (False = padding); None when every
+        sample keeps the same number (no padding)
     """
-    keep_host = num_visible_per_sample(num_patches, ratios)
-    k_max, uniform = int(keep_host.max()), int(keep_host.min()) == int(keep_host.max())
-    noise = mask_noise(len(keep_host), num_patches, device, generator, shard)
+
+    ids_keep: Tensor
+    ids_restore: Tensor
+    ids_masked: Tensor
+    binary: Tensor
+    keep_valid: Optional[Tensor]
+
+    @property
+    def num_visible(self) -> int:
+        """K: the encoder's visible tokens per sample (the largest count with per-sample ratios)."""
+        return self.ids_keep.shape[1]
+
+    @property
+    def weights(self) -> Optional[Tensor]:
+        """[N, M] float: 1 where ``ids_masked`` is masked for that sample; None when all are (one ratio)."""
+        return None if self.keep_valid is None else torch.gather(self.binary, 1, self.ids_masked)
+
+
+def mask_from_noise(noise: Tensor, keep: int | Tensor) -> Mask:
+    """The mask that ``noise`` [N, L] draws: each sample keeps the patches of its ``keep`` smallest noise values.
+
+    ``keep`` is one int (the same count for every sample: a static shape, what a compiled step needs) or an [N]
+    int64 tensor of per-sample counts on the host (the encoder's input is padded to the largest). No rounding or
+    clamping here: :func:`draw_mask` turns ratios into counts.
+    """
+    n, num_patches = noise.shape
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
-    keep = keep_host.to(device).unsqueeze(1)
-    rank = torch.arange(num_patches, device=device).unsqueeze(0)
-    mask = torch.gather((rank >= keep).float(), 1, ids_restore)
-    keep_valid = None if uniform else rank[:, :k_max] < keep
-    return ids_shuffle[:, :k_max], mask, ids_restore, keep_valid
+    if isinstance(keep, int):
+        binary = torch.ones(n, num_patches, device=noise.device)
+        binary[:, :keep] = 0
+        binary = torch.gather(binary, 1, ids_restore)
+        return Mask(ids_shuffle[:, :keep], ids_restore, ids_shuffle[:, keep:], binary, None)
+    k_min, k_max = int(keep.min()), int(keep.max())
+    counts = keep.to(noise.device).unsqueeze(1)
+    rank = torch.arange(num_patches, device=noise.device).unsqueeze(0)
+    binary = torch.gather((rank >= counts).float(), 1, ids_restore)
+    keep_valid = None if k_min == k_max else rank[:, :k_max] < counts
+    return Mask(ids_shuffle[:, :k_max], ids_restore, ids_shuffle[:, k_min:], binary, keep_valid)
+
+
+def draw_mask(batch: int, num_patches: int, ratio: float | Tensor, device: torch.device | str = "cpu",
+              generator: Optional[torch.Generator] = None, shard: Shard = WHOLE) -> Mask:
+    """Draw a random mask per sample at ``ratio``: the one place where ratios are rounded and clamped
+    (:func:`num_visible`) and where a rank takes its rows of the global batch's masks.
+
+    ``ratio`` is one float for the batch, or a [batch] tensor of per-sample ratios (this shard's rows under
+    torchrun). The noise is drawn for the global batch (``shard``), so W ranks mask exactly as one process does
+    with the whole batch, and equal per-sample ratios give the same mask as the one ratio.
+    Raises ValueError for a ratio outside [0, 1] or a ratio tensor that is not [batch].
+    """
+    if isinstance(ratio, Tensor) and ratio.ndim > 0:
+        if ratio.shape != (batch,):
+            raise ValueError(f"{tuple(ratio.shape)} per-sample mask ratios for a batch of {batch} images")
+        keep: int | Tensor = num_visible_per_sample(num_patches, ratio)
+    else:
+        keep = num_visible(num_patches, float(ratio))
+    return mask_from_noise(mask_noise(batch, num_patches, device, generator, shard), keep)

@@ -18,7 +18,7 @@ from maelab.data import augment, epoch_batches, epoch_permutation
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.distributed import Dist, resume_step
 from maelab.engine.pretrain import pretrain, resume
-from maelab.masking import random_masking, random_masking_per_sample
+from maelab.masking import draw_mask
 from maelab.shard import Shard
 from tests.conftest import REPO, TINY
 
@@ -134,15 +134,16 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def test_a_shards_masks_are_its_rows_of_the_global_batchs_masks() -> None:
-    whole = random_masking(8, 64, 0.75, generator=gen(1))
+    whole = draw_mask(8, 64, 0.75, generator=gen(1))
     ratios = torch.linspace(0.1, 0.9, 8, dtype=torch.float64)
-    whole_ps = random_masking_per_sample(64, ratios, generator=gen(2))
+    whole_ps = draw_mask(8, 64, ratios, generator=gen(2))
     for rank in range(2):
         rows = slice(4 * rank, 4 * rank + 4)
-        part = random_masking(4, 64, 0.75, generator=gen(1), shard=Shard(rank, 2))
-        assert all(torch.equal(p, w[rows]) for p, w in zip(part, whole, strict=True))
-        part_ps = random_masking_per_sample(64, ratios[rows], generator=gen(2), shard=Shard(rank, 2))
-        assert torch.equal(part_ps[1], whole_ps[1][rows]) and torch.equal(part_ps[2], whole_ps[2][rows])
+        part = draw_mask(4, 64, 0.75, generator=gen(1), shard=Shard(rank, 2))
+        assert all(torch.equal(p, w[rows]) for p, w in zip(part[:4], whole[:4], strict=True))
+        part_ps = draw_mask(4, 64, ratios[rows], generator=gen(2), shard=Shard(rank, 2))
+        assert torch.equal(part_ps.binary, whole_ps.binary[rows])
+        assert torch.equal(part_ps.ids_restore, whole_ps.ids_restore[rows])
 
 
 @pytest.mark.parametrize("cfg", [AugConfig(preset="mae"), AugConfig(preset="seed5"),

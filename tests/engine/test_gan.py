@@ -13,6 +13,7 @@ from maelab.errors import ConfigError
 from maelab.gan.losses import g_loss
 from maelab.gan.phases import adversarial_term, discriminator_step, frozen, masked_input
 from maelab.gan.state import CollapseWatch
+from maelab.masking import draw_mask
 from maelab.models.patches import patchify
 
 GAN_KEYS = {"d_loss", "g_adv", "gan_weight", "d_real", "d_fake"}
@@ -36,8 +37,9 @@ def forward(run, seed=0):
     gen = torch.Generator().manual_seed(seed)
     imgs = run.data.x_train[:16].permute(0, 3, 1, 2).float() / 255
     imgs = run.normalize(imgs)
-    loss, pred, mask = run.model(imgs, 0.75, generator=gen)
-    return imgs, loss, run.model.reconstruct(imgs, pred, mask), mask
+    mask = draw_mask(len(imgs), run.model.spec.num_patches, 0.75, generator=gen)
+    loss, pred = run.model(imgs, mask)
+    return imgs, loss, run.model.reconstruct(imgs, pred, mask), mask.binary
 
 
 def step(run, logs=None):

@@ -13,16 +13,16 @@ from maelab.engine.numerics import NonFiniteLossError
 from maelab.engine.pretrain import pretrain
 from maelab.engine.run import build_run
 from maelab.engine.step import step_generators, train_step
-from maelab.models import MAE
+from maelab.models.mae import MAE, MAEOutput
 
 
 def poison(monkeypatch, bad_steps):
     """MAE.forward returns a NaN loss (and so NaN gradients) at the given calls (one call per step)."""
     original, calls = MAE.forward, itertools.count()
 
-    def forward(self, imgs, *args, **kwargs):
-        loss, pred, mask = original(self, imgs, *args, **kwargs)
-        return (loss * float("nan") if next(calls) in bad_steps else loss), pred, mask
+    def forward(self, imgs, mask):
+        loss, pred = original(self, imgs, mask)
+        return MAEOutput(loss * float("nan") if next(calls) in bad_steps else loss, pred)
 
     monkeypatch.setattr(MAE, "forward", forward)
 

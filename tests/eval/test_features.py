@@ -43,3 +43,15 @@ def test_pool_both_is_mean_then_cls_of_each_block():
     both = assemble(Protocol("last2", (1, 2), "raw", "both"), feats)
     assert both.shape == (2, 12)
     assert both[0].tolist() == [1.0] * 3 + [0.0] * 3 + [2.0] * 3 + [3.0] * 3
+
+
+def test_prepare_builds_the_normalisation_once_per_dataset_and_device():
+    from maelab.eval import features
+
+    x = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    first = features.prepare(x, 32, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    hits = features._normalizer.cache_info().hits
+    again = features.prepare(x, 32, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    assert features._normalizer.cache_info().hits == hits + 1  # the same mean/std tensors: no copy per batch
+    assert torch.equal(first, again)
+    assert torch.allclose(first[:, 1], (x[..., 1].float() / 255 - 0.5) / 0.25, atol=1e-6)

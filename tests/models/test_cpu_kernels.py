@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from maelab.masking import draw_mask
 from maelab.models import cpu_kernels
 from maelab.models.attention import qkv_attention, split_heads
 from maelab.models.mae import MAE
@@ -115,7 +116,7 @@ def test_mae_training_step_matches_pytorch_kernels(monkeypatch):
 
     def loss_and_grads():
         model.zero_grad()
-        loss = model(imgs, 0.75, torch.Generator().manual_seed(1))[0]
+        loss = model(imgs, draw_mask(6, spec.num_patches, 0.75, generator=torch.Generator().manual_seed(1))).loss
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 

@@ -4,14 +4,26 @@ import torch.nn.functional as F
 
 from maelab.config import ModelConfig, load_config
 from maelab.errors import ConfigError
-from maelab.masking import num_visible_per_sample, random_masking_per_sample
+from maelab.masking import draw_mask, num_visible_per_sample
 from maelab.models import PRESETS, build_mae, patchify, resolve_spec, unpatchify
-from maelab.models.vit import Attention, sincos_pos_embed
+from maelab.models.vit import Attention, scatter_rows, sincos_pos_embed
 
 
 def micro(registers=0, **kw):
     torch.manual_seed(0)
     return build_mae(resolve_spec(ModelConfig(preset="micro", registers=registers)), **kw)
+
+
+def forward(model, imgs, ratio, seed=0):
+    """The model's forward on a mask drawn from ``seed``: (loss, pred [N, M, P], mask)."""
+    mask = draw_mask(len(imgs), model.spec.num_patches, ratio, generator=torch.Generator().manual_seed(seed))
+    loss, pred = model(imgs, mask)
+    return loss, pred, mask
+
+
+def in_patch_order(pred, mask):
+    """pred [N, M, P] at mask.ids_masked -> [N, L, P], zeros elsewhere."""
+    return scatter_rows(pred, mask.ids_masked, mask.binary.shape[1])
 
 
 def test_patchify_round_trip_and_layout():
@@ -25,38 +37,34 @@ def test_patchify_round_trip_and_layout():
 
 def test_forward_shapes_and_mask_count():
     model = micro()
-    loss, pred, mask = model(torch.randn(3, 3, 32, 32), 0.75, generator=torch.Generator().manual_seed(0))
+    loss, pred, mask = forward(model, torch.randn(3, 3, 32, 32), 0.75)
     assert loss.ndim == 0 and torch.isfinite(loss)
-    assert pred.shape == (3, 64, 48)
-    assert mask.shape == (3, 64) and torch.equal(mask.sum(1), torch.full((3,), 48.0))
+    assert pred.shape == (3, 48, 48)  # the 48 masked patches of 64, p*p*3 values each
+    assert torch.equal(mask.binary.sum(1), torch.full((3,), 48.0))
 
 
 @pytest.mark.parametrize("loss_type,norm_pix", [("mse", False), ("l1", False), ("mse", True)])
-def test_loss_counts_only_masked_patches(loss_type, norm_pix):
+def test_the_loss_reads_the_masked_patches_only(loss_type, norm_pix):
     model = micro(loss=loss_type, norm_pix_loss=norm_pix)
     imgs = torch.randn(2, 3, 32, 32)
-    _, pred, mask = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
-    base = model.forward_loss(imgs, pred, mask)
-    changed_visible = pred.clone()
-    changed_visible[mask == 0] += 10.0
-    assert torch.equal(model.forward_loss(imgs, changed_visible, mask), base)
-    changed_masked = pred.clone()
-    changed_masked[mask == 1] += 10.0
-    assert model.forward_loss(imgs, changed_masked, mask) > base + 1.0
+    loss, _, mask = forward(model, imgs, 0.75)
+    target = model.target(imgs, patchify(imgs, 4))
+    pred = model(imgs, mask).pred
+    errors = model.patch_errors(pred, torch.gather(target, 1, mask.ids_masked.unsqueeze(-1).expand(-1, -1, 48)))
+    assert loss.item() == pytest.approx(errors.mean().item() / 48, rel=1e-6)
 
 
 def test_loss_is_mean_error_on_masked_patches():
     model = micro()
     imgs = torch.randn(2, 3, 32, 32)
-    _, pred, mask = model(imgs, 0.5, generator=torch.Generator().manual_seed(3))
-    target = patchify(imgs, 4)
-    expected = ((pred - target) ** 2).mean(-1)[mask.bool()].mean()
-    assert model.forward_loss(imgs, pred, mask).item() == pytest.approx(expected.item(), rel=1e-5)
+    loss, pred, mask = forward(model, imgs, 0.5, seed=3)
+    expected = ((in_patch_order(pred, mask) - patchify(imgs, 4)) ** 2).mean(-1)[mask.binary.bool()].mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_every_parameter_gets_a_gradient():
     model = micro()
-    loss, _, _ = model(torch.randn(2, 3, 32, 32), 0.75, generator=torch.Generator().manual_seed(0))
+    loss, _, _ = forward(model, torch.randn(2, 3, 32, 32), 0.75)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert missing == []
@@ -65,10 +73,10 @@ def test_every_parameter_gets_a_gradient():
 def test_reconstruct_pastes_visible_patches_back():
     model = micro(norm_pix_loss=True)
     imgs = torch.randn(2, 3, 32, 32)
-    _, pred, mask = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
+    _, pred, mask = forward(model, imgs, 0.75)
     recon = patchify(model.reconstruct(imgs, pred, mask), 4)
     target = patchify(imgs, 4)
-    visible = mask == 0
+    visible = mask.binary == 0
     assert torch.allclose(recon[visible], target[visible])
     # masked patches are de-normalised predictions, not the target
     assert not torch.allclose(recon[~visible], target[~visible])
@@ -164,10 +172,11 @@ RATIOS = torch.tensor([0.1, 0.5, 0.75, 0.95])
 def test_per_sample_ratios_mask_each_image_its_own_amount():
     model = micro()
     imgs = torch.randn(4, 3, 32, 32)
-    loss, pred, mask = model(imgs, RATIOS, generator=torch.Generator().manual_seed(0))
-    assert pred.shape == (4, 64, 48)
-    assert mask.sum(1).tolist() == [6.0, 32.0, 48.0, 61.0]
-    assert loss.item() == pytest.approx(model.forward_loss(imgs, pred, mask).item())  # mean over masked patches
+    loss, pred, mask = forward(model, imgs, RATIOS)
+    assert pred.shape == (4, 61, 48)  # the most masked sample's 61 patches; others' visible rows weigh 0
+    assert mask.binary.sum(1).tolist() == [6.0, 32.0, 48.0, 61.0]
+    errors = ((in_patch_order(pred, mask) - patchify(imgs, 4)) ** 2).mean(-1)
+    assert loss.item() == pytest.approx(errors[mask.binary.bool()].mean().item(), rel=1e-5)  # over masked patches
 
 
 def test_padded_per_sample_batch_equals_each_sample_alone():
@@ -175,28 +184,24 @@ def test_padded_per_sample_batch_equals_each_sample_alone():
     encoding that sample alone, with no padding, gives."""
     model = micro(registers=2).eval()
     imgs = torch.randn(4, 3, 32, 32)
-    ids_keep, mask, ids_restore, valid = random_masking_per_sample(64, RATIOS, generator=torch.Generator())
+    mask = draw_mask(4, 64, RATIOS, generator=torch.Generator())
+    valid = mask.keep_valid
     assert valid is not None and not valid.all()
-    latent = model.encoder(imgs, ids_keep, valid)
-    pred = model.decoder(latent, ids_restore, valid)
+    latent = model.encoder(imgs, mask.ids_keep, valid)
+    pred = model.decoder(latent, mask.ids_restore, valid)
     for i, k in enumerate(num_visible_per_sample(64, RATIOS).tolist()):
-        alone = model.encoder(imgs[i : i + 1], ids_keep[i : i + 1, :k])
+        alone = model.encoder(imgs[i : i + 1], mask.ids_keep[i : i + 1, :k])
         assert torch.allclose(latent[i, : 1 + k], alone[0], atol=1e-5)
-        pred_alone = model.decoder(alone, ids_restore[i : i + 1])
+        pred_alone = model.decoder(alone, mask.ids_restore[i : i + 1])
         assert torch.allclose(pred[i], pred_alone[0], atol=1e-5)
 
 
 def test_per_sample_forward_gives_every_parameter_a_gradient():
     model = micro(registers=2)
-    loss, _, _ = model(torch.randn(4, 3, 32, 32), RATIOS, generator=torch.Generator().manual_seed(0))
+    loss, _, _ = forward(model, torch.randn(4, 3, 32, 32), RATIOS)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert missing == []
-
-
-def test_per_sample_ratios_must_match_the_batch():
-    with pytest.raises(ValueError, match="3 per-sample mask ratios for a batch of 4"):
-        micro()(torch.randn(4, 3, 32, 32), torch.tensor([0.5, 0.5, 0.5]))
 
 
 # ---- register tokens --------------------------------------------------------------------------------------------
@@ -207,14 +212,14 @@ def test_registers_are_used_and_dropped_from_the_outputs():
     assert model.encoder.registers.shape == (1, 4, 64)
     feats = model.encoder.forward_features(imgs)
     assert feats.shape == (2, 65, 64)  # cls + patches, no registers
-    loss, pred, _ = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
-    assert pred.shape == (2, 64, 48)
+    loss, pred, _ = forward(model, imgs, 0.75)
+    assert pred.shape == (2, 48, 48)
     loss.backward()
     assert model.encoder.registers.grad is not None and model.encoder.registers.grad.abs().min() > 0
     with torch.no_grad():  # a random direction (a constant shift would be erased by the pre-norm LayerNorm)
         model.encoder.registers.add_(torch.randn(1, 4, 64, generator=torch.Generator().manual_seed(1)))
     assert not torch.allclose(model.encoder.forward_features(imgs), feats, atol=1e-3)
-    loss2, _, _ = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
+    loss2, _, _ = forward(model, imgs, 0.75)
     assert loss2.item() != loss.item()
 
 
@@ -234,9 +239,10 @@ def test_zero_registers_is_the_plain_vit():
     assert not any("registers" in k for k in model.state_dict())
     torch.manual_seed(1)
     imgs = torch.randn(2, 3, 32, 32)
-    loss, pred, _ = model(imgs, 0.75, generator=torch.Generator().manual_seed(0))
+    loss, pred, mask = forward(model, imgs, 0.75)
     assert loss.item() == pytest.approx(2.14532470703125, rel=1e-4)
-    assert pred[0, 0, :4].tolist() == pytest.approx([0.65777433, 0.35345933, 2.63552189, 1.27106988], rel=1e-4)
+    first = in_patch_order(pred, mask)[0, 0, :4].tolist()  # patch 0 of image 0 is masked
+    assert first == pytest.approx([0.65777433, 0.35345933, 2.63552189, 1.27106988], rel=1e-4)
     feats = model.encoder.forward_features(imgs)
     assert feats[:, 0, :2].flatten().tolist() == pytest.approx([1.83093607, -0.80683184, 2.01714897, -0.57333761],
                                                                rel=1e-4)
@@ -254,40 +260,42 @@ def test_registers_config():
         load_config(None, ["model.registers=-1"])
 
 
-def test_training_decodes_the_masked_patches_only_with_the_same_loss_and_gradients():
+def test_forward_decodes_the_masked_patches_only_with_the_full_decoders_loss_and_gradients():
     model = build_mae(resolve_spec(ModelConfig(preset="keras")), norm_pix_loss=True)
     imgs = torch.randn(4, 3, 48, 48)
+    mask = draw_mask(4, model.spec.num_patches, 0.75, generator=torch.Generator().manual_seed(3))
     seen = {}
     model.decoder.blocks[-1].norm2.register_forward_hook(lambda m, i, o: seen.update(mlp=tuple(i[0].shape)) and None)
     model.decoder.norm.register_forward_hook(lambda m, i, o: seen.update(head=tuple(i[0].shape)) and None)
 
-    def run(trim):
-        model.train(trim)  # train mode trims; eval mode (gradients still on) decodes every patch
+    def grads_of(loss):
         model.zero_grad()
-        loss, pred, mask = model(imgs, 0.75, torch.Generator().manual_seed(3))
         loss.backward()
-        return loss.detach(), pred.detach(), mask, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
-    loss, pred, mask, grads = run(True)
+    loss, pred = model(imgs, mask)
     assert seen == {"mlp": (4, 48, 64), "head": (4, 48, 64)}  # 48 masked of 64 patches; no cls row
+    grads = grads_of(loss)
     seen.clear()
-    full_loss, full_pred, full_mask, full_grads = run(False)
+    # the reference: facebookresearch/mae's decoder on every token, its loss over the masked patches
+    full_pred = model.decoder(model.encoder(imgs, mask.ids_keep), mask.ids_restore)
     assert seen == {"mlp": (4, 65, 64), "head": (4, 64, 64)}
-    assert torch.equal(mask, full_mask)
+    errors = ((full_pred - model.target(imgs)) ** 2).mean(-1)
+    full_loss = (errors * mask.binary).sum() / mask.binary.sum()
     torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=1e-7)
-    masked = mask.bool()
-    torch.testing.assert_close(pred[masked], full_pred[masked], rtol=1e-5, atol=1e-6)
-    assert torch.all(pred[~masked] == 0)
+    masked = mask.binary.bool()
+    torch.testing.assert_close(in_patch_order(pred, mask)[masked], full_pred[masked], rtol=1e-5, atol=1e-6)
+    full_grads = grads_of(full_loss)
     assert len(grads) == len(full_grads)
     for g, f in zip(grads, full_grads, strict=True):
         torch.testing.assert_close(g, f, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(model.reconstruct(imgs, pred, mask), model.reconstruct(imgs, full_pred, mask),
-                               rtol=1e-5, atol=1e-5)
 
 
-def test_training_without_full_pred_returns_the_same_loss_and_no_prediction():
-    model = build_mae(resolve_spec(ModelConfig(preset="micro")))
+def test_forward_is_the_same_in_training_and_evaluation():
+    model = micro()
     imgs = torch.randn(3, 3, 32, 32)
-    loss, pred, mask = model(imgs, 0.75, torch.Generator().manual_seed(1))
-    loss_only, none, mask_again = model(imgs, 0.75, torch.Generator().manual_seed(1), full_pred=False)
-    assert pred is not None and none is None and torch.equal(mask, mask_again) and torch.equal(loss, loss_only)
+    mask = draw_mask(3, 64, 0.75, generator=torch.Generator().manual_seed(1))
+    trained = model.train()(imgs, mask)
+    with torch.no_grad():
+        evaluated = model.eval()(imgs, mask)
+    assert torch.equal(trained.loss.detach(), evaluated.loss) and torch.equal(trained.pred.detach(), evaluated.pred)

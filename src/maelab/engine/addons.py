@@ -1,8 +1,7 @@
 """Add-ons of the pretraining step: what the step calls, so that an extra loss term or a second model (the GAN,
 an EMA teacher) is written as an add-on, not as an edit of the step.
 
-An add-on has ``needs_prediction`` (the MAE's prediction at every patch, not only the masked ones),
-``active(epoch)``, ``frozen()`` (a context in which its own parameters take no gradient from the MAE's
+An add-on has ``active(epoch)``, ``frozen()`` (a context in which its own parameters take no gradient from the MAE's
 objective), ``objective_term(out, loss_scale)`` (a 0-d tensor added to the MAE's loss, inside the step's
 autocast), ``after_step(out, skipped)`` (after the MAE's optimizer step; ``skipped`` is the 0-d bool of
 ``train.on_nan=skip``, None otherwise) and ``step_logs()`` (detached 0-d device tensors, averaged over ranks).
@@ -17,22 +16,23 @@ from typing import Any, Optional, Protocol
 
 from torch import Tensor
 
+from maelab.masking import Mask
+
 
 @dataclass(frozen=True)
 class StepOutput:
     """What the MAE computed in one step, for the add-ons: the normalised batch imgs [N, 3, H, W], the loss
-    (0-d), the prediction pred [N, L, P] (None unless an add-on needs it) and the mask [N, L] (1 = masked)."""
+    (0-d), the prediction pred [N, M, P] at the masked patches and the drawn mask (:class:`maelab.masking.Mask`;
+    ``model.reconstruct(imgs, pred, mask)`` is the reconstructed image)."""
 
     model: Any  # the MAE (not its DDP or compiled wrapper)
     imgs: Tensor
     loss: Tensor
-    pred: Optional[Tensor]
-    mask: Tensor
+    pred: Tensor
+    mask: Mask
 
 
 class AddOn(Protocol):
-    needs_prediction: bool
-
     def active(self, epoch: int) -> bool: ...
 
     def frozen(self) -> contextlib.AbstractContextManager: ...

@@ -111,7 +111,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     forward = dist.wrap(model)
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
-        forward=torch.compile(forward) if cfg.train.compile else forward,
+        forward=torch.compile(forward, backend=cfg.train.compile_backend) if cfg.train.compile else forward,
         updater=Updater(optimizer, scaler, model.parameters(), cfg.optim.grad_clip,
                         NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
         normalize=Normalizer(data.mean, data.std, device),

@@ -16,6 +16,7 @@ from maelab.data import augment
 from maelab.engine.addons import StepOutput, all_frozen
 from maelab.engine.device import autocast
 from maelab.engine.run import Run
+from maelab.masking import draw_mask
 from maelab.seeds import torch_generator
 
 
@@ -55,8 +56,8 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     addons = run.active_addons()
     with all_frozen(addons):
         with autocast(run.device, run.precision):
-            loss, pred, mask = run.forward(imgs, ratio, generator=generators.mask, shard=shard,
-                                           full_pred=any(a.needs_prediction for a in addons))
+            mask = draw_mask(len(imgs), run.model.spec.num_patches, ratio, imgs.device, generators.mask, shard)
+            loss, pred = run.forward(imgs, mask)
             out = StepOutput(run.model, imgs, loss, pred, mask)
             objective = loss
             for addon in addons:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Optional
 
@@ -27,7 +28,14 @@ def prepare(x_u8: Tensor, img_size: int, mean: tuple[float, ...], std: tuple[flo
     """uint8 [N, H, W, 3] -> normalised model input [N, 3, S, S] (augmented when ``aug`` is given; ``shard``:
     this rank's rows of a global batch, see :func:`maelab.data.augment`)."""
     imgs = augment(x_u8, aug, img_size, generator, shard) if aug is not None else eval_transform(x_u8, img_size)
-    return Normalizer(mean, std, imgs.device)(imgs)
+    return _normalizer(tuple(mean), tuple(std), imgs.device)(imgs)
+
+
+@functools.lru_cache(maxsize=8)
+def _normalizer(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> Normalizer:
+    """One Normalizer per dataset and device, built once: a batch then makes no host-to-device copy (a sync on
+    CUDA)."""
+    return Normalizer(mean, std, device)
 
 
 @torch.no_grad()

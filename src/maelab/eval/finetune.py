@@ -153,7 +153,9 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     step, start = 0, time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
-        for idx in epoch_batches(len(data.x_train), cfg.batch_size, seed, epoch, dist.rank, dist.world_size):
+        # the epoch's indices moved to the data's device in one copy: no host-to-device copy per step
+        for idx in epoch_batches(len(data.x_train), cfg.batch_size, seed, epoch, dist.rank, dist.world_size,
+                                 data.x_train.device):
             gen.manual_seed(derive_seed(seed, "finetune-augment", step))
             rng = numpy_rng(seed, "finetune-mix", step)
             imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen, dist.shard)

@@ -12,6 +12,7 @@ from maelab.data import Dataset, balanced_subset
 from maelab.data.normalize import Normalizer
 from maelab.eval.features import prepare
 from maelab.eval.metrics import EDGE_TOLERANCE, PSNR_EMPTY, SSIM_EMPTY, SSIM_WINDOW, masked_gradient, psnr, ssim
+from maelab.masking import draw_mask
 from maelab.models import MAE, unpatchify
 from maelab.undefined import set_left_out, set_undefined
 
@@ -110,9 +111,10 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
         if size < SSIM_WINDOW else None
     for start in range(0, len(x), batch_size):
         imgs = prepare(x[start:start + batch_size], model.spec.img_size, data.mean, data.std)
-        _, pred, mask = model(imgs, cfg.ratio, generator=gen)
+        mask = draw_mask(len(imgs), model.spec.num_patches, cfg.ratio, imgs.device, gen)
+        _, pred = model(imgs, mask)
         original = norm.inverse(imgs)
-        m = pixel_mask(mask, model.spec.patch_size)
+        m = pixel_mask(mask.binary, model.spec.patch_size)
         for tag, p in (("", pred), ("_zero_pred", torch.zeros_like(pred))):
             recon = norm.inverse(model.reconstruct(imgs, p, mask))
             per_image.add("psnr_masked" + tag, psnr(recon, original, m))

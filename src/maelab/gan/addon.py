@@ -31,8 +31,6 @@ class Gan(GanState):
     _cond: Optional[Tensor] = None
     _logs: dict[str, Tensor] = field(default_factory=dict)
 
-    needs_prediction = True  # the MAE's prediction at every patch, for the reconstruction
-
     def frozen(self) -> contextlib.AbstractContextManager:
         """D's parameters take no gradient while the MAE's objective is built and backpropagated."""
         return frozen(self.disc)
@@ -41,7 +39,7 @@ class Gan(GanState):
         """λ·L_adv of this step's reconstruction (inside the step's autocast)."""
         model = out.model
         self._fake = model.reconstruct(out.imgs, out.pred, out.mask)  # visible patches pasted back, normalised
-        self._cond = masked_input(out.imgs, out.mask, model.spec.patch_size) if self.cfg.conditional else None
+        self._cond = masked_input(out.imgs, out.mask.binary, model.spec.patch_size) if self.cfg.conditional else None
         term, self._logs = adversarial_term(self, self._fake, self._cond, out.loss, model.decoder.head.weight,
                                             loss_scale)
         return term

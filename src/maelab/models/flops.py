@@ -43,20 +43,19 @@ def encoder_flops(spec: ModelSpec, patches: int) -> int:
     return spec.depth * block_flops(tokens, spec.embed_dim, spec.mlp_dim)
 
 
-def mae_forward_flops(spec: ModelSpec, mask_ratio: float, reference: bool = False,
-                      training: bool = False) -> dict[str, int]:
+def mae_forward_flops(spec: ModelSpec, mask_ratio: float, reference: bool = False) -> dict[str, int]:
     """Forward FLOPs per image of :class:`maelab.models.MAE` at ``mask_ratio``, by part (and ``total``).
 
-    maelab embeds only the visible patches and predicts only the patch tokens; ``training`` counts its training
-    forward, where the decoder's last block (after attention) and the head run on the masked patches only.
+    maelab embeds only the visible patches and predicts only the masked ones: the decoder's last block (after
+    attention) and the head run on the masked patches only.
     ``reference`` counts the layout of facebookresearch/mae and HF's ViTMAE instead: every patch embedded
     before masking, the head applied to every token, the cls token too.
     """
     keep = num_visible(spec.num_patches, mask_ratio)
     dec_tokens = 1 + spec.num_patches  # cls + visible + mask tokens, all in patch order
-    out_rows = dec_tokens if reference else (spec.num_patches - keep if training else spec.num_patches)
+    out_rows = dec_tokens if reference else spec.num_patches - keep
     dim, mlp, depth = spec.decoder_embed_dim, spec.decoder_mlp_dim, spec.decoder_depth
-    last_rows = out_rows if training and not reference else dec_tokens
+    last_rows = dec_tokens if reference else out_rows
     parts = {
         "patch_embed": patch_embed_flops(spec, spec.num_patches if reference else keep),
         "encoder": encoder_flops(spec, keep),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
-from maelab.masking import random_masking, random_masking_per_sample
+from maelab.masking import Mask
 from maelab.models.patches import patchify, unpatchify
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import (
@@ -20,7 +20,6 @@ from maelab.models.vit import (
     sincos_pos_embed,
     trunc_normal_tokens,
 )
-from maelab.shard import WHOLE, Shard
 
 
 def normalize_patches(target: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
@@ -89,6 +88,13 @@ class MAEDecoder(nn.Module):
         return bias_linear(self.norm(x if len(self.blocks) else gather_rows(x, rows)), self.head)
 
 
+class MAEOutput(NamedTuple):
+    """:meth:`MAE.forward`'s result: ``loss`` 0-d, ``pred`` [N, M, P] at the drawn mask's ``ids_masked``."""
+
+    loss: Tensor
+    pred: Tensor
+
+
 class MAE(nn.Module):
     """Masked autoencoder. The model computes; the ratio comes from the caller (a schedule)."""
 
@@ -120,69 +126,43 @@ class MAE(nn.Module):
             # vecdot: one fused pass forward and backward, about half the time of (d ** 2).mean(-1)
             return torch.linalg.vecdot(diff, diff) if self.loss_type == "mse" else diff.abs().sum(dim=-1)
 
-    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Tensor, patches: Optional[Tensor] = None) -> Tensor:
-        """Mean reconstruction error over masked patches only. pred [N, L, P], mask [N, L] (1 = masked)."""
-        per_patch = self.patch_errors(pred, self.target(imgs, patches))
-        return (per_patch * mask).sum() / (mask.sum() * pred.shape[-1])
+    def masked_loss(self, pred: Tensor, target: Tensor, weights: Optional[Tensor]) -> Tensor:
+        """Mean error per pixel value over the masked patches: pred, target [N, M, P]; ``weights`` [N, M] (1 =
+        masked; None = all masked). MAE's loss (He et al. 2022, eq. in section 3: MSE on masked patches only)."""
+        per_patch = self.patch_errors(pred, target)
+        if weights is None:
+            return per_patch.mean() / pred.shape[-1]
+        return (per_patch * weights).sum() / (weights.sum() * pred.shape[-1])
 
-    def forward(self, imgs: Tensor, mask_ratio: float | Tensor, generator: Optional[torch.Generator] = None,
-                shard: Shard = WHOLE, full_pred: bool = True) -> tuple[Tensor, Optional[Tensor], Tensor]:
-        """imgs [N, 3, H, W] (normalised) -> (loss scalar, pred [N, L, p*p*3], mask [N, L] with 1 = masked).
+    def forward(self, imgs: Tensor, mask: Mask) -> MAEOutput:
+        """imgs [N, 3, H, W] (normalised), a drawn mask (:func:`maelab.masking.draw_mask`) -> MAEOutput: the loss
+        (0-d) and the predictions [N, M, p*p*3] of the patches ``mask.ids_masked`` [N, M].
 
-        ``mask_ratio`` is one float for the batch, or a [N] tensor of per-sample ratios (best on the CPU: the
-        visible counts size the encoder's input). Per-sample inputs are padded to the largest visible count and
-        the padding is hidden from attention by a key mask. Each ratio is rounded and clamped by
-        :func:`maelab.masking.num_visible`. The loss is the mean error over all masked patches of the batch.
-        Training with one ratio (module in train mode, gradients on), the decoder predicts the masked patches only
-        and ``pred`` holds zeros at the visible ones (:meth:`_masked_only`), or is None with ``full_pred=False``
-        (for a caller that needs the loss only); otherwise it predicts every patch.
-        Under torchrun, ``shard`` names this rank's rows of the global batch: the masks are its rows of the masks
-        drawn for the whole global batch (so W ranks mask exactly as one process with the global batch).
+        One behaviour in training and evaluation: the encoder sees the visible patches, the decoder predicts the
+        masked ones (its last block, norm and head run on those rows alone), the loss is their mean error. With
+        per-sample ratios the encoder's input is padded to the largest visible count and the padding hidden from
+        attention by a key mask. :meth:`reconstruct` turns the predictions into images.
         """
-        n = imgs.shape[0]
-        if isinstance(mask_ratio, Tensor) and mask_ratio.ndim == 1:
-            if len(mask_ratio) != n:
-                raise ValueError(f"{len(mask_ratio)} per-sample mask ratios for a batch of {n} images")
-            ids_keep, mask, ids_restore, keep_valid = random_masking_per_sample(
-                self.spec.num_patches, mask_ratio, imgs.device, generator, shard
-            )
-        else:
-            ids_keep, mask, ids_restore = random_masking(n, self.spec.num_patches, float(mask_ratio), imgs.device,
-                                                         generator, shard)
-            keep_valid = None
         patches = patchify(imgs, self.spec.patch_size)  # cut once: the encoder's input and the loss target
-        latent = self.encoder(imgs, ids_keep, keep_valid, patches)
-        if keep_valid is None and self.training and torch.is_grad_enabled():
-            return self._masked_only(imgs, latent, ids_keep, ids_restore, mask, patches, full_pred)
-        pred = self.decoder(latent, ids_restore, keep_valid)
-        return self.forward_loss(imgs, pred, mask, patches), pred, mask
+        latent = self.encoder(imgs, mask.ids_keep, mask.keep_valid, patches)
+        pred = self.decoder(latent, mask.ids_restore, mask.keep_valid, mask.ids_masked)
+        target = self.target(imgs, gather_rows(patches, mask.ids_masked))
+        return MAEOutput(self.masked_loss(pred, target, mask.weights), pred)
 
-    def _masked_only(self, imgs: Tensor, latent: Tensor, ids_keep: Tensor, ids_restore: Tensor, mask: Tensor,
-                     patches: Tensor, full_pred: bool = True) -> tuple[Tensor, Optional[Tensor], Tensor]:
-        """Training with one ratio: the decoder predicts the masked patches only (all the loss reads).
-
-        Same loss as :meth:`forward_loss` on the full prediction; ``pred`` [N, L, P] holds zeros at the visible
-        patches (what :meth:`reconstruct` and the GAN paste the input over).
-        """
-        masked = ids_restore.argsort(dim=1)[:, ids_keep.shape[1]:]  # [N, M] patch indices
-        pred_masked = self.decoder(latent, ids_restore, None, masked)
-        target = self.target(imgs, gather_rows(patches, masked))
-        loss = self.patch_errors(pred_masked, target).mean() / pred_masked.shape[-1]
-        return loss, scatter_rows(pred_masked, masked, patches.shape[1]) if full_pred else None, mask
-
-    def reconstruct(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
-        """Reconstruction in the input's space with the visible patches pasted back: [N, 3, H, W].
+    def reconstruct(self, imgs: Tensor, pred: Tensor, mask: Mask) -> Tensor:
+        """The reconstruction in the input's space: ``pred`` [N, M, P] (:meth:`forward`'s) at the masked patches,
+        the visible patches of ``imgs`` [N, 3, H, W] pasted back -> [N, 3, H, W] float32.
 
         With norm_pix_loss the prediction is de-normalised with each target patch's own mean and std.
         """
         p = self.spec.patch_size
         patches = patchify(imgs, p)
-        pred = pred.float()
+        full = scatter_rows(pred.float(), mask.ids_masked, patches.shape[1])
         if self.norm_pix_loss:
             _, mean, std = normalize_patches(patches)
-            pred = pred * std + mean
-        m = mask.unsqueeze(-1)
-        return unpatchify(patches * (1 - m) + pred * m, p)
+            full = full * std + mean
+        m = mask.binary.unsqueeze(-1)
+        return unpatchify(patches * (1 - m) + full * m, p)
 
 
 def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> MAE:
@@ -190,4 +170,4 @@ def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -
     return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss)
 
 
-__all__ = ["MAE", "MAEDecoder", "build_mae", "normalize_patches"]
+__all__ = ["MAE", "MAEDecoder", "MAEOutput", "build_mae", "normalize_patches"]

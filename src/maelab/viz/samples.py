@@ -11,6 +11,7 @@ from torch import Tensor
 
 from maelab.data import balanced_subset, eval_transform
 from maelab.data.normalize import Normalizer
+from maelab.masking import draw_mask
 from maelab.models import MAE
 from maelab.models.patches import patchify, unpatchify
 
@@ -66,8 +67,9 @@ def reconstruct(model: MAE, original: Tensor, norm: Normalizer, ratio: float, se
     device = device or next(model.parameters()).device
     imgs = norm(original.to(device))
     generator = torch.Generator(device=device).manual_seed(seed)
-    _, pred, mask = model(imgs, ratio, generator=generator)
+    mask = draw_mask(len(imgs), model.spec.num_patches, ratio, device, generator)
+    _, pred = model(imgs, mask)
     recon = norm.inverse(model.reconstruct(imgs, pred, mask))
-    patch = model.spec.patch_size
-    return Reconstruction(original=original.cpu(), masked=masked_view(original.cpu(), mask.cpu(), patch),
-                          recon=recon.cpu(), mask=mask.cpu())
+    patch, binary = model.spec.patch_size, mask.binary.cpu()
+    return Reconstruction(original=original.cpu(), masked=masked_view(original.cpu(), binary, patch),
+                          recon=recon.cpu(), mask=binary)
