@@ -1,3 +1,4 @@
+import dataclasses
 import math
 from contextlib import contextmanager
 
@@ -12,7 +13,7 @@ from maelab.engine.pretrain import pretrain, resume
 from maelab.errors import ConfigError
 from maelab.masking import effective_ratio, num_visible, num_visible_per_sample
 from maelab.models.vit import ViTEncoder
-from maelab.schedules import lr_at, mask_progress, mask_ratio_at, mask_ratios_at
+from maelab.schedules import LRSchedule, lr_at, mask_progress, mask_ratio_at, mask_ratios_at
 
 
 @pytest.mark.parametrize("step,expected", [
@@ -240,3 +241,36 @@ def test_a_resumed_run_sees_the_same_random_ratios(tmp_path, tiny):
     finally:
         torch.set_num_threads(threads)
     assert first + second == straight
+
+
+def test_the_pretraining_schedule_warms_up_over_warmup_epochs_or_a_fraction_and_scales_the_peak_by_the_batch():
+    cfg = load_config(None, ["optim.epochs=10", "optim.batch_size=512", "optim.base_lr=1e-3", "optim.min_lr=1e-5",
+                             "optim.warmup_epochs=2"]).optim
+    by_epochs = LRSchedule.for_pretraining(cfg, steps_per_epoch=100, world_size=2)
+    assert (by_epochs.total_steps, by_epochs.warmup_steps) == (1000, 200)
+    assert by_epochs.peak == pytest.approx(1e-3 * 512 * 2 / 256)  # MAE's rule on the global batch
+    assert by_epochs(200) == pytest.approx(by_epochs.peak) and by_epochs(1000) == pytest.approx(1e-5)
+    by_fraction = LRSchedule.for_pretraining(dataclasses.replace(cfg, warmup_epochs=None, warmup_fraction=0.05), 100)
+    assert by_fraction.warmup_steps == 50 and by_fraction.peak == pytest.approx(2e-3)
+    assert LRSchedule.for_pretraining(dataclasses.replace(cfg, lr=0.1), 100).peak == 0.1  # optim.lr wins
+
+
+def test_the_finetuning_and_probe_schedules():
+    ft = LRSchedule.for_finetuning(load_config(None, ["finetune.epochs=4", "finetune.lr=0.01"]).finetune, 50)
+    assert (ft.total_steps, ft.warmup_steps, ft.peak) == (200, 10, 0.01)  # finetune.warmup_fraction 0.05
+    probe = LRSchedule.for_probe(load_config(None, ["probe.epochs=3", "probe.lr=0.4"]).probe, 10)
+    assert (probe.total_steps, probe.warmup_steps) == (30, 0)
+    assert probe(0) == 0.4 and probe(30) == 0.0 and probe(15) == pytest.approx(0.2)
+
+
+def test_a_schedule_with_an_impossible_warm_up_is_refused():
+    with pytest.raises(ValueError, match="warmup_steps"):
+        LRSchedule(total_steps=10, warmup_steps=11, peak=1.0)
+
+
+def test_training_steps_follow_the_pretraining_schedule(tmp_path, tiny):
+    from maelab.engine.run import build_run
+
+    run = build_run(load_config(None, [*tiny, "optim.epochs=3"]), tmp_path / "r")
+    expected = LRSchedule.for_pretraining(run.cfg.optim, run.steps_per_epoch)
+    assert [run.lr(s) for s in range(run.total_steps)] == [expected(s) for s in range(run.total_steps)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor
 from maelab.seeds import numpy_rng
 
 if TYPE_CHECKING:
-    from maelab.config import MaskConfig
+    from maelab.config import FinetuneConfig, MaskConfig, OptimConfig, ProbeConfig
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_lr: float = 0.0) -> float:
@@ -31,6 +32,56 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_lr
         return peak_lr
     progress = min((step - warmup_steps) / (total_steps - warmup_steps), 1.0)
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def peak_lr(cfg: OptimConfig | FinetuneConfig, world_size: int = 1) -> float:
+    """``cfg.lr`` if given, else MAE's rule base_lr * global batch / 256 (global batch = batch_size x world_size;
+    He et al. 2022, appendix A.1)."""
+    if cfg.lr is not None:
+        return cfg.lr
+    return cfg.base_lr * cfg.batch_size * world_size / 256
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """The learning rate of every iteration: linear warm-up from 0 to ``peak``, then half-cosine to ``min_lr``
+    (facebookresearch/mae's ``util/lr_sched.adjust_learning_rate``, per iteration). One object for pretraining,
+    fine-tuning, the probe and the plots; ``schedule(step)`` is :func:`lr_at`.
+
+    Raises ValueError for total_steps <= 0 or warmup_steps outside [0, total_steps].
+    """
+
+    total_steps: int
+    warmup_steps: int
+    peak: float
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        lr_at(0, self.total_steps, self.warmup_steps, self.peak, self.min_lr)  # the same checks
+
+    def __call__(self, step: int) -> float:
+        return lr_at(step, self.total_steps, self.warmup_steps, self.peak, self.min_lr)
+
+    @classmethod
+    def for_pretraining(cls, cfg: OptimConfig, steps_per_epoch: int, world_size: int = 1) -> LRSchedule:
+        """optim.*: warm-up of optim.warmup_epochs if set, else optim.warmup_fraction of the run."""
+        total = cfg.epochs * steps_per_epoch
+        if cfg.warmup_epochs is not None:
+            warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total)
+        else:
+            warmup = int(round(cfg.warmup_fraction * total))
+        return cls(total, warmup, peak_lr(cfg, world_size), cfg.min_lr)
+
+    @classmethod
+    def for_finetuning(cls, cfg: FinetuneConfig, steps_per_epoch: int, world_size: int = 1) -> LRSchedule:
+        """finetune.*: warm-up of finetune.warmup_fraction of the run, to min_lr."""
+        total = cfg.epochs * steps_per_epoch
+        return cls(total, int(round(cfg.warmup_fraction * total)), peak_lr(cfg, world_size), cfg.min_lr)
+
+    @classmethod
+    def for_probe(cls, cfg: ProbeConfig, steps_per_epoch: int) -> LRSchedule:
+        """probe.*: no warm-up, cosine from probe.lr to 0 (the reference protocol of issue 13)."""
+        return cls(cfg.epochs * steps_per_epoch, 0, cfg.lr)
 
 
 def _check_position(epoch: int, step: int, total_epochs: int, steps_per_epoch: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maelab.config import FinetuneConfig, OptimConfig
+from maelab.config import OptimConfig
 
 NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed", "registers")
 
@@ -21,21 +21,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         else:
             decay.append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def peak_lr(cfg: OptimConfig | FinetuneConfig, world_size: int = 1) -> float:
-    """``cfg.lr`` if given, else MAE's rule base_lr * global batch / 256 (global batch = batch_size x world_size)."""
-    if cfg.lr is not None:
-        return cfg.lr
-    return cfg.base_lr * cfg.batch_size * world_size / 256
-
-
-def warmup_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
-    """Warm-up length in iterations (from warmup_epochs if set, else warmup_fraction of the run)."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.warmup_epochs is not None:
-        return min(int(round(cfg.warmup_epochs * steps_per_epoch)), total)
-    return int(round(cfg.warmup_fraction * total))
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:

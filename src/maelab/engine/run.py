@@ -17,13 +17,13 @@ from maelab.engine.addons import AddOn
 from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
 from maelab.engine.numerics import NanPolicy, Updater
-from maelab.engine.optim import build_optimizer, peak_lr, warmup_steps
+from maelab.engine.optim import build_optimizer
 from maelab.engine.state_fit import changed_settings, require_fit
 from maelab.gan.addon import Gan, build_gan
 from maelab.gan.state import DISC_SHAPE
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
-from maelab.schedules import lr_at, mask_ratio_at, mask_ratios_at
+from maelab.schedules import LRSchedule, mask_ratio_at, mask_ratios_at
 
 
 @dataclass
@@ -41,8 +41,7 @@ class Run:
     normalize: Normalizer  # the dataset's per-channel standardisation, on the device
     steps_per_epoch: int
     total_steps: int
-    warmup_steps: int
-    peak_lr: float
+    lr_schedule: LRSchedule  # optim.*'s warm-up and cosine, per iteration
     step: int = 0
     gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
     dist: Dist = dataclasses.field(default_factory=Dist)  # this process's rank under torchrun (Dist(): alone)
@@ -71,7 +70,7 @@ class Run:
         return [a for a in ([self.gan] if self.gan is not None else []) if a.active(epoch)]
 
     def lr(self, step: int) -> float:
-        return lr_at(step, self.total_steps, self.warmup_steps, self.peak_lr, self.cfg.optim.min_lr)
+        return self.lr_schedule(step)
 
     def mask_ratio(self, epoch: int, step: int) -> float | Tensor:
         """The ratio the encoder sees at this step: the schedule's value after rounding and clamping.
@@ -116,7 +115,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
                         NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
         normalize=Normalizer(data.mean, data.std, device),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
-        warmup_steps=warmup_steps(cfg.optim, spe), peak_lr=peak_lr(cfg.optim, dist.world_size), gan=gan, dist=dist,
+        lr_schedule=LRSchedule.for_pretraining(cfg.optim, spe, dist.world_size), gan=gan, dist=dist,
     )
     if checkpoint is not None:
         restore(run, checkpoint)

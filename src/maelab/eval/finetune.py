@@ -18,12 +18,11 @@ from maelab.config import AugConfig, FinetuneConfig
 from maelab.data import Dataset, epoch_batches, steps_per_epoch
 from maelab.engine.device import autocast
 from maelab.engine.distributed import Dist
-from maelab.engine.optim import peak_lr
 from maelab.eval.features import pool_tokens, prepare
 from maelab.eval.knn import topk_accuracy
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import ViTEncoder
-from maelab.schedules import lr_at
+from maelab.schedules import LRSchedule
 from maelab.seeds import derive_seed, numpy_rng
 
 
@@ -146,9 +145,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     net = dist.wrap(model)
     aug = dataclasses.replace(base_aug, preset=cfg.aug)
     spe = steps_per_epoch(len(data.x_train), cfg.batch_size, dist.world_size, key="finetune.batch_size")
-    total = cfg.epochs * spe
-    warmup = int(round(cfg.warmup_fraction * total))
-    peak = peak_lr(cfg, dist.world_size)
+    lr_at = LRSchedule.for_finetuning(cfg, spe, dist.world_size)
     gen = torch.Generator(device=device)
     step, start = 0, time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -161,7 +158,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
             imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen, dist.shard)
             targets = F.one_hot(data.y_train[idx], data.num_classes).float()
             imgs, targets = mix_batch(imgs, targets, cfg, rng)
-            lr = lr_at(step, total, warmup, peak, cfg.min_lr)
+            lr = lr_at(step)
             loss = classifier_step(net, opt, imgs, targets, lr, cfg, device, precision)
             step += 1
         if log is not None:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from maelab.config import ProbeConfig
 from maelab.errors import DataError
 from maelab.eval.knn import topk_accuracy
-from maelab.schedules import lr_at
+from maelab.schedules import LRSchedule
 from maelab.seeds import torch_generator
 
 Features = dict[str, Tensor]  # a head's name -> its features [N, D_head]
@@ -63,24 +63,26 @@ def train_probes(train_feats: Features | Callable[[int], Features], train_labels
         heads[name] = probe_head(feats.shape[1], num_classes).to(device)
     opts = {name: probe_optimizer(head.parameters(), cfg) for name, head in heads.items()}
     steps_per_epoch = max(n // cfg.batch_size, 1)
+    schedule = LRSchedule.for_probe(cfg, steps_per_epoch)
     for epoch in range(cfg.epochs):
         feats = feats_at(epoch)
         order = torch.randperm(n, generator=torch_generator(seed, "probe-order", epoch)).to(device)
         for name, head in heads.items():
             _train_epoch(head, opts[name], feats[name], train_labels, order, epoch * steps_per_epoch,
-                         steps_per_epoch, cfg)
+                         steps_per_epoch, cfg, schedule)
     return {name: evaluate_head(head, test_feats[name], test_labels) for name, head in heads.items()}
 
 
 def _train_epoch(head: nn.Module, opt: torch.optim.Optimizer, feats: Tensor, labels: Tensor, order: Tensor,
-                 step: int, steps: int, cfg: ProbeConfig) -> None:
+                 step: int, steps: int, cfg: ProbeConfig, schedule: LRSchedule) -> None:
     """``steps`` batches of ``order`` (a permutation of the N rows of feats [N, D] and labels [N]), from global
-    step ``step``; the lr follows a cosine from ``cfg.lr`` to 0 over ``cfg.epochs * steps`` steps, no warm-up."""
+    step ``step``; the lr follows ``schedule`` (:meth:`LRSchedule.for_probe`: cosine from ``cfg.lr`` to 0, no
+    warm-up)."""
     head.train()
     for i in range(steps):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
         for group in opt.param_groups:
-            group["lr"] = lr_at(step + i, cfg.epochs * steps, 0, cfg.lr)
+            group["lr"] = schedule(step + i)
         loss = nn.functional.cross_entropy(head(feats[idx]), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

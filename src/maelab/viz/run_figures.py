@@ -18,11 +18,10 @@ from maelab.data import Dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.metrics import read_metrics
-from maelab.engine.optim import peak_lr, warmup_steps
 from maelab.errors import UserError
 from maelab.masking import effective_ratio
 from maelab.run_layout import RunLayout
-from maelab.schedules import lr_at, mask_ratio_at
+from maelab.schedules import LRSchedule, mask_ratio_at
 from maelab.viz.plots import (
     compare_figure,
     curves_figure,
@@ -58,17 +57,16 @@ def schedule_series(cfg: Config, num_train: int, num_patches: int, world_size: i
                     max_points: int = MAX_SCHEDULE_POINTS) -> Schedules:
     """The schedules of a run with ``num_train`` training images, as the training loop computes them."""
     spe = steps_per_epoch(num_train, cfg.optim.batch_size, world_size)
-    total = cfg.optim.epochs * spe
-    warm = warmup_steps(cfg.optim, spe)
-    peak = peak_lr(cfg.optim, world_size)
+    lr_at = LRSchedule.for_pretraining(cfg.optim, spe, world_size)  # the object training used
+    total = lr_at.total_steps
     stride = max(1, math.ceil(total / max_points))
     steps = list(range(0, total, stride))
     if steps[-1] != total - 1:
         steps.append(total - 1)
-    lrs = [lr_at(s, total, warm, peak, cfg.optim.min_lr) for s in steps]
+    lrs = [lr_at(s) for s in steps]
     requested = [mask_ratio_at(cfg.mask, s // spe, s, cfg.optim.epochs, spe, cfg.train.seed) for s in steps]
     effective = [effective_ratio(num_patches, r) for r in requested]
-    return Schedules(steps, lrs, requested, effective, warm, spe)
+    return Schedules(steps, lrs, requested, effective, lr_at.warmup_steps, spe)
 
 
 def logged_series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
