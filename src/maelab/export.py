@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from maelab.engine.loading import load_run
 from maelab.errors import UserError, require_folder
 from maelab.models.presets import ModelSpec
+from maelab.models.state_keys import upgrade_state_dict
 from maelab.models.vit import ViTEncoder
 
 
@@ -45,5 +46,5 @@ def load_encoder(weights: str | Path, meta: Optional[str | Path] = None) -> tupl
     spec = ModelSpec(**info["spec"])
     encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.mlp_dim,
                          registers=spec.registers)
-    encoder.load_state_dict(load_file(str(weights)))
+    encoder.load_state_dict(upgrade_state_dict(load_file(str(weights))))  # an older export's names too
     return encoder.eval(), info

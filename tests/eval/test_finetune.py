@@ -19,7 +19,7 @@ def test_layer_ids_and_decay_scales():
     scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
     decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert scale[id(model.head.weight)] == 1.0
-    assert scale[id(model.encoder.blocks[0].mlp[0].weight)] == 0.25
+    assert scale[id(model.encoder.blocks[0].mlp.fc1.weight)] == 0.25
     assert scale[id(model.encoder.patch_embed.proj.weight)] == 0.125
     assert decay[id(model.head.bias)] == 0.0 and decay[id(model.head.weight)] == 0.05
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from maelab.errors import UserError, output_error, resume_hint
+from maelab.models.state_keys import upgrade_state_dict
 from maelab.run_layout import RunLayout
 
 
@@ -65,6 +66,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     if missing:
         raise UserError(f"{path} is not a complete maelab checkpoint (no {', '.join(missing)}): give the run "
                         "directory of a maelab pretraining run, or start a new one")
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):  # written by an older maelab: rename
+        state["model"] = upgrade_state_dict(state["model"])
     return state
 
 

@@ -149,6 +149,19 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
+class Mlp(nn.Module):
+    """The block's MLP, timm's ``Mlp``: fc1 -> GELU -> fc2. x [..., D] -> [..., D] (hidden width ``hidden``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)). x: [N, T, D]."""
 
@@ -157,7 +170,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+        self.mlp = Mlp(dim, mlp_dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
@@ -167,7 +180,7 @@ class Block(nn.Module):
         x = x if rows is None else gather_rows(x, rows)
         if isinstance(self.drop_path, nn.Identity):  # the residual adds folded into the output GEMMs
             x = residual_linear(x, h, self.attn.proj)
-            return residual_linear(x, self.mlp[1](bias_linear(self.norm2(x), self.mlp[0])), self.mlp[2])
+            return residual_linear(x, self.mlp.act(bias_linear(self.norm2(x), self.mlp.fc1)), self.mlp.fc2)
         x = x + self.drop_path(self.attn.proj(h))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
