@@ -6,7 +6,7 @@ Usage: python bench/throughput.py [--device cpu|cuda] [--preset keras vit_tiny_p
 
 Per preset, on synthetic images held on the device (uint8, 32 px, resized to the model's size in every step):
 maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain,
-on the CPU also with its attention kernel switched off (``torch-attn``: PyTorch's fused kernels instead),
+on the CPU also built with PyTorch's ops instead of the CPU's fast paths (``torch-attn``: MAELAB_CPU_KERNELS=0),
 with ``aug.preset=seed5`` and with the GAN; feature extraction as the probe does it (frozen encoder, eval mode,
 no masking, ``eval.batch_size`` images a call); a fine-tuning step (the Classifier's ``classifier_step``); HF's
 ``ViTMAEForPreTraining`` at the identical configuration (bench/hf_vitmae.py) with the same batch prep, the same
@@ -46,7 +46,8 @@ from maelab.engine.step import step_generators, train_step  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
 from maelab.masking import draw_mask  # noqa: E402
-from maelab.models import cpu_kernels  # noqa: E402
+from maelab.models import build_mae  # noqa: E402
+from maelab.models.cpu import build as cpu_build  # noqa: E402
 from maelab.models.flops import classifier_flops, features_flops, mae_forward_flops, train_flops  # noqa: E402
 from maelab.seeds import derive_seed  # noqa: E402
 
@@ -75,21 +76,18 @@ def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender
     return Contender(name, fn, len(x), flops_per_image * len(x))
 
 
-def with_torch_attention(contender: Contender) -> Contender:
-    """The same contender with maelab's CPU attention kernel switched off (``MAELAB_CPU_KERNELS=0``): PyTorch's."""
-
-    def fn(i: int) -> torch.Tensor:
-        before = os.environ.get(cpu_kernels.ENV)
-        os.environ[cpu_kernels.ENV] = "0"
-        try:
-            return contender.fn(i)
-        finally:
-            if before is None:
-                del os.environ[cpu_kernels.ENV]
-            else:
-                os.environ[cpu_kernels.ENV] = before
-
-    return Contender(contender.name + ", PyTorch attention", fn, contender.images, contender.flops)
+def torch_kernels_run(args: argparse.Namespace, preset: str, tmp: Path) -> Run:
+    """The same run built with PyTorch's ops instead of the CPU's fast paths (``MAELAB_CPU_KERNELS=0`` while it
+    is built: the kernels are chosen once, when the model is built)."""
+    before = os.environ.get(cpu_build.ENV)
+    os.environ[cpu_build.ENV] = "0"
+    try:
+        return make_run(args, preset, tmp, ["train.tensorboard=false"])
+    finally:
+        if before is None:
+            del os.environ[cpu_build.ENV]
+        else:
+            os.environ[cpu_build.ENV] = before
 
 
 def features_contender(run: Run, batch: int) -> Contender:
@@ -159,7 +157,8 @@ def check_flops(run: Run, hf_model: Optional[torch.nn.Module]) -> dict[str, Any]
     out = {"analytic_forward": mae_forward_flops(spec, RATIO),
            "analytic_forward_hf": mae_forward_flops(spec, RATIO, reference=True)}
     mask = draw_mask(len(imgs), spec.num_patches, RATIO, run.device)
-    out["counted_maelab"] = counted_forward_flops(run.model, lambda m: m(imgs, mask)) // 2
+    plain = build_mae(spec, run.cfg.model.norm_pix_loss, run.cfg.model.loss).to(run.device)  # PyTorch's ops: counted
+    out["counted_maelab"] = counted_forward_flops(plain, lambda m: m(imgs, mask)) // 2
     if hf_model is not None:
         out["counted_hf"] = counted_forward_flops(hf_model, lambda m: m(pixel_values=imgs)) // 2
     return out
@@ -175,7 +174,8 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     if "pretrain" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain", run, pre_flops))
     if "torch-attn" in args.variants and run.device.type == "cpu":
-        contenders.append(with_torch_attention(pretrain_contender("maelab pretrain", run, pre_flops)))
+        contenders.append(pretrain_contender("maelab pretrain, PyTorch's kernels", torch_kernels_run(args, preset, tmp),
+                                             pre_flops))
     if "seed5" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain seed5", make_run(args, preset, tmp, ["aug.preset=seed5"]),
                                              pre_flops))

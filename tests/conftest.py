@@ -23,9 +23,9 @@ def shared_data_dir() -> Path | None:
 def cpu_kernel_built() -> None:
     """Build maelab's CPU attention kernel once, up front: the subprocesses tests start (and kill) then load it
     from torch's extension cache instead of building it at the same time."""
-    from maelab.models import cpu_kernels
+    from maelab.models.cpu import build
 
-    cpu_kernels.available()
+    build.available()
 
 
 @pytest.fixture(scope="session")

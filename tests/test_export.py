@@ -5,6 +5,7 @@ from maelab.config import load_config
 from maelab.engine.loading import load_run
 from maelab.engine.pretrain import pretrain
 from maelab.export import load_encoder
+from maelab.models.cpu import kernels_for
 from tests.conftest import TINY
 
 
@@ -15,12 +16,14 @@ def test_exported_encoder_gives_identical_features(tmp_path, capsys):
     weights = run_dir / "export" / "encoder.safetensors"
     assert f"wrote {weights}" in capsys.readouterr().out
     assert not weights.read_bytes().startswith(b"\x80")  # not a pickle
-    encoder, info = load_encoder(weights)
+    encoder, info = load_encoder(weights, kernels=kernels_for("cpu"))  # the kernels the run's encoder has here
     assert info["step"] == 4 and info["spec"]["registers"] == 2 and len(info["mean"]) == 3
     original = load_run(run_dir).model.encoder
     imgs = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(encoder.forward_features(imgs), original.forward_features(imgs))
+        plain, _ = load_encoder(weights)  # PyTorch's ops: the same to float rounding
+        torch.testing.assert_close(plain.forward_features(imgs), original.forward_features(imgs))
 
 
 def test_missing_export_is_a_clear_error(tmp_path, capsys):

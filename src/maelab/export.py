@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from maelab.engine.loading import load_run
 from maelab.errors import UserError, require_folder
+from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.presets import ModelSpec
 from maelab.models.state_keys import upgrade_state_dict
 from maelab.models.vit import ViTEncoder
@@ -36,8 +37,12 @@ def export_encoder(run_dir: str | Path, out_dir: Optional[str | Path] = None,
     return weights, meta
 
 
-def load_encoder(weights: str | Path, meta: Optional[str | Path] = None) -> tuple[ViTEncoder, dict]:
-    """Rebuild the encoder from an export (no pickle involved); returns it (eval mode) and the JSON metadata."""
+def load_encoder(weights: str | Path, meta: Optional[str | Path] = None,
+                 kernels: TorchKernels = TORCH) -> tuple[ViTEncoder, dict]:
+    """Rebuild the encoder from an export (no pickle involved); returns it (eval mode) and the JSON metadata.
+
+    ``kernels``: PyTorch's ops by default, or a device's fast paths (``maelab.models.cpu.kernels_for("cpu")``:
+    the same floats as the run's own encoder on the CPU)."""
     weights = Path(weights)
     meta_path = Path(meta) if meta else weights.with_suffix(".json")
     if not weights.is_file() or not meta_path.is_file():
@@ -45,6 +50,6 @@ def load_encoder(weights: str | Path, meta: Optional[str | Path] = None) -> tupl
     info = json.loads(meta_path.read_text())
     spec = ModelSpec(**info["spec"])
     encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.mlp_dim,
-                         registers=spec.registers)
+                         registers=spec.registers, kernels=kernels)
     encoder.load_state_dict(upgrade_state_dict(load_file(str(weights))))  # an older export's names too
     return encoder.eval(), info

@@ -24,7 +24,7 @@ def test_throughput_runs_every_contender_and_checks_its_flops(tmp_path):
     assert json.loads(out.read_text())["presets"]["micro"]["rows"]  # written
     micro = results["presets"]["micro"]
     names = [r["name"] for r in micro["rows"]]
-    assert names[:6] == ["maelab pretrain", "maelab pretrain, PyTorch attention", "maelab pretrain seed5",
+    assert names[:6] == ["maelab pretrain", "maelab pretrain, PyTorch's kernels", "maelab pretrain seed5",
                          "maelab pretrain GAN", "maelab features",
                          "maelab finetune"]
     for row in micro["rows"]:

@@ -11,10 +11,11 @@ import torch
 from maelab.config import Config, load_config
 from maelab.data import Dataset, load_dataset, on_disk
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
-from maelab.engine.device import resolve_device
+from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
 from maelab.models import MAE, build_mae, resolve_spec
+from maelab.models.cpu import kernels_for
 
 
 @dataclass
@@ -64,7 +65,8 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     dev = resolve_device(device)
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)
-    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss)
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss,
+                      kernels_for(dev, resolve_precision(cfg.train.precision, dev)))
     if not random_init:
         changed = changed_model_settings(load_config(None, [], base=state["config"]), cfg)
         what = f"the MAE saved in {path}"

@@ -23,6 +23,7 @@ from maelab.gan.addon import Gan, build_gan
 from maelab.gan.state import DISC_SHAPE
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
+from maelab.models.cpu import kernels_for
 from maelab.schedules import LRSchedule, mask_ratio_at, mask_ratios_at
 
 
@@ -101,7 +102,8 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
     spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size, dist.world_size)
     torch.manual_seed(cfg.train.seed)
-    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss).to(device)
+    kernels = kernels_for(device, precision)  # chosen once: the CPU's fast paths, or PyTorch's ops
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss, kernels).to(device)
     optimizer = build_optimizer(model, cfg.optim, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     gan = build_gan(cfg.gan, spec.img_size, device, precision) if cfg.gan.enabled else None  # after the MAE's init

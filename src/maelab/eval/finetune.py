@@ -20,6 +20,8 @@ from maelab.engine.device import autocast
 from maelab.engine.distributed import Dist
 from maelab.eval.features import pool_tokens, prepare
 from maelab.eval.knn import topk_accuracy
+from maelab.models.cpu import kernels_for
+from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import ViTEncoder
 from maelab.schedules import LRSchedule
@@ -29,11 +31,12 @@ from maelab.seeds import derive_seed, numpy_rng
 class Classifier(nn.Module):
     """ViT encoder + pooling + (LayerNorm for mean pooling) + linear head: imgs [N, 3, H, W] -> logits [N, C]."""
 
-    def __init__(self, spec: ModelSpec, num_classes: int, pool: str = "mean", drop_path: float = 0.0) -> None:
+    def __init__(self, spec: ModelSpec, num_classes: int, pool: str = "mean", drop_path: float = 0.0,
+                 kernels: TorchKernels = TORCH) -> None:
         super().__init__()
         self.pool = pool
         self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
-                                  spec.mlp_dim, drop_path=drop_path, registers=spec.registers)
+                                  spec.mlp_dim, drop_path=drop_path, registers=spec.registers, kernels=kernels)
         self.fc_norm = nn.LayerNorm(spec.embed_dim, eps=1e-6) if pool == "mean" else nn.Identity()
         self.head = nn.Linear(spec.embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)
@@ -137,7 +140,7 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
     """
     dist = dist or Dist()
     torch.manual_seed(seed)
-    model = Classifier(spec, data.num_classes, cfg.pool, cfg.drop_path)
+    model = Classifier(spec, data.num_classes, cfg.pool, cfg.drop_path, kernels_for(device, precision))
     if encoder_state is not None:
         model.encoder.load_state_dict(encoder_state)
     model.to(device)

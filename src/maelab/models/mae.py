@@ -8,12 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from maelab.masking import Mask
+from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.patches import patchify, unpatchify
 from maelab.models.presets import ModelSpec
 from maelab.models.vit import (
     Block,
     ViTEncoder,
-    bias_linear,
     gather_rows,
     init_weights,
     scatter_rows,
@@ -36,8 +36,9 @@ class MAEDecoder(nn.Module):
     the mask token, so the decoder sees each sample's own visible patches and mask tokens everywhere else.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, kernels: TorchKernels = TORCH) -> None:
         super().__init__()
+        self.kernels = kernels
         dim = spec.decoder_embed_dim
         self.embed = nn.Linear(spec.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -45,7 +46,7 @@ class MAEDecoder(nn.Module):
         pos = torch.cat([torch.zeros(1, dim), sincos_pos_embed(dim, spec.grid)]).unsqueeze(0)
         self.register_buffer("pos_embed", pos, persistent=False)
         self.blocks = nn.ModuleList(
-            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim) for _ in range(spec.decoder_depth)
+            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim, kernels=kernels) for _ in range(spec.decoder_depth)
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, spec.patch_size**2 * 3)
@@ -77,15 +78,15 @@ class MAEDecoder(nn.Module):
         but its projection and MLP, the norm and the head run on those M rows alone: the same predictions for
         them, and a quarter less of the last block's and the head's work at ratio 0.75.
         """
-        x = bias_linear(latent, self.embed)
+        x = self.kernels.linear(latent, self.embed)
         x = gather_rows(self.token_table(x), self.token_index(ids_restore, x.shape[1] - 1, keep_valid))
         x = x + self.pos_embed  # the cls token, then the patches in patch order
         rows = None if patches is None else patches + 1  # token rows: the cls token comes first
         for i, block in enumerate(self.blocks):
             x = block(x, rows=rows if i == len(self.blocks) - 1 else None)
         if rows is None:
-            return bias_linear(self.norm(x[:, 1:]), self.head)  # the cls token needs no prediction
-        return bias_linear(self.norm(x if len(self.blocks) else gather_rows(x, rows)), self.head)
+            return self.kernels.linear(self.norm(x[:, 1:]), self.head)  # the cls token needs no prediction
+        return self.kernels.linear(self.norm(x if len(self.blocks) else gather_rows(x, rows)), self.head)
 
 
 class MAEOutput(NamedTuple):
@@ -98,14 +99,15 @@ class MAEOutput(NamedTuple):
 class MAE(nn.Module):
     """Masked autoencoder. The model computes; the ratio comes from the caller (a schedule)."""
 
-    def __init__(self, spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> None:
+    def __init__(self, spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse",
+                 kernels: TorchKernels = TORCH) -> None:
         super().__init__()
         self.spec = spec
         self.norm_pix_loss = norm_pix_loss
         self.loss_type = loss
         self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
-                                  spec.mlp_dim, registers=spec.registers)
-        self.decoder = MAEDecoder(spec)
+                                  spec.mlp_dim, registers=spec.registers, kernels=kernels)
+        self.decoder = MAEDecoder(spec, kernels)
         self.apply(init_weights)
         trunc_normal_tokens(self.encoder.cls_token, self.decoder.mask_token)
         if self.encoder.registers is not None:  # drawn last: without registers the RNG stream is unchanged
@@ -165,9 +167,11 @@ class MAE(nn.Module):
         return unpatchify(patches * (1 - m) + full * m, p)
 
 
-def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> MAE:
-    """Construct an MAE from a resolved spec."""
-    return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss)
+def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse",
+              kernels: TorchKernels = TORCH) -> MAE:
+    """Construct an MAE from a resolved spec; ``kernels``: PyTorch's (the default) or a device's fast paths
+    (:func:`maelab.models.cpu.kernels_for`), chosen once here."""
+    return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss, kernels=kernels)
 
 
 __all__ = ["MAE", "MAEDecoder", "MAEOutput", "build_mae", "normalize_patches"]

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maelab.models.attention import qkv_attention
-from maelab.models.cpu_kernels import traced
+from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.patches import patchify
 
 
@@ -74,16 +73,16 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention: x [N, T, D] -> [N, T, D]; ``key_mask`` [N, T] bool hides keys where False.
 
-    One fused qkv projection, then :func:`maelab.models.attention.qkv_attention`: maelab's own attention kernel on
-    the CPU where it is built and applies, PyTorch's fused scaled-dot-product kernels otherwise
-    (docs/performance.md).
+    One fused qkv projection, then ``kernels.attention`` (PyTorch's scaled-dot-product attention, or the CPU's
+    fast paths: :mod:`maelab.models.cpu`), then the output projection.
     """
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, kernels: TorchKernels = TORCH) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        self.kernels = kernels
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """x [N, T, D] -> [N, T, D], or [N, M, D] for the tokens ``rows`` [N, M] only (every token is a key)."""
@@ -91,48 +90,8 @@ class Attention(nn.Module):
 
     def attend(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """:meth:`forward` without the output projection: x [N, T, D] -> [N, T or M, D]."""
-        out = qkv_attention(bias_linear(x, self.qkv), self.num_heads, key_mask)
+        out = self.kernels.attention(self.kernels.linear(x, self.qkv), self.num_heads, key_mask)
         return out if rows is None else gather_rows(out, rows)
-
-
-def _autocast_on(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no device type
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
-
-
-def _fusable(x: Tensor, h: Tensor, linear: nn.Linear) -> bool:
-    """Whether the CPU's in-place bias paths apply: fp32 CPU eager, no autocast, one dtype, a bias."""
-    return (x.device.type == "cpu" and not _autocast_on("cpu") and h.dtype == x.dtype == linear.weight.dtype
-            and linear.bias is not None and not traced())
-
-
-def bias_linear(h: Tensor, linear: nn.Linear) -> Tensor:
-    """linear(h): h [..., D_in] -> [..., D_out]; on the CPU the GEMM first and the bias added in place after.
-
-    ``addmm`` writes the bias into its whole output before the GEMM accumulates into it; ``mm`` then ``add_``
-    costs 5-20% less at these sizes (docs/performance.md). Elsewhere ``linear(h)``.
-    """
-    if not _fusable(h, h, linear):
-        return linear(h)
-    out = h.reshape(-1, h.shape[-1]) @ linear.weight.t()
-    return out.add_(linear.bias).view(*h.shape[:-1], out.shape[-1])
-
-
-def residual_linear(x: Tensor, h: Tensor, linear: nn.Linear) -> Tensor:
-    """x + linear(h): x [..., D_out], h [..., D_in] -> [..., D_out].
-
-    On the CPU, without autocast, the bias is added to x and h @ Wᵀ accumulated into that sum in place (one
-    ``addmm_``): no bias broadcast written before the GEMM and no separate residual add, two passes fewer over
-    the activations than ``x + linear(h)`` (docs/performance.md). Elsewhere (CUDA's GEMM adds the bias in its
-    epilogue; autocast mixes dtypes; torch.compile and FlopCounterMode want out-of-place ops) it is
-    ``x + linear(h)``.
-    """
-    if not _fusable(x, h, linear):
-        return x + linear(h)
-    out = x.reshape(-1, x.shape[-1]) + linear.bias  # a new 2-D tensor: addmm_ on it, not on a view
-    return out.addmm_(h.reshape(-1, h.shape[-1]), linear.weight.t()).view(x.shape)
 
 
 class DropPath(nn.Module):
@@ -163,12 +122,15 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)). x: [N, T, D]."""
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), each residual branch through
+    stochastic depth. x: [N, T, D]. ``kernels``: how the linears, residual adds and attention are computed."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, drop_path: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, drop_path: float = 0.0,
+                 kernels: TorchKernels = TORCH) -> None:
         super().__init__()
+        self.kernels = kernels
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads)
+        self.attn = Attention(dim, num_heads, kernels)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, mlp_dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -176,13 +138,12 @@ class Block(nn.Module):
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """x [N, T, D] -> [N, T, D]; with ``rows`` [N, M] int64, the outputs of those tokens only, [N, M, D]:
         they attend to every token, and the projection, residuals and MLP run on the M rows alone."""
+        k = self.kernels
         h = self.attn.attend(self.norm1(x), key_mask, rows)
         x = x if rows is None else gather_rows(x, rows)
-        if isinstance(self.drop_path, nn.Identity):  # the residual adds folded into the output GEMMs
-            x = residual_linear(x, h, self.attn.proj)
-            return residual_linear(x, self.mlp.act(bias_linear(self.norm2(x), self.mlp.fc1)), self.mlp.fc2)
-        x = x + self.drop_path(self.attn.proj(h))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = k.residual(x, h, self.attn.proj, self.drop_path)  # x + drop_path(proj(h))
+        h = self.mlp.act(k.linear(self.norm2(x), self.mlp.fc1))
+        return k.residual(x, h, self.mlp.fc2, self.drop_path)  # x + drop_path(fc2(act(fc1(norm2(x)))))
 
 
 class ViTEncoder(nn.Module):
@@ -197,7 +158,7 @@ class ViTEncoder(nn.Module):
     """
 
     def __init__(self, img_size: int, patch_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int,
-                 drop_path: float = 0.0, registers: int = 0) -> None:
+                 drop_path: float = 0.0, registers: int = 0, kernels: TorchKernels = TORCH) -> None:
         super().__init__()
         grid = img_size // patch_size
         self.patch_size = patch_size
@@ -210,7 +171,7 @@ class ViTEncoder(nn.Module):
         self.registers = nn.Parameter(torch.zeros(1, registers, dim)) if registers > 0 else None
         self.register_buffer("pos_embed", sincos_pos_embed(dim, grid).unsqueeze(0), persistent=False)
         rates = torch.linspace(0, drop_path, depth).tolist()
-        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_dim, r) for r in rates)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_dim, r, kernels) for r in rates)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def _tokens(self, imgs: Tensor) -> Tensor:
@@ -304,4 +265,4 @@ def trunc_normal_tokens(*tokens: nn.Parameter, std: float = 0.02) -> None:
 
 
 __all__ = ["Attention", "Block", "DropPath", "PatchEmbed", "ViTEncoder", "flat_rows", "gather_rows", "init_weights",
-           "patchify", "bias_linear", "residual_linear", "scatter_rows", "sincos_pos_embed", "trunc_normal_tokens"]
+           "patchify", "scatter_rows", "sincos_pos_embed", "trunc_normal_tokens"]

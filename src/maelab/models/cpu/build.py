@@ -1,4 +1,5 @@
-"""maelab's own CPU kernel: softmax attention for short sequences, built once per checkout and machine from ``csrc/``.
+"""Building maelab's own CPU kernel (softmax attention for short sequences), once per checkout and machine, from
+``csrc/``.
 
 ``csrc/small_attention.cpp`` computes attention on the fused qkv projection, forward and backward, one
 (sample, head) problem per task from cache, and writes dq, dk, dv straight into the projection's gradient
@@ -22,20 +23,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import Tensor
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "small_attention.cpp"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
-HEAD_DIMS = (16, 32, 48, 64)  # head dims the kernel's vectorised path handles (float32)
 ENV = "MAELAB_CPU_KERNELS"
 
 _state: dict[str, Optional[bool]] = {"built": None}
-
-try:  # checked on every attention and linear call: imported once here
-    from torch.utils._python_dispatch import is_in_torch_dispatch_mode as _in_dispatch_mode
-except ImportError:  # a torch without it: no dispatch mode is ever reported
-    def _in_dispatch_mode() -> bool:
-        return False
 
 
 def cpu_signature() -> str:
@@ -110,52 +103,22 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
     return hasattr(torch.ops.maelab, "small_attention_forward")
 
 
+def enabled() -> bool:
+    """Whether ``MAELAB_CPU_KERNELS`` allows maelab's CPU kernels (anything but 0, false, no, off)."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def available() -> bool:
-    """Whether the kernel is enabled (``MAELAB_CPU_KERNELS`` not 0) and built; builds it on the first call."""
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    """Whether the kernel is enabled and built; builds it on the first call (and registers its ops' shapes)."""
+    if not enabled():
         return False
     if _state["built"] is None:
         _state["built"] = build()
+        if _state["built"]:
+            from maelab.models.cpu.ops import register_fakes
+
+            register_fakes()
     return bool(_state["built"])
 
 
-def traced() -> bool:
-    """Whether torch.compile or a dispatch mode (FlopCounterMode, fake tensors...) is watching: the kernel's ops
-    have no FLOP formula nor shape function, so PyTorch's attention serves those calls."""
-    return torch.compiler.is_compiling() or bool(_in_dispatch_mode())
-
-
-def applies(qkv: Tensor, heads: int) -> bool:
-    """Whether the kernel serves this call: CPU float32, a vectorised head dim, eager and not traced."""
-    return (qkv.device.type == "cpu" and qkv.dtype == torch.float32 and qkv.dim() == 3
-            and qkv.shape[-1] // (3 * heads) in HEAD_DIMS and not traced() and available())
-
-
-class SmallAttention(torch.autograd.Function):
-    """qkv [N, T, 3 * D] (+ key_mask [N, T] bool, True = attend) -> [N, T, D] on maelab's CPU kernel."""
-
-    @staticmethod
-    def forward(ctx, qkv: Tensor, heads: int, key_mask: Optional[Tensor]) -> Tensor:  # type: ignore[override]
-        qkv = qkv.contiguous()
-        keys = None if key_mask is None else key_mask.contiguous()
-        out, lse = torch.ops.maelab.small_attention_forward(qkv, heads, keys)
-        ctx.save_for_backward(qkv, out, lse, keys)
-        ctx.heads = heads
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        qkv, out, lse, keys = ctx.saved_tensors
-        dqkv = torch.ops.maelab.small_attention_backward(grad.contiguous(), qkv, out, lse, ctx.heads, keys)
-        return dqkv, None, None
-
-
-def small_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) -> Tensor:
-    """Multi-head softmax attention on maelab's CPU kernel: qkv [N, T, 3 * D] -> [N, T, D] (call :func:`applies`)."""
-    if qkv.requires_grad and torch.is_grad_enabled():
-        return SmallAttention.apply(qkv, heads, key_mask)
-    keys = None if key_mask is None else key_mask.contiguous()
-    return torch.ops.maelab.small_attention_forward(qkv.contiguous(), heads, keys)[0]
-
-
-__all__ = ["SmallAttention", "applies", "available", "build", "extension_name", "small_attention"]
+__all__ = ["ENV", "available", "build", "clear_stale_lock", "enabled", "extension_name"]
