@@ -22,6 +22,7 @@ from typing import Any, Optional
 from maelab.config import Config, load_config, to_dict
 from maelab.engine.pretrain import pretrain
 from maelab.errors import UserError
+from maelab.eval.monitors import epoch_hooks
 
 CALIBRATION_STEPS = 12  # steps of the short run; the rate is read from its last window of LOG_EVERY steps
 LOG_EVERY = 4
@@ -70,7 +71,7 @@ def resume_or_keep(run_dir: Path) -> Path:
     from maelab.engine.resume_checks import NothingToTrain
 
     try:
-        return resume(run_dir, [])
+        return resume(run_dir, [], monitors=epoch_hooks)
     except NothingToTrain:
         return Path(run_dir)
 
@@ -98,7 +99,7 @@ def run_budgeted(cfg: Config, minutes: float, eval_overrides: list[str], probes:
     save(record)
     begin = time.perf_counter()
     if resume_dir is None:
-        run_dir = pretrain(replace(cfg, optim=replace(cfg.optim, epochs=epochs)))
+        run_dir = pretrain(replace(cfg, optim=replace(cfg.optim, epochs=epochs)), monitors=epoch_hooks)
     else:
         run_dir = resume_or_keep(resume_dir)
     record.update(pretrain_s=time.perf_counter() - begin, run_dir=str(run_dir), resumed=resume_dir is not None)

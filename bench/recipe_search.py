@@ -25,7 +25,7 @@ from typing import Optional
 from maelab.config import load_config
 from maelab.eval.commands import run_knn, run_probe
 from maelab.models.flops import mae_forward_flops, train_flops
-from maelab.models.presets import resolve_spec
+from maelab.presets import resolve_spec
 
 BASE = "configs/cifar10_keras.yaml"
 P4 = ["model.img_size=32", "model.patch_size=4", "aug.preset=mae"]

@@ -43,6 +43,7 @@ from budget import PROBES, run_budgeted  # noqa: E402
 from maelab.config import load_config
 from maelab.engine.pretrain import pretrain
 from maelab.eval.commands import run_finetune, run_probe
+from maelab.eval.monitors import epoch_hooks
 
 BUDGET_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cifar10_keras.yaml"
 # (pretraining overrides, evaluation overrides, accuracy goal %, time goal s)
@@ -87,7 +88,7 @@ def run_recipe(recipe: str, device: str, out_dir: Path, pre_extra: list[str], po
     post = [*post, *post_extra]
     cfg = load_config(None, pre)
     start = time.perf_counter()
-    run_dir = pretrain(cfg)
+    run_dir = pretrain(cfg, monitors=epoch_hooks)
     pretrained = time.perf_counter()
     evaluate = run_probe if recipe == "probe" else run_finetune
     _, result = evaluate(run_dir, post)

@@ -17,14 +17,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from maelab.engine.distributed import is_main_process
     from maelab.engine.pretrain import pretrain, resume
     from maelab.engine.signals import RunInterrupted
+    from maelab.eval.monitors import epoch_hooks
 
     try:
         if args.resume:
             if args.config:
                 raise UserError("--resume takes its config from the run directory: drop -c, or start a new run")
-            run_dir = resume(args.resume, args.overrides)
+            run_dir = resume(args.resume, args.overrides, monitors=epoch_hooks)
         else:
-            run_dir = pretrain(load_config(args.config, args.overrides))
+            run_dir = pretrain(load_config(args.config, args.overrides), monitors=epoch_hooks)
     except RunInterrupted as stopped:
         if is_main_process():  # under torchrun every rank stops; rank 0 says so
             print(f"maelab: {stopped}", file=sys.stderr)

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from maelab.errors import ConfigError, output_error
+from maelab.presets import PRESETS
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -139,8 +140,6 @@ class ModelConfig:
     registers: int = 0  # learnable register tokens in the encoder (Darcet et al. 2023); dropped from the outputs
 
     def __post_init__(self) -> None:
-        from maelab.models.presets import PRESETS
-
         _choice("model.preset", self.preset, tuple(PRESETS))
         _choice("model.loss", self.loss, ("mse", "l1"))
         for f in fields(self):

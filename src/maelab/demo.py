@@ -12,6 +12,7 @@ from maelab.config import load_config
 from maelab.data import on_disk
 from maelab.engine.pretrain import pretrain
 from maelab.eval import commands
+from maelab.eval.monitors import epoch_hooks
 from maelab.undefined import DASH, fmt, reason_of
 
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
@@ -74,7 +75,7 @@ def run_demo(overrides: list[str]) -> None:
         cfg = load_config(DEMO_CONFIG, [*overrides, "data.name=synthetic"])
     print(f"demo: pretraining a '{cfg.model.preset}' MAE on {cfg.data.name} for {cfg.optim.epochs} epochs")
     start = time.perf_counter()
-    run_dir = pretrain(cfg)
+    run_dir = pretrain(cfg, monitors=epoch_hooks)
     print(f"pretraining took {time.perf_counter() - start:.0f} s; evaluating (probe, k-NN, reconstruction) ...")
     rows, notes = evaluate(run_dir)
     print(format_table(rows, notes))

@@ -12,9 +12,9 @@ from safetensors.torch import load_file, save_file
 from maelab.engine.loading import load_run
 from maelab.errors import UserError, require_folder
 from maelab.models.kernels import TORCH, TorchKernels
-from maelab.models.presets import ModelSpec
 from maelab.models.state_keys import upgrade_state_dict
 from maelab.models.vit import ViTEncoder
+from maelab.presets import ModelSpec
 
 
 def export_encoder(run_dir: str | Path, out_dir: Optional[str | Path] = None,

@@ -124,7 +124,7 @@ def test_more_seeds_extend_a_finished_suite(suite_copy, monkeypatch):
     monkeypatch.setattr(commands, "run_knn", lambda run_dir, *a, **k: calls.append(str(run_dir)))
     monkeypatch.setattr(commands, "run_recon", lambda *a, **k: None)
     monkeypatch.setattr(commands, "run_probe", lambda *a, **k: None)
-    monkeypatch.setattr(pretrain_module, "pretrain", lambda cfg: calls.append(cfg.out_dir))
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda cfg, **_: calls.append(cfg.out_dir))
     run_suite(load_suite(path, seeds=3), out, "more seeds", log=lambda _: None)
     assert all("seed2" in c for c in calls) and len(calls) >= 2  # only the new seed's runs
 

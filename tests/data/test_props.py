@@ -20,7 +20,7 @@ from maelab.data import props
 from maelab.data.datasets import channel_stats, find_files, load_dataset
 from maelab.data.props import ARCHIVE, CLASSES, FOLDER, find_props, load_props
 from maelab.errors import ConfigError, DataError
-from maelab.models.presets import resolve_spec
+from maelab.presets import resolve_spec
 
 REPO = Path(__file__).resolve().parents[2]
 # three classes x three instances; instance k of a class holds k + 1 images

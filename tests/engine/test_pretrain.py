@@ -88,11 +88,23 @@ def test_resume_finds_cifar10_where_the_run_found_it(tmp_path, tiny, cifar_dir, 
     assert load_checkpoint(checkpoint_path(run_dir))["step"] == 4
 
 
-def test_knn_monitor_is_logged_every_n_epochs(tmp_path, tiny):
-    run_dir = run(tmp_path, "k", [*tiny, "optim.epochs=3", "eval.knn_every=2", "train.tensorboard=false"])
+def test_a_config_asking_for_a_monitor_nobody_provides_is_refused_before_any_file_is_written(tmp_path, tiny):
+    with pytest.raises(UserError, match=r"eval.knn_every=2 asks for the k-NN monitor.*monitors=maelab.eval"):
+        run(tmp_path, "k", [*tiny, "optim.epochs=3", "eval.knn_every=2"])
+    assert not (tmp_path / "k").exists()
+
+
+def test_epoch_hooks_add_their_fields_to_the_epoch_records(tmp_path, tiny):
+    class Counting:
+        setting = "test.counting"
+
+        def __call__(self, run, epoch):
+            return {"seen_epoch": epoch, "seen_step": run.step}
+
+    run_dir = pretrain(load_config(None, [*tiny, "optim.epochs=2", "train.tensorboard=false",
+                                          f"out_dir={tmp_path / 'h'}"]), monitors=lambda cfg: [Counting()])
     epochs = [m for m in read_metrics(run_dir) if m["kind"] == "epoch"]
-    assert ["knn_top1" in m for m in epochs] == [False, True, False]
-    assert 0 <= epochs[1]["knn_top1"] <= 100
+    assert [(m["seen_epoch"], m["seen_step"]) for m in epochs] == [(0, 4), (1, 8)]
 
 
 def test_save_every_writes_checkpoints_every_n_epochs_and_at_the_end(tmp_path, tiny, monkeypatch):

@@ -166,14 +166,15 @@ def pretrain_or_resume(plan: Plan) -> None:
     checkpoint)."""
     from maelab.engine.pretrain import pretrain, resume
     from maelab.engine.resume_checks import NothingToTrain
+    from maelab.eval.monitors import epoch_hooks
 
     if checkpoint_path(plan.run_dir).is_file():
         try:
-            resume(plan.run_dir, [])  # a suite's run trains to its end
+            resume(plan.run_dir, [], monitors=epoch_hooks)  # a suite's run trains to its end
         except NothingToTrain:  # it had, but was stopped before its status said so
             pass
     else:
-        pretrain(dataclasses.replace(plan.cfg, overwrite=True))
+        pretrain(dataclasses.replace(plan.cfg, overwrite=True), monitors=epoch_hooks)
 
 
 def collect(suite: Suite, out: Path) -> list[Row]:

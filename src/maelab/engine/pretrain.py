@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 import torch
 from torch import Tensor
@@ -120,15 +121,30 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     return record
 
 
-def knn_monitor(run: Run) -> float:
-    """k-NN top-1 (%) of the encoder as it is now (the run's train/test sets; eval.knn_every)."""
-    from maelab.eval.knn import encoder_knn_top1
+class EpochHook(Protocol):
+    """Called after each epoch on the main rank (the model as it is then); returns fields added to that epoch's
+    metrics record. ``setting``: the config key that asks for it (``eval.knn_every`` for maelab's k-NN monitor,
+    :mod:`maelab.eval.monitors`)."""
 
-    was_training = run.model.training
-    top1 = encoder_knn_top1(run.model.encoder, run.data, run.model.spec.img_size, run.cfg.knn,
-                            run.cfg.eval.batch_size)
-    run.model.train(was_training)
-    return top1
+    setting: str
+
+    def __call__(self, run: Run, epoch: int) -> dict[str, Any]: ...
+
+
+Monitors = Callable[[Config], Sequence[EpochHook]]  # the hooks a config asks for (maelab.eval.monitors.epoch_hooks)
+
+
+def no_monitors(cfg: Config) -> Sequence[EpochHook]:
+    return ()
+
+
+def hooks_for(cfg: Config, monitors: Monitors) -> Sequence[EpochHook]:
+    """``monitors(cfg)``; a config that asks for a monitor none of them provides is refused (no silent no-op)."""
+    hooks = monitors(cfg)
+    if cfg.eval.knn_every and "eval.knn_every" not in {h.setting for h in hooks}:
+        raise UserError(f"eval.knn_every={cfg.eval.knn_every} asks for the k-NN monitor, which this caller does not "
+                        "provide: run `maelab pretrain`, or pass monitors=maelab.eval.monitors.epoch_hooks")
+    return hooks
 
 
 def checkpoint_due(epochs_done: int, last_epoch: int, save_every: int, stopping: bool) -> bool:
@@ -137,8 +153,9 @@ def checkpoint_due(epochs_done: int, last_epoch: int, save_every: int, stopping:
     return epochs_done % save_every == 0 or epochs_done >= last_epoch or stopping
 
 
-def train(run: Run) -> None:
-    """The epoch loop from the run's current step to the end (or to train.stop_after_epochs)."""
+def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
+    """The epoch loop from the run's current step to the end (or to train.stop_after_epochs); ``hooks`` add their
+    fields to each epoch's record (on the main rank)."""
     cfg = run.cfg
     last_epoch = cfg.optim.epochs
     if cfg.train.stop_after_epochs is not None:
@@ -155,8 +172,8 @@ def train(run: Run) -> None:
             for epoch in range(run.step // run.steps_per_epoch, last_epoch):
                 record = run_epoch(run, epoch, logger, bar, stop)
                 if record is not None:
-                    if cfg.eval.knn_every and (epoch + 1) % cfg.eval.knn_every == 0 and main:
-                        record["knn_top1"] = knn_monitor(run)
+                    for hook in hooks if main else ():
+                        record.update(hook(run, epoch))
                     logger.log("epoch", record)
                 if checkpoint_due(epoch + 1, last_epoch, cfg.train.save_every, stop.requested):
                     run.dist.main_only(lambda: save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir)))
@@ -168,19 +185,22 @@ def train(run: Run) -> None:
         logger.close()
 
 
-def pretrain(cfg: Config) -> Path:
-    """Start a new pretraining run (on every rank under torchrun); returns its run directory."""
+def pretrain(cfg: Config, monitors: Monitors = no_monitors) -> Path:
+    """Start a new pretraining run (on every rank under torchrun); returns its run directory. ``monitors``: the
+    epoch hooks the config asks for (:func:`maelab.eval.monitors.epoch_hooks`: the k-NN monitor)."""
+    hooks = hooks_for(cfg, monitors)
     with distributed(cfg.train.device) as dist:
         run_dir = dist.main_only(check_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
         run = build_run(cfg, run_dir, dist=dist)  # data and model first: a mistake found here changes no file
         dist.main_only(prepare_run_dir, str(run_dir), cfg.name, cfg.overwrite)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
-        train(run)
+        train(run, hooks)
     return run_dir
 
 
-def resume(run_dir: str | Path, overrides: list[str]) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` may extend it (optim.epochs=...)."""
+def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_monitors) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` may extend it (optim.epochs=...);
+    ``monitors`` as :func:`pretrain`'s."""
     run_dir = Path(run_dir)
     state = load_checkpoint(checkpoint_path(run_dir), needs=TRAINING_KEYS)
     saved = {**state["config"], "train": {**state["config"]["train"], "stop_after_epochs": None}}  # older runs kept it
@@ -194,9 +214,10 @@ def resume(run_dir: str | Path, overrides: list[str]) -> Path:
         )
     check_trains(run_dir, state, cfg)
     cfg = with_saved_data_source(cfg, state.get("data_source"))
+    hooks = hooks_for(cfg, monitors)
     with distributed(cfg.train.device) as dist:  # under another world size: see distributed.resume_step
         run = build_run(cfg, run_dir, checkpoint=state, dist=dist)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
-        train(run)
+        train(run, hooks)
     return run_dir

@@ -22,8 +22,8 @@ from maelab.eval.features import pool_tokens, prepare
 from maelab.eval.knn import topk_accuracy
 from maelab.models.cpu import kernels_for
 from maelab.models.kernels import TORCH, TorchKernels
-from maelab.models.presets import ModelSpec
 from maelab.models.vit import ViTEncoder
+from maelab.presets import ModelSpec
 from maelab.schedules import LRSchedule
 from maelab.seeds import derive_seed, numpy_rng
 

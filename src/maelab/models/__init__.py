@@ -2,6 +2,6 @@
 
 from maelab.models.mae import MAE, build_mae
 from maelab.models.patches import patchify, unpatchify
-from maelab.models.presets import PRESETS, ModelSpec, resolve_spec
+from maelab.presets import PRESETS, ModelSpec, resolve_spec
 
 __all__ = ["MAE", "PRESETS", "ModelSpec", "build_mae", "patchify", "resolve_spec", "unpatchify"]

@@ -12,7 +12,7 @@ step is counted as 3 × the forward pass (backward ≈ 2 × forward), also the u
 from __future__ import annotations
 
 from maelab.masking import num_visible
-from maelab.models.presets import ModelSpec
+from maelab.presets import ModelSpec
 
 
 def linear_flops(tokens: int, d_in: int, d_out: int) -> int:

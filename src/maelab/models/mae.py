@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from maelab.masking import Mask
 from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.patches import patchify, unpatchify
-from maelab.models.presets import ModelSpec
 from maelab.models.vit import (
     Block,
     ViTEncoder,
@@ -20,6 +19,7 @@ from maelab.models.vit import (
     sincos_pos_embed,
     trunc_normal_tokens,
 )
+from maelab.presets import ModelSpec
 
 
 def normalize_patches(target: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:

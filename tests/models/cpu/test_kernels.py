@@ -11,8 +11,8 @@ from maelab.models import build_mae
 from maelab.models.cpu import CPUKernels, kernels_for
 from maelab.models.cpu import ops as cpu_ops
 from maelab.models.kernels import TORCH, sdpa_attention
-from maelab.models.presets import PRESETS
 from maelab.models.vit import DropPath
+from maelab.presets import PRESETS
 
 CPU = CPUKernels(small_attention=False)  # the fast paths that need no build: fused linears, flash attention
 needs_compiler = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,

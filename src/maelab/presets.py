@@ -1,4 +1,7 @@
-"""Named model sizes. Every field can be overridden from the config."""
+"""Named model sizes (``ModelSpec``, the one description of an architecture) and their resolution from the
+config's ``model`` section: every field can be overridden there. Below both the config and the models (it
+imports neither), so that the config checks preset names and the models build from a spec without either
+importing the other; its errors name the config keys to change."""
 
 from __future__ import annotations
 
