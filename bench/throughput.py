@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import Contender, alternate, matmul_peak  # noqa: E402
+from timing import Contender, alternate, machine, matmul_peak, table  # noqa: E402
 
 from maelab.config import load_config  # noqa: E402
 from maelab.engine.device import autocast  # noqa: E402
@@ -207,55 +206,6 @@ def hf_available() -> bool:
         print("transformers is not installed: the HF rows are skipped (pip install -e .[bench])")
         return False
     return True
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "device": str(device), "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg())}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        import transformers
-
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        pass
-    return info
-
-
-def table(contenders: list[Contender], peak: Contender) -> tuple[str, list[dict[str, Any]]]:
-    """The printed table (markdown) and its rows as dicts."""
-    hf = next((c for c in contenders if c.name == "HF ViTMAE"), None)
-    rows, lines = [], [
-        "| contender | img/s (median) | range over rounds | train GFLOP/img | GFLOP/s | % of matmul peak "
-        "| ÷ HF ViTMAE | ÷ HF, median of rounds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for c in contenders:
-        rates = [c.images / s for s in c.seconds]
-        compared = hf is not None and c.name.startswith("maelab pretrain") and c.images == hf.images
-        row = {"name": c.name, "img_per_s": c.img_per_s, "img_per_s_rounds": rates,
-               "gflop_per_img": c.flops / c.images / 1e9, "gflop_per_s": c.flop_per_s / 1e9,
-               "utilisation": c.flop_per_s / peak.flop_per_s,
-               "vs_hf": c.img_per_s / hf.img_per_s if compared and c.name == "maelab pretrain" else None,
-               # each round's ratio (both ran in it, under the same load), then their median
-               "vs_hf_rounds": float(np.median([h / s for h, s in zip(hf.seconds, c.seconds, strict=True)]))
-               if compared else None}
-        rows.append(row)
-        ratio = f"{row['vs_hf']:.2f}×" if row["vs_hf"] is not None else ""
-        paired = f"{row['vs_hf_rounds']:.2f}×" if row["vs_hf_rounds"] is not None else ""
-        lines.append(f"| {c.name} | {c.img_per_s:,.0f} | {min(rates):,.0f}–{max(rates):,.0f} | "
-                     f"{row['gflop_per_img']:.4f} | {row['gflop_per_s']:,.1f} | {100 * row['utilisation']:.1f} | "
-                     f"{ratio} | {paired} |")
-    lines.append(f"| {peak.name} (peak) | | | | {peak.flop_per_s / 1e9:,.1f} | 100 | | |")
-    return "\n".join(lines), rows
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:

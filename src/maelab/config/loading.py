@@ -1,0 +1,183 @@
+"""The whole config (:class:`Config`), loaded from YAML files and ``key=value`` overrides, checked, and saved."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from maelab.config.evaluation import EvalConfig, FinetuneConfig, KnnConfig, ProbeConfig, ReconConfig
+from maelab.config.training import (
+    AugConfig,
+    DataConfig,
+    GanConfig,
+    MaskConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
+from maelab.errors import ConfigError, output_error
+
+
+@dataclass
+class Config:
+    """Everything a pretraining run needs; written to RUN_DIR/config.yaml."""
+
+    name: str = "mae"
+    out_dir: Optional[str] = None  # default runs/<name>-<timestamp>
+    overwrite: bool = False  # allow out_dir to hold another run (it is replaced)
+    data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
+
+
+def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the config tree, e.g. ``optim.lr``."""
+    keys = []
+    for f in fields(cls):
+        key = prefix + f.name
+        keys.append(key)
+        if is_dataclass(f.default_factory):
+            keys.extend(_all_keys(f.default_factory, key + "."))
+    return keys
+
+
+def _nearest_key(key: str) -> str:
+    candidates = _all_keys()
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if not match:
+        leaf = key.rsplit(".", 1)[-1]
+        leaves = {k.rsplit(".", 1)[-1]: k for k in candidates}
+        hit = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)
+        match = [leaves[hit[0]]] if hit else []
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _translate(err: OmegaConfBaseException, source: str) -> ConfigError:
+    """One clear line for an OmegaConf error."""
+    key = getattr(err, "full_key", None) or "?"
+    first = str(err).splitlines()[0]
+    if "not in" in first or type(err).__name__ == "ConfigKeyError":
+        return ConfigError(f"unknown config key '{key}' in {source}{_nearest_key(key)}")
+    return ConfigError(f"bad value for '{key}' in {source}: {first}")
+
+
+def _parse_overrides(overrides: list[str]) -> Any:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not key=value: write e.g. optim.epochs=2")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except Exception:  # noqa: BLE001 - e.g. `gan=[1,2] gan.enabled=0`: OmegaConf fails inside; name the override
+        for i, item in enumerate(overrides):
+            try:
+                OmegaConf.from_dotlist(list(overrides[:i + 1]))
+            except Exception:  # noqa: BLE001
+                before = " ".join(overrides[:i])
+                raise ConfigError(f"override '{item}' cannot follow '{before}' (it sets a key inside a value that "
+                                  "is not a section): give each setting once, as section.key=value") from None
+        raise
+
+
+def load_config(path: Optional[str | Path] = None, overrides: list[str] | None = None,
+                base: Optional[dict] = None) -> Config:
+    """Build a validated Config: defaults < ``base`` dict < YAML file < dotted overrides."""
+    merged = OmegaConf.structured(Config)
+    layers: list[tuple[Any, str]] = []
+    if base is not None:
+        layers.append((OmegaConf.create(base), "the run's saved config"))
+    if path is not None:
+        layers.extend(_yaml_layers(Path(path)))
+    if overrides:
+        layers.append((_parse_overrides(overrides), "the command-line overrides"))
+    for layer, source in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as err:
+            raise _translate(err, source) from None
+    try:
+        _reject_non_finite(OmegaConf.to_container(merged))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _translate(err, "the config") from None
+
+
+def _reject_non_finite(tree: Any, prefix: str = "") -> None:
+    """No setting is NaN or infinite (the range checks of the sections cannot see NaN: every comparison with it is
+    False); a ConfigError names the first such key."""
+    for key, value in (tree.items() if isinstance(tree, dict) else []):
+        name = f"{prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            default = _default_of(name)
+            example = f" such as the default ({default})" if isinstance(default, (int, float)) else ""
+            raise ConfigError(f"{name}={value} is not a finite number: give a finite number{example}")
+        _reject_non_finite(value, f"{name}.")
+
+
+def _default_of(name: str) -> Any:
+    section, _, key = name.partition(".")
+    return getattr(getattr(Config(), section), key, None) if key else getattr(Config(), section, None)
+
+
+def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Any, str]]:
+    """A YAML file and the chain of files it extends with a top-level ``base: other.yaml`` (relative to it),
+    the furthest base first, so that each file only states what differs from its base."""
+    data = read_yaml_mapping(path)
+    base = data.pop("base", None)
+    if base is None:
+        return [(OmegaConf.create(data), str(path))]
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"config file {path} extends itself through 'base: {base}': break the cycle")
+    return [*_yaml_layers(base_path, (*seen, path.resolve())), (OmegaConf.create(data), str(path))]
+
+
+def read_yaml_mapping(path: Path, what: str = "config file", example: str = "configs/cifar10_keras.yaml") -> dict:
+    """A YAML file holding a mapping (empty file: {}); a missing file, bad YAML or another type is one
+    ConfigError line naming ``what`` and, for a missing file, an ``example`` path."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist: give a path such as {example}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML ({err.__class__.__name__}): fix its syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of keys, not a {type(data).__name__}")
+    return data
+
+
+def to_dict(cfg: Config) -> dict:
+    """A plain nested dict (for YAML and checkpoints)."""
+    return asdict(cfg)
+
+
+def persisted(cfg: Config) -> Config:
+    """``cfg`` as a run keeps it (config.yaml, checkpoints): without the settings of one invocation
+    (``train.stop_after_epochs``), so that a resumed run does not inherit them."""
+    return replace(cfg, train=replace(cfg.train, stop_after_epochs=None))
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config, as the run keeps it (:func:`persisted`), as YAML (a folder that is full or not
+    writable is one clear error)."""
+    try:
+        path.write_text(yaml.safe_dump(to_dict(persisted(cfg)), sort_keys=False))
+    except OSError as err:
+        raise output_error(err, path, "config", "run the command again") from None
