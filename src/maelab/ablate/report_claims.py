@@ -3,6 +3,7 @@ seeds could have seen (the minimum detectable effect, and the seeds the claim's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Optional
 
 from maelab.ablate.judge import Judged, claimed_gain, judge
@@ -54,7 +55,7 @@ def tested_interval(c: Comparison, decimals: int) -> str:
 
 
 def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[str, int]],
-                   summary_cell: object) -> str:
+                   summary_cell: Callable[[list[Row], str, str, int], str]) -> str:
     """The markdown of the claims (``summary_cell(rows, variant, metric, decimals)`` gives "mean ± std")."""
     if not spec.claims:
         return ""

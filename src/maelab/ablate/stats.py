@@ -4,6 +4,7 @@ verdicts."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -127,13 +128,15 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95)
 
 
 def _pearson(a: Mapping[int, float], b: Mapping[int, float], seeds: list[int]) -> Optional[float]:
+    """Pearson's r of the two variants over ``seeds`` (``statistics.correlation``); None with fewer than 3 seeds or
+    a variant that does not vary (r undefined)."""
     if len(seeds) < 3:
         return None
     x, y = [a[k] for k in seeds], [b[k] for k in seeds]
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    sxy = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True))
-    sxx, syy = sum((u - mx) ** 2 for u in x), sum((v - my) ** 2 for v in y)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+    try:
+        return statistics.correlation(x, y)
+    except statistics.StatisticsError:  # a constant input: r is undefined
+        return None
 
 
 def verdict(kind: str, d: Optional[Difference], claimed_gain: Optional[float] = None, margin: float = 1.0) -> str:
