@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from maelab.config import load_config
+from maelab.config import Config, load_config
 from maelab.data import on_disk
 from maelab.engine.pretrain import pretrain
 from maelab.eval import commands
@@ -67,12 +67,20 @@ def write_figures(run_dir: Path) -> list[Path]:
     return write(run_dir)
 
 
-def run_demo(overrides: list[str]) -> None:
-    """Pretrain the demo config, evaluate it and its floor, draw the figures, print the table."""
+def demo_config(overrides: list[str]) -> Config:
+    """The demo's config with ``overrides``; without CIFAR-10 on disk, the synthetic set at its own sizes (the
+    demo's CIFAR-10 limits, 20,000 training images, are more than it holds), said in one line."""
     cfg = load_config(DEMO_CONFIG, overrides)
     if cfg.data.name == "cifar10" and not on_disk(cfg.data):
         print("CIFAR-10 not found (set MAELAB_DATA_DIR or data.root): the demo uses the synthetic set instead")
-        cfg = load_config(DEMO_CONFIG, [*overrides, "data.name=synthetic"])
+        cfg = load_config(DEMO_CONFIG, ["data.limit_train=null", "data.limit_test=null", *overrides,
+                                        "data.name=synthetic"])
+    return cfg
+
+
+def run_demo(overrides: list[str]) -> None:
+    """Pretrain the demo config, evaluate it and its floor, draw the figures, print the table."""
+    cfg = demo_config(overrides)
     print(f"demo: pretraining a '{cfg.model.preset}' MAE on {cfg.data.name} for {cfg.optim.epochs} epochs")
     start = time.perf_counter()
     run_dir = pretrain(cfg, monitors=epoch_hooks)
