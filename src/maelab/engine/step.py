@@ -53,10 +53,10 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     imgs = run.normalize(imgs)
     if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
         ratio = shard.rows(ratio)
+    mask = draw_mask(len(imgs), run.model.spec.num_patches, ratio, imgs.device, generators.mask, shard)
     addons = run.active_addons()
     with all_frozen(addons):
         with autocast(run.device, run.precision):
-            mask = draw_mask(len(imgs), run.model.spec.num_patches, ratio, imgs.device, generators.mask, shard)
             loss, pred = run.forward(imgs, mask)
             out = StepOutput(run.model, imgs, loss, pred, mask)
             objective = loss

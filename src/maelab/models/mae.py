@@ -71,17 +71,18 @@ class MAEDecoder(nn.Module):
         return torch.cat([torch.zeros_like(index[:, :1]), index], dim=1)
 
     def forward(self, latent: Tensor, ids_restore: Tensor, keep_valid: Optional[Tensor] = None,
-                patches: Optional[Tensor] = None) -> Tensor:
-        """-> predictions [N, L, p*p*3] in patch order, or [N, M, p*p*3] for the patches ``patches`` [N, M] only.
+                ids_masked: Optional[Tensor] = None) -> Tensor:
+        """-> predictions [N, L, p*p*3] in patch order, or [N, M, p*p*3] for the patch indices ``ids_masked``
+        [N, M] only.
 
-        With ``patches`` (the masked ones, all the loss reads), the last block still lets every token be a key,
+        With ``ids_masked`` (the masked patches, all the loss reads), the last block still lets every token be a key,
         but its projection and MLP, the norm and the head run on those M rows alone: the same predictions for
         them, and a quarter less of the last block's and the head's work at ratio 0.75.
         """
         x = self.kernels.linear(latent, self.embed)
         x = gather_rows(self.token_table(x), self.token_index(ids_restore, x.shape[1] - 1, keep_valid))
         x = x + self.pos_embed  # the cls token, then the patches in patch order
-        rows = None if patches is None else patches + 1  # token rows: the cls token comes first
+        rows = None if ids_masked is None else ids_masked + 1  # token rows: the cls token comes first
         for i, block in enumerate(self.blocks):
             x = block(x, rows=rows if i == len(self.blocks) - 1 else None)
         if rows is None:

@@ -24,6 +24,8 @@ from typing import Optional
 
 import torch
 
+from maelab.models.cpu.ops import register_fakes
+
 SOURCE = Path(__file__).resolve().parent / "csrc" / "small_attention.cpp"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 ENV = "MAELAB_CPU_KERNELS"
@@ -115,8 +117,6 @@ def available() -> bool:
     if _state["built"] is None:
         _state["built"] = build()
         if _state["built"]:
-            from maelab.models.cpu.ops import register_fakes
-
             register_fakes()
     return bool(_state["built"])
 
