@@ -35,6 +35,17 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """maelab import HF_DIR [-c CONFIG] [key=value ...]: an HF ViTMAE/ViT folder as a run directory at step 0."""
+    from maelab.config import load_config
+    from maelab.engine.pretrain import import_weights
+
+    run_dir = import_weights(load_config(args.config, [*args.overrides, f"model.init_from={args.hf_dir}"]))
+    print(f"run directory: {run_dir} (the weights of {args.hf_dir}, step 0: probe, finetune, knn, recon, figures "
+          "and export take it; pretrain --resume trains it on)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """maelab demo [key=value ...]: a few minutes of pretraining on CIFAR-10 (or the synthetic set)."""
     from maelab.demo import run_demo
@@ -167,19 +178,21 @@ def add_evaluation_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """maelab export RUN_DIR [--format safetensors] [--out DIR] [--checkpoint PATH]"""
-    from maelab.export import export_encoder
+    """maelab export RUN_DIR [--format safetensors|hf|hf-vit|timm] [--out DIR] [--checkpoint PATH]"""
+    from maelab.export import export
 
-    for path in export_encoder(args.run_dir, args.out, args.checkpoint):
+    for path in export(args.run_dir, args.format, args.out, args.checkpoint):
         print(f"wrote {path}")
     return 0
 
 
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write the encoder's weights as safetensors (+ its config as JSON)")
+    p = sub.add_parser("export", help="write the weights as safetensors: maelab's, an HF folder or timm's names")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a pretraining run directory")
-    p.add_argument("--format", choices=["safetensors"], default="safetensors")
-    p.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    p.add_argument("--format", choices=["safetensors", "hf", "hf-vit", "timm"], default="safetensors",
+                   help="safetensors: the encoder + maelab's JSON; hf: a ViTMAEForPreTraining folder (decoder "
+                        "included); hf-vit: a ViTModel folder; timm: a VisionTransformer state dict")
+    p.add_argument("--out", help="output folder (default RUN_DIR/export, or RUN_DIR/export/FORMAT)")
     p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
     p.set_defaults(func=cmd_export)
 
@@ -197,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluation_parsers(sub)
     add_export_parser(sub)
+    p = sub.add_parser("import", help="an HF ViTMAE/ViT folder (save_pretrained's) as a maelab run directory")
+    p.add_argument("hf_dir", metavar="HF_DIR", help="a folder with config.json and model.safetensors")
+    p.add_argument("-c", "--config", help="YAML config for the run (data, training settings; the architecture is "
+                                          "the folder's)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. out_dir=runs/hf_mae")
+    p.set_defaults(func=cmd_import)
 
     add_figures_parser(sub)
     add_ablate_parsers(sub)

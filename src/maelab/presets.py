@@ -33,6 +33,11 @@ class ModelSpec:
     decoder_num_heads: int
     decoder_mlp_dim: int
     registers: int = 0  # learnable register tokens in the encoder, dropped from its outputs
+    # the 2-D sin-cos positions' channel layout: "hw" puts the patch's row index (h) in the first half of the
+    # channels (maelab's own runs); "wh" puts the column (w) there, as facebookresearch/mae's
+    # get_2d_sincos_pos_embed (np.meshgrid(grid_w, grid_h)) and the HF and timm MAE weights made with it
+    pos_embed_order: str = "hw"
+    norm_eps: float = 1e-6  # every LayerNorm's epsilon (HF's ViTMAE default is 1e-12; MAE's and timm's 1e-6)
 
     @property
     def grid(self) -> int:
@@ -83,6 +88,11 @@ def resolve_spec(cfg: ModelSettings) -> ModelSpec:
             raise ConfigError(
                 f"model.{prefix}embed_dim={dim} is not divisible by model.{prefix}num_heads={heads}: change one"
             )
+    if spec.pos_embed_order not in ("hw", "wh"):
+        raise ConfigError(f"model.pos_embed_order={spec.pos_embed_order!r} is not one of hw, wh: choose hw (maelab's) "
+                          "or wh (facebookresearch/mae's, HF's and timm's)")
+    if not 0 < spec.norm_eps < 1:
+        raise ConfigError(f"model.norm_eps={spec.norm_eps} is not in (0, 1): use 1e-6 (MAE's) or 1e-12 (HF's)")
     if spec.embed_dim % 4 or spec.decoder_embed_dim % 4:
         raise ConfigError("model.embed_dim and model.decoder_embed_dim must be multiples of 4 (2-D sin-cos position)")
     return spec

@@ -113,10 +113,17 @@ class ModelConfig:
     norm_pix_loss: bool = False
     loss: str = "mse"  # mse | l1, on masked patches only
     registers: int = 0  # learnable register tokens in the encoder (Darcet et al. 2023); dropped from the outputs
+    pos_embed_order: Optional[str] = None  # hw (maelab's) | wh (facebookresearch/mae's, HF's, timm's): presets.py
+    norm_eps: Optional[float] = None  # the LayerNorms' epsilon (default 1e-6)
+    # an HF ViTMAE (or ViT) folder to start pretraining from: its config.json sets the architecture (any model.*
+    # size set here must agree), its model.safetensors the weights (a ViT folder: the encoder; the decoder fresh)
+    init_from: Optional[str] = None
 
     def __post_init__(self) -> None:
         _choice("model.preset", self.preset, tuple(PRESETS))
         _choice("model.loss", self.loss, ("mse", "l1"))
+        if self.pos_embed_order is not None:
+            _choice("model.pos_embed_order", self.pos_embed_order, ("hw", "wh"))
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool):

@@ -24,6 +24,7 @@ from maelab.engine.run_dir import check_run_dir, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
 from maelab.engine.step import step_generators, train_step
 from maelab.errors import UserError
+from maelab.interop.init_from import with_init_from
 from maelab.run_layout import RunLayout
 from maelab.undefined import set_undefined
 
@@ -189,12 +190,28 @@ def pretrain(cfg: Config, monitors: Monitors = no_monitors) -> Path:
     """Start a new pretraining run (on every rank under torchrun); returns its run directory. ``monitors``: the
     epoch hooks the config asks for (:func:`maelab.eval.monitors.epoch_hooks`: the k-NN monitor)."""
     hooks = hooks_for(cfg, monitors)
+    cfg = with_init_from(cfg)  # model.init_from: the folder's architecture, written into the run's config
     with distributed(cfg.train.device) as dist:
         run_dir = dist.main_only(check_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
         run = build_run(cfg, run_dir, dist=dist)  # data and model first: a mistake found here changes no file
         dist.main_only(prepare_run_dir, str(run_dir), cfg.name, cfg.overwrite)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         train(run, hooks)
+    return run_dir
+
+
+def import_weights(cfg: Config) -> Path:
+    """A run directory at step 0 holding the weights of ``model.init_from`` (an HF ViTMAE/ViT folder), untrained:
+    every command that takes a RUN_DIR then works on them (probe, knn, recon, finetune, figures, export, and
+    ``pretrain --resume`` to train on for optim.epochs). Returns the run directory."""
+    if not cfg.model.init_from:
+        raise UserError("maelab import needs the HF folder to import: give its path (it becomes model.init_from)")
+    cfg = with_init_from(cfg)
+    run_dir = check_run_dir(cfg.out_dir, cfg.name, cfg.overwrite)
+    run = build_run(cfg, run_dir)
+    prepare_run_dir(str(run_dir), cfg.name, cfg.overwrite)
+    save_config(cfg, RunLayout(run_dir).config)
+    save_checkpoint(checkpoint_state(run), checkpoint_path(run_dir))
     return run_dir
 
 

@@ -21,6 +21,7 @@ from maelab.engine.optim import build_optimizer
 from maelab.engine.state_fit import changed_settings, require_fit
 from maelab.gan.addon import Gan, build_gan
 from maelab.gan.state import DISC_SHAPE
+from maelab.interop.init_from import load_init_weights
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.models.cpu import kernels_for
@@ -103,7 +104,10 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size, dist.world_size)
     torch.manual_seed(cfg.train.seed)
     kernels = kernels_for(device, precision)  # chosen once: the CPU's fast paths, or PyTorch's ops
-    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss, kernels).to(device)
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss, kernels)
+    if cfg.model.init_from and checkpoint is None:  # a resume takes its weights from the checkpoint
+        load_init_weights(model, cfg)
+    model = model.to(device)
     optimizer = build_optimizer(model, cfg.optim, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     gan = build_gan(cfg.gan, spec.img_size, device, precision) if cfg.gan.enabled else None  # after the MAE's init

@@ -35,8 +35,7 @@ class Classifier(nn.Module):
                  kernels: TorchKernels = TORCH) -> None:
         super().__init__()
         self.pool = pool
-        self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
-                                  spec.mlp_dim, drop_path=drop_path, registers=spec.registers, kernels=kernels)
+        self.encoder = ViTEncoder.from_spec(spec, drop_path, kernels)
         self.fc_norm = nn.LayerNorm(spec.embed_dim, eps=1e-6) if pool == "mean" else nn.Identity()
         self.head = nn.Linear(spec.embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)

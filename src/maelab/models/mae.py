@@ -43,12 +43,13 @@ class MAEDecoder(nn.Module):
         self.embed = nn.Linear(spec.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         # [1, 1 + L, D]: zeros for the cls token (no position), then the patches' fixed sin-cos positions
-        pos = torch.cat([torch.zeros(1, dim), sincos_pos_embed(dim, spec.grid)]).unsqueeze(0)
+        pos = torch.cat([torch.zeros(1, dim), sincos_pos_embed(dim, spec.grid, spec.pos_embed_order)]).unsqueeze(0)
         self.register_buffer("pos_embed", pos, persistent=False)
         self.blocks = nn.ModuleList(
-            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim, kernels=kernels) for _ in range(spec.decoder_depth)
+            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim, kernels=kernels, norm_eps=spec.norm_eps)
+            for _ in range(spec.decoder_depth)
         )
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=spec.norm_eps)
         self.head = nn.Linear(dim, spec.patch_size**2 * 3)
 
     def token_table(self, x: Tensor) -> Tensor:
@@ -106,8 +107,7 @@ class MAE(nn.Module):
         self.spec = spec
         self.norm_pix_loss = norm_pix_loss
         self.loss_type = loss
-        self.encoder = ViTEncoder(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads,
-                                  spec.mlp_dim, registers=spec.registers, kernels=kernels)
+        self.encoder = ViTEncoder.from_spec(spec, kernels=kernels)
         self.decoder = MAEDecoder(spec, kernels)
         self.apply(init_weights)
         trunc_normal_tokens(self.encoder.cls_token, self.decoder.mask_token)

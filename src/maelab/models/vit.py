@@ -11,10 +11,18 @@ from torch import Tensor, nn
 
 from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.patches import patchify
+from maelab.presets import ModelSpec
 
 
-def sincos_pos_embed(dim: int, grid: int) -> Tensor:
-    """Fixed 2-D sine-cosine position embedding (MAE): [grid * grid, dim], row-major patch order."""
+def sincos_pos_embed(dim: int, grid: int, order: str = "hw") -> Tensor:
+    """Fixed 2-D sine-cosine position embedding (MAE, He et al. 2022): [grid * grid, dim] float32, row-major patch
+    order; each half of the channels is [sin | cos] of one coordinate at dim / 4 frequencies 1 / 10000^(i / (dim/4)).
+
+    ``order`` "hw": the patch's row index (h) in the first half of the channels, the column (w) in the second
+    (maelab's runs). "wh": the column first, the layout of facebookresearch/mae's ``get_2d_sincos_pos_embed``
+    (whose ``np.meshgrid(grid_w, grid_h)`` puts w first) and so of the HF and timm MAE weights. The two are the
+    same vectors with their halves swapped; weights trained with one see transposed positions under the other.
+    Raises AssertionError when ``dim`` is not a multiple of 4."""
     assert dim % 4 == 0, "embedding dim must be a multiple of 4"
     coords = torch.arange(grid, dtype=torch.float64)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
@@ -24,8 +32,8 @@ def sincos_pos_embed(dim: int, grid: int) -> Tensor:
         out = pos.reshape(-1, 1) * omega.reshape(1, -1)
         return torch.cat([out.sin(), out.cos()], dim=1)
 
-    # first half encodes the row (h), second half the column (w), as MAE's get_2d_sincos_pos_embed
-    return torch.cat([encode(yy), encode(xx)], dim=1).float()
+    halves = [encode(yy), encode(xx)] if order == "hw" else [encode(xx), encode(yy)]
+    return torch.cat(halves, dim=1).float()
 
 
 def flat_rows(rows: Tensor, length: int) -> Tensor:
@@ -126,12 +134,12 @@ class Block(nn.Module):
     stochastic depth. x: [N, T, D]. ``kernels``: how the linears, residual adds and attention are computed."""
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, drop_path: float = 0.0,
-                 kernels: TorchKernels = TORCH) -> None:
+                 kernels: TorchKernels = TORCH, norm_eps: float = 1e-6) -> None:
         super().__init__()
         self.kernels = kernels
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, kernels)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, mlp_dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -155,10 +163,12 @@ class ViTEncoder(nn.Module):
     outputs from one pass (for probes of every depth). ``registers`` learnable tokens (Darcet et al. 2023, "Vision
     Transformers Need Registers") follow the cls token inside the blocks, without a position embedding,
     and are dropped from the output. With 0 registers the module (parameters, RNG use, outputs) is the plain ViT.
+    ``pos_embed_order`` and ``norm_eps``: see :class:`maelab.presets.ModelSpec`.
     """
 
     def __init__(self, img_size: int, patch_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int,
-                 drop_path: float = 0.0, registers: int = 0, kernels: TorchKernels = TORCH) -> None:
+                 drop_path: float = 0.0, registers: int = 0, kernels: TorchKernels = TORCH,
+                 pos_embed_order: str = "hw", norm_eps: float = 1e-6) -> None:
         super().__init__()
         grid = img_size // patch_size
         self.patch_size = patch_size
@@ -169,10 +179,17 @@ class ViTEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         # no parameter at all without registers: state dicts and checkpoints stay those of the plain ViT
         self.registers = nn.Parameter(torch.zeros(1, registers, dim)) if registers > 0 else None
-        self.register_buffer("pos_embed", sincos_pos_embed(dim, grid).unsqueeze(0), persistent=False)
+        self.register_buffer("pos_embed", sincos_pos_embed(dim, grid, pos_embed_order).unsqueeze(0),
+                             persistent=False)
         rates = torch.linspace(0, drop_path, depth).tolist()
-        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_dim, r, kernels) for r in rates)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_dim, r, kernels, norm_eps) for r in rates)
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, drop_path: float = 0.0, kernels: TorchKernels = TORCH) -> ViTEncoder:
+        """The encoder of the architecture ``spec`` (fresh weights)."""
+        return cls(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.mlp_dim,
+                   drop_path, spec.registers, kernels, spec.pos_embed_order, spec.norm_eps)
 
     def _tokens(self, imgs: Tensor) -> Tensor:
         """imgs [N, 3, H, W] -> patch tokens with positions [N, L, D]."""
