@@ -46,3 +46,10 @@ def test_accumulation_with_the_gan_is_refused_in_one_line(tmp_path, capsys):
 def test_zero_accumulation_steps_are_refused(capsys):
     assert main(["pretrain", *TINY, "optim.accum_steps=0"]) == 2
     assert "optim.accum_steps=0 is not valid" in capsys.readouterr().err
+
+
+def test_the_figures_schedules_count_optimizer_steps_of_the_effective_batch():
+    from maelab.viz.run_figures import schedule_series
+
+    cfg = load_config(None, [*TINY, "optim.batch_size=16", "optim.accum_steps=4"])
+    assert schedule_series(cfg, num_train=256, num_patches=64).steps_per_epoch == 4  # 256 / 64, as training does

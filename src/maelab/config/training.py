@@ -180,6 +180,11 @@ class OptimConfig:
     # augmentation drawn for that whole batch); lr, warm-up and steps per epoch follow the effective batch
     accum_steps: int = 1
 
+    @property
+    def step_batch(self) -> int:
+        """Images per optimizer step on one process: accum_steps micro-batches of batch_size."""
+        return self.batch_size * self.accum_steps
+
     def __post_init__(self) -> None:
         _positive("optim.epochs", self.epochs)
         _positive("optim.batch_size", self.batch_size)
