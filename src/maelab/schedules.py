@@ -35,11 +35,11 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_lr
 
 
 def peak_lr(cfg: OptimConfig | FinetuneConfig, world_size: int = 1) -> float:
-    """``cfg.lr`` if given, else MAE's rule base_lr * global batch / 256 (global batch = batch_size x world_size;
-    He et al. 2022, appendix A.1)."""
+    """``cfg.lr`` if given, else MAE's rule base_lr * effective batch / 256 (effective batch = batch_size x
+    accum_steps x world_size, the images of one optimizer step; He et al. 2022, appendix A.1)."""
     if cfg.lr is not None:
         return cfg.lr
-    return cfg.base_lr * cfg.batch_size * world_size / 256
+    return cfg.base_lr * cfg.batch_size * getattr(cfg, "accum_steps", 1) * world_size / 256
 
 
 @dataclass(frozen=True)

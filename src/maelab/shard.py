@@ -37,5 +37,10 @@ class Shard:
         b = x.shape[0] // self.world_size
         return x[self.rank * b:(self.rank + 1) * b]
 
+    def micro(self, index: int, count: int) -> Shard:
+        """Micro-batch ``index`` of ``count`` equal ones of this shard's rows (gradient accumulation): rank r's
+        rows are ``count`` consecutive shards of a global batch split ``world_size x count`` ways."""
+        return Shard(self.rank * count + index, self.world_size * count)
+
 
 WHOLE = Shard()  # one process: the local batch is the global batch

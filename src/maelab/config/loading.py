@@ -45,6 +45,12 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     recon: ReconConfig = field(default_factory=ReconConfig)
 
+    def __post_init__(self) -> None:
+        if self.optim.accum_steps > 1 and self.gan.enabled:
+            raise ConfigError(f"optim.accum_steps={self.optim.accum_steps} with gan.enabled=true is not supported "
+                              "(the discriminator steps once per optimizer step, on one micro-batch's images): use "
+                              "optim.accum_steps=1 with the GAN, or a larger optim.batch_size")
+
 
 def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every dotted key of the config tree, e.g. ``optim.lr``."""

@@ -182,10 +182,20 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: Optional[float] = None  # max global grad norm; None = no clipping
+    # gradient accumulation (facebookresearch/mae's --accum_iter): each optimizer step sums the gradients of this
+    # many micro-batches of batch_size images, the update of one batch_size x accum_steps batch (its masks and
+    # augmentation drawn for that whole batch); lr, warm-up and steps per epoch follow the effective batch
+    accum_steps: int = 1
+
+    @property
+    def step_batch(self) -> int:
+        """Images per optimizer step on one process: accum_steps micro-batches of batch_size."""
+        return self.batch_size * self.accum_steps
 
     def __post_init__(self) -> None:
         _positive("optim.epochs", self.epochs)
         _positive("optim.batch_size", self.batch_size)
+        _positive("optim.accum_steps", self.accum_steps)
         _positive("optim.base_lr", self.base_lr)
         _positive("optim.lr", self.lr)
         _positive("optim.min_lr", self.min_lr, allow_zero=True)

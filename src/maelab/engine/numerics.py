@@ -92,10 +92,22 @@ class Updater:
     def step(self, objective: Tensor, lr: float) -> Optional[Tensor]:
         """Backpropagate ``objective`` (0-d) and step at ``lr``; returns whether the step was skipped (a 0-d
         bool device tensor under ``train.on_nan=skip``, None otherwise)."""
+        self.zero_grad()
+        self.backward(objective)
+        return self.apply(lr, objective)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, objective: Tensor) -> None:
+        """Add the gradients of ``objective`` (0-d; scaled under fp16) to the parameters' (accumulation)."""
+        (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
+
+    def apply(self, lr: float, objective: Tensor) -> Optional[Tensor]:
+        """Step at ``lr`` with the gradients summed so far; ``objective``: the step's whole objective, which
+        ``train.on_nan=skip`` checks. Returns what :meth:`step` returns."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
         return optimizer_step(self.optimizer, self.scaler, self.params, self.grad_clip, self.nan.guard(objective))
 
 

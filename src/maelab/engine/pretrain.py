@@ -73,7 +73,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     """Train the remaining steps of ``epoch``; returns the epoch's metrics, or None when ``stop`` was requested
     before its last step (the run is then between two steps, ready for a checkpoint)."""
     cfg = run.cfg
-    batches = epoch_batches(len(run.data.x_train), cfg.optim.batch_size, cfg.train.seed, epoch, run.dist.rank,
+    batches = epoch_batches(len(run.data.x_train), run.rank_batch, cfg.train.seed, epoch, run.dist.rank,
                             run.dist.world_size, run.data.x_train.device)
     stats = EpochStats(run.device)
     start_index = run.step - epoch * run.steps_per_epoch

@@ -50,8 +50,13 @@ class Run:
 
     @property
     def global_batch(self) -> int:
-        """Images per optimizer step over all ranks: optim.batch_size x world_size."""
-        return self.cfg.optim.batch_size * self.dist.world_size
+        """Images per optimizer step over all ranks: optim.batch_size x optim.accum_steps x world_size."""
+        return self.rank_batch * self.dist.world_size
+
+    @property
+    def rank_batch(self) -> int:
+        """Images per optimizer step on this rank: optim.accum_steps micro-batches of optim.batch_size."""
+        return self.cfg.optim.step_batch
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -101,7 +106,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     precision = resolve_precision(cfg.train.precision, device)
     spec = resolve_spec(cfg.model)
     data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
-    spe = steps_per_epoch(len(data.x_train), cfg.optim.batch_size, dist.world_size)
+    spe = steps_per_epoch(len(data.x_train), cfg.optim.step_batch, dist.world_size)
     torch.manual_seed(cfg.train.seed)
     kernels = kernels_for(device, precision)  # chosen once: the CPU's fast paths, or PyTorch's ops
     model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss, kernels)

@@ -1,5 +1,5 @@
-"""One pretraining step: augment and normalise, mask, forward, objective (+ the add-ons' terms), optimizer step,
-the add-ons' after-step (the GAN's discriminator step).
+"""One pretraining step: augment and normalise, mask, forward, objective (+ the add-ons' terms), backward (once
+per micro-batch under gradient accumulation), optimizer step, the add-ons' after-step (the GAN's discriminator step).
 
 Every random number of a step comes from two generators seeded by (seed, step): augmentation and masks apart.
 """
@@ -13,11 +13,12 @@ import torch
 from torch import Tensor
 
 from maelab.data import augment
-from maelab.engine.addons import StepOutput, all_frozen
+from maelab.engine.addons import AddOn, StepOutput, all_frozen
 from maelab.engine.device import autocast
 from maelab.engine.run import Run
 from maelab.masking import draw_mask
 from maelab.seeds import torch_generator
+from maelab.shard import Shard
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ class StepGenerators:
 
     augment: torch.Generator
     mask: torch.Generator
+
+    def state(self) -> tuple[Tensor, Tensor]:
+        """Both generators' states (to :meth:`rewind` to)."""
+        return self.augment.get_state(), self.mask.get_state()
+
+    def rewind(self, state: tuple[Tensor, Tensor]) -> None:
+        """Set both generators back to ``state`` (:meth:`state`'s)."""
+        self.augment.set_state(state[0])
+        self.mask.set_state(state[1])
 
 
 def step_generators(seed: int, step: int, device: torch.device | str = "cpu") -> StepGenerators:
@@ -44,29 +54,52 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     (no host sync). Under torchrun the batch is this rank's shard, ``ratio`` (per-sample: [world_size x B]) is
     the global batch's, and the loss and logs returned are the means over the ranks.
 
+    With ``optim.accum_steps`` K > 1 the batch is K micro-batches of ``optim.batch_size``: each draws its rows of
+    the step's random numbers as a rank of a K-times larger world would (the generators rewound to the step's
+    start for each), the gradients of their objectives / K add up, and one optimizer step follows: the update of
+    the whole batch. The loss returned is the micro-batches' mean.
+
     Add-ons (:mod:`maelab.engine.addons`; the GAN from gan.start_epoch) add their terms to the objective with
     their own parameters frozen, and act after the MAE's step (the GAN: one discriminator step); their logs
     (detached device tensors) are written into ``logs`` when it is given.
     """
-    shard = run.dist.shard  # this rank's rows of the step's random draws (all of them in one process)
+    k = run.cfg.optim.accum_steps
+    addons = run.active_addons()
+    start = generators.state() if k > 1 else None
+    losses, objectives = [], []
+    run.updater.zero_grad()
+    with all_frozen(addons):
+        for i, micro in enumerate(imgs_u8.chunk(k)):
+            if start is not None:
+                generators.rewind(start)
+            loss, objective, out = forward_objective(run, micro, ratio, generators, run.dist.shard.micro(i, k), addons)
+            run.updater.backward(objective / k)
+            losses.append(loss)
+            objectives.append(objective)
+        skipped = run.updater.apply(lr, torch.stack(objectives).mean())
+    for addon in addons:  # with the GAN, accum_steps is 1 (the config refuses more): ``out`` is the whole batch's
+        addon.after_step(out, skipped)
+        if logs is not None:
+            logs.update(run.dist.mean_dict(addon.step_logs()))
+    loss = run.dist.mean(torch.stack(losses).mean().detach())  # every rank logs and checks the same loss
+    run.nan.add(loss, skipped, run.step)
+    return loss
+
+
+def forward_objective(run: Run, imgs_u8: Tensor, ratio: float | Tensor, generators: StepGenerators, shard: Shard,
+                      addons: list[AddOn]) -> tuple[Tensor, Tensor, StepOutput]:
+    """The forward half of a step on one (micro-)batch [B, H, W, 3], ``shard``: its rows of the global draws.
+    Augment and normalise, draw the mask, forward, the objective (the loss + the add-ons' terms, in autocast).
+    Returns (loss, objective, the StepOutput the add-ons read)."""
     imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generators.augment, shard)
     imgs = run.normalize(imgs)
     if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
         ratio = shard.rows(ratio)
     mask = draw_mask(len(imgs), run.model.spec.num_patches, ratio, imgs.device, generators.mask, shard)
-    addons = run.active_addons()
-    with all_frozen(addons):
-        with autocast(run.device, run.precision):
-            loss, pred = run.forward(imgs, mask)
-            out = StepOutput(run.model, imgs, loss, pred, mask)
-            objective = loss
-            for addon in addons:
-                objective = objective + addon.objective_term(out, run.updater.loss_scale(run.device))
-        skipped = run.updater.step(objective, lr)
-    for addon in addons:
-        addon.after_step(out, skipped)
-        if logs is not None:
-            logs.update(run.dist.mean_dict(addon.step_logs()))
-    loss = run.dist.mean(loss.detach())  # the mean over the ranks: every rank logs and checks the same loss
-    run.nan.add(loss, skipped, run.step)
-    return loss
+    with autocast(run.device, run.precision):
+        loss, pred = run.forward(imgs, mask)
+        out = StepOutput(run.model, imgs, loss, pred, mask)
+        objective = loss
+        for addon in addons:
+            objective = objective + addon.objective_term(out, run.updater.loss_scale(run.device))
+    return loss, objective, out

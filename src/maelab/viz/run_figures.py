@@ -56,7 +56,7 @@ class Schedules:
 def schedule_series(cfg: Config, num_train: int, num_patches: int, world_size: int = 1,
                     max_points: int = MAX_SCHEDULE_POINTS) -> Schedules:
     """The schedules of a run with ``num_train`` training images, as the training loop computes them."""
-    spe = steps_per_epoch(num_train, cfg.optim.batch_size, world_size)
+    spe = steps_per_epoch(num_train, cfg.optim.step_batch, world_size)
     lr_at = LRSchedule.for_pretraining(cfg.optim, spe, world_size)  # the object training used
     total = lr_at.total_steps
     stride = max(1, math.ceil(total / max_points))
