@@ -86,6 +86,7 @@ def test_figures_command_writes_every_png(runs, capsys):
     assert_size(folder / "masked_inputs.png", grid_size(2, 4))
     assert_size(folder / "reconstructions.png", grid_size(3, 4))
     assert_size(folder / "mask_ratios.png", grid_size(1 + 2 * 2, 4))  # original + (masked, recon) per ratio
+    assert_size(folder / "attention.png", grid_size(1 + 2, 4))  # original + one row per head (micro: 2)
     assert_size(folder / "lr_schedule.png", (7.0, 4.2))
     assert_size(folder / "mask_schedule.png", (7.0, 4.2))
     assert_size(folder / "curves.png", (11.0, 7.5))
@@ -231,3 +232,21 @@ def test_probe_by_depth_draws_blocks_concatenations_and_the_floor():
     assert "DIFFERENT" not in ax.get_title()
     different = probe_depth_figure(_probe_all([30.0, 40.0, 45.0, 38.0]), _probe_all([1, 2, 3, 4], "adamw"))
     assert "DIFFERENT protocols" in different.axes[0].get_title()
+
+
+def test_attention_maps_are_the_cls_rows_of_the_last_blocks_attention(runs):
+    from maelab.data.normalize import Normalizer
+    from maelab.viz.attention import cls_attention_maps, overlays
+
+    run = load_run(runs["a"], device="cpu")
+    data = run.dataset()
+    samples = run_figures.pick_samples(data, 32, 4, run_figures.FIGURE_SEED)
+    norm = Normalizer(data.mean, data.std)
+    maps = cls_attention_maps(run.model, samples.original, norm)
+    assert maps.shape == (4, 2, 8, 8)  # images, heads, the 8 x 8 patch grid
+    with torch.no_grad():
+        full = run.model.encoder.forward_attention(norm(samples.original))
+    assert torch.equal(maps.flatten(2), full[:, :, 0, 1:])  # the cls query's row, patch keys only
+    assert (maps.sum(dim=(-2, -1)) < 1).all() and not torch.allclose(maps[:, 0], maps[:, 1])
+    drawn = overlays(samples.original, maps)
+    assert len(drawn) == 2 and drawn[0].shape == (4, 32, 32, 3) and not np.allclose(drawn[0], drawn[1])

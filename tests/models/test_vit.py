@@ -60,3 +60,26 @@ def test_intermediates_stop_after_the_deepest_block_asked_for():
 def test_a_block_index_outside_the_encoder_is_refused(indices):
     with pytest.raises(IndexError, match="3 blocks"):
         _encoder().forward_intermediates(torch.randn(1, 3, 16, 16), indices)
+
+
+def test_attention_weights_are_what_the_block_weighs_its_values_with():
+    encoder, x = _encoder(), torch.randn(2, 17, 32)
+    attn = encoder.blocks[1].attn
+    weights = attn.weights(x)  # [2, heads, 17, 17]
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 17))
+    v = attn.qkv(x).view(2, 17, 3, 2, 16)[:, :, 2].transpose(1, 2)  # [2, heads, 17, 16]
+    by_hand = (weights @ v).transpose(1, 2).reshape(2, 17, 32)
+    torch.testing.assert_close(by_hand, attn.attend(x), rtol=1e-5, atol=1e-6)  # the forward's own attention
+
+
+@pytest.mark.parametrize("registers", [0, 2])
+def test_forward_attention_is_the_asked_blocks_on_its_own_input(registers):
+    encoder, imgs = _encoder(registers), torch.randn(2, 3, 16, 16)
+    tokens = 1 + registers + 16
+    last = encoder.forward_attention(imgs)
+    assert last.shape == (2, 2, tokens, tokens)
+    x = torch.cat([encoder.cls_token.expand(2, -1, -1), *([encoder.registers.expand(2, -1, -1)] if registers else []),
+                   encoder.patch_embed(imgs) + encoder.pos_embed], dim=1)
+    x = encoder.blocks[1](encoder.blocks[0](x))
+    torch.testing.assert_close(last, encoder.blocks[2].attn.weights(encoder.blocks[2].norm1(x)))
+    assert not torch.allclose(encoder.forward_attention(imgs, 0), last)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maelab.models.kernels import TORCH, TorchKernels
+from maelab.models.kernels import TORCH, TorchKernels, split_heads
 from maelab.models.patches import patchify
 from maelab.presets import ModelSpec
 
@@ -95,6 +95,13 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """x [N, T, D] -> [N, T, D], or [N, M, D] for the tokens ``rows`` [N, M] only (every token is a key)."""
         return self.proj(self.attend(x, key_mask, rows))
+
+    def weights(self, x: Tensor) -> Tensor:
+        """The attention probabilities softmax(q kᵀ / √d) of every head (Vaswani et al. 2017): x [N, T, D] ->
+        [N, heads, T (queries), T (keys)] float32, each row summing to 1. What :meth:`attend` weighs the values
+        with, computed explicitly (for attention maps; the forward never materialises it)."""
+        q, k, _ = split_heads(F.linear(x, self.qkv.weight, self.qkv.bias), self.num_heads)
+        return torch.softmax((q.float() @ k.float().transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
 
     def attend(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """:meth:`forward` without the output projection: x [N, T, D] -> [N, T or M, D]."""
@@ -238,6 +245,17 @@ class ViTEncoder(nn.Module):
     def forward_features(self, imgs: Tensor) -> Tensor:
         """imgs [N, 3, H, W] -> all tokens [N, 1 + L, D] (no masking)."""
         return self._encode(self._tokens(imgs))
+
+    def forward_attention(self, imgs: Tensor, index: int = -1) -> Tensor:
+        """The attention probabilities of block ``index`` (default the last) over whole images (no masking):
+        imgs [N, 3, H, W] -> [N, heads, 1 + R + L, 1 + R + L] float32 (tokens: cls, the R registers, the patches in
+        row-major order); query row 0 is the cls token's attention (facebookresearch/mae #187, timm #292)."""
+        index = index % len(self.blocks)
+        x = self._with_prefix(self._tokens(imgs))
+        for block in self.blocks[:index]:
+            x = block(x)
+        block = self.blocks[index]
+        return block.attn.weights(block.norm1(x))
 
     def forward_intermediates(self, imgs: Tensor, indices: Sequence[int], norm: bool = False) -> list[Tensor]:
         """The outputs of the blocks ``indices`` (0-based, as timm's) of one pass over whole images (no masking).

@@ -22,6 +22,7 @@ from maelab.errors import UserError
 from maelab.masking import effective_ratio
 from maelab.run_layout import RunLayout
 from maelab.schedules import LRSchedule, mask_ratio_at
+from maelab.viz.attention import attention_figure, cls_attention_maps
 from maelab.viz.plots import (
     compare_figure,
     curves_figure,
@@ -37,7 +38,7 @@ from maelab.viz.samples import pixels, reconstruct, sample_indices, to_numpy
 FIGURE_SEED = 0  # picks the sample images and draws their masks: the same for every run
 DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)
 MAX_SCHEDULE_POINTS = 20_000  # longer runs are drawn at every k-th step (each point still exact)
-FIGURE_NAMES = ("masked_inputs.png", "reconstructions.png", "mask_ratios.png", "lr_schedule.png",
+FIGURE_NAMES = ("masked_inputs.png", "reconstructions.png", "mask_ratios.png", "attention.png", "lr_schedule.png",
                 "mask_schedule.png", "curves.png")
 
 
@@ -166,7 +167,7 @@ def _check_same_grid(a: LoadedRun, b: LoadedRun) -> None:
 
 def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: float, ratios: Sequence[float],
                    seed: int, head: str, out_dir: Path) -> list[Path]:
-    """masked_inputs.png, reconstructions.png and mask_ratios.png of the fixed sample images."""
+    """masked_inputs.png, reconstructions.png, mask_ratios.png and attention.png of the fixed sample images."""
     rec = reconstruct(run.model, samples.original, norm, ratio, seed)
     text, note = _ratio_text(rec.mask), _norm_pix_note(run)
     original, masked = to_numpy(rec.original), to_numpy(rec.masked)
@@ -181,6 +182,9 @@ def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: fl
                                      f"{head}: reconstructions{note}"), out_dir / "reconstructions.png"),
         _save(mask_ratios_figure(original, per_ratio, samples.names,
                                  f"{head}: the same images at several mask ratios{note}"), out_dir / "mask_ratios.png"),
+        _save(attention_figure(samples.original, cls_attention_maps(run.model, samples.original, norm), samples.names,
+                               f"{head}: the last block's cls-token attention per head (each map scaled to its "
+                               "own range)"), out_dir / "attention.png"),
     ]
 
 
