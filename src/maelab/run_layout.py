@@ -9,6 +9,7 @@ the evaluations, the figures, the ablation runner and report).
       eval/<name>.json     each evaluation's result; <name>_random_init.json for the random-init floor
       eval/cache/          cached features of every block (probe and k-NN share them)
       figures/             PNGs
+      wandb/               W&B's files when train.wandb is set (run_id: the W&B run a resume continues)
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class RunLayout:
     @property
     def figures(self) -> Path:
         return self.root / "figures"
+
+    @property
+    def wandb(self) -> Path:
+        """W&B's files (train.wandb): its offline runs and the run id a resume continues."""
+        return self.root / "wandb"
 
     def training_files(self) -> tuple[Path, ...]:
         """What a new run in this folder replaces (with overwrite=true); evaluations and figures are kept."""

@@ -229,6 +229,10 @@ class TrainConfig:
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
     progress: bool = True  # show a progress bar
     tensorboard: bool = True  # write TensorBoard events to RUN_DIR/tensorboard
+    # a Weights & Biases project to log to as well (the wandb extra; WANDB_MODE=offline: no network), or None
+    wandb: Optional[str] = None
+    # epochs between reconstructions of fixed test images logged to TensorBoard and W&B (0: none)
+    log_images_every: int = 0
     # stop (with a checkpoint) after this many epochs; resume later. A setting of one invocation: the run's
     # config.yaml and checkpoints keep null (see persisted), so a resume trains to optim.epochs unless it is given again
     stop_after_epochs: Optional[int] = None
@@ -250,6 +254,7 @@ class TrainConfig:
         _positive("train.threads", self.threads)
         _positive("train.stop_after_epochs", self.stop_after_epochs)
         _positive("train.save_every", self.save_every)
+        _positive("train.log_images_every", self.log_images_every, allow_zero=True)
 
 
 @dataclass

@@ -1,31 +1,30 @@
-"""Metrics: one JSON line per logging step and per epoch, mirrored to TensorBoard."""
+"""Metrics: one JSON line per logging step and per epoch, mirrored to the sinks (TensorBoard, W&B:
+:mod:`maelab.engine.log_sinks`)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from maelab.engine.log_sinks import LoggedImage, Sink
 from maelab.errors import output_error, resume_hint
 from maelab.run_layout import RunLayout
 from maelab.undefined import dumps, finite_or_null
 
 
 class MetricsLogger:
-    """Appends records to ``metrics.jsonl`` and writes their numbers to TensorBoard.
+    """Appends records to ``metrics.jsonl`` and writes their numbers and images to the ``sinks``.
 
-    ``kind`` is ``"step"`` or ``"epoch"``; TensorBoard tags are ``<kind>/<key>`` at the global step.
+    ``kind`` is ``"step"`` or ``"epoch"``; the sinks' tags are ``<kind>/<key>`` at the global step.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, sinks: Sequence[Sink] = ()) -> None:
         self.path = RunLayout(run_dir).metrics
         self._file = self.path.open("a")
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(log_dir=str(RunLayout(run_dir).tensorboard))
+        self.sinks = list(sinks)
 
     def log(self, kind: str, record: dict[str, Any]) -> None:
         """Write one record (plain numbers and strings) tagged with ``kind``.
@@ -33,25 +32,29 @@ class MetricsLogger:
         Standard JSON: a NaN or infinite number (a skipped step's loss) is written as null with the value under
         ``"undefined"`` (``maelab.undefined.finite_or_null``).
         """
+        images = {k: v for k, v in record.items() if isinstance(v, LoggedImage)}
+        record = {k: v for k, v in record.items() if k not in images}
         line = finite_or_null({"kind": kind, **record}, "non-finite")
         try:
             self._file.write(dumps(line, indent=None) + "\n")
             self._file.flush()
         except OSError as err:  # a full disk: one clear line, the checkpoint and the lines before are intact
             raise output_error(err, self.path, "metrics", resume_hint(self.path.parent)) from None
-        if self._tb is not None:
-            step = int(record.get("step", 0))
-            for key, value in record.items():
-                if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+        step = int(record.get("step", 0))
+        values = {f"{kind}/{k}": v for k, v in record.items()
+                  if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for sink in self.sinks:
+            sink.scalars(values, step)
+            for key, image in images.items():
+                sink.image(f"{kind}/{key}", image.pixels, step)
 
     def close(self) -> None:
         try:
             self._file.close()
         except OSError:  # only a line that log() already failed to write (and reported) can be pending
             pass
-        if self._tb is not None:
-            self._tb.close()
+        for sink in self.sinks:
+            sink.close()
 
 
 class NullLogger:

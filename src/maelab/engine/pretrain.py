@@ -17,6 +17,7 @@ from maelab.data import epoch_batches
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.distributed import distributed
 from maelab.engine.loading import with_saved_data_source
+from maelab.engine.log_sinks import check_sinks, open_sinks
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.resume_checks import check_trains
 from maelab.engine.run import Run, build_run, checkpoint_state
@@ -142,9 +143,13 @@ def no_monitors(cfg: Config) -> Sequence[EpochHook]:
 def hooks_for(cfg: Config, monitors: Monitors) -> Sequence[EpochHook]:
     """``monitors(cfg)``; a config that asks for a monitor none of them provides is refused (no silent no-op)."""
     hooks = monitors(cfg)
-    if cfg.eval.knn_every and "eval.knn_every" not in {h.setting for h in hooks}:
-        raise UserError(f"eval.knn_every={cfg.eval.knn_every} asks for the k-NN monitor, which this caller does not "
-                        "provide: run `maelab pretrain`, or pass monitors=maelab.eval.monitors.epoch_hooks")
+    provided = {h.setting for h in hooks}
+    for setting, value, what in (("eval.knn_every", cfg.eval.knn_every, "the k-NN monitor"),
+                                 ("train.log_images_every", cfg.train.log_images_every, "the reconstruction images")):
+        if value and setting not in provided:
+            raise UserError(f"{setting}={value} asks for {what}, which this caller does not provide: run `maelab "
+                            "pretrain`, or pass monitors=maelab.eval.monitors.epoch_hooks")
+    check_sinks(cfg)
     return hooks
 
 
@@ -162,7 +167,7 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     if cfg.train.stop_after_epochs is not None:
         last_epoch = min(last_epoch, cfg.train.stop_after_epochs)
     main = run.dist.is_main  # only rank 0 writes files and shows progress
-    logger = MetricsLogger(run.run_dir, tensorboard=cfg.train.tensorboard) if main else NullLogger()
+    logger = MetricsLogger(run.run_dir, open_sinks(run.run_dir, cfg)) if main else NullLogger()
     bar = None
     if cfg.train.progress and main:
         bar = tqdm(total=last_epoch * run.steps_per_epoch, initial=min(run.step, last_epoch * run.steps_per_epoch),

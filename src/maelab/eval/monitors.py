@@ -1,5 +1,6 @@
 """Monitors that pretraining calls after its epochs (``maelab.engine.pretrain.EpochHook``): the k-NN top-1 of the
-encoder as it trains (``eval.knn_every``). The engine imports no evaluation code: callers pass
+encoder as it trains (``eval.knn_every``) and reconstructions of fixed images (``train.log_images_every``).
+The engine imports no evaluation code: callers pass
 ``monitors=epoch_hooks`` to ``pretrain`` / ``resume``."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from maelab.config import Config
 from maelab.engine.pretrain import EpochHook
 from maelab.engine.run import Run
 from maelab.eval.knn import encoder_knn_top1
+from maelab.viz.image_monitor import ReconstructionImages
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,12 @@ class KnnMonitor:
 
 
 def epoch_hooks(cfg: Config) -> Sequence[EpochHook]:
-    """The monitors ``cfg`` asks for: the k-NN monitor when eval.knn_every > 0."""
-    return [KnnMonitor(cfg.eval.knn_every)] if cfg.eval.knn_every else []
+    """The monitors ``cfg`` asks for: the k-NN monitor when eval.knn_every > 0, the reconstruction images when
+    train.log_images_every > 0."""
+    hooks: list[EpochHook] = [KnnMonitor(cfg.eval.knn_every)] if cfg.eval.knn_every else []
+    if cfg.train.log_images_every:
+        hooks.append(ReconstructionImages(cfg.train.log_images_every))
+    return hooks
 
 
 __all__ = ["KnnMonitor", "epoch_hooks"]
