@@ -90,6 +90,7 @@ def epoch_curves_figure(curves: Mapping[str, Mapping[int, Sequence[float]]], yla
     if len(floor):
         ax.axhline(float(np.mean(floor)), color="gray", ls="--", lw=1.2,
                    label=f"random-init floor ({np.mean(floor):.2f})")
+    ax.set_xticks(sorted({e for per_epoch in curves.values() for e in per_epoch}))
     ax.set_xlabel("epoch (checkpoint kept after that many epochs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
