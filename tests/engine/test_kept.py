@@ -68,6 +68,14 @@ def test_a_resume_stays_bit_exact_and_leaves_the_epochs_kept_before_it_untouched
     assert same_weights(checkpoint_path(straight), checkpoint_path(split))
 
 
+def test_a_stop_off_the_save_cadence_keeps_nothing_so_the_kept_epochs_do_not_depend_on_interruptions(tmp_path, tiny):
+    run_dir = run(tmp_path, "i", [*tiny, "optim.epochs=5", "train.save_every=2", "train.keep_checkpoints=-1",
+                                  "train.stop_after_epochs=3"])
+    assert kept(run_dir) == [2] and load_checkpoint(checkpoint_path(run_dir))["epoch"] == 3
+    resume(run_dir, [])
+    assert kept(run_dir) == [2, 4, 5] == kept_at_end(5, 2, -1)
+
+
 def test_a_resume_with_fewer_kept_prunes_only_when_it_writes_a_new_one(tmp_path, tiny):
     run_dir = run(tmp_path, "p", [*tiny, "optim.epochs=4", "train.keep_checkpoints=-1", "train.stop_after_epochs=3"])
     resume(run_dir, ["train.keep_checkpoints=0"])  # keeping none from now on deletes nothing already kept
