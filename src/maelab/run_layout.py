@@ -35,7 +35,8 @@ def epoch_tag(epoch: int) -> str:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """The paths of the run directory ``root`` (nothing is created or checked here)."""
+    """The paths of the run directory ``root`` (nothing is created or checked here; only kept_checkpoints reads
+    the folder's listing)."""
 
     root: Path
 
