@@ -10,6 +10,9 @@ from typing import Optional
 from maelab.ablate.command import add_ablate_parsers
 from maelab.errors import UserError
 
+CHECKPOINT_HELP = ("a checkpoint file other than RUN_DIR/checkpoints/last.pt, or epoch:N for the one kept after N "
+                   "epochs (train.keep_checkpoints); its results are tagged, e.g. eval/probe@epoch_0010.json")
+
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """maelab pretrain [-c CONFIG] [--resume RUN_DIR] [key=value ...]"""
@@ -55,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    """maelab figures RUN_DIR [--checkpoint PATH] [--out DIR]; maelab figures RUN_A RUN_B --compare"""
+    """maelab figures RUN_DIR [--checkpoint PATH|epoch:N] [--out DIR]; maelab figures RUN_A RUN_B --compare"""
     from maelab.viz import write_compare, write_figures
 
     ratios = _float_list(args.ratios, "--ratios")
@@ -85,7 +88,7 @@ def _float_list(text: str, option: str) -> list[float]:
 def add_figures_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("figures", help="draw a run's figures (PNGs) into RUN_DIR/figures")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a pretraining run directory (two with --compare)")
-    p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
+    p.add_argument("--checkpoint", metavar="PATH|epoch:N", help=CHECKPOINT_HELP)
     p.add_argument("--out", metavar="DIR", help="write the PNGs here instead of RUN_DIR/figures")
     p.add_argument("--compare", action="store_true",
                    help="RUN_A RUN_B: both runs' reconstructions of the same masked images side by side")
@@ -104,7 +107,7 @@ EVALUATIONS = {
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """maelab probe|knn|recon|finetune RUN_DIR [--checkpoint PATH] [--random-init] [key=value ...]"""
+    """maelab probe|knn|recon|finetune RUN_DIR [--checkpoint PATH|epoch:N] [--random-init] [key=value ...]"""
     from maelab.engine.distributed import is_main_process
     from maelab.eval import commands
 
@@ -165,7 +168,7 @@ def add_evaluation_parsers(sub: argparse._SubParsersAction) -> None:
     for name, text in EVALUATIONS.items():
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", metavar="RUN_DIR", help="a pretraining run directory")
-        p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
+        p.add_argument("--checkpoint", metavar="PATH|epoch:N", help=CHECKPOINT_HELP)
         p.add_argument("--random-init", action="store_true",
                        help="evaluate a randomly initialised encoder of the same architecture (the floor)")
         p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -178,7 +181,7 @@ def add_evaluation_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """maelab export RUN_DIR [--format safetensors|hf|hf-vit|timm] [--out DIR] [--checkpoint PATH]"""
+    """maelab export RUN_DIR [--format safetensors|hf|hf-vit|timm] [--out DIR] [--checkpoint PATH|epoch:N]"""
     from maelab.export import export
 
     for path in export(args.run_dir, args.format, args.out, args.checkpoint):
@@ -193,7 +196,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                    help="safetensors: the encoder + maelab's JSON; hf: a ViTMAEForPreTraining folder (decoder "
                         "included); hf-vit: a ViTModel folder; timm: a VisionTransformer state dict")
     p.add_argument("--out", help="output folder (default RUN_DIR/export, or RUN_DIR/export/FORMAT)")
-    p.add_argument("--checkpoint", help="a checkpoint file other than RUN_DIR/checkpoints/last.pt")
+    p.add_argument("--checkpoint", metavar="PATH|epoch:N", help=CHECKPOINT_HELP)
     p.set_defaults(func=cmd_export)
 
 

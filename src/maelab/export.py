@@ -18,16 +18,18 @@ from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.state_keys import upgrade_state_dict
 from maelab.models.vit import ViTEncoder
 from maelab.presets import ModelSpec
+from maelab.run_layout import RunLayout
 
 
 def export_encoder(run_dir: str | Path, out_dir: Optional[str | Path] = None,
                    checkpoint: Optional[str] = None) -> tuple[Path, Path]:
     """Write ``encoder.safetensors`` and ``encoder.json`` (spec, dataset mean/std, source checkpoint and step)
-    into ``out_dir`` (default RUN_DIR/export); returns both paths."""
+    into ``out_dir`` (default RUN_DIR/export; RUN_DIR/export/epoch_0010 for ``checkpoint="epoch:10"``, a kept
+    checkpoint); returns both paths."""
     if out_dir:
         require_folder(out_dir, "--out")
     run = load_run(run_dir, checkpoint, device="cpu")
-    out = Path(out_dir) if out_dir else require_folder(run.run_dir / "export", "the export folder")
+    out = Path(out_dir) if out_dir else require_folder(RunLayout(run.run_dir).export_of(run.tag), "the export folder")
     out.mkdir(parents=True, exist_ok=True)
     weights, meta = out / "encoder.safetensors", out / "encoder.json"
     tensors = {k: v.contiguous() for k, v in run.model.encoder.state_dict().items()}
@@ -46,7 +48,8 @@ FORMATS = ("safetensors", "hf", "hf-vit", "timm")
 def export(run_dir: str | Path, fmt: str = "safetensors", out_dir: Optional[str | Path] = None,
            checkpoint: Optional[str] = None) -> list[Path]:
     """Export the run's weights in ``fmt`` (one of FORMATS) into ``out_dir`` (default RUN_DIR/export for
-    safetensors, RUN_DIR/export/<fmt> for the others); returns the files written.
+    safetensors, RUN_DIR/export/<fmt> for the others; under export/epoch_0010/ for ``checkpoint="epoch:10"``);
+    returns the files written.
 
     - ``hf``: a folder ``transformers.ViTMAEForPreTraining.from_pretrained`` loads (config.json, model.safetensors,
       preprocessor_config.json, maelab.json);
@@ -61,7 +64,8 @@ def export(run_dir: str | Path, fmt: str = "safetensors", out_dir: Optional[str 
     if out_dir:
         require_folder(out_dir, "--out")
     run = load_run(run_dir, checkpoint, device="cpu")
-    out = Path(out_dir) if out_dir else require_folder(run.run_dir / "export" / fmt, "the export folder")
+    out = Path(out_dir) if out_dir else require_folder(RunLayout(run.run_dir).export_of(run.tag) / fmt,
+                                                       "the export folder")
     spec, data = run.model.spec, run.dataset()
     provenance = {"exported_by": "maelab", "format": fmt, "run_dir": str(run.run_dir),
                   "checkpoint": str(run.checkpoint), "step": run.step, "dataset": run.cfg.data.name,

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from maelab.ablate.environment import read_invocations
 from maelab.ablate.report_claims import claims_section, tested_interval
+from maelab.ablate.report_epochs import epoch_figures, epochs_section
 from maelab.ablate.results import (
     FLOOR,
     PROTOCOLS_NAME,
@@ -65,7 +66,8 @@ def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], 
     ``seed_plan``: OUT/seed_plan.json when the seeds were chosen by ``--seeds auto``)."""
     parts = [_header(spec, rows), plan_line(seed_plan), _probe_line(probe_protocols or {}), _headline(spec, rows),
              _undefined(rows),
-             _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell), _took_effect(spec, rows),
+             _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell),
+             epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), _took_effect(spec, rows),
              _figures(figures), _failures(rows), _provenance(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -243,6 +245,7 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
         fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
                                   f"{spec.name}: accuracy per variant (mean ± std, dots = seeds)")
         made["Accuracy per variant (report Fig. 6)"] = _save(fig, fig_dir / "accuracy.png", out)
+    made.update(epoch_figures(out, spec, rows, METRICS, ACCURACY, fig_dir))  # the suite's eval_epochs
     curves = _epoch_curves(out, spec, "mask_ratio")
     if curves:
         fig = variant_curves_figure(curves, "epoch", "mask ratio seen by the encoder",

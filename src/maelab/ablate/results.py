@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
-from maelab.run_layout import RunLayout
+from maelab.run_layout import RunLayout, epoch_tag
 from maelab.undefined import is_defined, reason_of
 
 RESULTS_NAME = "results.csv"
@@ -69,18 +69,34 @@ def metric_row(variant: str, seed: int, run_dir: Path, metric: str, value: Any, 
     return Row(variant, seed, metric, None, status=UNDEFINED, run_dir=str(run_dir), reason=reason or "null")
 
 
-def eval_rows(variant: str, seed: int, run_dir: Path, random_init: bool = False) -> list[Row]:
-    """The metrics of every evaluation JSON a run holds (``random_init``: the floor's); a null
-    value becomes an undefined row with the reason the JSON gives."""
+def at_epoch(metric: str, epoch: Optional[int]) -> str:
+    """The results.csv name of ``metric`` measured on the checkpoint kept after ``epoch`` epochs:
+    ``probe_top1@epoch_0010`` (``metric`` itself for None: the run's last checkpoint)."""
+    return metric if epoch is None else f"{metric}@{epoch_tag(epoch)}"
+
+
+def split_epoch(name: str) -> tuple[str, Optional[int]]:
+    """The inverse of :func:`at_epoch`: ``probe_top1@epoch_0010`` -> ("probe_top1", 10)."""
+    metric, _, tag = name.partition("@epoch_")
+    return (metric, int(tag)) if tag.isdigit() else (name, None)
+
+
+def eval_rows(variant: str, seed: int, run_dir: Path, random_init: bool = False,
+              epoch: Optional[int] = None) -> list[Row]:
+    """The metrics of every evaluation JSON a run holds (``random_init``: the floor's; ``epoch``: those of the
+    checkpoint kept after that many epochs, named by :func:`at_epoch`); a null value becomes an undefined row with
+    the reason the JSON gives."""
     rows = []
+    tag = None if epoch is None else epoch_tag(epoch)
     for name, keys in EVAL_METRICS.items():
-        path = RunLayout(run_dir).eval_result(name, random_init)
+        path = RunLayout(run_dir).eval_result(name, random_init, tag)
         if path.is_file():
             result = json.loads(path.read_text())
-            rows += [metric_row(variant, seed, run_dir, metric, result[key], reason_of(result, key))
+            rows += [metric_row(variant, seed, run_dir, at_epoch(metric, epoch), result[key], reason_of(result, key))
                      for key, metric in keys.items() if key in result]
             if name == "probe" and "best" in result:  # probe.layers=all: the best block or concatenation
-                rows.append(metric_row(variant, seed, run_dir, BEST_PROBE, result["best"]["top1"], ""))
+                rows.append(metric_row(variant, seed, run_dir, at_epoch(BEST_PROBE, epoch), result["best"]["top1"],
+                                       ""))
     return rows
 
 

@@ -40,7 +40,7 @@ from maelab.config import Config, to_dict
 from maelab.engine.checkpoint import checkpoint_path
 from maelab.engine.signals import RunInterrupted
 from maelab.errors import UserError, require_folder
-from maelab.run_layout import RunLayout
+from maelab.run_layout import RunLayout, epoch_tag
 
 SUITE_NAME = "suite.yaml"
 
@@ -154,6 +154,9 @@ def run_one(plan: Plan, suite: Suite) -> None:
     for name in [e for e in suite.spec.evals if e != "scratch"]:
         if not RunLayout(plan.run_dir).eval_result(name).is_file():
             getattr(commands, f"run_{name}")(plan.run_dir, overrides)
+        for epoch in suite.spec.eval_epochs:  # the kept checkpoints the suite asks for (checked by load_suite)
+            if not RunLayout(plan.run_dir).eval_result(name, tag=epoch_tag(epoch)).is_file():
+                getattr(commands, f"run_{name}")(plan.run_dir, overrides, f"epoch:{epoch}")
     if suite.spec.floor and plan.variant == suite.spec.baseline:
         for name in [e for e in suite.spec.evals if e in FLOOR_EVALUATIONS]:
             if not RunLayout(plan.run_dir).eval_result(name, random_init=True).is_file():
@@ -178,7 +181,8 @@ def pretrain_or_resume(plan: Plan) -> None:
 
 
 def collect(suite: Suite, out: Path) -> list[Row]:
-    """Every finished or failed run's rows: metrics per variant × seed, the random-init floor, zero prediction."""
+    """Every finished or failed run's rows: metrics per variant × seed (and at the suite's eval_epochs), the
+    random-init floor, zero prediction."""
     rows: list[Row] = []
     for plan in plan_runs(suite, out):
         status = read_status(plan.run_dir)
@@ -189,6 +193,8 @@ def collect(suite: Suite, out: Path) -> list[Row]:
             continue
         rows += training_rows(plan.variant, plan.seed, plan.run_dir)
         rows += eval_rows(plan.variant, plan.seed, plan.run_dir)
+        for epoch in suite.spec.eval_epochs:
+            rows += eval_rows(plan.variant, plan.seed, plan.run_dir, epoch=epoch)
         if plan.variant == suite.spec.baseline:
             rows += eval_rows(FLOOR, plan.seed, plan.run_dir, random_init=True)
             rows += zero_pred_rows(plan.seed, plan.run_dir)
@@ -199,8 +205,8 @@ def save_suite(suite: Suite, out: Path) -> None:
     """OUT/suite.yaml: the suite's spec (for `maelab report`); a folder holding another suite is refused."""
     path = require_folder(out, "--out") / SUITE_NAME
     mine = to_dict(suite.spec)
-    if path.is_file():
-        theirs = yaml.safe_load(path.read_text()) or {}
+    if path.is_file():  # read through SuiteSpec: a key added since (its default) is no difference
+        theirs = to_dict(suite_from_dict(yaml.safe_load(path.read_text()) or {}, path))
         if _without_seeds(theirs) != _without_seeds(mine):
             raise UserError(f"{out} holds an ablation of another suite (or of this one with other settings): "
                             "give another --out, or run the suite that made it")
@@ -223,7 +229,8 @@ def _stages(suite: Suite, plan: Plan) -> str:
         return "train from scratch with labels"
     evals = [e for e in suite.spec.evals if e != "scratch"]
     floor = " (+ random-init floor)" if suite.spec.floor and plan.variant == suite.spec.baseline else ""
-    return f"pretrain → {', '.join(evals)}{floor}"
+    epochs = f" (also at epochs {', '.join(map(str, suite.spec.eval_epochs))})" if suite.spec.eval_epochs else ""
+    return f"pretrain → {', '.join(evals)}{epochs}{floor}"
 
 
 def _minutes(seconds: float) -> str:

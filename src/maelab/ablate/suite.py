@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from maelab.config import Config, load_config, read_yaml_mapping
+from maelab.engine.kept import kept_at_end
 from maelab.errors import ConfigError
 
 EVALUATIONS = ("probe", "knn", "recon", "finetune", "scratch")
@@ -64,6 +65,10 @@ class SuiteSpec:
     baseline: str = "baseline"
     evals: list[str] = field(default_factory=lambda: ["probe", "knn", "recon"])
     floor: bool = True  # also evaluate the baseline's architecture at random init, per seed
+    # also evaluate every run at these epochs, from its kept checkpoints (eval/<name>@epoch_0010.json; results.csv
+    # metrics <metric>@epoch_0010; the report's accuracy-versus-epoch curves): the runs must keep them
+    # (train.keep_checkpoints and train.save_every in the overrides); list the last epoch to end the curves there
+    eval_epochs: list[int] = field(default_factory=list)
     figure_variants: list[str] = field(default_factory=list)  # rows of the reconstruction figure (default: all)
     variants: dict[str, VariantSpec] = field(default_factory=dict)
     claims: list[ClaimSpec] = field(default_factory=list)
@@ -140,8 +145,23 @@ def _check(suite: Suite) -> None:
             raise ConfigError(f"{where}: figure variant '{name}' is not a variant")
     for claim in spec.claims:
         _check_claim(claim, spec, where)
+    if any(e < 1 for e in spec.eval_epochs):
+        raise ConfigError(f"{where}: eval_epochs {spec.eval_epochs} must be numbers of epochs >= 1")
     for variant in spec.variants:
-        suite.run_config(variant, suite.seeds[0], Path("unused"))
+        _check_kept(suite.run_config(variant, suite.seeds[0], Path("unused")), spec.eval_epochs, f"{where}, "
+                    f"variant '{variant}'")
+
+
+def _check_kept(cfg: Config, epochs: list[int], where: str) -> None:
+    """Each of the suite's eval_epochs is a checkpoint the run keeps to its end."""
+    t = cfg.train
+    kept = kept_at_end(cfg.optim.epochs, t.save_every, t.keep_checkpoints)
+    missing = [e for e in epochs if e not in kept]
+    if missing:
+        raise ConfigError(
+            f"{where}: eval_epochs {missing} would not be kept (optim.epochs={cfg.optim.epochs}, train.save_every="
+            f"{t.save_every}, train.keep_checkpoints={t.keep_checkpoints} keep {kept or 'none'}): add "
+            "train.keep_checkpoints=-1 to the suite's overrides, with a train.save_every that divides each epoch")
 
 
 def _check_claim(claim: ClaimSpec, spec: SuiteSpec, where: str) -> None:

@@ -239,6 +239,10 @@ class TrainConfig:
     # epochs between checkpoints (the last epoch and a stop signal always write one); a resume after a crash
     # repeats at most save_every - 1 epochs
     save_every: int = 1
+    # epoch checkpoints kept besides last.pt (checkpoints/epoch_0010.pt, written at the save_every cadence and
+    # after the run's last epoch; evaluations take --checkpoint epoch:10): 0 = none, K = the K most recent
+    # (older ones deleted once a new one is written), -1 = every one
+    keep_checkpoints: int = 0
     # a step whose loss or gradients are NaN/inf: stop (the run ends naming the step; the last good checkpoint
     # is kept) | skip (the step changes no weight and no optimizer state; counted as skipped_steps in metrics)
     on_nan: str = "stop"
@@ -255,6 +259,9 @@ class TrainConfig:
         _positive("train.stop_after_epochs", self.stop_after_epochs)
         _positive("train.save_every", self.save_every)
         _positive("train.log_images_every", self.log_images_every, allow_zero=True)
+        if self.keep_checkpoints < -1:
+            raise ConfigError(f"train.keep_checkpoints={self.keep_checkpoints} is not valid: use 0 (only last.pt), "
+                              "K > 0 (the K most recent epoch checkpoints) or -1 (every one)")
 
 
 @dataclass

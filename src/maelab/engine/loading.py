@@ -10,12 +10,14 @@ import torch
 
 from maelab.config import Config, load_config
 from maelab.data import Dataset, load_dataset, on_disk
-from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+from maelab.engine.checkpoint import load_checkpoint
 from maelab.engine.device import resolve_device, resolve_precision
+from maelab.engine.kept import resolve_checkpoint
 from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.models.cpu import kernels_for
+from maelab.run_layout import RunLayout
 
 
 @dataclass
@@ -30,6 +32,9 @@ class LoadedRun:
     device: torch.device
     data_source: Optional[str] = None
     world_size: int = 1  # the ranks the checkpoint was trained with (its steps are global batches of that many)
+    # None for last.pt (and random init); else what results made from this checkpoint are tagged with, so that
+    # they land beside last.pt's: "epoch_0010" (eval/probe@epoch_0010.json, figures/epoch_0010/)
+    tag: Optional[str] = None
 
     def dataset(self, seed: Optional[int] = None) -> Dataset:
         """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
@@ -49,15 +54,16 @@ def changed_model_settings(saved: Config, now: Config) -> list[str]:
 
 def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, device: str = "auto",
              random_init: bool = False, overrides: Optional[list[str]] = None) -> LoadedRun:
-    """Open ``run_dir``: the config from its last checkpoint (or ``checkpoint``), the MAE with its weights.
+    """Open ``run_dir``: the config from its last checkpoint (or ``checkpoint``: a file, or ``epoch:N`` for the
+    checkpoint kept after N epochs), the MAE with its weights.
 
     ``random_init`` builds the same architecture with fresh weights (seeded by train.seed): the floor.
     ``overrides`` change the run's config for this use only (e.g. ``data.limit_test=1000``).
     """
     run_dir = Path(run_dir)
-    path = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist: give the out_dir of a pretraining run")
+    path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path, needs=("model", "config", "step"))
     cfg = load_config(None, overrides or [], base=state["config"])
     if cfg.train.threads:  # as in pretraining: `maelab probe RUN train.threads=1` runs on one CPU thread
@@ -78,7 +84,8 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     model.to(dev).eval()
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
                      step=0 if random_init else int(state["step"]), device=dev,
-                     data_source=state.get("data_source"), world_size=int(state.get("world_size", 1)))
+                     data_source=state.get("data_source"), world_size=int(state.get("world_size", 1)),
+                     tag=None if random_init else RunLayout(run_dir).checkpoint_tag(path))
 
 
 def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:

@@ -16,6 +16,7 @@ from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import epoch_batches
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.distributed import distributed
+from maelab.engine.kept import keeps_epoch, prune_kept
 from maelab.engine.loading import with_saved_data_source
 from maelab.engine.log_sinks import check_sinks, open_sinks
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
@@ -159,6 +160,19 @@ def checkpoint_due(epochs_done: int, last_epoch: int, save_every: int, stopping:
     return epochs_done % save_every == 0 or epochs_done >= last_epoch or stopping
 
 
+def write_checkpoints(run: Run, kept_epoch: Optional[int]) -> None:
+    """checkpoints/last.pt, and first the kept checkpoint of ``kept_epoch`` epochs when given (then the kept ones
+    beyond train.keep_checkpoints are deleted): a crash between the two leaves last.pt before that epoch, so a
+    resume trains it again and writes its kept checkpoint."""
+    state = checkpoint_state(run)
+    layout = RunLayout(run.run_dir)
+    if kept_epoch is not None:
+        save_checkpoint(state, layout.epoch_checkpoint(kept_epoch))
+    save_checkpoint(state, checkpoint_path(run.run_dir))
+    if kept_epoch is not None:
+        prune_kept(run.run_dir, run.cfg.train.keep_checkpoints, kept_epoch)
+
+
 def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     """The epoch loop from the run's current step to the end (or to train.stop_after_epochs); ``hooks`` add their
     fields to each epoch's record (on the main rank)."""
@@ -182,7 +196,9 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
                         record.update(hook(run, epoch))
                     logger.log("epoch", record)
                 if checkpoint_due(epoch + 1, last_epoch, cfg.train.save_every, stop.requested):
-                    run.dist.main_only(lambda: save_checkpoint(checkpoint_state(run), checkpoint_path(run.run_dir)))
+                    kept = record is not None and keeps_epoch(epoch + 1, cfg.optim.epochs, cfg.train.save_every,
+                                                              cfg.train.keep_checkpoints)
+                    run.dist.main_only(write_checkpoints, run, epoch + 1 if kept else None)
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
                     raise RunInterrupted(run.run_dir, run.step, stop.signum)
     finally:

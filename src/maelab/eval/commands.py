@@ -1,4 +1,7 @@
-"""The evaluation commands: open a run, evaluate, write RUN_DIR/eval/<name>.json (what the ablation reads)."""
+"""The evaluation commands: open a run, evaluate, write RUN_DIR/eval/<name>.json (what the ablation reads).
+
+``checkpoint``: a file, or ``epoch:N`` (the checkpoint kept after N epochs); the result of a checkpoint other than
+last.pt is written to RUN_DIR/eval/<name>@<its stem>.json (``probe@epoch_0010.json``), beside last.pt's."""
 
 from __future__ import annotations
 
@@ -30,13 +33,14 @@ from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
 from maelab.viz.probe_plots import write_probe_by_depth
 
 
-def write_result(run_dir: Path, name: str, result: dict[str, Any]) -> Path:
-    """Write ``RUN_DIR/eval/<name>.json`` atomically; returns its path.
+def write_result(run_dir: Path, name: str, result: dict[str, Any], tag: Optional[str] = None) -> Path:
+    """Write ``RUN_DIR/eval/<name>.json`` atomically (``tag``: of a checkpoint other than last.pt,
+    ``eval/<name>@<tag>.json``); returns its path.
 
     Standard JSON only: an undefined value must be null with its reason (``maelab.undefined``); a NaN or an
     infinity raises ValueError here, before anything is written.
     """
-    return write_text_atomic(RunLayout(run_dir).eval_result(name), dumps(result))
+    return write_text_atomic(RunLayout(run_dir).eval_result(name, tag=tag), dumps(result))
 
 
 def _provenance(run: LoadedRun, section: str) -> dict[str, Any]:
@@ -125,10 +129,10 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
                   "feature_seconds": feature_seconds, "feature_cache": str(cache.dir) if cache else None,
                   "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe")}
         if cfg.layers == "all":
-            result["figure"] = str(RunLayout(run.run_dir).figures / PROBE_FIGURE)
-        path = dist.main_only(write_result, run.run_dir, _name("probe", random_init), result)
+            result["figure"] = str(RunLayout(run.run_dir).figures_of(run.tag) / PROBE_FIGURE)
+        path = dist.main_only(write_result, run.run_dir, _name("probe", random_init), result, run.tag)
         if cfg.layers == "all":
-            dist.main_only(write_probe_by_depth, run.run_dir)
+            dist.main_only(write_probe_by_depth, run.run_dir, tag=run.tag)
         return path, result
 
 
@@ -143,7 +147,7 @@ def run_knn(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str]
               "pool": cfg.pool,
               "seconds": time.perf_counter() - start, "train_images": len(data.x_train),
               "test_images": len(data.x_test), **_provenance(run, "knn")}
-    return write_result(run.run_dir, _name("knn", random_init), result), result
+    return write_result(run.run_dir, _name("knn", random_init), result, run.tag), result
 
 
 def knn_accuracy(run: LoadedRun, data: Dataset) -> float:
@@ -161,7 +165,7 @@ def run_recon(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
     metrics = evaluate_reconstruction(run.model, run.dataset(), run.cfg.recon, run.cfg.eval.batch_size)
     result = {**metrics, "norm_pix_loss": run.cfg.model.norm_pix_loss, "seconds": time.perf_counter() - start,
               **_provenance(run, "recon")}
-    return write_result(run.run_dir, _name("recon", random_init), result), result
+    return write_result(run.run_dir, _name("recon", random_init), result, run.tag), result
 
 
 def run_finetune(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
@@ -173,7 +177,7 @@ def run_finetune(run_dir: str | Path, overrides: list[str], checkpoint: Optional
         state = None if random_init else run.model.encoder.state_dict()
         result = _finetune(run.cfg, state, dist.main_first(run.dataset), run.device, dist)
         result.update(_provenance(run, "finetune"))
-        return dist.main_only(write_result, run.run_dir, _name("finetune", random_init), result), result
+        return dist.main_only(write_result, run.run_dir, _name("finetune", random_init), result, run.tag), result
 
 
 def _finetune(cfg: Config, encoder_state: Optional[dict], data: Dataset, device: torch.device,

@@ -70,3 +70,30 @@ def variant_curves_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[f
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def epoch_curves_figure(curves: Mapping[str, Mapping[int, Sequence[float]]], ylabel: str, title: str,
+                        floor: Sequence[float] = ()) -> Figure:
+    """Accuracy versus epoch: one line per variant through the mean of its seeds at each epoch
+    (``curves[variant][epoch]`` = the seeds' values), ± one std as error bars (none with one seed), each seed as a
+    dot; the mean of ``floor`` (the random-init floor) as a dashed gray line."""
+    fig = Figure(figsize=(7.0, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, per_epoch) in enumerate(curves.items()):
+        epochs = [e for e, v in sorted(per_epoch.items()) if len(v)]
+        seeds = [np.asarray(per_epoch[e], dtype=float) for e in epochs]
+        stds = [s.std(ddof=1) if len(s) > 1 else np.nan for s in seeds]
+        ax.errorbar(epochs, [s.mean() for s in seeds], yerr=stds, marker="o", ms=4, lw=1.5, capsize=3,
+                    color=f"C{i % 10}", label=name)
+        for e, s in zip(epochs, seeds, strict=True):
+            ax.plot(np.full(len(s), e), s, ".", ms=3, color=f"C{i % 10}", alpha=0.5)
+    if len(floor):
+        ax.axhline(float(np.mean(floor)), color="gray", ls="--", lw=1.2,
+                   label=f"random-init floor ({np.mean(floor):.2f})")
+    ax.set_xticks(sorted({e for per_epoch in curves.values() for e in per_epoch}))
+    ax.set_xlabel("epoch (checkpoint kept after that many epochs)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

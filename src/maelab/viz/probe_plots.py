@@ -1,7 +1,8 @@
 """Probe accuracy by depth: what each block of the encoder knows, from ``maelab probe RUN probe.layers=all``.
 
 Reads RUN_DIR/eval/probe.json (and eval/probe_random_init.json, the floor, when it was run with layers=all) and
-writes RUN_DIR/figures/probe_by_depth.png. Imports nothing from eval: the JSON files are the interface.
+writes RUN_DIR/figures/probe_by_depth.png (a kept checkpoint's: eval/probe@epoch_0010.json into
+figures/epoch_0010/). Imports nothing from eval: the JSON files are the interface.
 """
 
 from __future__ import annotations
@@ -77,15 +78,18 @@ def _layers_all(path: Path) -> Optional[Result]:
     return result if result.get("probe", {}).get("layers") == "all" and "protocols" in result else None
 
 
-def write_probe_by_depth(run_dir: str | Path, out: Optional[str | Path] = None) -> Optional[Path]:
+def write_probe_by_depth(run_dir: str | Path, out: Optional[str | Path] = None,
+                         tag: Optional[str] = None) -> Optional[Path]:
     """Draw RUN_DIR/figures/probe_by_depth.png (or into ``out``) from the run's layers=all probe results; None
-    (nothing written) when neither eval/probe.json nor eval/probe_random_init.json holds one."""
+    (nothing written) when neither eval/probe.json nor eval/probe_random_init.json holds one. ``tag``: a kept
+    checkpoint's (epoch_0010): its eval/probe@epoch_0010.json, into figures/epoch_0010/."""
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
-    trained, floor = (_layers_all(layout.eval_result("probe", random_init)) for random_init in (False, True))
+    trained = _layers_all(layout.eval_result("probe", tag=tag))
+    floor = _layers_all(layout.eval_result("probe", random_init=True))
     if trained is None and floor is None:
         return None
-    path = Path(out or layout.figures) / FIGURE_NAME
+    path = Path(out or layout.figures_of(tag)) / FIGURE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     probe_depth_figure(trained, floor, f"Linear probe by depth: {run_dir.name}").savefig(path, dpi=DPI)
     return path

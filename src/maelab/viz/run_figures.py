@@ -95,7 +95,8 @@ def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int) -> Samp
 def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, out: Optional[str | Path] = None,
                   ratio: Optional[float] = None, ratios: Sequence[float] = DEFAULT_RATIOS, n_images: int = 10,
                   seed: int = FIGURE_SEED) -> list[Path]:
-    """Draw every figure of the run in ``run_dir`` into ``out`` (default ``RUN_DIR/figures``); returns the paths.
+    """Draw every figure of the run in ``run_dir`` into ``out`` (default ``RUN_DIR/figures``, or
+    ``RUN_DIR/figures/epoch_0010`` for ``checkpoint="epoch:10"``, a kept checkpoint); returns the paths.
 
     ``ratio`` is the mask ratio of the masked-input and reconstruction figures (default: the run's mask.ratio);
     ``ratios`` are the rows of mask_ratios.png.
@@ -103,7 +104,7 @@ def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, 
     ratio = None if ratio is None else _check_ratio(ratio)
     ratios = [_check_ratio(r, "--ratios") for r in ratios]
     run = load_run(run_dir, checkpoint=checkpoint, device="cpu")
-    out_dir = _out_dir(run.run_dir, out)
+    out_dir = _out_dir(run.run_dir, out, run.tag)
     data = run.dataset()
     head = f"{run.run_dir.name} (step {run.step})"
     samples = pick_samples(data, run.model.spec.img_size, n_images, seed)
@@ -114,7 +115,7 @@ def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, 
     records = _records(run.run_dir)
     if records is not None:
         paths.append(_save(curves_figure(records, f"{head}: training curves"), out_dir / "curves.png"))
-    by_depth = write_probe_by_depth(run.run_dir, out_dir)  # when `maelab probe RUN probe.layers=all` has run
+    by_depth = write_probe_by_depth(run.run_dir, out_dir, run.tag)  # when `maelab probe RUN probe.layers=all` has run
     return paths + ([by_depth] if by_depth is not None else [])
 
 
@@ -250,8 +251,8 @@ def _short(name: str, width: int = 18) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def _out_dir(run_dir: Path, out: Optional[str | Path]) -> Path:
-    path = Path(out) if out is not None else RunLayout(run_dir).figures
+def _out_dir(run_dir: Path, out: Optional[str | Path], tag: Optional[str] = None) -> Path:
+    path = Path(out) if out is not None else RunLayout(run_dir).figures_of(tag)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
