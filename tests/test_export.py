@@ -37,3 +37,11 @@ def test_a_file_as_the_export_folder_is_one_clear_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "run"), "--out", str(afile)]) == 2
     err = capsys.readouterr().err
     assert f"--out {afile} exists and is not a folder" in err and afile.read_text() == "x"
+
+
+def test_an_export_of_a_kept_checkpoint_goes_under_its_tag_in_every_format(tmp_path):
+    run_dir = pretrain(load_config(None, [*TINY, "optim.epochs=2", "train.keep_checkpoints=-1",
+                                          "train.tensorboard=false", f"out_dir={tmp_path / 'run'}"]))
+    assert main(["export", str(run_dir), "--format", "timm", "--checkpoint", "epoch:1"]) == 0
+    assert (run_dir / "export" / "epoch_0001" / "timm" / "model.safetensors").is_file()
+    assert not (run_dir / "export" / "timm").exists()  # the last checkpoint's export is not replaced
