@@ -27,9 +27,10 @@ KINDS = {"vit_mae": "vit.", "vit": ""}  # model_type -> the encoder's name prefi
 
 
 def preprocessor_config(img_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> dict:
-    """A ``ViTImageProcessor``'s config: resize to ``img_size`` (bicubic), scale to [0, 1], standardise."""
+    """A ``ViTImageProcessor``'s config: resize to ``img_size`` (bilinear, as maelab's evaluation transform),
+    scale to [0, 1], standardise with the run's per-channel mean and std."""
     return {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": img_size,
-            "width": img_size}, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+            "width": img_size}, "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
             "image_mean": list(mean), "image_std": list(std)}
 
 
