@@ -15,10 +15,12 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from maelab.config import Config, load_config, read_yaml_mapping
+from maelab.data import require_labels
 from maelab.errors import ConfigError
 
 EVALUATIONS = ("probe", "knn", "recon", "finetune", "scratch")
 FLOOR_EVALUATIONS = ("probe", "knn", "recon")  # evaluated at random init on the baseline's architecture
+LABELLED_EVALUATIONS = ("probe", "knn", "finetune", "scratch")  # refused on an unlabeled image folder
 CLAIM_KINDS = ("better", "same")
 
 
@@ -141,7 +143,25 @@ def _check(suite: Suite) -> None:
     for claim in spec.claims:
         _check_claim(claim, spec, where)
     for variant in spec.variants:
-        suite.run_config(variant, suite.seeds[0], Path("unused"))
+        cfg = suite.run_config(variant, suite.seeds[0], Path("unused"))
+        _check_labels(suite, variant, cfg)
+
+
+def _check_labels(suite: Suite, variant: str, cfg: Config) -> None:
+    """A run of ``variant`` on an unlabeled image folder is refused before anything runs when its k-NN monitor or
+    an evaluation of the suite needs labels (the evaluations with the suite's eval_overrides, which may name a
+    labelled data.root)."""
+    where = f"suite {suite.path}, variant '{variant}'"
+    if cfg.eval.knn_every:
+        require_labels(cfg.data, f"{where}: the k-NN monitor (eval.knn_every={cfg.eval.knn_every})",
+                       "set eval.knn_every=0")
+    fix = "keep only recon in the suite's evals, or give a labelled data.root in its eval_overrides"
+    if "scratch" in suite.spec.evals:  # trains on the run's own data, without the eval_overrides
+        require_labels(cfg.data, f"{where}: the evaluation scratch", "keep only recon in the suite's evals")
+    needs = [e for e in suite.spec.evals if e in LABELLED_EVALUATIONS and e != "scratch"]
+    if needs:
+        eval_cfg = suite.run_config(variant, suite.seeds[0], Path("unused"), suite.spec.eval_overrides)
+        require_labels(eval_cfg.data, f"{where}: each of the evaluations {', '.join(needs)}", fix)
 
 
 def _check_claim(claim: ClaimSpec, spec: SuiteSpec, where: str) -> None:

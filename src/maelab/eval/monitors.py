@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maelab.config import Config
+from maelab.data import require_labels
 from maelab.engine.pretrain import EpochHook
 from maelab.engine.run import Run
 from maelab.eval.knn import encoder_knn_top1
@@ -32,7 +33,11 @@ class KnnMonitor:
 
 
 def epoch_hooks(cfg: Config) -> Sequence[EpochHook]:
-    """The monitors ``cfg`` asks for: the k-NN monitor when eval.knn_every > 0."""
+    """The monitors ``cfg`` asks for: the k-NN monitor when eval.knn_every > 0 (refused, before anything is
+    written, on an unlabeled image folder: a ``DataError``)."""
+    if cfg.eval.knn_every:
+        require_labels(cfg.data, f"the k-NN monitor (eval.knn_every={cfg.eval.knn_every})",
+                       "set eval.knn_every=0 to pretrain without it")
     return [KnnMonitor(cfg.eval.knn_every)] if cfg.eval.knn_every else []
 
 
