@@ -2,10 +2,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from maelab.ablate import load_suite
 from maelab.config import load_config
-from maelab.errors import ConfigError
+from maelab.errors import ConfigError, DataError
 from tests.ablate.conftest import write_suite
 from tests.conftest import REPO
 
@@ -77,3 +78,19 @@ def test_a_claim_can_set_fine_tuning_against_the_same_model_trained_from_scratch
     assert j.comparison.used.diff == pytest.approx((10 + 11 + 9.5) / 3) and j.verdict == "held"
     with pytest.raises(ConfigError, match="names variant 'scratch'"):  # scratch must be one of the evaluations
         load_suite(write_suite(tmp_path / "no_scratch", evals=["probe", "finetune"], claims=[claim]))
+
+
+def test_a_suite_on_an_unlabeled_folder_refuses_labelled_evaluations_before_running(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(4):
+        Image.new("RGB", (8, 8), (k, 2 * k, 3 * k)).save(photos / f"{k}.png")
+    data = ["data.name=folder", f"data.root={photos}"]
+    with pytest.raises(DataError, match=r"variant 'baseline': each of the evaluations probe, knn needs labels; .* "
+                                        r"or give a labelled data.root in its eval_overrides$"):
+        load_suite(write_suite(tmp_path / "a", overrides=data))
+    with pytest.raises(DataError, match=r"the k-NN monitor \(eval.knn_every=1\) needs labels; .* set eval.knn_every=0"):
+        load_suite(write_suite(tmp_path / "b", overrides=[*data, "eval.knn_every=1"], evals=["recon"]))
+    with pytest.raises(DataError, match="the evaluation scratch needs labels"):
+        load_suite(write_suite(tmp_path / "c", overrides=data, evals=["recon", "scratch"], claims=[]))
+    assert load_suite(write_suite(tmp_path / "d", overrides=data, evals=["recon"], claims=[])).spec.evals == ["recon"]

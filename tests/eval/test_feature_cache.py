@@ -1,14 +1,16 @@
 """The feature cache: written once per checkpoint and data, reused by probe and k-NN, invalidated by training."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from maelab.config import load_config
+from maelab.config import DataConfig, load_config
+from maelab.data import load_dataset
 from maelab.engine.pretrain import pretrain, resume
-from maelab.eval import commands
+from maelab.eval import commands, feature_cache
 from maelab.eval.commands import run_knn, run_probe
 from tests.conftest import TINY
 
@@ -106,3 +108,11 @@ def test_a_damaged_cache_file_is_extracted_again(run_dir, extractions):
 def test_the_augmented_probe_bypasses_the_cache(run_dir):
     _, result = run_probe(run_dir, [*QUICK, "probe.augment=true"])
     assert result["feature_cache"] is None and not (run_dir / "eval" / "cache").exists()
+
+
+def test_the_data_fingerprint_hashed_in_chunks_is_the_one_piece_digest(monkeypatch):
+    data = load_dataset(DataConfig(name="synthetic", synthetic_train=10, synthetic_test=7), seed=0)
+    whole = hashlib.sha256(b"".join(t.numpy().tobytes() for t in (data.x_train, data.y_train, data.x_test,
+                                                                   data.y_test))).hexdigest()
+    monkeypatch.setattr(feature_cache, "FINGERPRINT_CHUNK", 3)  # chunks that do not divide the splits
+    assert feature_cache.data_fingerprint(data) == whole  # feature caches written before stay valid

@@ -15,11 +15,13 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from maelab.config import Config, load_config, read_yaml_mapping
+from maelab.data import require_labels
 from maelab.engine.kept import kept_at_end
 from maelab.errors import ConfigError
 
 EVALUATIONS = ("probe", "knn", "recon", "finetune", "scratch")
 FLOOR_EVALUATIONS = ("probe", "knn", "recon")  # evaluated at random init on the baseline's architecture
+LABELLED_EVALUATIONS = ("probe", "knn", "finetune", "scratch")  # refused on an unlabeled image folder
 CLAIM_KINDS = ("better", "same")
 
 
@@ -148,8 +150,9 @@ def _check(suite: Suite) -> None:
     if any(e < 1 for e in spec.eval_epochs):
         raise ConfigError(f"{where}: eval_epochs {spec.eval_epochs} must be numbers of epochs >= 1")
     for variant in spec.variants:
-        _check_kept(suite.run_config(variant, suite.seeds[0], Path("unused")), spec.eval_epochs, f"{where}, "
-                    f"variant '{variant}'")
+        cfg = suite.run_config(variant, suite.seeds[0], Path("unused"))
+        _check_kept(cfg, spec.eval_epochs, f"{where}, variant '{variant}'")
+        _check_labels(suite, variant, cfg)
 
 
 def _check_kept(cfg: Config, epochs: list[int], where: str) -> None:
@@ -162,6 +165,23 @@ def _check_kept(cfg: Config, epochs: list[int], where: str) -> None:
             f"{where}: eval_epochs {missing} would not be kept (optim.epochs={cfg.optim.epochs}, train.save_every="
             f"{t.save_every}, train.keep_checkpoints={t.keep_checkpoints} keep {kept or 'none'}): add "
             "train.keep_checkpoints=-1 to the suite's overrides, with a train.save_every that divides each epoch")
+
+
+def _check_labels(suite: Suite, variant: str, cfg: Config) -> None:
+    """A run of ``variant`` on an unlabeled image folder is refused before anything runs when its k-NN monitor or
+    an evaluation of the suite needs labels (the evaluations with the suite's eval_overrides, which may name a
+    labelled data.root)."""
+    where = f"suite {suite.path}, variant '{variant}'"
+    if cfg.eval.knn_every:
+        require_labels(cfg.data, f"{where}: the k-NN monitor (eval.knn_every={cfg.eval.knn_every})",
+                       "set eval.knn_every=0")
+    fix = "keep only recon in the suite's evals, or give a labelled data.root in its eval_overrides"
+    if "scratch" in suite.spec.evals:  # trains on the run's own data, without the eval_overrides
+        require_labels(cfg.data, f"{where}: the evaluation scratch", "keep only recon in the suite's evals")
+    needs = [e for e in suite.spec.evals if e in LABELLED_EVALUATIONS and e != "scratch"]
+    if needs:
+        eval_cfg = suite.run_config(variant, suite.seeds[0], Path("unused"), suite.spec.eval_overrides)
+        require_labels(eval_cfg.data, f"{where}: each of the evaluations {', '.join(needs)}", fix)
 
 
 def _check_claim(claim: ClaimSpec, spec: SuiteSpec, where: str) -> None:

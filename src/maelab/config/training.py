@@ -20,7 +20,9 @@ GAN_LOSSES = ("vanilla", "nonsat", "hinge", "lsgan")  # gan.loss: the formulas a
 class DataConfig:
     """Which images to train on and where they are."""
 
-    name: str = "cifar10"  # cifar10 | synthetic | props | folder (data.root holding train/<class>/*, test/<class>/*)
+    # folder: data.root holding train/<class>/* and test/<class>/* (labelled), or any tree of images without train/
+    # and test/ (unlabeled: pretraining, recon and figures only; see maelab.data.folder)
+    name: str = "cifar10"  # cifar10 | synthetic | props | folder
     # cifar10, props: a folder holding cifar-10-batches-py/ (props: Progress-Objects-Sample/ or its .tar.gz),
     # else $MAELAB_DATA_DIR, else the cache. folder: the image folder itself (required).
     root: Optional[str] = None
@@ -35,6 +37,9 @@ class DataConfig:
     # folder: every image is resized (stretched) to image_size x image_size once, when loaded; augmentation
     # later resizes to the model's img_size (model.img_size / the preset's), so keep the two equal or close.
     image_size: int = 32
+    # folder: decoded images (N x image_size^2 x 3 bytes) larger than this many GiB are decoded once into a .npy
+    # file under data.cache_dir/folders/ and memory-mapped instead of held in memory (0: always)
+    max_memory_gib: float = 4.0
 
     def __post_init__(self) -> None:
         _choice("data.name", self.name, ("cifar10", "synthetic", "props", "folder"))
@@ -43,10 +48,12 @@ class DataConfig:
         _positive("data.synthetic_train", self.synthetic_train)
         _positive("data.synthetic_test", self.synthetic_test)
         _positive("data.image_size", self.image_size)
+        _positive("data.max_memory_gib", self.max_memory_gib, allow_zero=True)
         if self.md5 is not None and re.fullmatch(r"[0-9a-fA-F]{32}", self.md5) is None:
             raise ConfigError(f"data.md5={self.md5!r} is not an md5 (32 hex digits): fix it or leave it unset")
         if self.name == "folder" and not self.root:
-            raise ConfigError("data.name=folder needs data.root: the folder holding train/<class>/ and test/<class>/")
+            raise ConfigError("data.name=folder needs data.root: a folder of images (any tree for pretraining, or "
+                              "train/<class>/ and test/<class>/ for labels)")
 
 
 @dataclass

@@ -5,9 +5,17 @@ from __future__ import annotations
 from maelab.data.augment import augment, eval_transform, resized_crop, to_float
 from maelab.data.batching import epoch_batches, epoch_permutation, steps_per_epoch
 from maelab.data.cifar10 import find_cifar10, load_cifar10
-from maelab.data.datasets import Dataset, balanced_subset, channel_stats, find_files, load_dataset, on_disk
+from maelab.data.datasets import (
+    Dataset,
+    balanced_subset,
+    channel_stats,
+    find_files,
+    load_dataset,
+    on_disk,
+    require_labels,
+)
 from maelab.data.download import download_folder
-from maelab.data.folder import load_image_folder
+from maelab.data.folder import load_image_folder, load_unlabeled_folder
 from maelab.data.locate import find_data
 from maelab.data.pickles import restricted_load
 from maelab.data.props import find_props, load_props
@@ -30,8 +38,10 @@ __all__ = [
     "load_dataset",
     "load_image_folder",
     "load_props",
+    "load_unlabeled_folder",
     "make_synthetic",
     "on_disk",
+    "require_labels",
     "resized_crop",
     "restricted_load",
     "steps_per_epoch",

@@ -1,4 +1,4 @@
-"""The in-memory dataset every command uses, built from a ``DataConfig``: whole splits as uint8 tensors."""
+"""The dataset every command uses, built from a ``DataConfig``: whole splits as uint8 tensors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from torch import Tensor
 from maelab.config import DataConfig
 from maelab.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from maelab.data.cifar10 import TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
-from maelab.data.folder import load_image_folder
+from maelab.data.folder import is_labelled, load_image_folder, load_unlabeled_folder
+from maelab.data.folder_cache import GIB, FolderStore
+from maelab.data.locate import cache_dir
 from maelab.data.props import CLASSES as PROPS_CLASSES
 from maelab.data.props import find_props, load_props
 from maelab.data.synthetic import CLASSES as SYNTHETIC_CLASSES
@@ -21,6 +23,7 @@ from maelab.errors import DataError
 from maelab.seeds import derive_seed
 
 TEST_SUBSET_SEED = 0  # data.limit_test draws the same test images for every run seed (comparable evaluations)
+STATS_CHUNK = 4096  # images per chunk of channel_stats (a memory-mapped set is read a chunk at a time)
 
 
 @dataclass
@@ -29,32 +32,52 @@ class Dataset:
 
     ``x_train: [N, H, W, 3] uint8``, ``y_train: [N] int64``, ``x_test: [M, H, W, 3] uint8``,
     ``y_test: [M] int64``; ``mean``/``std``: per-channel pixel statistics of the training images in
-    [0, 1] units, for normalization.
+    [0, 1] units, for normalization. An unlabeled image folder has ``y_train``, ``x_test`` and ``y_test`` None
+    (no labels, no test split) and no classes: code that needs them checks :attr:`labelled` (or calls
+    :func:`require_labels` on the config first). ``mapped``: the images are memory-mapped from a cache file
+    (:mod:`maelab.data.folder_cache`) and stay on the CPU in :meth:`to`.
     """
 
     x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
+    y_train: Optional[Tensor]
+    x_test: Optional[Tensor]
+    y_test: Optional[Tensor]
     classes: list[str]
     name: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     source: Optional[str] = None  # the folder the files were read from (None when generated)
+    mapped: bool = False
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     @property
+    def labelled(self) -> bool:
+        """True when the set has labels and a test split (every dataset but an unlabeled image folder)."""
+        return self.y_train is not None
+
+    @property
     def image_size(self) -> int:
         """Height (= width) of the stored images in pixels."""
         return int(self.x_train.shape[1])
 
+    def eval_images(self) -> tuple[Tensor, Optional[Tensor], str]:
+        """The images that reconstruction metrics and figures show: ``(x, y, split)``, the test split, or the
+        training images (``y`` None, ``split`` "train") of a set without one."""
+        if self.x_test is None:
+            return self.x_train, None, "train"
+        return self.x_test, self.y_test, "test"
+
     def to(self, device: str | torch.device) -> Dataset:
-        """A copy with the four tensors on ``device``."""
-        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
-                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+        """A copy with the tensors on ``device``; memory-mapped images stay on the CPU (a set too large for memory
+        would not fit on the device either: each batch is moved when it is used), their labels move."""
+        def move(t: Optional[Tensor], keep: bool = False) -> Optional[Tensor]:
+            return t if t is None or keep else t.to(device)
+
+        return replace(self, x_train=move(self.x_train, self.mapped), y_train=move(self.y_train),
+                       x_test=move(self.x_test, self.mapped), y_test=move(self.y_test))
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
@@ -62,8 +85,9 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
     synthetic: the training set is drawn from ``seed``, the test set from a derived seed.
     cifar10 / props: found (or downloaded) by ``find_cifar10`` / ``find_props``. folder: the images under
-    ``data.root``, resized to ``data.image_size``. Limits take seeded class-balanced subsets:
-    the training subset depends on ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``).
+    ``data.root``, resized to ``data.image_size`` (labelled or unlabeled, :mod:`maelab.data.folder`). Limits take
+    seeded class-balanced subsets (an unlabeled set: a seeded random subset): the training subset depends on
+    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``). A subset is held in memory.
     """
     if cfg.name == "synthetic":
         ds = _load_synthetic(cfg, seed)
@@ -74,13 +98,30 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
                                split="training set")
         ds = replace(ds, x_train=x, y_train=y)
     if cfg.limit_test is not None:
+        if ds.x_test is None:
+            raise DataError(f"data.limit_test={cfg.limit_test} limits a test split, and data.root={ds.source} is an "
+                            "unlabeled folder without one: set data.limit_test=null")
         x, y = balanced_subset(ds.x_test, ds.y_test, cfg.limit_test, TEST_SUBSET_SEED, key="data.limit_test",
                                split="test set")
         ds = replace(ds, x_test=x, y_test=y)
     for split, x in (("training", ds.x_train), ("test", ds.x_test)):
-        if len(x) == 0:
+        if x is not None and len(x) == 0:
             raise DataError(f"the {ds.name} {split} set is empty: check data.name and the dataset files")
     return ds
+
+
+def require_labels(cfg: DataConfig, what: str, other_fix: str = "") -> None:
+    """Refuse, before any image is decoded, to run ``what`` (e.g. "probe") on an unlabeled image folder:
+    a ``DataError`` naming the folder and the fixes (``other_fix``, e.g. "set eval.knn_every=0", comes last).
+    Other datasets, and a data.root that does not exist (loading reports it), pass."""
+    if cfg.name != "folder" or not cfg.root:
+        return
+    root = Path(cfg.root).expanduser()
+    if root.is_dir() and not is_labelled(root):
+        raise DataError(f"data.root={root} has no train/<class>/ and test/<class>/ folders (an unlabeled image "
+                        f"folder): {what} needs labels; give a labelled folder with data.root=DIR holding "
+                        "train/<class>/ and test/<class>/, or evaluate on CIFAR-10 with data.name=cifar10"
+                        + (f", or {other_fix}" if other_fix else ""))
 
 
 def _load_synthetic(cfg: DataConfig, seed: int) -> Dataset:
@@ -107,9 +148,15 @@ def _load_props(cfg: DataConfig) -> Dataset:
 
 def _load_folder(cfg: DataConfig) -> Dataset:
     root = Path(cfg.root).expanduser()
-    x_train, y_train, x_test, y_test, classes = load_image_folder(root, cfg.image_size)
+    store = FolderStore(root, cache_dir(cfg), int(cfg.max_memory_gib * GIB))
+    if is_labelled(root):
+        x_train, y_train, x_test, y_test, classes = load_image_folder(root, cfg.image_size, store)
+    else:
+        x_train, y_train, x_test, y_test, classes = load_unlabeled_folder(root, cfg.image_size, store), None, None, \
+            None, []
     mean, std = channel_stats(x_train)
-    return Dataset(x_train, y_train, x_test, y_test, classes, "folder", mean, std, source=str(root.resolve()))
+    return Dataset(x_train, y_train, x_test, y_test, classes, "folder", mean, std, source=str(root.resolve()),
+                   mapped=store.mapped(len(x_train) + (0 if x_test is None else len(x_test)), cfg.image_size))
 
 
 def find_files(cfg: DataConfig) -> Optional[Path]:
@@ -140,30 +187,37 @@ def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, f
     does the same for zero-variance features).
     """
     values = torch.arange(256, dtype=torch.float64) / 255
+    counts = torch.zeros(3, 256, dtype=torch.float64)
+    for start in range(0, len(x), STATS_CHUNK):  # a chunk at a time: a memory-mapped set is never copied whole
+        chunk = x[start:start + STATS_CHUNK].cpu()
+        for c in range(3):
+            counts[c] += torch.bincount(chunk[..., c].reshape(-1), minlength=256).double()
     means, stds = [], []
     for c in range(3):
-        counts = torch.bincount(x[..., c].reshape(-1).cpu(), minlength=256).double()
-        total = counts.sum().clamp(min=1)
-        mean = (counts * values).sum() / total
-        var = (counts * (values - mean) ** 2).sum() / total
+        total = counts[c].sum().clamp(min=1)
+        mean = (counts[c] * values).sum() / total
+        var = (counts[c] * (values - mean) ** 2).sum() / total
         means.append(float(mean))
         stds.append(float(var.sqrt()) if var > 0 else 1.0)
     return tuple(means), tuple(stds)  # type: ignore[return-value]
 
 
-def balanced_subset(x: Tensor, y: Tensor, n: int, seed: int, *, key: str = "n",
-                    split: str = "dataset") -> tuple[Tensor, Tensor]:
+def balanced_subset(x: Tensor, y: Optional[Tensor], n: int, seed: int, *, key: str = "n",
+                    split: str = "dataset") -> tuple[Tensor, Optional[Tensor]]:
     """A seeded, class-balanced subset of ``n`` samples, in an order shuffled by ``seed``.
 
     ``x: [N, ...]``, ``y: [N] int64`` -> ``x: [n, ...]``, ``y: [n]``. Each of the C classes present
-    gets ``n // C`` samples and the first ``n % C`` classes one more. ``key``/``split`` name the
-    setting and the data in the error raised when ``n`` is too large.
+    gets ``n // C`` samples and the first ``n % C`` classes one more. Without labels (``y`` None) the ``n`` samples
+    are a seeded random subset and ``y`` stays None. ``key``/``split`` name the setting and the data in the
+    error raised when ``n`` is too large.
     """
     if n <= 0:
         raise DataError(f"{key}={n} must be positive")
     if n > len(x):
         raise DataError(f"{key}={n} is larger than the {split} ({len(x)} images): lower it")
     g = torch.Generator().manual_seed(seed)
+    if y is None:
+        return x[torch.randperm(len(x), generator=g)[:n].to(x.device)], None
     y_cpu = y.cpu()
     classes = torch.unique(y_cpu)
     picks = []
@@ -174,5 +228,5 @@ def balanced_subset(x: Tensor, y: Tensor, n: int, seed: int, *, key: str = "n",
             raise DataError(f"{key}={n} needs {want} images of class {c} but the {split} has {len(members)}: lower it")
         picks.append(members[torch.randperm(len(members), generator=g)[:want]])
     index = torch.cat(picks)
-    index = index[torch.randperm(len(index), generator=g)].to(x.device)
-    return x[index], y[index]
+    index = index[torch.randperm(len(index), generator=g)]
+    return x[index.to(x.device)], y[index.to(y.device)]

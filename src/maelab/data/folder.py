@@ -1,10 +1,20 @@
-"""An image folder, as torchvision's ImageFolder: ``root/train/<class>/*`` and ``root/test/<class>/*``.
+"""An image folder: torchvision's ImageFolder layout (labelled), or any tree of images (unlabeled).
 
-Class names (the sub-folders of ``train/``, sorted) give the labels 0, 1, ...; ``test/`` may lack a class but
-not add one. Image files (PNG, JPEG, BMP, WebP, TIFF; other files are skipped) are found recursively in each class
-folder and taken in sorted path order, so each split is grouped by class. Every image is decoded once, with
+Two layouts, told apart by the top of ``data.root`` (:func:`is_labelled`):
+
+- **labelled**: ``root/train/<class>/*`` and ``root/test/<class>/*``. Class names (the sub-folders of
+  ``train/``, sorted) give the labels 0, 1, ...; ``test/`` may lack a class but not add one. A root with
+  ``train/`` or ``test/`` is read this way, and then needs both, with class folders (a ``train/`` of loose images
+  is refused, naming ``data.root=ROOT/train`` as the way to pretrain on them without labels).
+- **unlabeled**: any other folder: every image file under it, at any depth (class-like sub-folders are just
+  folders), is a training image; there are no labels and no test split. Enough for pretraining, reconstruction
+  metrics and figures (on training images); evaluations that need labels refuse it.
+
+Image files (PNG, JPEG, BMP, WebP, TIFF; other files and hidden ones are skipped) are found recursively and taken
+in sorted path order (labelled: per class, so each split is grouped by class). Every image is decoded once, with
 Pillow (a TIFF's first page only), made 8-bit RGB and resized (stretched, bilinear) to ``size x size``; the
-result is held as uint8 like the other datasets. Augmentation later resizes to the model's img_size.
+result is held as uint8 like the other datasets, in memory or, for a large folder, memory-mapped from a cache
+file (:mod:`maelab.data.folder_cache`). Augmentation later resizes to the model's img_size.
 
 Making 8-bit RGB, by Pillow mode (what ``Image.open`` reports, whatever the file's name):
 
@@ -30,6 +40,7 @@ import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -37,6 +48,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from maelab.data.folder_cache import FolderStore
 from maelab.errors import DataError
 
 SPLITS = ("train", "test")
@@ -48,26 +60,63 @@ WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits a
 FIX = "convert it to an 8-bit RGB PNG"
 
 
-def load_image_folder(root: Path, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
-    """Decode ``root/train`` and ``root/test``.
+def is_labelled(root: Path) -> bool:
+    """True when ``root`` has the labelled layout (a ``train/`` or ``test/`` folder at its top), False for an
+    unlabeled tree. ``DataError`` when ``root`` is not a folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"the image folder {root} does not exist: set data.root to a folder of images (any tree "
+                        "to pretrain, or train/<class>/ and test/<class>/ folders for labels)")
+    return any((root / split).is_dir() for split in SPLITS)
+
+
+def load_image_folder(root: Path, size: int, store: Optional[FolderStore] = None
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
+    """Decode ``root/train`` and ``root/test`` (the labelled layout).
 
     Returns ``x_train: [N, size, size, 3] uint8``, ``y_train: [N] int64``, ``x_test: [M, size, size, 3] uint8``,
-    ``y_test: [M] int64`` and the class names (sorted; label ``i`` is ``classes[i]``). Raises ``DataError``
+    ``y_test: [M] int64`` and the class names (sorted; label ``i`` is ``classes[i]``). The pixels are held in
+    memory, or memory-mapped when ``store`` says the two splits together are too large. Raises ``DataError``
     for a missing split, no classes, an empty class folder or a file that cannot be decoded.
     """
     root = Path(root)
     train_dir, test_dir = (_split_dir(root, split) for split in SPLITS)
     classes = _class_names(train_dir)
-    x_train, y_train = _load_split(train_dir, classes, size)
-    x_test, y_test = _load_split(test_dir, classes, size)
-    return x_train, y_train, x_test, y_test, classes
+    (train_files, y_train), (test_files, y_test) = (_list_files(d, classes) for d in (train_dir, test_dir))
+    mapped = store is not None and store.mapped(len(train_files) + len(test_files), size)
+    x_train, x_test = (_decode(files, size, f"decoding {split}/", store if mapped else None, split)
+                       for files, split in ((train_files, "train"), (test_files, "test")))
+    return (x_train, torch.tensor(y_train, dtype=torch.int64), x_test, torch.tensor(y_test, dtype=torch.int64),
+            classes)
+
+
+def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = None) -> Tensor:
+    """Every image under ``root`` (any depth, sorted path order) -> ``x: [N, size, size, 3] uint8``, in memory or
+    memory-mapped as ``store`` says. ``DataError`` when it holds no image or a file cannot be decoded."""
+    root = Path(root)
+    files = image_files(root)
+    if not files:
+        raise DataError(f"the image folder {root} holds no images ({', '.join(EXTENSIONS)}): set data.root to a "
+                        "folder that does")
+    mapped = store is not None and store.mapped(len(files), size)
+    return _decode(files, size, f"decoding {root.name}/", store if mapped else None, "unlabeled")
+
+
+def image_files(d: Path) -> list[Path]:
+    """The image files under ``d`` (any depth; by extension, case-insensitive; hidden files skipped), sorted."""
+    return sorted(p for p in d.rglob("*")
+                  if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file())
 
 
 def _split_dir(root: Path, split: str) -> Path:
+    if not is_labelled(root):
+        raise DataError(f"the image folder {root} has no train/ or test/ folder: the labelled layout is "
+                        "train/<class>/ and test/<class>/ (any other tree of images is read without labels)")
     if not (root / split).is_dir():
-        what = "does not exist" if not root.is_dir() else f"has no {split}/ folder"
-        raise DataError(f"the image folder {root} {what}: data.root must hold train/<class>/ and test/<class>/ "
-                        "folders of images")
+        other = "test" if split == "train" else "train"
+        raise DataError(f"the image folder {root} has {other}/ but no {split}/ folder: a labelled folder holds "
+                        f"train/<class>/ and test/<class>/; to pretrain without labels on the images in {other}/, "
+                        f"give data.root={root / other}")
     return root / split
 
 
@@ -79,15 +128,9 @@ def _sub_dirs(d: Path) -> list[str]:
 def _class_names(train_dir: Path) -> list[str]:
     classes = _sub_dirs(train_dir)
     if not classes:
-        raise DataError(f"{train_dir} holds no class folders: put each class's images in {train_dir}/<class>/")
+        raise DataError(f"{train_dir} holds no class folders: put each class's images in {train_dir}/<class>/, or "
+                        f"give data.root={train_dir} to pretrain on its images without labels")
     return classes
-
-
-def _load_split(split_dir: Path, classes: list[str], size: int) -> tuple[Tensor, Tensor]:
-    """One split -> ``x: [n, size, size, 3] uint8``, ``y: [n] int64``."""
-    files, labels = _list_files(split_dir, classes)
-    x = _decode_all(files, size, f"decoding {split_dir.name}/")
-    return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
 
 
 def _list_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
@@ -101,8 +144,7 @@ def _list_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[i
     for label, name in enumerate(classes):
         if not (split_dir / name).is_dir():
             continue  # a test split may lack a class
-        found = sorted(p for p in (split_dir / name).rglob("*")
-                       if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file())
+        found = image_files(split_dir / name)
         if not found:
             raise DataError(f"{split_dir / name} holds no images ({', '.join(EXTENSIONS)}): add some or remove it")
         files += found
@@ -112,9 +154,18 @@ def _list_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[i
     return files, labels
 
 
-def _decode_all(files: list[Path], size: int, desc: str) -> np.ndarray:
-    """Decode ``files`` on a few threads, in order, with a progress bar -> ``[len(files), size, size, 3] uint8``."""
+def _decode(files: list[Path], size: int, desc: str, store: Optional[FolderStore], split: str) -> Tensor:
+    """``files`` -> ``[len(files), size, size, 3] uint8``: in memory, or from ``store``'s cache file of ``split``."""
+    if store is not None:
+        return store.load(split, files, size, _decode_into, desc)
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    _decode_into(files, size, desc, out)
+    return torch.from_numpy(out)
+
+
+def _decode_into(files: list[Path], size: int, desc: str, out: np.ndarray) -> None:
+    """Decode ``files`` on a few threads, in order, with a progress bar, into ``out: [len(files), size, size, 3]
+    uint8`` (an array in memory or a memory-mapped file)."""
     pool = ThreadPoolExecutor(min(MAX_WORKERS, os.cpu_count() or 1))
     try:
         decoded = pool.map(decode_image, files, itertools.repeat(size))
@@ -122,7 +173,6 @@ def _decode_all(files: list[Path], size: int, desc: str) -> np.ndarray:
             out[i] = img
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, the queued files are not decoded
-    return out
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:

@@ -88,7 +88,8 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         ratio_sum += seen
         logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
         generators = step_generators(cfg.train.seed, run.step, run.device)
-        loss = train_step(run, run.data.x_train[batches[index]], lr, ratio, generators, logs)
+        batch = run.data.x_train[batches[index]].to(run.device, non_blocking=True)  # a no-op unless memory-mapped
+        loss = train_step(run, batch, lr, ratio, generators, logs)
         stats.add(loss)
         stats.add_logs(logs)
         run.step += 1

@@ -13,7 +13,7 @@ import torch
 
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, save_config, to_dict
-from maelab.data import Dataset, load_dataset, steps_per_epoch
+from maelab.data import Dataset, load_dataset, require_labels, steps_per_epoch
 from maelab.engine.device import resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed
 from maelab.engine.loading import LoadedRun, load_run
@@ -103,6 +103,7 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
     gathered; every rank trains the (small) heads on all of them, identically, and rank 0 writes the result.
     """
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    require_labels(run.cfg.data, "probe")
     cfg = run.cfg.probe
     chosen = protocols(cfg.layers, cfg.pool, run.model.spec.depth)  # a block out of range: refused before any work
     wanted = needed_features(chosen)
@@ -140,6 +141,7 @@ def run_knn(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str]
             random_init: bool = False) -> tuple[Path, dict[str, Any]]:
     """Weighted k-NN on frozen final-normed features (``knn.pool``; feature cache) -> RUN_DIR/eval/knn.json."""
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    require_labels(run.cfg.data, "knn")
     cfg, data, start = run.cfg.knn, run.dataset(), time.perf_counter()
     top1 = knn_accuracy(run, data)
     k = min(cfg.k, len(data.x_train))  # knn_predict votes with every training image when there are fewer than k
@@ -159,7 +161,8 @@ def knn_accuracy(run: LoadedRun, data: Dataset) -> float:
 
 def run_recon(run_dir: str | Path, overrides: list[str], checkpoint: Optional[str] = None,
               random_init: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Reconstruction PSNR/SSIM/sharpness at a fixed ratio and mask seed -> RUN_DIR/eval/recon.json."""
+    """Reconstruction PSNR/SSIM/sharpness at a fixed ratio and mask seed -> RUN_DIR/eval/recon.json (on the test
+    split; on the training images of an unlabeled folder, which has none: ``split`` in the result says which)."""
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
     start = time.perf_counter()
     metrics = evaluate_reconstruction(run.model, run.dataset(), run.cfg.recon, run.cfg.eval.batch_size)
@@ -172,6 +175,7 @@ def run_finetune(run_dir: str | Path, overrides: list[str], checkpoint: Optional
                  random_init: bool = False) -> tuple[Path, dict[str, Any]]:
     """Fine-tune the pretrained encoder with labels -> RUN_DIR/eval/finetune.json."""
     run = load_run(run_dir, checkpoint, random_init=random_init, overrides=overrides)
+    require_labels(run.cfg.data, "finetune")
     with distributed(run.cfg.train.device) as dist:  # under torchrun: DDP, see eval.finetune.finetune
         _to_rank_device(run, dist)
         state = None if random_init else run.model.encoder.state_dict()
@@ -195,6 +199,7 @@ def run_scratch(config_path: Optional[str], overrides: list[str]) -> tuple[Path,
 
 def scratch_from_config(cfg: Config) -> tuple[Path, dict[str, Any]]:
     """``run_scratch`` for a built config (under torchrun: DDP, rank 0 writes)."""
+    require_labels(cfg.data, "scratch (training from scratch with labels)")
     with distributed(cfg.train.device) as dist:
         out_dir = cfg.out_dir or str(default_run_dir(f"{cfg.name}-scratch"))
         dist.main_only(check_run_dir, out_dir, cfg.name, cfg.overwrite)

@@ -36,6 +36,7 @@ from maelab.run_layout import RunLayout
 
 CACHE_VERSION = 1
 KEY_NAME = "key.json"
+FINGERPRINT_CHUNK = 4096  # rows of a split hashed at a time by data_fingerprint
 
 
 def cache_root(run_dir: Path) -> Path:
@@ -54,10 +55,14 @@ def checkpoint_identity(run: LoadedRun) -> dict[str, Any] | str:
 
 
 def data_fingerprint(data: Dataset) -> str:
-    """sha256 of the images and labels of both splits (uint8 / int64 bytes), as loaded (limits applied)."""
+    """sha256 of the images and labels of both splits (uint8 / int64 bytes), as loaded (limits applied).
+
+    Hashed ``FINGERPRINT_CHUNK`` rows at a time (the same digest as in one piece), so that a memory-mapped set is
+    never copied into memory whole."""
     digest = hashlib.sha256()
     for t in (data.x_train, data.y_train, data.x_test, data.y_test):
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        for start in range(0, len(t), FINGERPRINT_CHUNK):
+            digest.update(t[start:start + FINGERPRINT_CHUNK].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

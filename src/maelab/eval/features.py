@@ -57,16 +57,17 @@ def extract_layers(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tuple
 
     x_u8 [N, H, W, 3] uint8 -> {(layer, pool): [N, D] float32} for each (layer, pool) in ``wanted``: layer
     ``final`` is the encoder's final-normed output (``forward_features``), ``blockK`` the raw output of block K
-    (1-based) before that norm (``forward_intermediates``); pool ``mean`` (patch tokens) or ``cls``.
+    (1-based) before that norm (``forward_intermediates``); pool ``mean`` (patch tokens) or ``cls``. ``x_u8`` may
+    live on another device than the encoder (a memory-mapped set on the CPU): each batch is moved to it.
     """
-    depth = len(encoder.blocks)
+    depth, device = len(encoder.blocks), next(encoder.parameters()).device
     layers = list(dict.fromkeys(layer for layer, _ in wanted))
     blocks = sorted({depth if layer == FINAL else int(layer.removeprefix("block")) for layer in layers})
     was_training = encoder.training
     encoder.eval()
     out: dict[Feature, list[Tensor]] = {f: [] for f in wanted}
     for start in range(0, len(x_u8), batch_size):
-        imgs = prepare(x_u8[start:start + batch_size], img_size, mean, std, aug, generator)
+        imgs = prepare(x_u8[start:start + batch_size].to(device), img_size, mean, std, aug, generator)
         raw = dict(zip(blocks, encoder.forward_intermediates(imgs, [b - 1 for b in blocks]), strict=True))
         tokens = {layer: encoder.norm(raw[depth]) if layer == FINAL else raw[int(layer.removeprefix("block"))]
                   for layer in layers}

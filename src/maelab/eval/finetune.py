@@ -121,8 +121,9 @@ def classifier_step(model: nn.Module, opt: torch.optim.Optimizer, imgs: Tensor, 
 def evaluate_classifier(model: Classifier, data: Dataset, img_size: int, batch_size: int = 500) -> dict[str, float]:
     """Top-1 / top-5 (%) on the test set, centre (un-augmented) images."""
     model.eval()
+    device = next(model.parameters()).device  # memory-mapped test images stay on the CPU: moved a batch at a time
     scores = torch.cat([
-        model(prepare(data.x_test[i:i + batch_size], img_size, data.mean, data.std)).float()
+        model(prepare(data.x_test[i:i + batch_size].to(device), img_size, data.mean, data.std)).float()
         for i in range(0, len(data.x_test), batch_size)
     ])
     return {"top1": 100 * topk_accuracy(scores, data.y_test, 1), "top5": 100 * topk_accuracy(scores, data.y_test, 5)}
@@ -157,7 +158,8 @@ def finetune(spec: ModelSpec, encoder_state: Optional[dict], data: Dataset, cfg:
                                  data.x_train.device):
             gen.manual_seed(derive_seed(seed, "finetune-augment", step))
             rng = numpy_rng(seed, "finetune-mix", step)
-            imgs = prepare(data.x_train[idx], spec.img_size, data.mean, data.std, aug, gen, dist.shard)
+            imgs = prepare(data.x_train[idx].to(device, non_blocking=True), spec.img_size, data.mean, data.std, aug,
+                           gen, dist.shard)
             targets = F.one_hot(data.y_train[idx], data.num_classes).float()
             imgs, targets = mix_batch(imgs, targets, cfg, rng)
             lr = lr_at(step)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maelab.config import Config
+from maelab.data import require_labels
 from maelab.engine.pretrain import EpochHook
 from maelab.engine.run import Run
 from maelab.eval.knn import encoder_knn_top1
@@ -34,8 +35,12 @@ class KnnMonitor:
 
 
 def epoch_hooks(cfg: Config) -> Sequence[EpochHook]:
-    """The monitors ``cfg`` asks for: the k-NN monitor when eval.knn_every > 0, the reconstruction images when
+    """The monitors ``cfg`` asks for: the k-NN monitor when eval.knn_every > 0 (refused, before anything is
+    written, on an unlabeled image folder: a ``DataError``), the reconstruction images when
     train.log_images_every > 0."""
+    if cfg.eval.knn_every:
+        require_labels(cfg.data, f"the k-NN monitor (eval.knn_every={cfg.eval.knn_every})",
+                       "set eval.knn_every=0 to pretrain without it")
     hooks: list[EpochHook] = [KnnMonitor(cfg.eval.knn_every)] if cfg.eval.knn_every else []
     if cfg.train.log_images_every:
         hooks.append(ReconstructionImages(cfg.train.log_images_every))

@@ -100,17 +100,22 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
     (the dataset mean, or each patch's own mean under norm_pix_loss): the floor to read PSNR against. PSNR and
     SSIM are means of per-image values (:func:`mean_over_images`); a value that is undefined is None with its
     reason under ``"undefined"`` (``maelab.undefined``).
+
+    The images are the test split, or, for a set without one (an unlabeled image folder), the training images
+    (``Dataset.eval_images``; ``recon.limit`` then takes a seeded random subset); ``result["split"]`` says which.
     """
-    x, _ = (data.x_test, data.y_test) if cfg.limit is None else balanced_subset(
-        data.x_test, data.y_test, cfg.limit, 0, key="recon.limit", split="test set")
+    x, y, split = data.eval_images()
+    if cfg.limit is not None:
+        x, _ = balanced_subset(x, y, cfg.limit, 0, key="recon.limit", split=f"{split} set")
     model.eval()
-    gen = torch.Generator(device=x.device).manual_seed(cfg.mask_seed)
-    per_image, sharp, norm = _PerImage(), Sharpness(), Normalizer(data.mean, data.std, x.device)
+    device = next(model.parameters()).device  # memory-mapped images stay on the CPU: moved a batch at a time
+    gen = torch.Generator(device=device).manual_seed(cfg.mask_seed)
+    per_image, sharp, norm = _PerImage(), Sharpness(), Normalizer(data.mean, data.std, device)
     size = model.spec.img_size
     small = f"the images ({size} px) are smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window" \
         if size < SSIM_WINDOW else None
     for start in range(0, len(x), batch_size):
-        imgs = prepare(x[start:start + batch_size], model.spec.img_size, data.mean, data.std)
+        imgs = prepare(x[start:start + batch_size].to(device), model.spec.img_size, data.mean, data.std)
         mask = draw_mask(len(imgs), model.spec.num_patches, cfg.ratio, imgs.device, gen)
         _, pred = model(imgs, mask)
         original = norm.inverse(imgs)
@@ -130,5 +135,5 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
     for name in ("ssim_masked", "ssim_full", "ssim_masked_zero_pred", "ssim_full_zero_pred") if small else ():
         set_undefined(result, name, small)
     sharp.write(result)
-    result.update({"ratio": cfg.ratio, "mask_seed": cfg.mask_seed, "images": len(x)})
+    result.update({"ratio": cfg.ratio, "mask_seed": cfg.mask_seed, "images": len(x), "split": split})
     return result

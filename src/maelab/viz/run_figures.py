@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -79,17 +80,25 @@ def logged_series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int
 
 @dataclass
 class Samples:
-    """The fixed test images of a figure: pixels [N, 3, H, W] in [0, 1] and their class names."""
+    """The fixed images of a figure: pixels [N, 3, H, W] in [0, 1], their class names (without labels: their
+    index in the training set) and the split they come from."""
 
     original: Tensor  # [N, 3, H, W] in [0, 1]
     names: list[str]
+    split: str = "test"
 
 
 def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int) -> Samples:
-    """Class-balanced test images (seeded), resized for the model, with their class names."""
-    index = sample_indices(data.y_test, n_images, seed)
-    names = [data.classes[int(c)] for c in data.y_test.cpu()[index]]
-    return Samples(pixels(data.x_test[index.to(data.x_test.device)].cpu(), img_size), names)
+    """Class-balanced test images (seeded), resized for the model, with their class names; for a set without a
+    test split (an unlabeled image folder), seeded training images named by their index."""
+    x, y, split = data.eval_images()
+    if y is None:
+        index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_images].sort().values
+        names = [f"#{i}" for i in index.tolist()]
+    else:
+        index = sample_indices(y, n_images, seed)
+        names = [data.classes[int(c)] for c in y.cpu()[index]]
+    return Samples(pixels(x[index.to(x.device)].cpu(), img_size), names, split)
 
 
 def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, out: Optional[str | Path] = None,
@@ -177,8 +186,8 @@ def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: fl
         rr = reconstruct(run.model, samples.original, norm, r, seed)
         per_ratio.append((_ratio_text(rr.mask), to_numpy(rr.masked), to_numpy(rr.recon)))
     return [
-        _save(masked_inputs_figure(original, masked, samples.names, text, f"{head}: test images and their masks"),
-              out_dir / "masked_inputs.png"),
+        _save(masked_inputs_figure(original, masked, samples.names, text,
+                                   f"{head}: {samples.split} images and their masks"), out_dir / "masked_inputs.png"),
         _save(reconstructions_figure(original, masked, to_numpy(rec.recon), samples.names, text,
                                      f"{head}: reconstructions{note}"), out_dir / "reconstructions.png"),
         _save(mask_ratios_figure(original, per_ratio, samples.names,
