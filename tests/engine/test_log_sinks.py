@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,9 @@ def wandb_records(run_dir: Path) -> list:
                 pos += 32768 - pos % 32768
                 continue
             _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-            chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-            if kind == 0:
+            if kind == 0 or pos + 7 + length > len(data):  # zero padding, or a record still being written
                 break
+            chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
             pending = chunk if kind in (1, 2) else pending + chunk
             if kind in (1, 4):
                 record = pb.Record()
@@ -43,8 +44,19 @@ def wandb_records(run_dir: Path) -> list:
     return out
 
 
+def finished_records(run_dir: Path, timeout: float = 90.0) -> list:
+    """:func:`wandb_records` once W&B has written its ``exit`` record: wandb 0.31's ``finish()`` can return before
+    its service process has flushed the offline file (seen here under load), so the test waits for the file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(run_dir)
+        if (records and records[-1].WhichOneof("record_type") == "exit") or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
 def history(run_dir: Path) -> list[dict]:
-    rows = [r.history for r in wandb_records(run_dir) if r.WhichOneof("record_type") == "history"]
+    rows = [r.history for r in finished_records(run_dir) if r.WhichOneof("record_type") == "history"]
     return [{(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in row.item} for row in rows]
 
 
