@@ -12,7 +12,7 @@ def gpu_check(out, stage_dir, *args):
     env = {**os.environ, "OUT": str(out), "STAGE_DIR": str(stage_dir), "PYTHON": sys.executable}
     env.pop("MAELAB_DATA_DIR", None)
     return subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--dry-run", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=1200)
 
 
 def test_the_dry_run_stages_data_runs_every_stage_and_can_run_again(tmp_path):
