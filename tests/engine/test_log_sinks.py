@@ -117,3 +117,14 @@ def test_wandb_without_the_package_is_one_clear_line(tmp_path, capsys, monkeypat
     assert main(["pretrain", *RUN, "train.wandb=p", f"out_dir={tmp_path / 'run'}"]) == 2
     assert "pip install 'maelab[wandb]'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_online_wandb_without_a_login_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    assert main(["pretrain", *RUN, "train.wandb=p", f"out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "no W&B login was found" in err and "WANDB_MODE=offline" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -9,15 +9,18 @@ in RUN_DIR/wandb/run_id, so ``pretrain --resume`` continues the same W&B run.
 from __future__ import annotations
 
 import importlib.util
+import netrc
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 import numpy as np
 
 from maelab.config import Config, to_dict
-from maelab.errors import ConfigError
+from maelab.errors import ConfigError, UserError
 from maelab.run_layout import RunLayout
 
 
@@ -68,8 +71,13 @@ class WandbSink:
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(6)
         id_file.write_text(run_id)
         self.wandb = wandb
-        self.run = wandb.init(project=project, dir=str(run_dir), name=Path(run_dir).name, id=run_id,
-                              resume="allow", config=to_dict(cfg))
+        try:
+            self.run = wandb.init(project=project, dir=str(run_dir), name=Path(run_dir).name, id=run_id,
+                                  resume="allow", config=to_dict(cfg))
+        except Exception as err:  # wandb's own errors (login, network, a bad project name) are many classes
+            raise UserError(f"W&B could not start the run of train.wandb={project} ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}): fix that, or set WANDB_MODE=offline, "
+                            f"then start again with out_dir={run_dir} overwrite=true (no step was trained)") from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         self.run.log(values, step=step)
@@ -82,10 +90,27 @@ class WandbSink:
 
 
 def check_sinks(cfg: Config) -> None:
-    """Before a run writes anything: ``train.wandb`` needs the wandb package (a ConfigError says how to get it)."""
-    if cfg.train.wandb and importlib.util.find_spec("wandb") is None:
+    """Before a run writes anything: ``train.wandb`` needs the wandb package and, online, a W&B login (an API key
+    in $WANDB_API_KEY or ~/.netrc, as ``wandb login`` writes it). A ConfigError says how to get either."""
+    if not cfg.train.wandb:
+        return
+    if importlib.util.find_spec("wandb") is None:
         raise ConfigError(f"train.wandb={cfg.train.wandb} needs the wandb package: pip install 'maelab[wandb]' "
                           "(or drop train.wandb)")
+    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return
+    if not _netrc_has_wandb():
+        raise ConfigError(f"train.wandb={cfg.train.wandb} logs online, but no W&B login was found: run `wandb login` "
+                          "(or set WANDB_API_KEY), or set WANDB_MODE=offline to log here and `wandb sync` later")
+
+
+def _netrc_has_wandb() -> bool:
+    """Whether ~/.netrc (or $NETRC) holds a W&B host's credentials, where ``wandb login`` writes them."""
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
 
 
 def open_sinks(run_dir: Path, cfg: Config) -> list[Any]:
