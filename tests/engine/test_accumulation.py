@@ -53,3 +53,16 @@ def test_the_figures_schedules_count_optimizer_steps_of_the_effective_batch():
 
     cfg = load_config(None, [*TINY, "optim.batch_size=16", "optim.accum_steps=4"])
     assert schedule_series(cfg, num_train=256, num_patches=64).steps_per_epoch == 4  # 256 / 64, as training does
+
+
+def test_two_ranks_accumulating_two_micro_batches_reach_the_one_process_big_batch(tmp_path):
+    from tests.engine.test_distributed import torchrun
+
+    args = [*RUN, "optim.epochs=1", "aug.preset=mae"]
+    proc = torchrun(["pretrain", *args, "optim.batch_size=16", "optim.accum_steps=2", "train.device=cpu",
+                     f"out_dir={tmp_path / 'ddp'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = pretrain(load_config(None, [*args, "optim.batch_size=64", f"out_dir={tmp_path / 'one'}"]))
+    ddp, big = load_checkpoint(checkpoint_path(tmp_path / "ddp")), load_checkpoint(checkpoint_path(one))
+    assert ddp["step"] == big["step"] == 4 and ddp["global_batch"] == 64 and ddp["world_size"] == 2
+    assert_close(ddp["model"], big["model"])
