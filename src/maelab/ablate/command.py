@@ -132,13 +132,15 @@ def cluster_options(args: argparse.Namespace) -> Optional[ClusterOptions]:
     if args.workers > 1 or args.worker:
         raise UserError("--workers is for one machine; --launcher submitit runs one job per run: drop --workers "
                         "(--max-jobs caps the jobs in flight)")
-    from maelab.ablate.launcher import ClusterOptions, require_submitit
+    from maelab.ablate.launcher import ClusterOptions, check_launcher
 
-    require_submitit()
     values = {name: getattr(args, name) for name in given if name != "executor_folder"}
     folder = Path(args.executor_folder) if args.executor_folder else None
     local = args.launcher == "submitit-local"
-    return ClusterOptions(local=local, folder=folder, threads=args.threads, poll_s=1.0 if local else 10.0, **values)
+    options = ClusterOptions(local=local, folder=folder, threads=args.threads, poll_s=1.0 if local else 10.0,
+                             **values)
+    check_launcher(options)
+    return options
 
 
 def torch_threads(threads: int) -> None:

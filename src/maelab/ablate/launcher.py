@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
 
-from maelab.ablate.claims import holder, is_stale, release
+from maelab.ablate.claims import CLAIM_NAME, holder, is_stale, release
 from maelab.ablate.cluster_job import RunJob
 from maelab.ablate.environment import record_invocation
 from maelab.ablate.results import read_status
@@ -67,6 +67,14 @@ def require_submitit() -> ModuleType:
     return submitit
 
 
+def check_launcher(options: ClusterOptions) -> None:
+    """Before anything is written: submitit is installed, and SLURM is here unless the jobs run locally."""
+    require_submitit()
+    if not options.local and shutil.which("sbatch") is None:
+        raise UserError("--launcher submitit needs SLURM (no sbatch here): run it on the cluster's login node, or "
+                        "use --launcher submitit-local (this machine) or --workers")
+
+
 def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
     """A submitit executor: LocalExecutor (``local``) or an AutoExecutor bound to SLURM."""
     submitit = require_submitit()
@@ -74,9 +82,6 @@ def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=options.timeout_min, gpus_per_node=options.gpus_per_node)
         return executor
-    if shutil.which("sbatch") is None:
-        raise UserError("--launcher submitit needs SLURM (no sbatch here): run it on the cluster's login node, or "
-                        "use --launcher submitit-local (this machine) or --workers")
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     given = {"slurm_partition": options.partition, "cpus_per_task": options.cpus_per_task,
              "mem_gb": options.mem_gb}
@@ -118,7 +123,7 @@ def _submit_and_wait(executor: Any, jobs: list[RunJob], options: ClusterOptions,
         while waiting or running:
             while waiting and len(running) < limit:
                 run_job = waiting.popleft()
-                with _maelab_importable():
+                with maelab_importable():
                     job = executor.submit(run_job)
                 log(f"  {run_job.label}: job {job.job_id} submitted")
                 running.append((job, run_job))
@@ -162,7 +167,8 @@ def _held(plan: Plan, options: ClusterOptions, log: Callable[[str], None]) -> bo
         release(plan.run_dir)
         return False
     who = f"SLURM job {h.job}" if h.job else f"process {h.pid} on {h.host or 'this host'}"
-    log(f"  {plan.label}: held by {who}, not submitted (rerun when it ends)")
+    log(f"  {plan.label}: held by {who}, not submitted (rerun when it ends; delete {plan.run_dir / CLAIM_NAME} if "
+        "it is gone)")
     return True
 
 
@@ -172,7 +178,7 @@ def _slurm_state(job_id: str, options: ClusterOptions) -> str:
 
 
 @contextlib.contextmanager
-def _maelab_importable() -> Iterator[None]:
+def maelab_importable() -> Iterator[None]:
     """$PYTHONPATH names this maelab while a job is submitted (the job's environment is copied from it)."""
     from maelab.ablate.workers import maelab_pythonpath
 
