@@ -151,7 +151,8 @@ def test_a_preempted_job_checkpoints_is_requeued_and_resumes_its_run_to_the_same
         time.sleep(0.05)
     os.kill(holder(run_dir).pid, signal.SIGUSR2)  # what SLURM sends before preempting or at the time limit
     assert job.result() == "done"
-    assert "Requeued job" in job.stderr()  # checkpointed, requeued, and run again in a fresh process
+    log = job.stdout()  # checkpointed, requeued, and run again (resumed) in a fresh process
+    assert "Requeued job" in log and log.count("baseline seed 0: pretrain") == 2
     seen = read_results_of(reference, "baseline", 0)
     here = {r.metric: r.value for r in training_rows("baseline", 0, run_dir) + eval_rows("baseline", 0, run_dir)}
     assert {k: v for k, v in here.items() if k not in TIMING} == seen
@@ -159,3 +160,58 @@ def test_a_preempted_job_checkpoints_is_requeued_and_resumes_its_run_to_the_same
 
 def read_results_of(out, variant, seed) -> dict:
     return {m: v for (var, s, m), v in values(out).items() if (var, s) == (variant, seed)}
+
+
+class DeadJob:
+    """A job that ended without a word from its run (killed, out of memory): submitit's result() raises."""
+
+    job_id = "77"
+    paths = type("Paths", (), {"stderr": "jobs/77_0_log.err"})()
+
+    def result(self):
+        raise submitit.core.utils.FailedJobError("Job (task=0) failed during processing with trace:\n...\nKilled")
+
+
+def test_a_job_that_dies_without_a_word_has_its_run_recorded_as_failed_but_a_finished_run_is_kept(tmp_path):
+    from maelab.ablate import launcher
+    from maelab.ablate.results import write_status
+
+    lines = []
+    assert launcher._settle(DeadJob(), RunJob("s.yaml", 1, str(tmp_path), "baseline", 0), "1 of 2", lines.append) \
+        == "failed"
+    status = read_status(run_dir_of(tmp_path, "baseline", 0))
+    assert status["status"] == "failed" and status["error"] == "job 77 failed: Killed"
+    assert "jobs/77_0_log.err" in status["traceback"] and "baseline seed 0: failed (job 77; 1 of 2" in lines[0]
+    write_status(run_dir_of(tmp_path, "linear", 0), {"status": "done"})
+    launcher._settle(DeadJob(), RunJob("s.yaml", 1, str(tmp_path), "linear", 0), "2 of 2", lines.append)
+    assert read_status(run_dir_of(tmp_path, "linear", 0)) == {"status": "done"}
+
+
+def test_a_refused_submission_is_one_clear_error_naming_the_jobs_already_running(tmp_path):
+    from maelab.ablate import launcher
+    from maelab.errors import UserError
+
+    class Refusing:
+        def submit(self, job):
+            raise RuntimeError("sbatch: error: invalid partition specified: nope")
+
+    with pytest.raises(UserError, match="invalid partition specified: nope.*check --partition"):
+        launcher._submit(Refusing(), RunJob("s.yaml", 1, str(tmp_path), "baseline", 0), [])
+
+
+def test_the_launcher_clears_an_ended_slurm_jobs_claim_and_does_not_resubmit_a_running_ones_run(tmp_path,
+                                                                                                monkeypatch):
+    from types import SimpleNamespace
+
+    from maelab.ablate import launcher
+    from maelab.ablate.claims import CLAIM_NAME
+
+    plan = SimpleNamespace(run_dir=tmp_path / "run", label="baseline seed 0")
+    plan.run_dir.mkdir()
+    lines = []
+    for state, held in (("COMPLETED", False), ("RUNNING", True), ("UNKNOWN", True)):
+        (plan.run_dir / CLAIM_NAME).write_text("1 other-host 55 0")  # a job's claim, written on a compute node
+        monkeypatch.setattr(launcher, "_slurm_state", lambda job, options, state=state: state)
+        assert launcher._held(plan, launcher.ClusterOptions(), lines.append) is held
+        assert (plan.run_dir / CLAIM_NAME).exists() is held
+    assert "baseline seed 0: held by SLURM job 55, not submitted" in lines[0]

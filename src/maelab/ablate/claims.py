@@ -1,10 +1,11 @@
 """Run claims: several `maelab ablate` workers (or cluster jobs) share one suite folder, each run taken by one
 process at a time.
 
-A process claims a run by creating RUN_DIR/.claim (O_EXCL) holding ``pid host [slurm_job]``. A claim whose
-process is gone is taken over; liveness can only be checked on the claim's own host, so a claim from another
-host is respected unless it names this process's own SLURM job (a requeued job finding its previous
-incarnation's claim). The cluster launcher clears the claims of SLURM jobs that have ended (launcher.py).
+A process claims a run by creating RUN_DIR/.claim (O_EXCL) holding ``pid host [slurm_job restart_count]``.
+A claim whose process is gone is taken over; liveness can only be checked on the claim's own host, so a claim
+from another host is respected unless an earlier start of this process's own SLURM job wrote it (a job killed,
+then requeued, finding its own claim). The cluster launcher clears the claims of SLURM jobs that have ended
+(launcher.py).
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from pathlib import Path
 from typing import Optional
 
 CLAIM_NAME = ".claim"
-SLURM_JOB_ENV = "SLURM_JOB_ID"
 
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds a claim: a process on a host, inside a SLURM job or not ("")."""
+    """Who holds a claim: a process on a host, inside a SLURM job or not (""), and which start of that job
+    (SLURM_RESTART_COUNT: a requeued job starts again with the same id)."""
 
     pid: int
     host: str = ""
     job: str = ""
+    restart: int = 0
 
 
 def _alive(pid: int) -> bool:
@@ -41,7 +43,9 @@ def _alive(pid: int) -> bool:
 
 
 def me() -> Holder:
-    return Holder(os.getpid(), socket.gethostname(), os.environ.get(SLURM_JOB_ENV, ""))
+    env = os.environ
+    return Holder(os.getpid(), socket.gethostname(), env.get("SLURM_JOB_ID", ""),
+                  int(env.get("SLURM_RESTART_COUNT", "0") or 0))
 
 
 def holder(run_dir: Path) -> Optional[Holder]:
@@ -49,20 +53,21 @@ def holder(run_dir: Path) -> Optional[Holder]:
     holds the pid alone: this host's)."""
     try:
         pid, *rest = (Path(run_dir) / CLAIM_NAME).read_text().split()
-        return Holder(int(pid), *rest[:2]) if int(pid) > 0 else None
+        host, job, restart = (rest + ["", "", "0"][len(rest):])[:3]  # the fields a claim has, then defaults
+        return Holder(int(pid), host, job, int(restart)) if int(pid) > 0 else None
     except (OSError, ValueError):
         return None
 
 
 def is_stale(h: Holder) -> Optional[bool]:
-    """True when the holder is gone, False when it runs, None when this host cannot tell (another host's
-    process outside this process's SLURM job)."""
+    """True when the holder is gone, False when it runs, None when this host cannot tell (a process on another
+    host, unless it was an earlier start of this process's own SLURM job: killed, then requeued)."""
     mine = me()
-    if h.job and h.job == mine.job and h.pid != mine.pid:
-        return True  # this SLURM job's earlier incarnation (killed, then requeued)
-    if h.host and h.host != mine.host:
-        return None
-    return not _alive(h.pid)
+    if not h.host or h.host == mine.host:
+        return not _alive(h.pid)
+    if h.job and h.job == mine.job and h.restart < mine.restart:
+        return True
+    return None
 
 
 def release(run_dir: Path) -> None:
@@ -87,7 +92,7 @@ def try_claim(run_dir: Path) -> bool:
             release(run_dir)  # a dead process's claim
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(" ".join(str(v) for v in (mine.pid, mine.host, mine.job) if v != ""))
+            f.write(f"{mine.pid} {mine.host} {mine.job} {mine.restart}" if mine.job else f"{mine.pid} {mine.host}")
         return True
     return False
 

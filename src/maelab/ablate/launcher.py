@@ -24,7 +24,7 @@ from typing import Any, Optional
 from maelab.ablate.claims import CLAIM_NAME, holder, is_stale, release
 from maelab.ablate.cluster_job import RunJob
 from maelab.ablate.environment import record_invocation
-from maelab.ablate.results import read_status
+from maelab.ablate.results import read_status, run_dir_of
 from maelab.ablate.runner import Plan, collect_and_write, is_finished, plan_runs, record_failure, save_suite
 from maelab.ablate.suite import Suite
 from maelab.errors import UserError
@@ -117,41 +117,54 @@ def launch_suite(suite: Suite, suite_file: Path, out: Path, options: ClusterOpti
 def _submit_and_wait(executor: Any, jobs: list[RunJob], options: ClusterOptions, log: Callable[[str], None],
                      collect: Callable[[], Any]) -> Iterator[str]:
     """Keep at most ``max_jobs`` jobs in flight; yield each job's outcome as it ends."""
-    waiting, running = deque(jobs), []
+    waiting, running, ended_count = deque(jobs), [], 0
     limit = options.max_jobs or len(jobs)
     try:
         while waiting or running:
             while waiting and len(running) < limit:
                 run_job = waiting.popleft()
-                with maelab_importable():
-                    job = executor.submit(run_job)
-                log(f"  {run_job.label}: job {job.job_id} submitted")
-                running.append((job, run_job))
+                running.append((_submit(executor, run_job, [job for job, _ in running]), run_job))
+                log(f"  {run_job.label}: job {running[-1][0].job_id} submitted")
             ended = [(job, run_job) for job, run_job in running if job.done()]
             for job, run_job in ended:
                 running.remove((job, run_job))
-                yield _settle(job, run_job, log)
+                ended_count += 1
+                yield _settle(job, run_job, f"{ended_count} of {len(jobs)} jobs ended", log)
                 collect()
             if not ended:
                 time.sleep(options.poll_s)
     except KeyboardInterrupt:
         ids = ", ".join(str(job.job_id) for job, _ in running) or "none"
-        log(f"stopped waiting; the submitted jobs go on (ids {ids}): rerun the same command to wait for them")
+        fate = ("stopped with it (local jobs)" if options.local else "go on") + f" (ids {ids})"
+        log(f"stopped waiting; the running jobs {fate}: rerun the same command to resume and wait for them")
         raise
 
 
-def _settle(job: Any, run_job: RunJob, log: Callable[[str], None]) -> str:
+def _submit(executor: Any, run_job: RunJob, running: list[Any]) -> Any:
+    """One job submitted; a refusal (a partition that does not exist, say) is one UserError."""
+    try:
+        with maelab_importable():
+            return executor.submit(run_job)
+    except Exception as err:
+        ids = ", ".join(str(job.job_id) for job in running) or "none"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:300]
+        raise UserError(f"submitting the job of {run_job.label} failed ({reason}): check --partition, "
+                        f"--timeout-min and the other job options; the jobs already running go on (ids {ids}), "
+                        "and the same command, rerun, submits the rest") from None
+
+
+def _settle(job: Any, run_job: RunJob, progress: str, log: Callable[[str], None]) -> str:
     """The job's outcome; a job that ended without finishing or recording its run has that run marked failed."""
     try:
         outcome = job.result()
     except Exception as err:  # the job itself failed: killed, out of memory, timed out too often, no maelab...
         outcome = "failed"
-        run_dir = Path(run_job.out) / "runs" / run_job.variant / f"seed{run_job.seed}"
+        run_dir = run_dir_of(Path(run_job.out), run_job.variant, run_job.seed)
         if read_status(run_dir).get("status") not in ("done", "failed"):
             last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
             record_failure(run_dir, f"job {job.job_id} failed: {last}"[:300],
                            f"{err}\n\njob log: {job.paths.stderr}")
-    log(f"  {run_job.label}: {outcome} (job {job.job_id})")
+    log(f"  {run_job.label}: {outcome} (job {job.job_id}; {progress})")
     return str(outcome)
 
 
