@@ -184,11 +184,12 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--launcher", choices=("local", "submitit", "submitit-local"), default="local",
                    help="local: this process and its --workers (default); submitit: each run as a SLURM job; "
                    "submitit-local: the same jobs on this machine (submitit's LocalExecutor)")
-    g.add_argument("--partition", help="the SLURM partition")
-    g.add_argument("--timeout-min", type=int, help="each job's time limit in minutes (default 240); a job "
-                   "that reaches it is checkpointed and requeued, and resumes its run")
-    g.add_argument("--gpus-per-node", type=int, help="GPUs per job (default 0)")
-    g.add_argument("--cpus-per-task", type=int, help="CPU cores per job (also its torch threads unless --threads)")
-    g.add_argument("--mem-gb", type=float, help="memory per job in GB (default: the partition's)")
-    g.add_argument("--max-jobs", type=int, help="the most jobs in flight at once (default: all the runs)")
+    g.add_argument("--partition", metavar="P", help="the SLURM partition")
+    g.add_argument("--timeout-min", type=int, metavar="MINUTES", help="each job's time limit in minutes (default "
+                   "240); a job that reaches it is checkpointed and requeued, and resumes its run")
+    g.add_argument("--gpus-per-node", type=int, metavar="N", help="GPUs per job (default 0)")
+    g.add_argument("--cpus-per-task", type=int, metavar="N",
+                   help="CPU cores per job (also its torch threads unless --threads)")
+    g.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job in GB (default: the partition's)")
+    g.add_argument("--max-jobs", type=int, metavar="N", help="the most jobs in flight at once (default: all the runs)")
     g.add_argument("--executor-folder", metavar="DIR", help="the jobs' pickles and logs (default OUT/submitit)")
