@@ -215,3 +215,15 @@ def test_the_launcher_clears_an_ended_slurm_jobs_claim_and_does_not_resubmit_a_r
         assert launcher._held(plan, launcher.ClusterOptions(), lines.append) is held
         assert (plan.run_dir / CLAIM_NAME).exists() is held
     assert "baseline seed 0: held by SLURM job 55, not submitted" in lines[0]
+
+
+def test_the_slurm_jobs_sbatch_file_carries_the_options_and_the_timeout_signal(tmp_path, monkeypatch):
+    from maelab.ablate import launcher
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # "srun is here"
+    options = launcher.ClusterOptions(partition="gpu", timeout_min=90, gpus_per_node=1, cpus_per_task=8, mem_gb=32)
+    executor = launcher.make_executor(options, tmp_path / "jobs", "maelab-tiny")
+    sbatch = executor._executor._make_submission_file_text("python -u -m submitit.core._submit jobs", "uid")
+    for line in ("--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=32GB",
+                 "--job-name=maelab-tiny", "--nodes=1", "--ntasks-per-node=1", "--signal=USR2@90"):
+        assert f"#SBATCH {line}\n" in sbatch
