@@ -1,8 +1,9 @@
 import os
+import socket
 import subprocess
 import sys
 
-from maelab.ablate.claims import CLAIM_NAME, claimed, try_claim
+from maelab.ablate.claims import CLAIM_NAME, Holder, claimed, holder, is_stale, try_claim
 from maelab.ablate.results import read_results
 from maelab.cli import main
 from tests.ablate.conftest import write_suite
@@ -18,11 +19,25 @@ def test_a_live_claim_is_respected_and_a_dead_ones_is_taken_over(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert try_claim(run) and (run / CLAIM_NAME).read_text() == str(os.getpid())
+    assert try_claim(run) and holder(run) == Holder(os.getpid(), socket.gethostname())
     (run / CLAIM_NAME).unlink()
     with claimed(run) as mine:
         assert mine and (run / CLAIM_NAME).exists()
     assert not (run / CLAIM_NAME).exists()
+
+
+def test_a_claim_from_another_host_is_respected_unless_it_is_this_slurm_jobs_earlier_incarnation(tmp_path,
+                                                                                                 monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CLAIM_NAME).write_text("1 other-host 4242 0")  # pid 1 lives here, but that says nothing of other-host
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert is_stale(holder(run)) is None and not try_claim(run)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # another task of the same start of job 4242: it is respected
+    assert not try_claim(run)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued, job 4242 finds its killed first start's claim
+    assert try_claim(run) and holder(run) == Holder(os.getpid(), socket.gethostname(), "4242", 1)
 
 
 def test_two_workers_share_a_suite_and_run_each_run_once(tmp_path, capsys):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 from maelab.errors import UserError
 
 if TYPE_CHECKING:
+    from maelab.ablate.launcher import ClusterOptions
     from maelab.ablate.suite import Suite
 
 
@@ -22,6 +23,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers} is not valid: give at least 1")
+    args.cluster = cluster_options(args)  # checked before anything is written
     auto = args.seeds == "auto"
     seeds = None if auto or args.seeds is None else _seeds_number(args.seeds)
     if args.max_seeds is not None and not auto:
@@ -82,6 +84,8 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
     from maelab.engine.signals import RunInterrupted
 
     try:
+        if args.cluster is not None:
+            return _launch_stage(args, suite, out, command)
         workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
         if workers > 1:
             record_invocation(out, command)
@@ -95,6 +99,48 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
         print(f"maelab: {stopped}; or rerun `{command}` to resume the whole suite", file=sys.stderr)
         return False
     return True
+
+
+def _launch_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) -> bool:
+    """--launcher submitit(-local): the stage's runs as jobs; False when the launcher was stopped."""
+    from maelab.ablate.launcher import launch_suite
+
+    try:
+        counts = launch_suite(suite, Path(args.suite), out, args.cluster, command)
+    except KeyboardInterrupt:
+        return False
+    unfinished = {k: v for k, v in counts.items() if k != "done"}
+    if unfinished:
+        said = ", ".join(f"{v} {k}" for k, v in sorted(unfinished.items()))
+        print(f"maelab: jobs that did not finish their run: {said}; rerun `{command}` to try them again",
+              file=sys.stderr)
+    return True
+
+
+CLUSTER_OPTIONS = ("partition", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "max_jobs",
+                   "executor_folder")
+
+
+def cluster_options(args: argparse.Namespace) -> Optional[ClusterOptions]:
+    """The --launcher submitit options (None for the local workers); a UserError for options that do not fit."""
+    given = [name for name in CLUSTER_OPTIONS if getattr(args, name) is not None]
+    if args.launcher == "local":
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UserError(f"{flag} applies with --launcher submitit only: add --launcher submitit, or drop {flag}")
+        return None
+    if args.workers > 1 or args.worker:
+        raise UserError("--workers is for one machine; --launcher submitit runs one job per run: drop --workers "
+                        "(--max-jobs caps the jobs in flight)")
+    from maelab.ablate.launcher import ClusterOptions, check_launcher
+
+    values = {name: getattr(args, name) for name in given if name != "executor_folder"}
+    folder = Path(args.executor_folder) if args.executor_folder else None
+    local = args.launcher == "submitit-local"
+    options = ClusterOptions(local=local, folder=folder, threads=args.threads, poll_s=1.0 if local else 10.0,
+                             **values)
+    check_launcher(options)
+    return options
 
 
 def torch_threads(threads: int) -> None:
@@ -124,8 +170,26 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
                    help="runs in parallel, each in its own process (default 1); with --threads per worker")
     p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: cores / workers)")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers N's processes: N
+    add_cluster_arguments(p)
     p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("report", help="rebuild an ablation's report.md from its results.csv")
     p.add_argument("out", metavar="DIR", help="the --out folder of maelab ablate")
     p.add_argument("--no-figures", action="store_true", help="only the markdown (no PNGs)")
     p.set_defaults(func=cmd_report)
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """--launcher and the submitit options (submitit's own parameter names; docs/ablation.md)."""
+    g = p.add_argument_group("on a cluster (--launcher submitit: one SLURM job per run; docs/ablation.md)")
+    g.add_argument("--launcher", choices=("local", "submitit", "submitit-local"), default="local",
+                   help="local: this process and its --workers (default); submitit: each run as a SLURM job; "
+                   "submitit-local: the same jobs on this machine (submitit's LocalExecutor)")
+    g.add_argument("--partition", metavar="P", help="the SLURM partition")
+    g.add_argument("--timeout-min", type=int, metavar="MINUTES", help="each job's time limit in minutes (default "
+                   "240); a job that reaches it is checkpointed and requeued, and resumes its run")
+    g.add_argument("--gpus-per-node", type=int, metavar="N", help="GPUs per job (default 0)")
+    g.add_argument("--cpus-per-task", type=int, metavar="N",
+                   help="CPU cores per job (also its torch threads unless --threads)")
+    g.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job in GB (default: the partition's)")
+    g.add_argument("--max-jobs", type=int, metavar="N", help="the most jobs in flight at once (default: all the runs)")
+    g.add_argument("--executor-folder", metavar="DIR", help="the jobs' pickles and logs (default OUT/submitit)")

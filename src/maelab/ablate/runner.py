@@ -121,7 +121,24 @@ def collect_and_write(suite: Suite, out: Path) -> list[Row]:
     return rows
 
 
-def _run_or_record_failure(plan: Plan, suite: Suite, log: Callable[[str], None]) -> None:
+def run_planned(plan: Plan, suite: Suite, log: Callable[[str], None] = print) -> str:
+    """Claim and run one run (a cluster job's work): "done", "failed" (recorded), or "held" when another
+    process holds it; "done" at once when it had finished. Raises RunInterrupted when stopped by a signal."""
+    with claimed(plan.run_dir) as mine:
+        if not mine:
+            return "held"
+        if is_finished(plan):
+            return "done"
+        log(f"{plan.label}: {_stages(suite, plan)}")
+        return "done" if _run_or_record_failure(plan, suite, log) else "failed"
+
+
+def record_failure(run_dir: Path, error: str, details: str) -> None:
+    """Mark a run failed in its ablate.json (what results.csv and the report list; rerun to try it again)."""
+    write_status(run_dir, {**read_status(run_dir), "status": "failed", "error": error, "traceback": details})
+
+
+def _run_or_record_failure(plan: Plan, suite: Suite, log: Callable[[str], None]) -> bool:
     started = time.perf_counter()
     try:
         run_one(plan, suite)
@@ -129,11 +146,11 @@ def _run_or_record_failure(plan: Plan, suite: Suite, log: Callable[[str], None])
         raise
     except Exception as err:  # one run's failure is recorded and the suite goes on
         error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        write_status(plan.run_dir, {**read_status(plan.run_dir), "status": "failed", "error": error,
-                                    "traceback": traceback.format_exc()})
+        record_failure(plan.run_dir, error, traceback.format_exc())
         log(f"  {plan.label} FAILED: {error} (recorded; rerun the same command to try it again)")
-        return
+        return False
     log(f"  {plan.label} done in {_minutes(time.perf_counter() - started)}")
+    return True
 
 
 def run_one(plan: Plan, suite: Suite) -> None:

@@ -17,6 +17,13 @@ def worker_command(suite: Path, out: Path, seeds: int, threads: int, workers: in
             "--threads", str(threads), "--worker", str(workers)]
 
 
+def maelab_pythonpath() -> str:
+    """$PYTHONPATH with the folder holding this maelab package first, so that child processes (workers, cluster
+    jobs) import this checkout's code."""
+    src = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+
+
 def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
@@ -25,8 +32,7 @@ def run_workers(suite: Path, out: Path, seeds: int, workers: int, threads: Optio
     """Start ``workers`` worker processes and wait for them; SIGINT/SIGTERM are passed on (each worker saves its
     run's checkpoint and stops). Returns the first non-zero exit code, else 0."""
     threads = threads or default_threads(workers)
-    src = str(Path(__file__).resolve().parents[2])  # the folder holding the maelab package
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    env = {**os.environ, "PYTHONPATH": maelab_pythonpath()}
     procs = [subprocess.Popen(worker_command(suite, out, seeds, threads, workers), env=env) for _ in range(workers)]
 
     def forward(signum: int, _frame: object) -> None:
