@@ -82,6 +82,7 @@ def test_a_run_that_fails_in_its_job_is_recorded_and_the_other_runs_finish(tmp_p
     assert "1 to submit" in capsys.readouterr().out and submitted(out) == 3
 
 
+@pytest.mark.slow  # ~30 s of jobs; the two-stage plan itself is tested in test_seed_plan.py and the local path
 def test_seeds_auto_waits_for_the_pilots_jobs_then_submits_the_planned_seeds(suite_copy, monkeypatch, capsys):
     from maelab.ablate import seed_plan
 
