@@ -15,6 +15,7 @@
 #   finetune    the 15-minute fine-tune speedrun, for a machine without the 10-minute command limit
 # --data PART   first copy a staged part of CIFAR-10 (bench/gpu_stage_data.sh) into $STAGE_DIR
 #               (default /tmp/maelab_data), which becomes MAELAB_DATA_DIR once it exists
+# --tree-hash   print the hash of src/ and bench/ that env.txt records, and exit (to tell which code ran there)
 # --dry-run     the same stages on the CPU in seconds (micro model, synthetic images, CUDA-only parts skipped
 #               and said so): tests/bench/test_gpu_check.py runs it so that the script cannot rot.
 # Rerunnable: every speedrun writes into a fresh temporary folder; files under $OUT are replaced.
@@ -30,6 +31,11 @@
 #   bash bench/gpu_stage_data.sh .gpu_data ../shared/data               (CIFAR-10 in three < 64 MiB parts)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+tree_hash() {  # the code the check runs: src/ and bench/, file by file in a fixed order
+  find src bench -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.sh' \) | LC_ALL=C sort | xargs cat | sha1sum |
+    cut -c1-12
+}
+[ "${1:-}" = "--tree-hash" ] && { tree_hash; exit 0; }
 OUT="${OUT:-$PWD/gpu_out}"
 mkdir -p "$OUT"
 dry=0 part=""
@@ -74,7 +80,8 @@ try:
     import transformers as t; print('transformers', t.__version__)
 except ImportError: print('transformers: not installed (the HF rows are skipped)')"
   echo "MAELAB_DATA_DIR=${MAELAB_DATA_DIR:-unset} dry_run=$dry part=${part:-none} stages: ${stages[*]}"
-  git log --oneline -1 2>/dev/null
+  git log --oneline -1 2>/dev/null  # the device copy's .git can be older than its files: the tree hash says
+  echo "tree $(tree_hash) (bash bench/gpu_check.sh --tree-hash here gives the same for the same files)"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt" | tee -a "$LOG"
 

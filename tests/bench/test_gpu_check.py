@@ -34,6 +34,9 @@ def test_the_dry_run_stages_data_runs_every_stage_and_can_run_again(tmp_path):
     log = (out / "gpu_check.log").read_text()
     assert "compiled: skipped in a dry run" in log
     assert "dry_run=1" in (out / "env.txt").read_text()
+    tree = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--tree-hash"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert f"tree {tree} " in (out / "env.txt").read_text() and len(tree) == 12  # which code ran, whatever .git says
     again = gpu_check(out, stage_dir, "probe")  # a second call on the same machine: fresh run folders
     assert again.returncode == 0, again.stdout + again.stderr
     assert log in (out / "gpu_check.log").read_text() and "exit 0" in again.stdout
