@@ -5,10 +5,12 @@ merging and type checking are done by OmegaConf's structured configs; this
 module adds the value checks (``__post_init__``), a nearest-key suggestion for
 typos, and conversion of every OmegaConf error into one clear ``ConfigError``.
 
-The sections live in ``training.py`` (data, aug, model, mask, optim, train, gan) and ``evaluation.py`` (probe,
-knn, finetune, recon, eval); ``loading.py`` holds the whole :class:`Config` and ``load_config``.
+The sections live in ``data.py`` (data, aug), ``training.py`` (model, mask, optim, train, gan) and
+``evaluation.py`` (probe, knn, finetune, recon, eval); ``loading.py`` holds the whole :class:`Config` and
+``load_config``.
 """
 
+from maelab.config.data import CIFAR10_MD5, CIFAR10_URL, AugConfig, DataConfig
 from maelab.config.evaluation import (
     PROBE_LAYERS_HELP,
     EvalConfig,
@@ -28,11 +30,7 @@ from maelab.config.loading import (
     to_dict,
 )
 from maelab.config.training import (
-    CIFAR10_MD5,
-    CIFAR10_URL,
     GAN_LOSSES,
-    AugConfig,
-    DataConfig,
     GanConfig,
     MaskConfig,
     ModelConfig,

@@ -12,10 +12,9 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from maelab.config.data import AugConfig, DataConfig
 from maelab.config.evaluation import EvalConfig, FinetuneConfig, KnnConfig, ProbeConfig, ReconConfig
 from maelab.config.training import (
-    AugConfig,
-    DataConfig,
     GanConfig,
     MaskConfig,
     ModelConfig,
