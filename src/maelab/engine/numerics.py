@@ -89,13 +89,6 @@ class Updater:
         """The fp16 loss scale as a 0-d tensor (1.0 without a scaler): what an add-on's gradients are scaled by."""
         return self.scaler.scale(torch.ones((), device=device)) if self.scaler is not None else 1.0
 
-    def step(self, objective: Tensor, lr: float) -> Optional[Tensor]:
-        """Backpropagate ``objective`` (0-d) and step at ``lr``; returns whether the step was skipped (a 0-d
-        bool device tensor under ``train.on_nan=skip``, None otherwise)."""
-        self.zero_grad()
-        self.backward(objective)
-        return self.apply(lr, objective)
-
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -104,8 +97,9 @@ class Updater:
         (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
 
     def apply(self, lr: float, objective: Tensor) -> Optional[Tensor]:
-        """Step at ``lr`` with the gradients summed so far; ``objective``: the step's whole objective, which
-        ``train.on_nan=skip`` checks. Returns what :meth:`step` returns."""
+        """Step at ``lr`` with the gradients summed so far (:meth:`zero_grad`, then :meth:`backward` once per
+        micro-batch); ``objective``: the step's whole objective, which ``train.on_nan=skip`` checks. Returns whether
+        the step was skipped (a 0-d bool device tensor under ``train.on_nan=skip``, None otherwise)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return optimizer_step(self.optimizer, self.scaler, self.params, self.grad_clip, self.nan.guard(objective))

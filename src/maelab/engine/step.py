@@ -73,17 +73,22 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
             if start is not None:
                 generators.rewind(start)
             loss, objective, out = forward_objective(run, micro, ratio, generators, run.dist.shard.micro(i, k), addons)
-            run.updater.backward(objective / k)
+            run.updater.backward(objective if k == 1 else objective / k)
             losses.append(loss)
             objectives.append(objective)
-        skipped = run.updater.apply(lr, torch.stack(objectives).mean())
+        skipped = run.updater.apply(lr, mean_of(objectives))
     for addon in addons:  # with the GAN, accum_steps is 1 (the config refuses more): ``out`` is the whole batch's
         addon.after_step(out, skipped)
         if logs is not None:
             logs.update(run.dist.mean_dict(addon.step_logs()))
-    loss = run.dist.mean(torch.stack(losses).mean().detach())  # every rank logs and checks the same loss
+    loss = run.dist.mean(mean_of(losses).detach())  # every rank logs and checks the same loss
     run.nan.add(loss, skipped, run.step)
     return loss
+
+
+def mean_of(values: list[Tensor]) -> Tensor:
+    """The mean of 0-d tensors; one (no accumulation) is returned as it is: no extra kernels on the step's path."""
+    return values[0] if len(values) == 1 else torch.stack(values).mean()
 
 
 def forward_objective(run: Run, imgs_u8: Tensor, ratio: float | Tensor, generators: StepGenerators, shard: Shard,
