@@ -9,7 +9,9 @@
 #               (throughput.json, rewritten after each preset)
 #   smoke       the probe recipe's path end to end on synthetic images in seconds (pretrain with torch.compile,
 #               checkpoint, probe): a crash here is found before the long stage (smoke.json)
-#   compiled    vit_tiny_p4 pretraining with torch.compile on both sides (throughput_compiled.json)
+#   compiled    vit_tiny_p4 pretraining eager, with the whole step compiled (train.compile_scope=step) and with
+#               it replayed as CUDA graphs (train.compile_mode=reduce-overhead), against HF eager
+#               (throughput_compiled.json)
 #   probe       the probe speedrun on CIFAR-10, final layer and every block (speedrun_probe.json, and the
 #               pretraining's and probe's metrics.jsonl copied to $OUT)
 #   finetune    the 15-minute fine-tune speedrun, for a machine without the 10-minute command limit
@@ -22,7 +24,7 @@
 #
 # The plan on a lent GPU (device `run`; each call within 30 s of the last, so that the machine stays warm):
 #   carry [".gpu_data/1", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/1 throughput smoke   (~3 min)
-#   carry [".gpu_data/2", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/2 compiled           (~3 min)
+#   carry [".gpu_data/2", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/2 compiled           (~4 min)
 #   carry [".gpu_data/3", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/3 probe              (~6 min)
 # Prepared here, once, in the repo's root:
 #   echo /.whl/ >> .git/info/exclude; echo /.gpu_data/ >> .git/info/exclude
@@ -98,13 +100,13 @@ run_stage() {  # run_stage LIMIT_S COMMAND...: the command under a time limit, i
   local rc=${PIPESTATUS[0]}
   log "== $(date -u +%T) exit $rc"
 }
-throughput() {  # throughput JSON EXTRA...
-  local json=$1; shift
+throughput() {  # throughput JSON LIMIT_S EXTRA...
+  local json=$1 limit=$2; shift 2
   if [ "$dry" = 1 ]; then
     run_stage 120 "$PY" bench/throughput.py --device cpu --preset micro --batch 32 --rounds 1 --steps 1 \
       --warmup 1 --variants pretrain --hf-attn sdpa --json "$OUT/$json"
   else
-    run_stage 150 "$PY" bench/throughput.py --device cuda --batch 1024 --rounds 5 --steps 10 --warmup 3 \
+    run_stage "$limit" "$PY" bench/throughput.py --device cuda --batch 1024 --rounds 5 --steps 10 --warmup 3 \
       --hf-attn sdpa --json "$OUT/$json" "$@"
   fi
 }
@@ -120,10 +122,11 @@ speedrun() {  # speedrun NAME LIMIT_S ARGS...: a speedrun in a fresh folder; its
 
 for stage in "${stages[@]}"; do
   case "$stage" in
-    throughput) throughput throughput.json --preset keras vit_tiny_p4 --variants pretrain ;;
+    throughput) throughput throughput.json 150 --preset keras vit_tiny_p4 --variants pretrain ;;
     compiled)
       if [ "$dry" = 1 ]; then log "compiled: skipped in a dry run (torch.compile's CUDA figures only)"; continue; fi
-      throughput throughput_compiled.json --preset vit_tiny_p4 --variants pretrain --compile ;;
+      throughput throughput_compiled.json 200 --preset vit_tiny_p4 --variants pretrain whole-step \
+        whole-step-cudagraphs ;;
     smoke)
       speedrun smoke 150 --recipe probe --set data.name=synthetic data.synthetic_train=4096 \
         data.synthetic_test=1024 optim.epochs=2 optim.warmup_epochs=1 probe.epochs=2 probe.layers=all ;;

@@ -5,7 +5,8 @@ Usage: python bench/throughput.py [--device cpu|cuda] [--preset keras vit_tiny_p
                                   [--hf-attn sdpa eager] [--no-hf] [--compile] [--threads N] [--json out.json]
 
 Per preset, on synthetic images held on the device (uint8, 32 px, resized to the model's size in every step):
-maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain,
+maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain, compiled
+whole (``whole-step``: ``train.compile_scope=step``; ``whole-step-cudagraphs``: with mode reduce-overhead, CUDA only),
 on the CPU also built with PyTorch's ops instead of the CPU's fast paths (``torch-attn``: MAELAB_CPU_KERNELS=0),
 with ``aug.preset=seed5`` and with the GAN; feature extraction as the probe does it (frozen encoder, eval mode,
 no masking, ``eval.batch_size`` images a call); a fine-tuning step (the Classifier's ``classifier_step``); HF's
@@ -40,8 +41,9 @@ from timing import Contender, alternate, machine, matmul_peak, table  # noqa: E4
 
 from maelab.config import load_config  # noqa: E402
 from maelab.engine.device import autocast  # noqa: E402
+from maelab.engine.pretrain import step_function  # noqa: E402
 from maelab.engine.run import Run, build_run  # noqa: E402
-from maelab.engine.step import step_generators, train_step  # noqa: E402
+from maelab.engine.step import step_generators  # noqa: E402
 from maelab.eval.features import extract_features, prepare  # noqa: E402
 from maelab.eval.finetune import Classifier, classifier_step, finetune_optimizer, mix_batch  # noqa: E402
 from maelab.masking import draw_mask  # noqa: E402
@@ -51,7 +53,8 @@ from maelab.models.flops import classifier_flops, features_flops, mae_forward_fl
 from maelab.seeds import derive_seed  # noqa: E402
 
 RATIO = 0.75
-VARIANTS = ("pretrain", "torch-attn", "seed5", "gan", "features", "finetune")
+VARIANTS = ("pretrain", "torch-attn", "seed5", "gan", "features", "finetune", "whole-step", "whole-step-cudagraphs")
+WHOLE_STEP = ["train.compile=true", "train.compile_scope=step"]  # the whole step compiled (issue 16)
 
 
 def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str]) -> Run:
@@ -66,11 +69,13 @@ def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str])
 
 
 def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender:
-    """maelab's train_step on the first batch of the run's images, a fresh seed each call."""
+    """maelab's step (the one the run trains with: eager, or compiled whole) on the first batch of the run's
+    images, a fresh seed each call."""
     x = run.data.x_train[: run.cfg.optim.batch_size]
+    step = step_function(run)
 
     def fn(i: int) -> torch.Tensor:
-        return train_step(run, x, 1e-4, RATIO, step_generators(0, i, run.device))
+        return step(run, x, 1e-4, RATIO, step_generators(0, i, run.device))
 
     return Contender(name, fn, len(x), flops_per_image * len(x))
 
@@ -175,6 +180,13 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     if "torch-attn" in args.variants and run.device.type == "cpu":
         contenders.append(pretrain_contender("maelab pretrain, PyTorch's kernels", torch_kernels_run(args, preset, tmp),
                                              pre_flops))
+    if "whole-step" in args.variants:
+        contenders.append(pretrain_contender("maelab pretrain, whole step compiled",
+                                             make_run(args, preset, tmp, WHOLE_STEP), pre_flops))
+    if "whole-step-cudagraphs" in args.variants and run.device.type == "cuda":
+        contenders.append(pretrain_contender(
+            "maelab pretrain, whole step compiled, CUDA graphs",
+            make_run(args, preset, tmp, [*WHOLE_STEP, "train.compile_mode=reduce-overhead"]), pre_flops))
     if "seed5" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain seed5", make_run(args, preset, tmp, ["aug.preset=seed5"]),
                                              pre_flops))
@@ -217,7 +229,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="timed calls per contender and round")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS[:6]), choices=VARIANTS,
+                        help="default: all but whole-step*, whose inductor build takes minutes on the CPU")
     parser.add_argument("--hf-attn", nargs="+", default=["sdpa", "eager"], help="HF attention implementations")
     parser.add_argument("--no-hf", action="store_true")
     parser.add_argument("--precision", default="auto", help="train.precision: auto (bf16 on CUDA, fp32 on CPU)")

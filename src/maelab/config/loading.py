@@ -49,6 +49,22 @@ class Config:
             raise ConfigError(f"optim.accum_steps={self.optim.accum_steps} with gan.enabled=true is not supported "
                               "(the discriminator steps once per optimizer step, on one micro-batch's images): use "
                               "optim.accum_steps=1 with the GAN, or a larger optim.batch_size")
+        if self.train.compile and self.train.compile_scope == "step":
+            _check_whole_step(self)
+
+
+def _check_whole_step(cfg: Config) -> None:
+    """train.compile_scope=step compiles one plain step: the settings that add to it are refused by name."""
+    conflicts = [name for name, on in (
+        ("gan.enabled=true", cfg.gan.enabled),
+        (f"optim.accum_steps={cfg.optim.accum_steps}", cfg.optim.accum_steps > 1),
+        ("mask.per_sample=true", cfg.mask.per_sample),  # per-sample counts size the input on the host
+        ("train.precision=fp16", cfg.train.precision == "fp16"),  # the GradScaler decides on the host
+        ("train.on_nan=skip", cfg.train.on_nan == "skip"),  # it sets and deletes found_inf on the optimizer per step
+    ) if on]
+    if conflicts:
+        raise ConfigError(f"train.compile_scope=step compiles the plain step, without {', '.join(conflicts)}: "
+                          "drop those settings or use train.compile_scope=model")
 
 
 def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:

@@ -10,6 +10,7 @@ from maelab.errors import ConfigError
 from maelab.presets import PRESETS
 
 GAN_LOSSES = ("vanilla", "nonsat", "hinge", "lsgan")  # gan.loss: the formulas are in maelab.gan.losses
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile(mode=...)
 
 
 @dataclass
@@ -137,10 +138,17 @@ class TrainConfig:
 
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    compile: bool = False  # torch.compile the model (CUDA)
+    compile: bool = False  # torch.compile (CUDA; on the CPU inductor's C++ build takes minutes)
+    # what train.compile compiles: model (the MAE's forward, and its backward through AOT autograd) | step (the
+    # whole step: augmentation, mask, forward, loss, backward, clipping and the fused AdamW update, every random
+    # number drawn before it and the lr a device tensor; one process, no GAN, no accumulation: docs/performance.md)
+    compile_scope: str = "model"
     # torch.compile's backend: inductor (the default, generated kernels), aot_eager (the same graph capture and
     # autograd tracing, eager kernels: what the CPU tests compare with eager), cudagraphs, eager
     compile_backend: str = "inductor"
+    # torch.compile's mode (inductor only): default | reduce-overhead (CUDA graphs) | max-autotune |
+    # max-autotune-no-cudagraphs
+    compile_mode: str = "default"
     seed: int = 0
     log_every: int = 20  # steps between metrics lines (and host syncs)
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
@@ -169,6 +177,11 @@ class TrainConfig:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         _choice("train.compile_backend", self.compile_backend, ("inductor", "aot_eager", "cudagraphs", "eager"))
+        _choice("train.compile_scope", self.compile_scope, ("model", "step"))
+        _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
+        if self.compile_mode != "default" and self.compile_backend != "inductor":
+            raise ConfigError(f"train.compile_mode={self.compile_mode} is a mode of the inductor backend, not of "
+                              f"train.compile_backend={self.compile_backend}: drop one of the two")
         _choice("train.on_nan", self.on_nan, ("stop", "skip"))
         _positive("train.max_skipped_steps", self.max_skipped_steps, allow_zero=True)
         _positive("train.log_every", self.log_every)

@@ -1,4 +1,5 @@
-"""Batched augmentation on the device, with per-sample random parameters from a passed generator.
+"""Batched augmentation on the device, with per-sample random parameters from a passed generator (drawn by
+:mod:`maelab.data.augment_draws`).
 
 Every crop (and flip) is expressed as a per-sample affine map from the output image to a box of
 the input, and applied in ONE resampling (``affine_grid`` + ``grid_sample``, bilinear,
@@ -21,26 +22,22 @@ base preset's batch for the same generator state, and seed3 and seed5 share rota
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from maelab.config import AugConfig
+from maelab.data.augment_draws import (  # noqa: F401  (re-exported: the draws were part of this module)
+    SEED_OPS,
+    AugDraws,
+    Extras,
+    draw_augment,
+    draw_extras,
+    keras_boxes,
+    rrc_boxes,
+)
 from maelab.shard import WHOLE, Shard
 
-RATIO = (3 / 4, 4 / 3)  # aspect ratios of the random resized crop (torchvision's default)
-ATTEMPTS = 10  # boxes tried per sample before falling back to a centre crop (as torchvision)
-KERAS_RESIZE, KERAS_CROP = 52, 48  # Keras MAE example: resize to 52, random crop 48
-SEED_OPS = {  # the report's two settings: which extra ops each preset turns on
-    "seed3": ("rotation", "zoom", "contrast"),
-    "seed5": ("rotation", "zoom", "contrast", "brightness", "translation"),
-}
-EXTRA_DRAWS = ("rotation", "zoom", "tx", "ty", "contrast", "brightness")  # columns of the extras' draw, then p_*
 PADDING = {"reflect": "reflection", "zeros": "zeros", "border": "border"}  # aug.fill -> grid_sample padding_mode
 
 
@@ -73,23 +70,19 @@ def augment(imgs: Tensor, cfg: AugConfig, out_size: int, generator: torch.Genera
     """
     if cfg.preset == "none":
         return eval_transform(imgs, out_size)
-    if generator.device.type != imgs.device.type:
-        raise ValueError(f"the generator is on {generator.device} but the images are on {imgs.device}")
     _, h, w, _ = imgs.shape
-    n = shard.global_size(len(imgs))  # parameters are drawn for the global batch; this shard keeps its rows
-    base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
-    if base == "mae":
-        boxes = rrc_boxes(n, h, w, (cfg.crop_scale_min, cfg.crop_scale_max), generator, imgs.device)
-    elif base == "keras":
-        boxes = keras_boxes(n, h, w, out_size, generator, imgs.device)
-    else:
-        raise ValueError(f"unknown augmentation preset {cfg.preset!r}")
-    flip = torch.rand(n, generator=generator, device=imgs.device) < cfg.flip
-    boxes, flip = shard.rows(boxes), shard.rows(flip)
-    if cfg.preset not in SEED_OPS:
-        return resized_crop(to_float(imgs), boxes, flip, out_size)
-    params = draw_extras(n, cfg, SEED_OPS[cfg.preset], generator, imgs.device).rows(shard)
-    return apply_extras(to_float(imgs), boxes, flip, params, out_size, cfg.fill)
+    draws = draw_augment(len(imgs), h, w, cfg, out_size, generator, imgs.device, shard)
+    return apply_augment(imgs, draws, cfg, out_size)
+
+
+def apply_augment(imgs: Tensor, draws: AugDraws | None, cfg: AugConfig, out_size: int) -> Tensor:
+    """Augment ``imgs: [N, H, W, 3] uint8`` with parameters already drawn (:func:`draw_augment`; None: the preset
+    ``none``) -> ``[N, 3, out_size, out_size] float32`` in [0, 1]. No random number is drawn here."""
+    if draws is None:
+        return eval_transform(imgs, out_size)
+    if draws.extras is None:
+        return resized_crop(to_float(imgs), draws.boxes, draws.flip, out_size)
+    return apply_extras(to_float(imgs), draws.boxes, draws.flip, draws.extras, out_size, cfg.fill)
 
 
 def resized_crop(x: Tensor, boxes: Tensor, flip: Tensor, out_size: int) -> Tensor:
@@ -106,16 +99,17 @@ def resized_crop(x: Tensor, boxes: Tensor, flip: Tensor, out_size: int) -> Tenso
 def affine_grid(theta: Tensor, h: int, w: int) -> Tensor:
     """``F.affine_grid(theta, [N, C, h, w], align_corners=False)``, by broadcasting: ``[N, 2, 3]`` -> ``[N, h, w, 2]``.
 
-    Each grid coordinate is ``a * x + (b * y + c)`` over the pixel-centre coordinates; on CPU this is
-    2-3x faster than torch's batched matmul over a materialized base grid (same values to ~1e-6).
+    Each grid coordinate is ``a * x + (b * y + c)`` over the pixel-centre coordinates: the values maelab's
+    augmentation has always had (torch's differ by ~1e-7, which would change every run's batches slightly, and
+    with them the runs that a resume or a pinned ablation compares bit for bit). Stacked rather than written into
+    ``out=`` slices (2x faster on the CPU, 0.5 ms per 256 images) because torch.compile cannot trace ``out=``
+    slices (``train.compile_scope=step``).
     """
     xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
     ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
-    grid = torch.empty(theta.shape[0], h, w, 2, device=theta.device, dtype=theta.dtype)
-    for k in range(2):
-        row = theta[:, k]
-        torch.add((row[:, 0:1] * xs).unsqueeze(1), (row[:, 1:2] * ys + row[:, 2:3]).unsqueeze(2), out=grid[..., k])
-    return grid
+    coords = [(row[:, 0:1] * xs).unsqueeze(1) + (row[:, 1:2] * ys + row[:, 2:3]).unsqueeze(2)
+              for row in theta.unbind(1)]
+    return torch.stack(coords, dim=-1)
 
 
 def box_affine(boxes: Tensor, h: int, w: int, flip: Tensor) -> Tensor:
@@ -129,112 +123,6 @@ def box_affine(boxes: Tensor, h: int, w: int, flip: Tensor) -> Tensor:
     row_x = torch.stack([sign * bw / w, zero, 2 * (x0 + bw / 2) / w - 1], dim=1)
     row_y = torch.stack([zero, bh / h, 2 * (y0 + bh / 2) / h - 1], dim=1)
     return torch.stack([row_x, row_y], dim=1)
-
-
-def rrc_boxes(n: int, h: int, w: int, scale: tuple[float, float], generator: torch.Generator,
-              device: torch.device) -> Tensor:
-    """Random resized crop boxes, ``[n, 4]`` (x0, y0, bw, bh) in pixels, as torchvision draws them, batched.
-
-    Area fraction uniform in ``scale``, aspect ratio log-uniform in [3/4, 4/3]; the first of
-    ``ATTEMPTS`` draws that fits the image is used, else torchvision's centre-crop fallback.
-    """
-    def rand(*shape: int) -> Tensor:
-        return torch.rand(*shape, generator=generator, device=device, dtype=torch.float32)
-
-    area = scale[0] + (scale[1] - scale[0]) * rand(n, ATTEMPTS)
-    log_lo, log_hi = math.log(RATIO[0]), math.log(RATIO[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * rand(n, ATTEMPTS))
-    bw = torch.sqrt(area * h * w * aspect)
-    bh = torch.sqrt(area * h * w / aspect)
-    fits = (bw <= w) & (bh <= h)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first box that fits
-    bw, bh = bw.gather(1, first).squeeze(1), bh.gather(1, first).squeeze(1)
-    fw, fh = _fallback_size(h, w)
-    ok = fits.any(dim=1)
-    bw, bh = torch.where(ok, bw, torch.full_like(bw, fw)), torch.where(ok, bh, torch.full_like(bh, fh))
-    pos = torch.where(ok.unsqueeze(1), rand(n, 2), 0.5)  # the fallback box is centred
-    return torch.stack([pos[:, 0] * (w - bw), pos[:, 1] * (h - bh), bw, bh], dim=1)
-
-
-def _fallback_size(h: int, w: int) -> tuple[float, float]:
-    """torchvision's fallback: the largest centred box whose aspect ratio is within ``RATIO``."""
-    in_ratio = w / h
-    if in_ratio < RATIO[0]:
-        return float(w), w / RATIO[0]
-    if in_ratio > RATIO[1]:
-        return h * RATIO[1], float(h)
-    return float(w), float(h)
-
-
-def keras_boxes(n: int, h: int, w: int, out_size: int, generator: torch.Generator,
-                device: torch.device) -> Tensor:
-    """Boxes equal to "resize to R = round(out * 52 / 48), random crop out" (integer offsets in the resized image).
-
-    Returns ``[n, 4]`` (x0, y0, bw, bh) in pixels of the ``h x w`` input.
-    """
-    resized = round(out_size * KERAS_RESIZE / KERAS_CROP)
-    offsets = torch.randint(0, resized - out_size + 1, (n, 2), generator=generator, device=device).float()
-    bw, bh = w * out_size / resized, h * out_size / resized
-    return torch.stack([offsets[:, 0] * w / resized, offsets[:, 1] * h / resized,
-                        torch.full_like(offsets[:, 0], bw), torch.full_like(offsets[:, 0], bh)], dim=1)
-
-
-@dataclass
-class Extras:
-    """Per-sample parameters of the report's extra ops, each ``[N]`` float (identity values where an op is off).
-
-    ``angle`` radians, positive = counter-clockwise; ``zoom`` scale of the sampled region, > 1 zooms
-    out; ``tx``/``ty`` shift of the content as a fraction of the width/height, positive = right/down;
-    ``contrast`` factor (1 = unchanged) or None to skip the op; ``brightness`` delta in [0, 1] units
-    or None to skip the op.
-    """
-
-    angle: Tensor
-    zoom: Tensor
-    tx: Tensor
-    ty: Tensor
-    contrast: Optional[Tensor] = None
-    brightness: Optional[Tensor] = None
-
-    @staticmethod
-    def identity(n: int, device: torch.device | str = "cpu") -> Extras:
-        """No rotation, zoom 1, no shift, no colour change, for ``n`` samples."""
-        zero = torch.zeros(n, device=device)
-        return Extras(angle=zero, zoom=torch.ones(n, device=device), tx=zero, ty=zero)
-
-    def rows(self, shard: Shard) -> Extras:
-        """This shard's rows of parameters drawn for the global batch."""
-        return Extras(**{f.name: None if (v := getattr(self, f.name)) is None else shard.rows(v)
-                         for f in dataclasses.fields(self)})
-
-
-def draw_extras(n: int, cfg: AugConfig, ops: tuple[str, ...], generator: torch.Generator,
-                device: torch.device) -> Extras:
-    """Draw the extras for ``n`` samples with Keras' ranges; ops not in ``ops`` (or not applied) are the identity.
-
-    Always ONE ``[n, 11]`` uniform draw (six magnitudes, then five "is it applied" draws against
-    ``cfg.p_*``), whatever ``ops`` and the factors are: the generator ends in the same state, and
-    the presets share their draws.
-    """
-    u = torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
-    sym = 2 * u[:, :len(EXTRA_DRAWS)] - 1  # uniform in [-1, 1]
-    applied = u[:, len(EXTRA_DRAWS):]
-
-    def on(op: str, col: int) -> Tensor:  # [n] bool: the op is in the preset and drawn as applied
-        p = getattr(cfg, f"p_{op}") if op in ops else 0.0
-        return applied[:, col] < p
-
-    angle = torch.where(on("rotation", 0), sym[:, 0] * cfg.rotation * 2 * math.pi, 0.0)
-    zoom = torch.where(on("zoom", 1), 1 + sym[:, 1] * cfg.zoom, 1.0)
-    shift = on("translation", 2)
-    tx = torch.where(shift, sym[:, 2] * cfg.translation, 0.0)
-    ty = torch.where(shift, sym[:, 3] * cfg.translation, 0.0)
-    contrast = brightness = None
-    if "contrast" in ops and cfg.contrast > 0 and cfg.p_contrast > 0:
-        contrast = torch.where(on("contrast", 3), 1 + sym[:, 4] * cfg.contrast, 1.0)
-    if "brightness" in ops and cfg.brightness > 0 and cfg.p_brightness > 0:
-        brightness = torch.where(on("brightness", 4), sym[:, 5] * cfg.brightness, 0.0)
-    return Extras(angle, zoom, tx, ty, contrast, brightness)
 
 
 def apply_extras(x: Tensor, boxes: Tensor, flip: Tensor, params: Extras, out_size: int,

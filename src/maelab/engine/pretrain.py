@@ -15,6 +15,7 @@ from tqdm import tqdm
 from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import epoch_batches
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
+from maelab.engine.compiled_step import CompiledStep
 from maelab.engine.distributed import distributed
 from maelab.engine.kept import keeps_epoch, prune_kept
 from maelab.engine.loading import with_saved_data_source
@@ -30,6 +31,7 @@ from maelab.interop.init_from import with_init_from
 from maelab.run_layout import RunLayout
 from maelab.undefined import set_undefined
 
+StepFn = Callable[..., Tensor]  # (run, uint8 batch, lr, ratio, generators, logs) -> loss: train_step's signature
 ALL_SKIPPED = "no step of the epoch ended with a finite loss (each was skipped, train.on_nan=skip): no loss to average"
 
 
@@ -71,9 +73,10 @@ def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
 
 
 def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
-              stop: Optional[StopRequest] = None) -> Optional[dict[str, float]]:
+              stop: Optional[StopRequest] = None, step_fn: StepFn = train_step) -> Optional[dict[str, float]]:
     """Train the remaining steps of ``epoch``; returns the epoch's metrics, or None when ``stop`` was requested
-    before its last step (the run is then between two steps, ready for a checkpoint)."""
+    before its last step (the run is then between two steps, ready for a checkpoint). ``step_fn``: the eager step,
+    or the compiled one (:func:`step_function`)."""
     cfg = run.cfg
     batches = epoch_batches(len(run.data.x_train), run.rank_batch, cfg.train.seed, epoch, run.dist.rank,
                             run.dist.world_size, run.data.x_train.device)
@@ -89,7 +92,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
         generators = step_generators(cfg.train.seed, run.step, run.device)
         batch = run.data.x_train[batches[index]].to(run.device, non_blocking=True)  # a no-op unless memory-mapped
-        loss = train_step(run, batch, lr, ratio, generators, logs)
+        loss = step_fn(run, batch, lr, ratio, generators, logs)
         stats.add(loss)
         stats.add_logs(logs)
         run.step += 1
@@ -174,6 +177,14 @@ def write_checkpoints(run: Run, kept_epoch: Optional[int]) -> None:
         prune_kept(run.run_dir, run.cfg.train.keep_checkpoints, kept_epoch)
 
 
+def step_function(run: Run) -> StepFn:
+    """The step the run trains with, chosen once: :func:`train_step`, or with ``train.compile_scope=step`` the
+    whole step compiled (:class:`maelab.engine.compiled_step.CompiledStep`)."""
+    if run.cfg.train.compile and run.cfg.train.compile_scope == "step":
+        return CompiledStep(run)
+    return train_step
+
+
 def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     """The epoch loop from the run's current step to the end (or to train.stop_after_epochs); ``hooks`` add their
     fields to each epoch's record (on the main rank)."""
@@ -182,6 +193,7 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     if cfg.train.stop_after_epochs is not None:
         last_epoch = min(last_epoch, cfg.train.stop_after_epochs)
     main = run.dist.is_main  # only rank 0 writes files and shows progress
+    step_fn = step_function(run)
     logger = MetricsLogger(run.run_dir, open_sinks(run.run_dir, cfg)) if main else NullLogger()
     bar = None
     if cfg.train.progress and main:
@@ -191,7 +203,7 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
         with catch_stop_signals() as local_stop:
             stop = run.dist.synced(local_stop)  # every rank stops at the same step
             for epoch in range(run.step // run.steps_per_epoch, last_epoch):
-                record = run_epoch(run, epoch, logger, bar, stop)
+                record = run_epoch(run, epoch, logger, bar, stop, step_fn)
                 if record is not None:
                     for hook in hooks if main else ():
                         record.update(hook(run, epoch))

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from maelab.config import Config, persisted, to_dict
+from maelab.config import Config, TrainConfig, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
 from maelab.engine.addons import AddOn
@@ -121,7 +121,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     forward = dist.wrap(model)
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
-        forward=torch.compile(forward, backend=cfg.train.compile_backend) if cfg.train.compile else forward,
+        forward=model_forward(forward, cfg.train),
         updater=Updater(optimizer, scaler, model.parameters(), cfg.optim.grad_clip,
                         NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
         normalize=Normalizer(data.mean, data.std, device),
@@ -131,6 +131,15 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     if checkpoint is not None:
         restore(run, checkpoint)
     return run
+
+
+def model_forward(forward: torch.nn.Module, train: TrainConfig) -> Any:
+    """What a step calls: the model, or under ``train.compile_scope=model`` its forward under torch.compile (its
+    backward through AOT autograd). Under ``compile_scope=step`` the model stays as it is: the step is compiled."""
+    if not (train.compile and train.compile_scope == "model"):
+        return forward
+    mode = {} if train.compile_mode == "default" else {"mode": train.compile_mode}
+    return torch.compile(forward, backend=train.compile_backend, **mode)
 
 
 def checkpoint_state(run: Run) -> dict[str, Any]:

@@ -1,0 +1,173 @@
+"""The random parameters of a batch's augmentation, drawn from a passed generator (:mod:`maelab.data.augment`
+applies them).
+
+Apart from the warps so that a step can draw all its random numbers first and hand the compiled region only
+tensors (``train.compile_scope=step``): :func:`draw_augment` then :func:`maelab.data.augment.apply_augment` is
+exactly :func:`maelab.data.augment.augment`. Draw order: the base's (box, flip), then one ``[N, 11]`` uniform draw
+for the report's extras, whatever the preset and factors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from maelab.config import AugConfig
+from maelab.shard import WHOLE, Shard
+
+RATIO = (3 / 4, 4 / 3)  # aspect ratios of the random resized crop (torchvision's default)
+ATTEMPTS = 10  # boxes tried per sample before falling back to a centre crop (as torchvision)
+KERAS_RESIZE, KERAS_CROP = 52, 48  # Keras MAE example: resize to 52, random crop 48
+SEED_OPS = {  # the report's two settings: which extra ops each preset turns on
+    "seed3": ("rotation", "zoom", "contrast"),
+    "seed5": ("rotation", "zoom", "contrast", "brightness", "translation"),
+}
+EXTRA_DRAWS = ("rotation", "zoom", "tx", "ty", "contrast", "brightness")  # columns of the extras' draw, then p_*
+
+
+def rrc_boxes(n: int, h: int, w: int, scale: tuple[float, float], generator: torch.Generator,
+              device: torch.device) -> Tensor:
+    """Random resized crop boxes, ``[n, 4]`` (x0, y0, bw, bh) in pixels, as torchvision draws them, batched.
+
+    Area fraction uniform in ``scale``, aspect ratio log-uniform in [3/4, 4/3]; the first of
+    ``ATTEMPTS`` draws that fits the image is used, else torchvision's centre-crop fallback.
+    """
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(*shape, generator=generator, device=device, dtype=torch.float32)
+
+    area = scale[0] + (scale[1] - scale[0]) * rand(n, ATTEMPTS)
+    log_lo, log_hi = math.log(RATIO[0]), math.log(RATIO[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * rand(n, ATTEMPTS))
+    bw = torch.sqrt(area * h * w * aspect)
+    bh = torch.sqrt(area * h * w / aspect)
+    fits = (bw <= w) & (bh <= h)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first box that fits
+    bw, bh = bw.gather(1, first).squeeze(1), bh.gather(1, first).squeeze(1)
+    fw, fh = _fallback_size(h, w)
+    ok = fits.any(dim=1)
+    bw, bh = torch.where(ok, bw, torch.full_like(bw, fw)), torch.where(ok, bh, torch.full_like(bh, fh))
+    pos = torch.where(ok.unsqueeze(1), rand(n, 2), 0.5)  # the fallback box is centred
+    return torch.stack([pos[:, 0] * (w - bw), pos[:, 1] * (h - bh), bw, bh], dim=1)
+
+
+def _fallback_size(h: int, w: int) -> tuple[float, float]:
+    """torchvision's fallback: the largest centred box whose aspect ratio is within ``RATIO``."""
+    in_ratio = w / h
+    if in_ratio < RATIO[0]:
+        return float(w), w / RATIO[0]
+    if in_ratio > RATIO[1]:
+        return h * RATIO[1], float(h)
+    return float(w), float(h)
+
+
+def keras_boxes(n: int, h: int, w: int, out_size: int, generator: torch.Generator,
+                device: torch.device) -> Tensor:
+    """Boxes equal to "resize to R = round(out * 52 / 48), random crop out" (integer offsets in the resized image).
+
+    Returns ``[n, 4]`` (x0, y0, bw, bh) in pixels of the ``h x w`` input.
+    """
+    resized = round(out_size * KERAS_RESIZE / KERAS_CROP)
+    offsets = torch.randint(0, resized - out_size + 1, (n, 2), generator=generator, device=device).float()
+    bw, bh = w * out_size / resized, h * out_size / resized
+    return torch.stack([offsets[:, 0] * w / resized, offsets[:, 1] * h / resized,
+                        torch.full_like(offsets[:, 0], bw), torch.full_like(offsets[:, 0], bh)], dim=1)
+
+
+@dataclass
+class Extras:
+    """Per-sample parameters of the report's extra ops, each ``[N]`` float (identity values where an op is off).
+
+    ``angle`` radians, positive = counter-clockwise; ``zoom`` scale of the sampled region, > 1 zooms
+    out; ``tx``/``ty`` shift of the content as a fraction of the width/height, positive = right/down;
+    ``contrast`` factor (1 = unchanged) or None to skip the op; ``brightness`` delta in [0, 1] units
+    or None to skip the op.
+    """
+
+    angle: Tensor
+    zoom: Tensor
+    tx: Tensor
+    ty: Tensor
+    contrast: Optional[Tensor] = None
+    brightness: Optional[Tensor] = None
+
+    @staticmethod
+    def identity(n: int, device: torch.device | str = "cpu") -> Extras:
+        """No rotation, zoom 1, no shift, no colour change, for ``n`` samples."""
+        zero = torch.zeros(n, device=device)
+        return Extras(angle=zero, zoom=torch.ones(n, device=device), tx=zero, ty=zero)
+
+    def rows(self, shard: Shard) -> Extras:
+        """This shard's rows of parameters drawn for the global batch."""
+        return Extras(**{f.name: None if (v := getattr(self, f.name)) is None else shard.rows(v)
+                         for f in dataclasses.fields(self)})
+
+
+def draw_extras(n: int, cfg: AugConfig, ops: tuple[str, ...], generator: torch.Generator,
+                device: torch.device) -> Extras:
+    """Draw the extras for ``n`` samples with Keras' ranges; ops not in ``ops`` (or not applied) are the identity.
+
+    Always ONE ``[n, 11]`` uniform draw (six magnitudes, then five "is it applied" draws against
+    ``cfg.p_*``), whatever ``ops`` and the factors are: the generator ends in the same state, and
+    the presets share their draws.
+    """
+    u = torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
+    sym = 2 * u[:, :len(EXTRA_DRAWS)] - 1  # uniform in [-1, 1]
+    applied = u[:, len(EXTRA_DRAWS):]
+
+    def on(op: str, col: int) -> Tensor:  # [n] bool: the op is in the preset and drawn as applied
+        p = getattr(cfg, f"p_{op}") if op in ops else 0.0
+        return applied[:, col] < p
+
+    angle = torch.where(on("rotation", 0), sym[:, 0] * cfg.rotation * 2 * math.pi, 0.0)
+    zoom = torch.where(on("zoom", 1), 1 + sym[:, 1] * cfg.zoom, 1.0)
+    shift = on("translation", 2)
+    tx = torch.where(shift, sym[:, 2] * cfg.translation, 0.0)
+    ty = torch.where(shift, sym[:, 3] * cfg.translation, 0.0)
+    contrast = brightness = None
+    if "contrast" in ops and cfg.contrast > 0 and cfg.p_contrast > 0:
+        contrast = torch.where(on("contrast", 3), 1 + sym[:, 4] * cfg.contrast, 1.0)
+    if "brightness" in ops and cfg.brightness > 0 and cfg.p_brightness > 0:
+        brightness = torch.where(on("brightness", 4), sym[:, 5] * cfg.brightness, 0.0)
+    return Extras(angle, zoom, tx, ty, contrast, brightness)
+
+
+@dataclass
+class AugDraws:
+    """One batch's augmentation parameters (this shard's rows): ``boxes [N, 4]`` float32 (x0, y0, bw, bh) pixels of
+    the input, ``flip [N]`` bool, and the report's ``extras`` (None unless the preset is seed3/seed5)."""
+
+    boxes: Tensor
+    flip: Tensor
+    extras: Optional[Extras] = None
+
+
+def draw_augment(n: int, h: int, w: int, cfg: AugConfig, out_size: int, generator: torch.Generator,
+                 device: torch.device | str, shard: Shard = WHOLE) -> Optional[AugDraws]:
+    """Draw the parameters of ``cfg``'s augmentation for a local batch of ``n`` ``h x w`` images on ``device``:
+    drawn for the global batch (``shard``), this shard's rows returned. None for ``aug.preset=none`` (no draw).
+
+    Raises ValueError for an unknown preset or a generator on another device type than ``device``.
+    """
+    if cfg.preset == "none":
+        return None
+    device = torch.device(device)
+    if generator.device.type != device.type:
+        raise ValueError(f"the generator is on {generator.device} but the images are on {device}")
+    n = shard.global_size(n)  # parameters are drawn for the global batch; this shard keeps its rows
+    base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
+    if base == "mae":
+        boxes = rrc_boxes(n, h, w, (cfg.crop_scale_min, cfg.crop_scale_max), generator, device)
+    elif base == "keras":
+        boxes = keras_boxes(n, h, w, out_size, generator, device)
+    else:
+        raise ValueError(f"unknown augmentation preset {cfg.preset!r}")
+    flip = torch.rand(n, generator=generator, device=device) < cfg.flip
+    extras = None
+    if cfg.preset in SEED_OPS:
+        extras = draw_extras(n, cfg, SEED_OPS[cfg.preset], generator, device).rows(shard)
+    return AugDraws(shard.rows(boxes), shard.rows(flip), extras)
