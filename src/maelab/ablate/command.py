@@ -152,10 +152,15 @@ def torch_threads(threads: int) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """maelab report DIR: rebuild DIR/report.md and its figures from DIR/results.csv."""
+    """maelab report DIR...: rebuild each DIR/report.md and its figures from DIR/results.csv; with --page FILE, one
+    page of them all that opens with the answer table (docs/results.md)."""
     from maelab.ablate import build_report
+    from maelab.ablate.page import build_page
 
-    print(f"wrote {build_report(args.out, figures=not args.no_figures)}")
+    for out in args.out:
+        print(f"wrote {build_report(out, figures=not args.no_figures)}")
+    if args.page:
+        print(f"wrote {build_page(args.out, args.page, args.title)}")
     return 0
 
 
@@ -173,8 +178,12 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     add_cluster_arguments(p)
     p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("report", help="rebuild an ablation's report.md from its results.csv")
-    p.add_argument("out", metavar="DIR", help="the --out folder of maelab ablate")
+    p.add_argument("out", metavar="DIR", nargs="+", help="the --out folder of maelab ablate (one or more)")
     p.add_argument("--no-figures", action="store_true", help="only the markdown (no PNGs)")
+    p.add_argument("--page", metavar="FILE", help="also write one page of all the DIRs, opening with the table of "
+                   "every claim's verdict, their figures copied beside it (e.g. docs/results.md)")
+    p.add_argument("--title", default="Results: the report's claims, measured",
+                   help="the page's title (with --page)")
     p.set_defaults(func=cmd_report)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from maelab.ablate.environment import read_invocations
-from maelab.ablate.report_claims import claims_section, tested_interval
+from maelab.ablate.report_claims import answer_section, claims_section, tested_interval
 from maelab.ablate.report_epochs import epoch_figures, epochs_section
 from maelab.ablate.results import (
     FLOOR,
@@ -64,8 +64,8 @@ def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], 
            probe_protocols: Optional[dict[str, Any]] = None, seed_plan: Optional[dict[str, Any]] = None) -> str:
     """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are;
     ``seed_plan``: OUT/seed_plan.json when the seeds were chosen by ``--seeds auto``)."""
-    parts = [_header(spec, rows), plan_line(seed_plan), _probe_line(probe_protocols or {}), _headline(spec, rows),
-             _undefined(rows),
+    parts = [_header(spec, rows), answer_section(spec, rows, METRICS), plan_line(seed_plan),
+             _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
              _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell),
              epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), _took_effect(spec, rows),
              _figures(figures), _failures(rows), _provenance(invocations)]

@@ -93,6 +93,34 @@ def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
     return "\n".join(lines + ["", _pairing(judged, metrics)])
 
 
+def answer_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[str, int]]) -> str:
+    """The table a report opens with: each claim, the report's figures, maelab's interval, the verdict and the
+    smallest effect the seeds could have seen (the details follow in :func:`claims_section`)."""
+    if not spec.claims:
+        return ""
+    return "\n".join(["## The answer", "",
+                      "Each of the report's claims on this suite, judged by the 95% interval of (variant − reference) "
+                      "(paired over seeds where they pair); the last column is the smallest difference these seeds "
+                      "could have seen at 80% power. The claims section below gives the rule and the details.", "",
+                      ANSWER_HEAD, "| --- | --- | --- | --- | --- |", *answer_rows(spec, rows, metrics)])
+
+
+ANSWER_HEAD = "| claim | report's figures | maelab: Δ [95% CI] | verdict | smallest effect seen at 80% power |"
+
+
+def answer_rows(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[str, int]]) -> list[str]:
+    """One markdown row of :data:`ANSWER_HEAD` per claim of ``spec``."""
+    out = []
+    for claim in spec.claims:
+        j = judge(claim, spec, rows)
+        label, dec = metrics.get(claim.metric, (claim.metric, 3))
+        mde = mde_cell(j, dec)
+        out.append(f"| {claim.text} ({claim.variant} vs {j.reference}, {label}) | {report_figures(claim)} | "
+                   f"{tested_interval(j.comparison, dec)} | **{j.verdict}** | "
+                   f"{mde + unit(claim.metric) if j.mde is not None else mde} |")
+    return out
+
+
 def _pairing(judged: list[Judged], metrics: dict[str, tuple[str, int]]) -> str:
     """Both intervals of each claim, and the correlation across seeds that makes pairing pay (or not)."""
     lines = ["### Pairing: does it pay?", "",

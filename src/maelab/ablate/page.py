@@ -1,0 +1,73 @@
+"""One results page from several ablations (``maelab report DIR... --page FILE``; docs/results.md is one): the
+answer table over every suite's claims first, then each suite's report.md with its figures copied beside the page.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from maelab.ablate.report import METRICS, REPORT_NAME
+from maelab.ablate.report_claims import ANSWER_HEAD, answer_rows
+from maelab.ablate.results import RESULTS_NAME, read_results
+from maelab.ablate.runner import saved_suite
+from maelab.atomic import write_text_atomic
+from maelab.errors import UserError
+
+MARK = "<!-- written by `maelab report --page`: edit the suites or the code, then rewrite it -->"
+FIGURE_LINK = re.compile(r"\]\(figures/([^)]+)\)")
+
+
+def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
+    """Write ``page`` (markdown) from the ablation folders ``dirs``, each with its report.md written; their figures
+    go to ``<page's folder>/<page's stem>/<suite name>/``. Returns the page's path.
+
+    Raises UserError when ``page`` exists and was not written by this function (nothing is overwritten), when a
+    folder has no report.md, or when two folders hold suites of the same name.
+    """
+    page = Path(page)
+    if page.exists() and not page.read_text(errors="replace").startswith(MARK):
+        raise UserError(f"--page {page} exists and was not written by `maelab report --page`: move it away or "
+                        "give another path (nothing was written)")
+    suites = [(saved_suite(Path(d)), Path(d)) for d in dirs]
+    names = [spec.name for spec, _ in suites]
+    if len(set(names)) < len(names):
+        raise UserError(f"two of the folders hold suites of the same name ({', '.join(names)}): their figures "
+                        "would share a folder; give each suite once")
+    for _, d in suites:
+        if not (d / REPORT_NAME).is_file():
+            raise UserError(f"{d} has no {REPORT_NAME}: run `maelab report {d}` first")
+    answer = [ANSWER_HEAD.replace("| claim |", "| suite | claim |", 1), "| --- | --- | --- | --- | --- | --- |"]
+    sections = []
+    for spec, d in suites:
+        answer += [f"| {spec.name} {row}" for row in answer_rows(spec, read_results(d / RESULTS_NAME), METRICS)]
+        sections.append(_section(d, page, spec.name))
+    head = [MARK, f"# {title}", "",
+            "Every claim of the report on every suite below, judged by the 95% interval of (variant − reference), "
+            "paired over seeds where they pair; the last column is the smallest difference the seeds run could "
+            "have seen at 80% power. Each suite's own report follows, with the rule, the details and the figures.",
+            "", *answer]
+    return write_text_atomic(page, "\n\n".join(["\n".join(head), *sections]) + "\n")
+
+
+def _section(folder: Path, page: Path, suite: str) -> str:
+    """``folder``'s report.md one heading level down, its figures copied beside ``page`` and its links moved."""
+    figures = Path(page.stem) / suite
+    text = (folder / REPORT_NAME).read_text()
+    for name in FIGURE_LINK.findall(text):
+        target = page.parent / figures / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (folder / "figures" / name).is_file():  # a report rebuilt with --no-figures may link older ones
+            shutil.copyfile(folder / "figures" / name, target)
+    text = FIGURE_LINK.sub(lambda m: f"]({figures.as_posix()}/{m.group(1)})", text)
+    return "\n".join(_demoted(text.strip().splitlines()))
+
+
+def _demoted(lines: list[str]) -> list[str]:
+    """Markdown headings one level down (``#`` -> ``##``), leaving fenced code blocks as they are."""
+    out, fenced = [], False
+    for line in lines:
+        fenced ^= line.startswith("```")
+        out.append("#" + line if not fenced and re.match(r"#+ ", line) else line)
+    return out

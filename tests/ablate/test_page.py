@@ -1,0 +1,72 @@
+"""maelab report DIR... --page FILE: one page that opens with every claim's verdict, then each suite's report."""
+
+import re
+import shutil
+
+import yaml
+
+from maelab.ablate.judge import judge
+from maelab.ablate.page import MARK
+from maelab.ablate.results import read_results
+from maelab.ablate.runner import saved_suite
+from maelab.cli import main
+
+
+def second_suite(out, tmp_path):
+    """The finished tiny suite under another name: a second ablation folder."""
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    saved = yaml.safe_load((other / "suite.yaml").read_text())
+    (other / "suite.yaml").write_text(yaml.safe_dump({**saved, "name": "tiny_again"}))
+    return other
+
+
+def test_a_report_opens_with_the_answer_table_of_its_claims(suite_copy):
+    _, out = suite_copy
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    answer = text.split("## The answer")[1].split("\n## ")[0]
+    assert text.index("## The answer") < text.index("## Results (mean ± std over seeds)")
+    spec, rows = saved_suite(out), read_results(out / "results.csv")
+    for claim in spec.claims:
+        assert f"| {claim.text} (" in answer and f"**{judge(claim, spec, rows).verdict}**" in answer
+
+
+def test_the_page_opens_with_every_suites_claims_then_each_report_with_its_figures(suite_copy, tmp_path, capsys):
+    _, out = suite_copy
+    other = second_suite(out, tmp_path)
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    assert main(["report", str(out), str(other), "--page", str(page), "--title", "What holds"]) == 0
+    assert f"wrote {page}" in capsys.readouterr().out
+    text = page.read_text()
+    assert text.startswith(MARK + "\n# What holds")
+    first_table = text.split("| suite | claim |")[1].split("\n\n")[0]
+    verdicts = re.findall(r"^\| (tiny|tiny_again) \|.*\*\*(held|not held|inconclusive)\*\*", first_table, re.M)
+    assert len(verdicts) == 4  # two claims of each suite
+    assert text.index("| suite | claim |") < text.index("## Ablation: tiny")  # the reports follow, a level down
+    assert "\n# Ablation" not in text
+    links = re.findall(r"\]\((results/[^)]+\.png)\)", text)
+    assert {link.split("/")[1] for link in links} == {"tiny", "tiny_again"}
+    assert all((page.parent / link).is_file() for link in links)
+
+
+def test_the_page_is_rewritten_but_a_file_it_did_not_write_is_never_overwritten(suite_copy, tmp_path, capsys):
+    _, out = suite_copy
+    page = tmp_path / "results.md"
+    assert main(["report", str(out), "--page", str(page), "--no-figures"]) == 0
+    assert main(["report", str(out), "--page", str(page), "--no-figures"]) == 0  # its own page: rewritten
+    page.write_text("# notes by hand\n")
+    capsys.readouterr()
+    assert main(["report", str(out), "--page", str(page), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was not written by `maelab report --page`" in err
+    assert page.read_text() == "# notes by hand\n"
+
+
+def test_two_folders_of_the_same_suite_are_refused_on_one_page(suite_copy, tmp_path, capsys):
+    _, out = suite_copy
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["report", str(out), str(copy), "--page", str(tmp_path / "p.md"), "--no-figures"]) == 2
+    assert "same name" in capsys.readouterr().err and not (tmp_path / "p.md").exists()
