@@ -111,3 +111,9 @@ def test_the_whole_step_under_torchrun_is_refused_naming_the_scope_that_works(tm
     run.dist = Dist(rank=0, world_size=2)  # what build_run gives each of two torchrun ranks
     with pytest.raises(UserError, match="train.compile_scope=model"):
         step_function(run)
+
+
+def test_a_compile_scope_or_mode_without_train_compile_is_refused_not_ignored(tiny):
+    for setting in ("train.compile_scope=step", "train.compile_mode=reduce-overhead"):
+        with pytest.raises(UserError, match="has no effect without train.compile=true"):
+            load_config(None, [*tiny, setting])

@@ -179,6 +179,11 @@ class TrainConfig:
         _choice("train.compile_backend", self.compile_backend, ("inductor", "aot_eager", "cudagraphs", "eager"))
         _choice("train.compile_scope", self.compile_scope, ("model", "step"))
         _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
+        for key, value, default in (("compile_scope", self.compile_scope, "model"),
+                                    ("compile_mode", self.compile_mode, "default")):
+            if value != default and not self.compile:
+                raise ConfigError(f"train.{key}={value} has no effect without train.compile=true: add it, or drop "
+                                  f"train.{key}")
         if self.compile_mode != "default" and self.compile_backend != "inductor":
             raise ConfigError(f"train.compile_mode={self.compile_mode} is a mode of the inductor backend, not of "
                               f"train.compile_backend={self.compile_backend}: drop one of the two")
