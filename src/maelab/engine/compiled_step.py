@@ -51,6 +51,7 @@ class CompiledStep:
         for group in run.optimizer.param_groups:
             group["lr"] = self.lr
         mode = run.cfg.train.compile_mode
+        self.cuda_graphs = mode in ("reduce-overhead", "max-autotune") and run.device.type == "cuda"
         self.update: Callable[..., Tensor] = torch.compile(
             self.eager_update, backend=run.cfg.train.compile_backend, **({} if mode == "default" else {"mode": mode}))
 
@@ -66,6 +67,8 @@ class CompiledStep:
         keep = num_visible(spec.num_patches, float(ratio))
         self.lr.fill_(lr)
         run.updater.zero_grad()
+        if self.cuda_graphs:  # a new iteration: the last step's graph outputs (read by now) may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with dynamo_config.patch(trace_autograd_ops=True):
             loss, skipped = self.update(run, imgs_u8, draws, noise, keep)
         run.nan.add(loss, skipped, run.step)
