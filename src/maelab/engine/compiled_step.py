@@ -70,21 +70,20 @@ class CompiledStep:
         if self.cuda_graphs:  # a new iteration: the last step's graph outputs (read by now) may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         with dynamo_config.patch(trace_autograd_ops=True):
-            loss, skipped = self.update(run, imgs_u8, draws, noise, keep)
-        run.nan.add(loss, skipped, run.step)
+            loss = self.update(run, imgs_u8, draws, noise, keep)
+        run.nan.add(loss, None, run.step)  # train.on_nan=stop (skip is refused): remembered, checked at a sync
         return loss
 
     @staticmethod
     def eager_update(run: Any, imgs_u8: Tensor, draws: Optional[AugDraws], noise: Tensor,
-                     keep: int) -> tuple[Tensor, Optional[Tensor]]:
+                     keep: int) -> Tensor:
         """What is compiled: augment with ``draws``, normalise, mask with ``noise`` [B, L] keeping ``keep``
-        patches, forward and loss (in autocast), backward, clip and step. Returns (the loss, detached; None: no
-        step is skipped under ``train.on_nan=stop``)."""
+        patches, forward and loss (in autocast), backward, clip and step. Returns the loss (0-d, detached)."""
         imgs = run.normalize(apply_augment(imgs_u8, draws, run.cfg.aug, run.model.spec.img_size))
         mask = mask_from_noise(noise, keep)
         with autocast(run.device, run.precision):
             loss, _ = run.forward(imgs, mask)
         value = loss.detach()  # the graph must not return a tensor whose backward it consumed
         loss.backward()
-        skipped = optimizer_step(run.optimizer, None, run.updater.params, run.updater.grad_clip)
-        return value, skipped
+        optimizer_step(run.optimizer, None, run.updater.params, run.updater.grad_clip)
+        return value
