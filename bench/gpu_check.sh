@@ -18,8 +18,9 @@
 # --data PART   first copy a staged part of CIFAR-10 (bench/gpu_stage_data.sh) into $STAGE_DIR
 #               (default /tmp/maelab_data), which becomes MAELAB_DATA_DIR once it exists
 # --tree-hash   print the hash of src/ and bench/ that env.txt records, and exit (to tell which code ran there)
-# --dry-run     the same stages on the CPU in seconds (micro model, synthetic images, CUDA-only parts skipped
-#               and said so): tests/bench/test_gpu_check.py runs it so that the script cannot rot.
+# --dry-run     the same stages on the CPU in seconds (micro model, synthetic images; the compiled stage's whole
+#               step traced by aot_eager instead of built by inductor, its CUDA-graph row skipped):
+#               tests/bench/test_gpu_check.py runs it so that the script cannot rot.
 # Rerunnable: every speedrun writes into a fresh temporary folder; files under $OUT are replaced.
 #
 # The plan on a lent GPU (device `run`; each call within 30 s of the last, so that the machine stays warm):
@@ -103,8 +104,11 @@ run_stage() {  # run_stage LIMIT_S COMMAND...: the command under a time limit, i
 throughput() {  # throughput JSON LIMIT_S EXTRA...
   local json=$1 limit=$2; shift 2
   if [ "$dry" = 1 ]; then
+    local extra=(--variants pretrain)  # the stage's own arguments are the GPU's; the dry run keeps to micro
+    # the compiled stage's whole step, traced by aot_eager: its path on the CPU in seconds
+    [ "$json" = throughput_compiled.json ] && extra=(--variants pretrain whole-step --compile-backend aot_eager)
     run_stage 120 "$PY" bench/throughput.py --device cpu --preset micro --batch 32 --rounds 1 --steps 1 \
-      --warmup 1 --variants pretrain --hf-attn sdpa --json "$OUT/$json"
+      --warmup 1 --hf-attn sdpa --json "$OUT/$json" "${extra[@]}"
   else
     run_stage "$limit" "$PY" bench/throughput.py --device cuda --batch 1024 --rounds 5 --steps 10 --warmup 3 \
       --hf-attn sdpa --json "$OUT/$json" "$@"
@@ -124,7 +128,6 @@ for stage in "${stages[@]}"; do
   case "$stage" in
     throughput) throughput throughput.json 150 --preset keras vit_tiny_p4 --variants pretrain ;;
     compiled)
-      if [ "$dry" = 1 ]; then log "compiled: skipped in a dry run (torch.compile's CUDA figures only)"; continue; fi
       throughput throughput_compiled.json 200 --preset vit_tiny_p4 --variants pretrain whole-step \
         whole-step-cudagraphs ;;
     smoke)

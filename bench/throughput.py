@@ -54,7 +54,7 @@ from maelab.seeds import derive_seed  # noqa: E402
 
 RATIO = 0.75
 VARIANTS = ("pretrain", "torch-attn", "seed5", "gan", "features", "finetune", "whole-step", "whole-step-cudagraphs")
-WHOLE_STEP = ["train.compile=true", "train.compile_scope=step"]  # the whole step compiled (issue 16)
+WHOLE_STEP = ["train.compile=true", "train.compile_scope=step"]  # the whole step compiled (issue 16), + backend
 
 
 def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str]) -> Run:
@@ -66,6 +66,11 @@ def make_run(args: argparse.Namespace, preset: str, tmp: Path, extra: list[str])
         f"train.compile={str(args.compile).lower()}", *extra,
     ])
     return build_run(cfg, tmp / "_".join([preset, *extra]).replace("=", "-"))
+
+
+def whole_step(args: argparse.Namespace) -> list[str]:
+    """The overrides of the whole-step rows: the step compiled whole, with ``--compile-backend``."""
+    return [*WHOLE_STEP, f"train.compile_backend={args.compile_backend}"]
 
 
 def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender:
@@ -182,11 +187,11 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
                                              pre_flops))
     if "whole-step" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain, whole step compiled",
-                                             make_run(args, preset, tmp, WHOLE_STEP), pre_flops))
+                                             make_run(args, preset, tmp, whole_step(args)), pre_flops))
     if "whole-step-cudagraphs" in args.variants and run.device.type == "cuda":
         contenders.append(pretrain_contender(
             "maelab pretrain, whole step compiled, CUDA graphs",
-            make_run(args, preset, tmp, [*WHOLE_STEP, "train.compile_mode=reduce-overhead"]), pre_flops))
+            make_run(args, preset, tmp, [*whole_step(args), "train.compile_mode=reduce-overhead"]), pre_flops))
     if "seed5" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain seed5", make_run(args, preset, tmp, ["aug.preset=seed5"]),
                                              pre_flops))
@@ -235,6 +240,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--no-hf", action="store_true")
     parser.add_argument("--precision", default="auto", help="train.precision: auto (bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile maelab's model and HF's")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="train.compile_backend of the whole-step rows (aot_eager: the CPU check of the path)")
     parser.add_argument("--peak-size", type=int, help="matmul side for the peak (default 2048 CPU, 8192 CUDA)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",

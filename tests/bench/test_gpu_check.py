@@ -31,8 +31,10 @@ def test_the_dry_run_stages_data_runs_every_stage_and_can_run_again(tmp_path):
         assert record["recipe"] == "probe" and 0 <= record["top1"] <= 100
         assert record["best"]["name"]  # probe.layers=all: the best block is recorded beside the final layer
         assert (out / f"{name}_probe_metrics.jsonl").read_text().count('"kind": "epoch"') >= 1
+    compiled = json.loads((out / "throughput_compiled.json").read_text())["presets"]["micro"]["rows"]
+    assert [row["name"] for row in compiled][:2] == ["maelab pretrain", "maelab pretrain, whole step compiled"]
+    assert all(row["img_per_s"] > 0 for row in compiled)
     log = (out / "gpu_check.log").read_text()
-    assert "compiled: skipped in a dry run" in log
     assert "dry_run=1" in (out / "env.txt").read_text()
     tree = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--tree-hash"], capture_output=True,
                           text=True, check=True).stdout.strip()
