@@ -15,7 +15,6 @@ from tqdm import tqdm
 from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import epoch_batches
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
-from maelab.engine.compiled_step import CompiledStep
 from maelab.engine.distributed import distributed
 from maelab.engine.kept import keeps_epoch, prune_kept
 from maelab.engine.loading import with_saved_data_source
@@ -181,6 +180,10 @@ def step_function(run: Run) -> StepFn:
     """The step the run trains with, chosen once: :func:`train_step`, or with ``train.compile_scope=step`` the
     whole step compiled (:class:`maelab.engine.compiled_step.CompiledStep`)."""
     if run.cfg.train.compile and run.cfg.train.compile_scope == "step":
+        # imported here: torch._dynamo (and with it inductor) costs 1.4 s to import, and a SIGTERM to one torchrun
+        # rank then hung the other in 2 of 5 tries (tests/engine/test_distributed.py); eager runs never load it
+        from maelab.engine.compiled_step import CompiledStep
+
         return CompiledStep(run)
     return train_step
 
