@@ -66,6 +66,7 @@ def test_rerunning_the_command_submits_nothing_that_is_done(launched, capsys):
     assert submitted(out) == 4 and (out / "results.csv").read_text() == before
 
 
+@pytest.mark.slow  # ~14 s of jobs; a job that dies is recorded as failed in the default suite (below)
 def test_a_run_that_fails_in_its_job_is_recorded_and_the_other_runs_finish(tmp_path, capsys):
     broken = {"overrides": ["data.name=folder", f"data.root={tmp_path / 'no_such_images'}"]}
     path = write_suite(tmp_path / "suite", seeds=1, variants={"baseline": {}, "broken": broken}, claims=[])
