@@ -58,7 +58,9 @@ def test_the_page_is_rewritten_but_a_file_it_did_not_write_is_never_overwritten(
     assert main(["report", str(out), "--page", str(page), "--no-figures"]) == 0  # its own page: rewritten
     page.write_text("# notes by hand\n")
     capsys.readouterr()
+    (out / "report.md").unlink()
     assert main(["report", str(out), "--page", str(page), "--no-figures"]) == 2
+    assert not (out / "report.md").exists()  # refused before anything was written
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "was not written by `maelab report --page`" in err
     assert page.read_text() == "# notes by hand\n"

@@ -155,8 +155,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     """maelab report DIR...: rebuild each DIR/report.md and its figures from DIR/results.csv; with --page FILE, one
     page of them all that opens with the answer table (docs/results.md)."""
     from maelab.ablate import build_report
-    from maelab.ablate.page import build_page
+    from maelab.ablate.page import build_page, check_page
 
+    if args.page:
+        check_page(args.page)  # before any report is rebuilt: a refused page leaves every file as it was
     for out in args.out:
         print(f"wrote {build_report(out, figures=not args.no_figures)}")
     if args.page:

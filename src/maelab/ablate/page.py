@@ -27,9 +27,7 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
     folder has no report.md, or when two folders hold suites of the same name.
     """
     page = Path(page)
-    if page.exists() and not page.read_text(errors="replace").startswith(MARK):
-        raise UserError(f"--page {page} exists and was not written by `maelab report --page`: move it away or "
-                        "give another path (nothing was written)")
+    check_page(page)
     suites = [(saved_suite(Path(d)), Path(d)) for d in dirs]
     names = [spec.name for spec, _ in suites]
     if len(set(names)) < len(names):
@@ -49,6 +47,14 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
             "have seen at 80% power. Each suite's own report follows, with the rule, the details and the figures.",
             "", *answer]
     return write_text_atomic(page, "\n\n".join(["\n".join(head), *sections]) + "\n")
+
+
+def check_page(page: str | Path) -> None:
+    """Raise UserError when ``page`` exists and was not written by :func:`build_page` (it is never overwritten)."""
+    page = Path(page)
+    if page.exists() and not page.read_text(errors="replace").startswith(MARK):
+        raise UserError(f"--page {page} exists and was not written by `maelab report --page`: move it away or "
+                        "give another path (nothing was written)")
 
 
 def _section(folder: Path, page: Path, suite: str) -> str:
