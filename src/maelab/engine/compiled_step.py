@@ -29,7 +29,7 @@ import torch._dynamo.config as dynamo_config
 from torch import Tensor
 
 from maelab.data.augment import AugDraws, apply_augment, draw_augment
-from maelab.engine.device import autocast
+from maelab.engine.device import autocast, compile_options
 from maelab.engine.numerics import optimizer_step
 from maelab.engine.step import StepGenerators
 from maelab.errors import ConfigError
@@ -52,8 +52,7 @@ class CompiledStep:
             group["lr"] = self.lr
         mode = run.cfg.train.compile_mode
         self.cuda_graphs = mode in ("reduce-overhead", "max-autotune") and run.device.type == "cuda"
-        self.update: Callable[..., Tensor] = torch.compile(
-            self.eager_update, backend=run.cfg.train.compile_backend, **({} if mode == "default" else {"mode": mode}))
+        self.update: Callable[..., Tensor] = torch.compile(self.eager_update, **compile_options(run.cfg.train))
 
     def __call__(self, run: Any, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,
                  logs: Optional[dict[str, Tensor]] = None) -> Tensor:

@@ -6,6 +6,7 @@ import contextlib
 
 import torch
 
+from maelab.config import TrainConfig
 from maelab.errors import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
@@ -33,3 +34,10 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def compile_options(train: TrainConfig) -> dict[str, str]:
+    """torch.compile's keyword arguments from ``train.compile_backend`` and ``train.compile_mode`` (the mode only
+    when it is not inductor's default): the model's compile and the whole step's take the same."""
+    mode = {} if train.compile_mode == "default" else {"mode": train.compile_mode}
+    return {"backend": train.compile_backend, **mode}

@@ -14,7 +14,7 @@ from maelab.config import Config, TrainConfig, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
 from maelab.engine.addons import AddOn
-from maelab.engine.device import resolve_device, resolve_precision
+from maelab.engine.device import compile_options, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
 from maelab.engine.numerics import NanPolicy, Updater
 from maelab.engine.optim import build_optimizer
@@ -138,8 +138,7 @@ def model_forward(forward: torch.nn.Module, train: TrainConfig) -> Any:
     backward through AOT autograd). Under ``compile_scope=step`` the model stays as it is: the step is compiled."""
     if not (train.compile and train.compile_scope == "model"):
         return forward
-    mode = {} if train.compile_mode == "default" else {"mode": train.compile_mode}
-    return torch.compile(forward, backend=train.compile_backend, **mode)
+    return torch.compile(forward, **compile_options(train))
 
 
 def checkpoint_state(run: Run) -> dict[str, Any]:
