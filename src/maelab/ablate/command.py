@@ -19,6 +19,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     """maelab ablate SUITE.yaml [--seeds N|auto] [--max-seeds N] [--out DIR] [--workers W]: every variant × seed,
     then results.csv and report.md."""
     from maelab.ablate import build_report, load_suite
+    from maelab.ablate.reuse import check_sources, write_sources
+    from maelab.ablate.runner import save_suite
     from maelab.ablate.seed_plan import DEFAULT_MAX_SEEDS, PILOT_SEEDS
 
     if args.workers < 1:
@@ -33,6 +35,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise UserError(f"--max-seeds {max_seeds} is below the pilot's {PILOT_SEEDS} seeds: give {PILOT_SEEDS} or more")
     suite = load_suite(args.suite, PILOT_SEEDS if auto else seeds)
     out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
+    if args.reuse:
+        sources = check_sources(out, args.reuse)
+        save_suite(suite, out)  # refuses a folder that holds another suite before anything is written in it
+        write_sources(out, sources)
     command = " ".join(["maelab", *(args.argv or [])])
     if args.threads:
         torch_threads(args.threads)
@@ -176,6 +182,9 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="runs in parallel, each in its own process (default 1); with --threads per worker")
     p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: cores / workers)")
+    p.add_argument("--reuse", metavar="DIR", action="append", help="another ablation's --out folder (repeatable): "
+                   "a run whose pretraining config, seed included, equals one trained there copies its checkpoints "
+                   "instead of training again; the evaluations still run (kept in OUT/reuse.json)")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers N's processes: N
     add_cluster_arguments(p)
     p.set_defaults(func=cmd_ablate)

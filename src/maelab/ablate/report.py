@@ -23,6 +23,7 @@ from maelab.ablate.results import (
     undefined_of,
     values_of,
 )
+from maelab.ablate.reuse import reuse_line
 from maelab.ablate.runner import saved_suite
 from maelab.ablate.seed_plan import plan_line, read_plan
 from maelab.ablate.stats import Difference, compare, summarize
@@ -57,14 +58,16 @@ def build_report(out: str | Path, figures: bool = True) -> Path:
     made = write_report_figures(out, spec, rows) if figures else {}
     protocols = json.loads((out / PROTOCOLS_NAME).read_text()) if (out / PROTOCOLS_NAME).is_file() else {}
     return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made, protocols,
-                                                       read_plan(out)))
+                                                       read_plan(out), reuse_line(out)))
 
 
 def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str],
-           probe_protocols: Optional[dict[str, Any]] = None, seed_plan: Optional[dict[str, Any]] = None) -> str:
+           probe_protocols: Optional[dict[str, Any]] = None, seed_plan: Optional[dict[str, Any]] = None,
+           reused: str = "") -> str:
     """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are;
-    ``seed_plan``: OUT/seed_plan.json when the seeds were chosen by ``--seeds auto``)."""
-    parts = [_header(spec, rows), answer_section(spec, rows, METRICS), plan_line(seed_plan),
+    ``seed_plan``: OUT/seed_plan.json when the seeds were chosen by ``--seeds auto``; ``reused``: the sentence
+    naming the runs whose pretraining came from another folder)."""
+    parts = [_header(spec, rows), answer_section(spec, rows, METRICS), plan_line(seed_plan), reused,
              _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
              _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell),
              epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), _took_effect(spec, rows),

@@ -34,6 +34,7 @@ from maelab.ablate.results import (
     write_status,
     zero_pred_rows,
 )
+from maelab.ablate.reuse import copy_pretraining, find_pretrained, read_sources
 from maelab.ablate.suite import FLOOR_EVALUATIONS, Suite, SuiteSpec, suite_from_dict
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, to_dict
@@ -53,6 +54,7 @@ class Plan:
     seed: int
     run_dir: Path
     cfg: Config
+    out: Path  # the ablation folder
 
     @property
     def label(self) -> str:
@@ -70,7 +72,7 @@ def plan_runs(suite: Suite, out: Path) -> list[Plan]:
                 cfg = suite.run_config(suite.spec.baseline, seed, run_dir, suite.spec.eval_overrides)
             else:
                 cfg = suite.run_config(name, seed, run_dir)
-            plans.append(Plan(name, seed, run_dir, cfg))
+            plans.append(Plan(name, seed, run_dir, cfg, Path(out)))
     return plans
 
 
@@ -149,7 +151,9 @@ def _run_or_record_failure(plan: Plan, suite: Suite, log: Callable[[str], None])
         record_failure(plan.run_dir, error, traceback.format_exc())
         log(f"  {plan.label} FAILED: {error} (recorded; rerun the same command to try it again)")
         return False
-    log(f"  {plan.label} done in {_minutes(time.perf_counter() - started)}")
+    source = read_status(plan.run_dir).get("reused_from")
+    reused = f" (pretraining reused from {source})" if source else ""
+    log(f"  {plan.label} done in {_minutes(time.perf_counter() - started)}{reused}")
     return True
 
 
@@ -164,8 +168,7 @@ def run_one(plan: Plan, suite: Suite) -> None:
         return
     status = read_status(plan.run_dir)
     if not status.get("pretrained"):
-        pretrain_or_resume(plan)
-        status = {"pretrained": True}
+        status = {"pretrained": True, **pretrain_or_reuse(plan)}
         write_status(plan.run_dir, status)
     overrides = list(suite.spec.eval_overrides)
     for name in [e for e in suite.spec.evals if e != "scratch"]:
@@ -179,6 +182,17 @@ def run_one(plan: Plan, suite: Suite) -> None:
             if not RunLayout(plan.run_dir).eval_result(name, random_init=True).is_file():
                 getattr(commands, f"run_{name}")(plan.run_dir, overrides, random_init=True)
     write_status(plan.run_dir, {**status, "status": "done"})
+
+
+def pretrain_or_reuse(plan: Plan) -> dict[str, str]:
+    """Copy the pretraining of an identical run of the --reuse folders (returns {"reused_from": its folder}), or
+    train it here (returns {})."""
+    source = find_pretrained(plan.cfg, read_sources(plan.out))
+    if source is None:
+        pretrain_or_resume(plan)
+        return {}
+    copy_pretraining(source, plan.cfg)
+    return {"reused_from": str(source)}
 
 
 def pretrain_or_resume(plan: Plan) -> None:

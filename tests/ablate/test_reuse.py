@@ -1,0 +1,72 @@
+import json
+
+import pytest
+import torch
+
+from maelab.ablate.results import read_status
+from maelab.ablate.reuse import REUSE_NAME, pretraining_key
+from maelab.cli import main
+from maelab.config import load_config
+from tests.ablate.conftest import write_suite
+
+# the tiny suite's baseline again (under another suite name and with another probe), and a run that differs
+OTHER = {"name": "other", "seeds": 1, "baseline": "same", "eval_overrides": ["probe.epochs=3"],
+         "variants": {"same": {}, "longer": {"overrides": ["optim.epochs=3"]}},
+         "claims": [{"text": "more epochs help", "variant": "longer", "metric": "knn_top1", "kind": "better"}]}
+
+
+@pytest.fixture(scope="module")
+def reused(finished_suite, tmp_path_factory):
+    """(source folder, folder of the OTHER suite run with --reuse source)."""
+    _, source = finished_suite
+    root = tmp_path_factory.mktemp("reuse")
+    out = root / "out"
+    assert main(["ablate", str(write_suite(root / "other", **OTHER)), "--out", str(out), "--reuse", str(source)]) == 0
+    return source, out
+
+
+def test_a_run_identical_to_one_trained_elsewhere_copies_its_pretraining_and_still_evaluates(reused):
+    source, out = reused
+    same, trained_there = out / "runs/same/seed0", source / "runs/baseline/seed0"
+    assert read_status(same)["reused_from"] == str(trained_there.resolve())
+    # not trained again: a new run would log its own timings
+    assert (same / "metrics.jsonl").read_bytes() == (trained_there / "metrics.jsonl").read_bytes()
+    mine = torch.load(same / "checkpoints/last.pt", weights_only=True)
+    theirs = torch.load(trained_there / "checkpoints/last.pt", weights_only=True)
+    assert all(torch.equal(mine["model"][k], theirs["model"][k]) for k in theirs["model"])
+    assert mine["config"]["out_dir"] == str(same) and mine["config"]["name"] == "other-same"
+    # the evaluations ran here, on the copied encoder: k-NN is deterministic, so it reads the same
+    knn, knn_there = (json.loads((run / "eval/knn.json").read_text()) for run in (same, trained_there))
+    assert (knn["top1"], knn["checkpoint"]) == (knn_there["top1"], str(same / "checkpoints/last.pt"))
+    assert "Pretraining reused" in (out / "report.md").read_text()
+
+
+def test_a_run_with_other_training_settings_is_trained_not_reused(reused):
+    _, out = reused
+    longer = out / "runs/longer/seed0"
+    assert "reused_from" not in read_status(longer)
+    epochs = [json.loads(line)["epoch"] for line in (longer / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line).get("kind") == "epoch"]
+    assert epochs == [0, 1, 2]
+
+
+def test_the_pretraining_key_ignores_names_folders_and_evaluation_settings_only():
+    base = load_config(None, ["data.name=synthetic"])
+    renamed = load_config(None, ["data.name=synthetic", "name=x", "out_dir=/elsewhere", "probe.epochs=7",
+                                 "knn.k=5", "recon.limit=10", "finetune.epochs=1"])
+    assert pretraining_key(renamed) == pretraining_key(base)
+    for change in ("optim.lr=0.01", "train.seed=1", "mask.ratio=0.5", "aug.preset=none", "model.depth=2"):
+        assert pretraining_key(load_config(None, ["data.name=synthetic", change])) != pretraining_key(base), change
+
+
+def test_a_reuse_folder_that_is_no_ablation_is_one_clear_error_and_nothing_is_written(finished_suite, tmp_path,
+                                                                                       capsys):
+    path, source = finished_suite
+    out = tmp_path / "out"
+    assert main(["ablate", str(path), "--out", str(out), "--reuse", str(tmp_path)]) == 2
+    assert "is not an ablation folder" in capsys.readouterr().err
+    assert not out.exists()
+    before = sorted(p.name for p in source.iterdir())
+    assert main(["ablate", str(path), "--out", str(source), "--reuse", str(source)]) == 2
+    assert "own --out folder" in capsys.readouterr().err
+    assert sorted(p.name for p in source.iterdir()) == before and REUSE_NAME not in before
