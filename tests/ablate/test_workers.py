@@ -1,10 +1,14 @@
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 from maelab.ablate.claims import CLAIM_NAME, Holder, claimed, holder, is_stale, try_claim
-from maelab.ablate.results import read_results
+from maelab.ablate.results import read_results, read_status
+from maelab.ablate.seed_plan import PLAN_NAME
+from maelab.ablate.workers import maelab_pythonpath
 from maelab.cli import main
 from tests.ablate.conftest import write_suite
 
@@ -53,3 +57,20 @@ def test_two_workers_share_a_suite_and_run_each_run_once(tmp_path, capsys):
         assert metrics.count('"kind": "epoch"') == 2
         assert not (out / "runs" / variant / "seed0" / CLAIM_NAME).exists()
     assert (out / "report.md").is_file()
+
+
+def test_a_signal_to_the_workers_stops_the_pilot_and_no_seed_plan_is_made_from_it(tmp_path):
+    path = write_suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": maelab_pythonpath()}
+    proc = subprocess.Popen([sys.executable, "-m", "maelab", "ablate", str(path), "--out", str(out), "--seeds", "auto",
+                             "--workers", "2", "--threads", "1"], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/*/seed*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as a session's end or a scheduler stops it
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "rerun" in err
+    assert not (out / PLAN_NAME).exists()  # (before the fix, the plan was made from the unfinished pilot)
+    assert [d for d in out.glob("runs/*/seed*") if read_status(d).get("status") != "done"]  # runs are left

@@ -86,7 +86,7 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
     from maelab.ablate import run_suite
     from maelab.ablate.environment import record_invocation
     from maelab.ablate.runner import collect_and_write, pending_runs
-    from maelab.ablate.workers import run_workers
+    from maelab.ablate.workers import WorkersStopped, run_workers
     from maelab.engine.signals import RunInterrupted
 
     try:
@@ -95,14 +95,20 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
         workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
         if workers > 1:
             record_invocation(out, command)
-            code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
-            collect_and_write(suite, out)
-            if code != 0:
+            try:
+                code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
+            finally:
+                collect_and_write(suite, out)
+            if code != 0:  # the stage is not complete: no seed plan, no report from it
                 print(f"maelab: a worker stopped (exit {code}); rerun `{command}` to go on", file=sys.stderr)
+                return False
         else:
             run_suite(suite, out, None if args.worker else command, workers=args.worker or 1)
     except RunInterrupted as stopped:
         print(f"maelab: {stopped}; or rerun `{command}` to resume the whole suite", file=sys.stderr)
+        return False
+    except WorkersStopped as stopped:
+        print(f"maelab: {stopped}; rerun `{command}` to resume the whole suite", file=sys.stderr)
         return False
     return True
 

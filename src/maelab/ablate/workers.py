@@ -28,14 +28,24 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+class WorkersStopped(Exception):
+    """The workers were stopped by a signal (each saved its run's checkpoint): the stage is not complete."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; each worker saved its run's checkpoint")
+
+
 def run_workers(suite: Path, out: Path, seeds: int, workers: int, threads: Optional[int] = None) -> int:
     """Start ``workers`` worker processes and wait for them; SIGINT/SIGTERM are passed on (each worker saves its
-    run's checkpoint and stops). Returns the first non-zero exit code, else 0."""
+    run's checkpoint and stops). Returns the first non-zero exit code, else 0; raises WorkersStopped when a
+    signal came (the workers exit 0 then, yet runs are left)."""
     threads = threads or default_threads(workers)
     env = {**os.environ, "PYTHONPATH": maelab_pythonpath()}
     procs = [subprocess.Popen(worker_command(suite, out, seeds, threads, workers), env=env) for _ in range(workers)]
+    signals: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        signals.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -46,4 +56,6 @@ def run_workers(suite: Path, out: Path, seeds: int, workers: int, threads: Optio
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if signals:
+        raise WorkersStopped(signals[0])
     return next((c for c in codes if c != 0), 0)
