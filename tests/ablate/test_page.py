@@ -1,5 +1,6 @@
 """maelab report DIR... --page FILE: one page that opens with every claim's verdict, then each suite's report."""
 
+import json
 import re
 import shutil
 
@@ -72,3 +73,15 @@ def test_two_folders_of_the_same_suite_are_refused_on_one_page(suite_copy, tmp_p
     shutil.copytree(out, copy)
     assert main(["report", str(out), str(copy), "--page", str(tmp_path / "p.md"), "--no-figures"]) == 2
     assert "same name" in capsys.readouterr().err and not (tmp_path / "p.md").exists()
+
+
+def test_the_page_names_each_folder_as_it_was_given_not_by_its_absolute_path(suite_copy, tmp_path, monkeypatch):
+    _, out = suite_copy
+    invocations = json.loads((out / "environment.json").read_text())
+    invocations.append({**invocations[-1], "command": f"maelab ablate suite.yaml --out {out.resolve()}"})
+    (out / "environment.json").write_text(json.dumps(invocations))
+    monkeypatch.chdir(out.parent)
+    assert main(["report", out.name, "--page", "results.md", "--no-figures"]) == 0
+    text = (tmp_path / "results.md").read_text()
+    assert str(out.resolve()) in (out / "report.md").read_text()  # the folder's own report keeps the command
+    assert str(out.resolve()) not in text and f"--out {out.name}`" in text

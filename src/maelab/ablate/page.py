@@ -46,7 +46,16 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
             "paired over seeds where they pair; the last column is the smallest difference the seeds run could "
             "have seen at 80% power. Each suite's own report follows, with the rule, the details and the figures.",
             "", *answer]
-    return write_text_atomic(page, "\n\n".join(["\n".join(head), *sections]) + "\n")
+    text = "\n\n".join(["\n".join(head), *sections]) + "\n"
+    return write_text_atomic(page, _as_given(text, [d for _, d in suites]))
+
+
+def _as_given(text: str, dirs: list[Path]) -> str:
+    """Each folder's absolute path (in the recorded commands, the reused runs' sources) written as it was given
+    to ``maelab report``: a page kept in a repository names no folder of the machine that ran the suites."""
+    for d in sorted(dirs, key=lambda d: len(str(d.resolve())), reverse=True):
+        text = text.replace(str(d.resolve()), d.as_posix())
+    return text
 
 
 def check_page(page: str | Path) -> None:
