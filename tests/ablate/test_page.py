@@ -75,13 +75,15 @@ def test_two_folders_of_the_same_suite_are_refused_on_one_page(suite_copy, tmp_p
     assert "same name" in capsys.readouterr().err and not (tmp_path / "p.md").exists()
 
 
-def test_the_page_names_each_folder_as_it_was_given_not_by_its_absolute_path(suite_copy, tmp_path, monkeypatch):
+def test_the_page_names_each_folder_as_given_and_paths_under_the_current_folder_relative_to_it(suite_copy, tmp_path,
+                                                                                              monkeypatch):
     _, out = suite_copy
     invocations = json.loads((out / "environment.json").read_text())
-    invocations.append({**invocations[-1], "command": f"maelab ablate suite.yaml --out {out.resolve()}"})
+    suite_file = out.parent / "suites" / "s.yaml"
+    invocations.append({**invocations[-1], "command": f"maelab ablate {suite_file} --out {out.resolve()}"})
     (out / "environment.json").write_text(json.dumps(invocations))
     monkeypatch.chdir(out.parent)
     assert main(["report", out.name, "--page", "results.md", "--no-figures"]) == 0
     text = (tmp_path / "results.md").read_text()
     assert str(out.resolve()) in (out / "report.md").read_text()  # the folder's own report keeps the command
-    assert str(out.resolve()) not in text and f"--out {out.name}`" in text
+    assert str(out.resolve()) not in text and f"maelab ablate suites/s.yaml --out {out.name}`" in text

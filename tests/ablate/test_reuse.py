@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 
 import pytest
@@ -21,7 +23,10 @@ def reused(finished_suite, tmp_path_factory):
     _, source = finished_suite
     root = tmp_path_factory.mktemp("reuse")
     out = root / "out"
-    assert main(["ablate", str(write_suite(root / "other", **OTHER)), "--out", str(out), "--reuse", str(source)]) == 0
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        assert main(["ablate", str(write_suite(root / "other", **OTHER)), "--out", str(out), "--reuse",
+                     str(source)]) == 0
+    (out / "said.txt").write_text(said.getvalue())
     return source, out
 
 
@@ -39,6 +44,15 @@ def test_a_run_identical_to_one_trained_elsewhere_copies_its_pretraining_and_sti
     knn, knn_there = (json.loads((run / "eval/knn.json").read_text()) for run in (same, trained_there))
     assert (knn["top1"], knn["checkpoint"]) == (knn_there["top1"], str(same / "checkpoints/last.pt"))
     assert "Pretraining reused" in (out / "report.md").read_text()
+    assert f"--reuse: 1 of the 2 runs left can copy a finished pretraining from {source.resolve()}" in (
+        out / "said.txt").read_text()
+
+
+def test_a_copy_of_a_copy_names_the_run_where_the_pretraining_was_trained(reused, tmp_path):
+    source, out = reused
+    again = tmp_path / "again"
+    assert main(["ablate", str(write_suite(tmp_path / "s", **ALONE)), "--out", str(again), "--reuse", str(out)]) == 0
+    assert read_status(again / "runs/same/seed0")["reused_from"] == str((source / "runs/baseline/seed0").resolve())
 
 
 def test_a_run_with_other_training_settings_is_trained_not_reused(reused):
@@ -59,13 +73,47 @@ def test_the_pretraining_key_ignores_names_folders_and_evaluation_settings_only(
         assert pretraining_key(load_config(None, ["data.name=synthetic", change])) != pretraining_key(base), change
 
 
+# the tiny suite's baseline alone, under another name: reused from the tiny suite, or trained when it cannot be
+ALONE = {**OTHER, "variants": {"same": {}}, "claims": []}
+
+
+def test_a_source_run_stopped_before_its_last_epoch_is_not_reused(suite_copy, tmp_path):
+    _, source = suite_copy
+    last = source / "runs/baseline/seed0/checkpoints/last.pt"
+    state = torch.load(last, weights_only=True)
+    torch.save({**state, "epoch": state["epoch"] - 1}, last)  # as a run cut short would have left it
+    out = tmp_path / "alone"
+    assert main(["ablate", str(write_suite(tmp_path / "s", **ALONE)), "--out", str(out), "--reuse", str(source)]) == 0
+    assert "reused_from" not in read_status(out / "runs/same/seed0")
+
+
+def test_an_unreadable_source_run_is_skipped_with_a_warning_naming_it_and_the_run_trains(suite_copy, tmp_path,
+                                                                                         capsys):
+    _, source = suite_copy
+    (source / "runs/baseline/seed0/ablate.json").write_text('{"pretrained": ')
+    out = tmp_path / "alone"
+    assert main(["ablate", str(write_suite(tmp_path / "s", **ALONE)), "--out", str(out), "--reuse", str(source)]) == 0
+    assert f"{source / 'runs/baseline/seed0'} is skipped" in capsys.readouterr().err
+    assert read_status(out / "runs/same/seed0")["status"] == "done"
+    assert "reused_from" not in read_status(out / "runs/same/seed0")
+
+
+@pytest.mark.parametrize(("reuse", "words"), [
+    ("nowhere", "does not exist"), ("runs/baseline/seed0", "the ablation folder it is in"),
+    ("", "an empty name"), (".", "not an ablation folder")])
 def test_a_reuse_folder_that_is_no_ablation_is_one_clear_error_and_nothing_is_written(finished_suite, tmp_path,
-                                                                                       capsys):
+                                                                                       capsys, monkeypatch, reuse,
+                                                                                       words):
     path, source = finished_suite
+    monkeypatch.chdir(source if reuse.startswith("runs") else tmp_path)
     out = tmp_path / "out"
-    assert main(["ablate", str(path), "--out", str(out), "--reuse", str(tmp_path)]) == 2
-    assert "is not an ablation folder" in capsys.readouterr().err
+    assert main(["ablate", str(path), "--out", str(out), "--reuse", reuse]) == 2
+    assert words in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_suites_own_folder_is_refused_as_a_reuse_source_and_left_as_it_was(finished_suite, capsys):
+    path, source = finished_suite
     before = sorted(p.name for p in source.iterdir())
     assert main(["ablate", str(path), "--out", str(source), "--reuse", str(source)]) == 2
     assert "own --out folder" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from tests.conftest import REPO
     ({"claims": [{"text": "t", "variant": "linear", "kind": "worse"}]}, "claim kind 'worse'"),
     ({"variants": {}}, "has no variants"),
     ({"seeds": "three"}, "seeds"),
+    ({"overrides": ["train.stop_after_epochs=1"]}, "train.stop_after_epochs stops a run before optim.epochs"),
 ])
 def test_bad_suites_are_one_clear_error(tmp_path, changes, message):
     path = write_suite(tmp_path, **changes)

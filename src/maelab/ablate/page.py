@@ -51,11 +51,12 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
 
 
 def _as_given(text: str, dirs: list[Path]) -> str:
-    """Each folder's absolute path (in the recorded commands, the reused runs' sources) written as it was given
-    to ``maelab report``: a page kept in a repository names no folder of the machine that ran the suites."""
+    """Each folder's absolute path (in the recorded commands) written as it was given to ``maelab report``, and
+    any other path under the current folder relative to it: a page kept in a repository names no folder of the
+    machine that ran the suites (paths elsewhere stay as they are)."""
     for d in sorted(dirs, key=lambda d: len(str(d.resolve())), reverse=True):
         text = text.replace(str(d.resolve()), d.as_posix())
-    return text
+    return text.replace(str(Path.cwd().resolve()) + "/", "")
 
 
 def check_page(page: str | Path) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,16 +39,21 @@ RUN_ONLY = ("name", "out_dir", "overwrite")  # where and under which name: not w
 
 
 def check_sources(out: Path, sources: list[str]) -> list[Path]:
-    """The ``--reuse`` folders, resolved (nothing is written). UserError: a folder that is not an ablation folder,
-    or OUT itself."""
+    """The ``--reuse`` folders, resolved (nothing is written). UserError: an empty name, OUT itself, a folder
+    that does not exist or is not an ablation folder (a run folder names the ablation folder to give)."""
     resolved = []
     for given in sources:
+        if not given.strip():
+            raise UserError("--reuse was given an empty name: give the --out folder of an earlier `maelab ablate`")
         path = Path(given).resolve()
-        if not (path / SUITE_FILE).is_file():
-            raise UserError(f"--reuse {given} is not an ablation folder (it has no {SUITE_FILE}): give the --out "
-                            "folder of an earlier `maelab ablate`")
         if path == Path(out).resolve():
             raise UserError(f"--reuse {given} is this ablation's own --out folder: give another suite's folder")
+        if not path.exists():
+            raise UserError(f"--reuse {given} does not exist: give the --out folder of an earlier `maelab ablate`")
+        if not (path / SUITE_FILE).is_file():
+            hint = next((f"give {p}, the ablation folder it is in" for p in path.parents if (p / SUITE_FILE).is_file()),
+                        "give the --out folder of an earlier `maelab ablate`")
+            raise UserError(f"--reuse {given} is not an ablation folder (it has no {SUITE_FILE}): {hint}")
         resolved.append(path)
     return resolved
 
@@ -70,24 +77,39 @@ def pretraining_key(cfg: Config) -> dict[str, Any]:
 
 
 def find_pretrained(cfg: Config, sources: list[Path]) -> Optional[Path]:
-    """The first run folder of ``sources`` that finished its pretraining with the same :func:`pretraining_key`
-    as ``cfg``, or None."""
+    """The first run folder of ``sources`` that finished its pretraining (all ``optim.epochs``) with the same
+    :func:`pretraining_key` as ``cfg``, or None. A source run whose files cannot be read is skipped with a
+    warning naming it."""
     wanted = pretraining_key(cfg)
     for source in sources:
         for config_file in sorted(source.glob("runs/*/seed*/config.yaml")):
             run_dir = config_file.parent
-            if not read_status(run_dir).get("pretrained") or not RunLayout(run_dir).checkpoint.is_file():
+            try:
+                if not read_status(run_dir).get("pretrained") or not RunLayout(run_dir).checkpoint.is_file():
+                    continue
+                saved = _saved_config(config_file)
+                if saved is None or pretraining_key(saved) != wanted:
+                    continue
+                epoch = load_checkpoint(RunLayout(run_dir).checkpoint, needs=("epoch",))["epoch"]
+            except (UserError, ValueError, OSError) as err:
+                _warn(f"--reuse: {run_dir} is skipped, its files cannot be read ({str(err).splitlines()[0]})")
                 continue
-            saved = _saved_config(config_file)
-            if saved is not None and pretraining_key(saved) == wanted:
+            if epoch == cfg.optim.epochs:
                 return run_dir
     return None
 
 
-def copy_pretraining(source: Path, cfg: Config) -> None:
+def count_matches(configs: list[Config], sources: list[Path]) -> int:
+    """How many of ``configs`` (the runs left to do) :func:`find_pretrained` finds in ``sources``."""
+    return sum(find_pretrained(cfg, sources) is not None for cfg in configs)
+
+
+def copy_pretraining(source: Path, cfg: Config) -> str:
     """Copy ``source``'s checkpoints, training log and TensorBoard events into ``cfg.out_dir`` (replacing a
-    partial run there), each checkpoint and config.yaml rewritten with ``cfg`` (this run's name and folder)."""
+    partial run there), each checkpoint and config.yaml rewritten with ``cfg`` (this run's name and folder).
+    Returns the folder where the run was trained (``source``, or the run it was itself copied from)."""
     src, dst = RunLayout(source), RunLayout(cfg.out_dir)
+    cfg = replace(cfg, overwrite=True)  # as a run the suite trains itself
     shutil.rmtree(dst.checkpoints, ignore_errors=True)
     dst.checkpoints.mkdir(parents=True)
     for checkpoint in sorted(src.checkpoints.glob("*.pt")):
@@ -99,20 +121,27 @@ def copy_pretraining(source: Path, cfg: Config) -> None:
         shutil.rmtree(dst.tensorboard, ignore_errors=True)
         shutil.copytree(src.tensorboard, dst.tensorboard)
     save_config(cfg, dst.config)
+    return read_status(source).get("reused_from") or str(source)
 
 
 def reuse_line(out: Path) -> str:
-    """The report's sentence on the runs whose pretraining came from another folder (empty when none did)."""
+    """The report's sentence on the runs whose pretraining came from another folder (empty when none did); each
+    source is named by its ablation folder's name and the run in it (``seed_cifar10_cpu/runs/baseline/seed0``)."""
     reused = []
     for status_file in sorted(Path(out).glob("runs/*/seed*/ablate.json")):
         source = read_status(status_file.parent).get("reused_from")
         if source:
             run = status_file.parent
-            reused.append(f"{run.parent.name} seed {run.name.removeprefix('seed')} from `{source}`")
+            named = Path(*Path(source).parts[-4:]).as_posix()
+            reused.append(f"{run.parent.name} seed {run.name.removeprefix('seed')} from `{named}`")
     if not reused:
         return ""
     return ("Pretraining reused (`--reuse`: the same pretraining config, seed included, already trained in another "
             f"ablation folder; the evaluations ran here): {'; '.join(reused)}.")
+
+
+def _warn(message: str) -> None:
+    print(f"maelab: warning: {message}", file=sys.stderr)
 
 
 def _saved_config(path: Path) -> Optional[Config]:

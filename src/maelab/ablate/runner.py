@@ -8,6 +8,8 @@ tried again next time). results.csv and report.md are rebuilt after every run.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -34,7 +36,7 @@ from maelab.ablate.results import (
     write_status,
     zero_pred_rows,
 )
-from maelab.ablate.reuse import copy_pretraining, find_pretrained, read_sources
+from maelab.ablate.reuse import copy_pretraining, count_matches, find_pretrained, read_sources
 from maelab.ablate.suite import FLOOR_EVALUATIONS, Suite, SuiteSpec, suite_from_dict
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, to_dict
@@ -99,6 +101,11 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
     todo = [p for p in plans if not is_finished(p)]
     log(f"ablate {suite.name}: {len(plans)} runs ({len(suite.variant_names())} variants × {len(suite.seeds)} seeds)"
         f", {len(plans) - len(todo)} already finished, into {out}")
+    sources = read_sources(out)
+    if sources and todo:
+        matched = count_matches([p.cfg for p in todo if p.variant != SCRATCH], sources)
+        log(f"--reuse: {matched} of the {len(todo)} runs left can copy a finished pretraining from "
+            f"{', '.join(map(str, sources))}")
     start, done_here = time.perf_counter(), 0
     for plan in todo:
         with claimed(plan.run_dir) as mine:
@@ -188,11 +195,15 @@ def pretrain_or_reuse(plan: Plan) -> dict[str, str]:
     """Copy the pretraining of an identical run of the --reuse folders (returns {"reused_from": its folder}), or
     train it here (returns {})."""
     source = find_pretrained(plan.cfg, read_sources(plan.out))
-    if source is None:
-        pretrain_or_resume(plan)
-        return {}
-    copy_pretraining(source, plan.cfg)
-    return {"reused_from": str(source)}
+    if source is not None:
+        try:
+            return {"reused_from": copy_pretraining(source, plan.cfg)}
+        except (UserError, OSError) as err:
+            print(f"maelab: warning: --reuse: copying {source} failed ({str(err).splitlines()[0]}); {plan.label} "
+                  "trains here instead", file=sys.stderr)
+            shutil.rmtree(RunLayout(plan.run_dir).checkpoints, ignore_errors=True)
+    pretrain_or_resume(plan)
+    return {}
 
 
 def pretrain_or_resume(plan: Plan) -> None:

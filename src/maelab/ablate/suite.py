@@ -151,6 +151,9 @@ def _check(suite: Suite) -> None:
         raise ConfigError(f"{where}: eval_epochs {spec.eval_epochs} must be numbers of epochs >= 1")
     for variant in spec.variants:
         cfg = suite.run_config(variant, suite.seeds[0], Path("unused"))
+        if cfg.train.stop_after_epochs is not None:  # the run would stop early and be taken as finished
+            raise ConfigError(f"{where}, variant '{variant}': train.stop_after_epochs stops a run before optim.epochs "
+                              "and the suite would take it as finished: set optim.epochs instead")
         _check_kept(cfg, spec.eval_epochs, f"{where}, variant '{variant}'")
         _check_labels(suite, variant, cfg)
 
