@@ -53,7 +53,9 @@ def test_a_failed_pilot_run_is_rerun_before_any_plan(finished_suite, tmp_path):
 
 def test_seeds_auto_runs_the_pilot_plans_once_then_runs_the_planned_seeds(suite_copy, capsys):
     path, out = suite_copy  # seeds 0 and 1 already finished: the pilot adds seed 2
+    recorded = len(json.loads((out / "environment.json").read_text()))
     assert main(["ablate", str(path), "--out", str(out), "--seeds", "auto", "--max-seeds", "4"]) == 0
+    assert len(json.loads((out / "environment.json").read_text())) == recorded + 1  # two stages, one invocation
     plan = json.loads((out / PLAN_NAME).read_text())
     rows = read_results(out / "results.csv")
     pilot = [r for r in rows if r.seed < 3]
