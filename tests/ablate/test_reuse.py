@@ -77,25 +77,19 @@ def test_the_pretraining_key_ignores_names_folders_and_evaluation_settings_only(
 ALONE = {**OTHER, "variants": {"same": {}}, "claims": []}
 
 
-def test_a_source_run_stopped_before_its_last_epoch_is_not_reused(suite_copy, tmp_path):
+def test_a_source_run_cut_short_or_unreadable_is_not_reused_and_the_run_trains(suite_copy, tmp_path, capsys):
     _, source = suite_copy
     last = source / "runs/baseline/seed0/checkpoints/last.pt"
     state = torch.load(last, weights_only=True)
-    torch.save({**state, "epoch": state["epoch"] - 1}, last)  # as a run cut short would have left it
+    torch.save({**state, "epoch": state["epoch"] - 1}, last)  # seed 0: as a run cut short would have left it
+    (source / "runs/baseline/seed1/ablate.json").write_text('{"pretrained": ')  # seed 1: a torn status file
     out = tmp_path / "alone"
-    assert main(["ablate", str(write_suite(tmp_path / "s", **ALONE)), "--out", str(out), "--reuse", str(source)]) == 0
-    assert "reused_from" not in read_status(out / "runs/same/seed0")
-
-
-def test_an_unreadable_source_run_is_skipped_with_a_warning_naming_it_and_the_run_trains(suite_copy, tmp_path,
-                                                                                         capsys):
-    _, source = suite_copy
-    (source / "runs/baseline/seed0/ablate.json").write_text('{"pretrained": ')
-    out = tmp_path / "alone"
-    assert main(["ablate", str(write_suite(tmp_path / "s", **ALONE)), "--out", str(out), "--reuse", str(source)]) == 0
-    assert f"{source / 'runs/baseline/seed0'} is skipped" in capsys.readouterr().err
-    assert read_status(out / "runs/same/seed0")["status"] == "done"
-    assert "reused_from" not in read_status(out / "runs/same/seed0")
+    assert main(["ablate", str(write_suite(tmp_path / "s", **{**ALONE, "seeds": 2})), "--out", str(out),
+                 "--reuse", str(source)]) == 0
+    assert f"{source / 'runs/baseline/seed1'} is skipped" in capsys.readouterr().err
+    for seed in (0, 1):
+        status = read_status(out / f"runs/same/seed{seed}")
+        assert status["status"] == "done" and "reused_from" not in status
 
 
 @pytest.mark.parametrize(("reuse", "words"), [
