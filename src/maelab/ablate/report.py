@@ -229,7 +229,8 @@ def _provenance(invocations: list[dict[str, Any]]) -> str:
                                   f"{m.get('torch_threads', '?')} torch threads)"
         lines += [f"- `{inv.get('command', '?')}` — started {inv.get('started', '?')} on {device}; "
                   + ", ".join(f"{k} {val}" for k, val in v.items())]
-    lines += ["", "`maelab report DIR` rebuilds this page from results.csv without rerunning anything."]
+    lines += ["", "`maelab report DIR` rebuilds this report (DIR/report.md) from results.csv without rerunning "
+                  "anything."]
     return "\n".join(lines)
 
 
