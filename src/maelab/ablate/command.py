@@ -182,7 +182,7 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="run an ablation suite (variants × seeds) into results.csv and report.md")
     p.add_argument("suite", metavar="SUITE.yaml", help="a suite file, e.g. configs/suites/seed_cifar10_cpu.yaml")
     p.add_argument("--seeds", help="number of seeds (0..N-1; default: the suite's), or auto: a pilot of 3 seeds, "
-                   "then the seeds each claim needs for its margin (docs/ablations.md)")
+                   "then the seeds each claim needs for its margin (docs/ablation.md)")
     p.add_argument("--max-seeds", type=int, help="with --seeds auto: the most seeds to run (default 10)")
     p.add_argument("--out", metavar="DIR", help="the ablation folder (default runs/ablate/<suite name>)")
     p.add_argument("--workers", type=int, default=1,

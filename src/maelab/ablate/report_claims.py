@@ -67,7 +67,7 @@ def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
              "interval lies above 0; not held if it lies below the claimed gain (or at or below 0 when the report "
              "gives no figure); otherwise inconclusive. *same*: held if the interval lies within ± the margin; not "
              f"held if it excludes 0 and leaves the margin. The last two columns are the power ({POWER:.0%}) of "
-             "the seeds run, from their measured spread (docs/ablations.md): the smallest effect they could "
+             "the seeds run, from their measured spread (docs/ablation.md): the smallest effect they could "
              "have seen, and the seeds the claim's own gain or margin needs. The report's own figures come from "
              "one seed each, with the full data and its own recipe, so compare them with the *differences* here, "
              "not the absolute values.", "",
