@@ -17,6 +17,7 @@ from maelab.undefined import is_defined, reason_of
 
 RESULTS_NAME = "results.csv"
 STATUS_NAME = "ablate.json"
+SUITE_NAME = "suite.yaml"  # the suite as run, in the ablation folder (runner.save_suite)
 FIELDS = ("variant", "seed", "metric", "value", "status", "error", "run_dir", "reason")
 FLOOR, ZERO_PRED, SCRATCH = "random_init", "zero_prediction", "scratch"
 DONE, FAILED, UNDEFINED = "done", "failed", "undefined"  # a row's status; an undefined row's value is empty

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import yaml
 
-from maelab.ablate.results import read_status
+from maelab.ablate.results import SUITE_NAME, read_status
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, to_dict
 from maelab.config.loading import persisted, save_config
@@ -33,7 +33,6 @@ from maelab.errors import ConfigError, UserError
 from maelab.run_layout import RunLayout
 
 REUSE_NAME = "reuse.json"
-SUITE_FILE = "suite.yaml"
 EVALUATION_ONLY = ("probe", "knn", "finetune", "recon")  # config sections that pretraining never reads
 RUN_ONLY = ("name", "out_dir", "overwrite")  # where and under which name: not what is trained
 
@@ -50,10 +49,10 @@ def check_sources(out: Path, sources: list[str]) -> list[Path]:
             raise UserError(f"--reuse {given} is this ablation's own --out folder: give another suite's folder")
         if not path.exists():
             raise UserError(f"--reuse {given} does not exist: give the --out folder of an earlier `maelab ablate`")
-        if not (path / SUITE_FILE).is_file():
-            hint = next((f"give {p}, the ablation folder it is in" for p in path.parents if (p / SUITE_FILE).is_file()),
+        if not (path / SUITE_NAME).is_file():
+            hint = next((f"give {p}, the ablation folder it is in" for p in path.parents if (p / SUITE_NAME).is_file()),
                         "give the --out folder of an earlier `maelab ablate`")
-            raise UserError(f"--reuse {given} is not an ablation folder (it has no {SUITE_FILE}): {hint}")
+            raise UserError(f"--reuse {given} is not an ablation folder (it has no {SUITE_NAME}): {hint}")
         resolved.append(path)
     return resolved
 
@@ -92,7 +91,7 @@ def find_pretrained(cfg: Config, sources: list[Path]) -> Optional[Path]:
                     continue
                 epoch = load_checkpoint(RunLayout(run_dir).checkpoint, needs=("epoch",))["epoch"]
             except (UserError, ValueError, OSError) as err:
-                _warn(f"--reuse: {run_dir} is skipped, its files cannot be read ({str(err).splitlines()[0]})")
+                warn(f"--reuse: {run_dir} is skipped, its files cannot be read ({str(err).splitlines()[0]})")
                 continue
             if epoch == cfg.optim.epochs:
                 return run_dir
@@ -140,7 +139,8 @@ def reuse_line(out: Path) -> str:
             f"ablation folder; the evaluations ran here): {'; '.join(reused)}.")
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """One warning line on stderr (the run goes on)."""
     print(f"maelab: warning: {message}", file=sys.stderr)
 
 

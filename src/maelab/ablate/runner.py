@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from maelab.ablate.results import (
     FLOOR,
     RESULTS_NAME,
     SCRATCH,
+    SUITE_NAME,
     Row,
     eval_rows,
     failed_row,
@@ -36,7 +36,7 @@ from maelab.ablate.results import (
     write_status,
     zero_pred_rows,
 )
-from maelab.ablate.reuse import copy_pretraining, count_matches, find_pretrained, read_sources
+from maelab.ablate.reuse import copy_pretraining, count_matches, find_pretrained, read_sources, warn
 from maelab.ablate.suite import FLOOR_EVALUATIONS, Suite, SuiteSpec, suite_from_dict
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, to_dict
@@ -44,8 +44,6 @@ from maelab.engine.checkpoint import checkpoint_path
 from maelab.engine.signals import RunInterrupted
 from maelab.errors import UserError, require_folder
 from maelab.run_layout import RunLayout, epoch_tag
-
-SUITE_NAME = "suite.yaml"
 
 
 @dataclass
@@ -199,8 +197,7 @@ def pretrain_or_reuse(plan: Plan) -> dict[str, str]:
         try:
             return {"reused_from": copy_pretraining(source, plan.cfg)}
         except (UserError, OSError) as err:
-            print(f"maelab: warning: --reuse: copying {source} failed ({str(err).splitlines()[0]}); {plan.label} "
-                  "trains here instead", file=sys.stderr)
+            warn(f"--reuse: copying {source} failed ({str(err).splitlines()[0]}); {plan.label} trains here instead")
             shutil.rmtree(RunLayout(plan.run_dir).checkpoints, ignore_errors=True)
     pretrain_or_resume(plan)
     return {}
