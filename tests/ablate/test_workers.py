@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from maelab.ablate.claims import CLAIM_NAME, Holder, claimed, holder, is_stale, try_claim
 from maelab.ablate.results import read_results, read_status
 from maelab.ablate.seed_plan import PLAN_NAME
@@ -59,6 +61,8 @@ def test_two_workers_share_a_suite_and_run_each_run_once(tmp_path, capsys):
     assert (out / "report.md").is_file()
 
 
+# racy on an idle machine (the tiny pilot can finish before the signal): slow-marked until it waits on a run in flight
+@pytest.mark.slow
 def test_a_signal_to_the_workers_stops_the_pilot_and_no_seed_plan_is_made_from_it(tmp_path):
     path = write_suite(tmp_path / "suite")
     out = tmp_path / "out"
