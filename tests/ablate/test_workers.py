@@ -5,14 +5,14 @@ import subprocess
 import sys
 import time
 
-import pytest
+import yaml
 
 from maelab.ablate.claims import CLAIM_NAME, Holder, claimed, holder, is_stale, try_claim
 from maelab.ablate.results import read_results, read_status
 from maelab.ablate.seed_plan import PLAN_NAME
 from maelab.ablate.workers import maelab_pythonpath
 from maelab.cli import main
-from tests.ablate.conftest import write_suite
+from tests.ablate.conftest import BASE, write_suite
 
 
 def test_a_live_claim_is_respected_and_a_dead_ones_is_taken_over(tmp_path):
@@ -61,17 +61,18 @@ def test_two_workers_share_a_suite_and_run_each_run_once(tmp_path, capsys):
     assert (out / "report.md").is_file()
 
 
-# racy on an idle machine (the tiny pilot can finish before the signal): slow-marked until it waits on a run in flight
-@pytest.mark.slow
 def test_a_signal_to_the_workers_stops_the_pilot_and_no_seed_plan_is_made_from_it(tmp_path):
     path = write_suite(tmp_path / "suite")
+    long_base = {**BASE, "optim": {**BASE["optim"], "epochs": 500}}  # runs that cannot finish before the signal
+    (path.parent / "base.yaml").write_text(yaml.safe_dump(long_base))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": maelab_pythonpath()}
     proc = subprocess.Popen([sys.executable, "-m", "maelab", "ablate", str(path), "--out", str(out), "--seeds", "auto",
                              "--workers", "2", "--threads", "1"], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not list(out.glob("runs/*/seed*/metrics.jsonl")) and time.monotonic() < deadline:
+    while not any('"kind": "step"' in m.read_text() for m in out.glob("runs/*/seed*/metrics.jsonl")):
+        assert time.monotonic() < deadline, "no run logged a step within 2 minutes"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as a session's end or a scheduler stops it
     _, err = proc.communicate(timeout=120)
