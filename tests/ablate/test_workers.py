@@ -8,6 +8,7 @@ import time
 import yaml
 
 from maelab.ablate.claims import CLAIM_NAME, Holder, claimed, holder, is_stale, try_claim
+from maelab.ablate.environment import read_invocations
 from maelab.ablate.results import read_results, read_status
 from maelab.ablate.seed_plan import PLAN_NAME
 from maelab.ablate.workers import maelab_pythonpath
@@ -59,6 +60,7 @@ def test_two_workers_share_a_suite_and_run_each_run_once(tmp_path, capsys):
         assert metrics.count('"kind": "epoch"') == 2
         assert not (out / "runs" / variant / "seed0" / CLAIM_NAME).exists()
     assert (out / "report.md").is_file()
+    assert len(read_invocations(out)) == 1  # the parent records the invocation, its workers do not
 
 
 def test_a_signal_to_the_workers_stops_the_pilot_and_no_seed_plan_is_made_from_it(tmp_path):

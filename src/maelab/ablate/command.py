@@ -19,6 +19,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     """maelab ablate SUITE.yaml [--seeds N|auto] [--max-seeds N] [--out DIR] [--workers W]: every variant × seed,
     then results.csv and report.md."""
     from maelab.ablate import build_report, load_suite
+    from maelab.ablate.environment import record_invocation
     from maelab.ablate.reuse import check_sources, write_sources
     from maelab.ablate.runner import save_suite
     from maelab.ablate.seed_plan import DEFAULT_MAX_SEEDS, PILOT_SEEDS
@@ -35,11 +36,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise UserError(f"--max-seeds {max_seeds} is below the pilot's {PILOT_SEEDS} seeds: give {PILOT_SEEDS} or more")
     suite = load_suite(args.suite, PILOT_SEEDS if auto else seeds)
     out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
-    if args.reuse:
-        sources = check_sources(out, args.reuse)
-        save_suite(suite, out)  # refuses a folder that holds another suite before anything is written in it
-        write_sources(out, sources)
+    sources = check_sources(out, args.reuse) if args.reuse else None
     command = " ".join(["maelab", *(args.argv or [])])
+    if not args.worker:  # a worker is part of its parent's invocation
+        save_suite(suite, out)  # refuses a folder that holds another suite before anything is written in it
+        record_invocation(out, command)  # once per invocation, whatever its stages and processes
+    if sources is not None:
+        write_sources(out, sources)
     if args.threads:
         torch_threads(args.threads)
     if auto and not args.worker:
@@ -84,7 +87,6 @@ def _planned_suite(args: argparse.Namespace, pilot: Suite, out: Path, command: s
 def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) -> bool:
     """Run ``suite``'s unfinished runs (in --workers processes); False when interrupted."""
     from maelab.ablate import run_suite
-    from maelab.ablate.environment import record_invocation
     from maelab.ablate.runner import collect_and_write, pending_runs
     from maelab.ablate.workers import WorkersStopped, run_workers
     from maelab.engine.signals import RunInterrupted
@@ -94,7 +96,6 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
             return _launch_stage(args, suite, out, command)
         workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
         if workers > 1:
-            record_invocation(out, command)
             try:
                 code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
             finally:
@@ -103,7 +104,7 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
                 print(f"maelab: a worker stopped (exit {code}); rerun `{command}` to go on", file=sys.stderr)
                 return False
         else:
-            run_suite(suite, out, None if args.worker else command, workers=args.worker or 1)
+            run_suite(suite, out, None, workers=args.worker or 1)  # None: cmd_ablate recorded the invocation
     except RunInterrupted as stopped:
         print(f"maelab: {stopped}; or rerun `{command}` to resume the whole suite", file=sys.stderr)
         return False
@@ -118,7 +119,7 @@ def _launch_stage(args: argparse.Namespace, suite: Suite, out: Path, command: st
     from maelab.ablate.launcher import launch_suite
 
     try:
-        counts = launch_suite(suite, Path(args.suite), out, args.cluster, command)
+        counts = launch_suite(suite, Path(args.suite), out, args.cluster, None)
     except KeyboardInterrupt:
         return False
     unfinished = {k: v for k, v in counts.items() if k != "done"}

@@ -48,18 +48,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-_RECORDED: set[tuple[str, str]] = set()  # (folder, command) this process has recorded: one record per invocation
-
-
 def record_invocation(out: Path, command: str) -> dict[str, Any]:
-    """Append this invocation (command, time, versions, machine) to OUT/environment.json, once per process (the
-    stages of ``--seeds auto`` are one invocation); returns the record."""
+    """Append this invocation (command, time, versions, machine) to OUT/environment.json; returns the record.
+    The caller records once per invocation (``maelab ablate`` does, before its stages and workers start)."""
     path = Path(out) / ENVIRONMENT_NAME
     history = json.loads(path.read_text()) if path.is_file() else []
-    key = (str(Path(out).resolve()), command)
-    if key in _RECORDED and history:
-        return history[-1]
-    _RECORDED.add(key)
     record = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": versions(),
               "machine": machine()}
     history.append(record)

@@ -90,13 +90,15 @@ def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
     return executor
 
 
-def launch_suite(suite: Suite, suite_file: Path, out: Path, options: ClusterOptions, command: str,
+def launch_suite(suite: Suite, suite_file: Path, out: Path, options: ClusterOptions, command: Optional[str],
                  log: Callable[[str], None] = print) -> dict[str, int]:
     """Submit every unfinished, unheld run of ``suite`` as a job, wait for them all, rebuild results.csv;
-    returns how many jobs ended in each outcome ("done", "failed", "held", "interrupted")."""
+    returns how many jobs ended in each outcome ("done", "failed", "held", "interrupted"). ``command`` is recorded
+    in OUT/environment.json (None: the caller recorded the invocation)."""
     out = Path(out)
     save_suite(suite, out)
-    record_invocation(out, command)
+    if command is not None:
+        record_invocation(out, command)
     plans = plan_runs(suite, out)
     todo = [p for p in plans if not is_finished(p)]
     free = [p for p in todo if not _held(p, options, log)]
