@@ -164,3 +164,24 @@ def test_workers_below_one_are_refused_and_a_finished_suite_starts_no_worker(fin
     assert "--workers 0 is not valid" in capsys.readouterr().err
     monkeypatch.setattr(workers, "run_workers", lambda *a, **k: pytest.fail("no run is left to do"))
     assert main(["ablate", str(path), "--out", str(out), "--workers", "100"]) == 0
+
+
+def test_fewer_seeds_than_a_folder_holds_are_refused_and_its_results_kept(suite_copy, capsys):
+    from maelab.cli import main
+
+    path, out = suite_copy  # the tiny suite's 2 seeds, finished
+    before = {name: (out / name).read_text() for name in ("suite.yaml", "results.csv", "environment.json")}
+    assert main(["ablate", str(path), "--out", str(out), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "2 seeds" in err and "--seeds 2 or more" in err and "Traceback" not in err
+    assert {name: (out / name).read_text() for name in before} == before
+
+
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_threads_below_one_are_refused_before_anything_is_written(tmp_path, capsys, threads):
+    from maelab.cli import main
+
+    path = write_suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    assert main(["ablate", str(path), "--out", str(out), "--threads", threads]) == 2
+    assert f"--threads {threads} is not valid" in capsys.readouterr().err and not out.exists()

@@ -22,20 +22,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from maelab.ablate.environment import record_invocation
     from maelab.ablate.reuse import check_sources, write_sources
     from maelab.ablate.runner import save_suite
-    from maelab.ablate.seed_plan import DEFAULT_MAX_SEEDS, PILOT_SEEDS
+    from maelab.ablate.seed_plan import PILOT_SEEDS, read_plan
 
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers} is not valid: give at least 1")
-    args.cluster = cluster_options(args)  # checked before anything is written
-    auto = args.seeds == "auto"
-    seeds = None if auto or args.seeds is None else _seeds_number(args.seeds)
-    if args.max_seeds is not None and not auto:
-        raise UserError("--max-seeds applies with --seeds auto only: add --seeds auto, or drop --max-seeds")
-    max_seeds = DEFAULT_MAX_SEEDS if args.max_seeds is None else args.max_seeds
-    if auto and max_seeds < PILOT_SEEDS:
-        raise UserError(f"--max-seeds {max_seeds} is below the pilot's {PILOT_SEEDS} seeds: give {PILOT_SEEDS} or more")
+    auto, seeds, max_seeds = _checked_options(args)
     suite = load_suite(args.suite, PILOT_SEEDS if auto else seeds)
     out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
+    plan = read_plan(out) if auto else None
+    if plan is not None:  # the pilot is done: the planned seeds from the start
+        suite = load_suite(args.suite, plan["seeds"])
     sources = check_sources(out, args.reuse) if args.reuse else None
     command = " ".join(["maelab", *(args.argv or [])])
     if not args.worker:  # a worker is part of its parent's invocation
@@ -43,10 +37,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         record_invocation(out, command)  # once per invocation, whatever its stages and processes
     if sources is not None:
         write_sources(out, sources)
-    if args.threads:
-        torch_threads(args.threads)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if auto and not args.worker:
-        suite = _planned_suite(args, suite, out, command, max_seeds)
+        suite = _planned_suite(args, suite, out, command, max_seeds, plan)
         if suite is None:
             return 0
     elif not _run_stage(args, suite, out, command):
@@ -58,6 +54,26 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_options(args: argparse.Namespace) -> tuple[bool, Optional[int], int]:
+    """(--seeds auto?, --seeds N or None, --max-seeds) once every option is checked, before anything is written;
+    sets ``args.cluster``."""
+    from maelab.ablate.seed_plan import DEFAULT_MAX_SEEDS, PILOT_SEEDS
+
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers} is not valid: give at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads} is not valid: give at least 1, or leave it out (cores / workers)")
+    args.cluster = cluster_options(args)  # checked before anything is written
+    auto = args.seeds == "auto"
+    seeds = None if auto or args.seeds is None else _seeds_number(args.seeds)
+    if args.max_seeds is not None and not auto:
+        raise UserError("--max-seeds applies with --seeds auto only: add --seeds auto, or drop --max-seeds")
+    max_seeds = DEFAULT_MAX_SEEDS if args.max_seeds is None else args.max_seeds
+    if auto and max_seeds < PILOT_SEEDS:
+        raise UserError(f"--max-seeds {max_seeds} is below the pilot's {PILOT_SEEDS} seeds: give {PILOT_SEEDS} or more")
+    return auto, seeds, max_seeds
+
+
 def _seeds_number(text: str) -> int:
     try:
         return int(text)
@@ -65,22 +81,23 @@ def _seeds_number(text: str) -> int:
         raise UserError(f"--seeds {text} is not valid: give a number of seeds, or auto") from None
 
 
-def _planned_suite(args: argparse.Namespace, pilot: Suite, out: Path, command: str, max_seeds: int) -> Optional[Suite]:
-    """--seeds auto: the pilot (unless a plan exists), the plan, then the planned seeds; None when stopped."""
+def _planned_suite(args: argparse.Namespace, suite: Suite, out: Path, command: str, max_seeds: int,
+                   plan: Optional[dict]) -> Optional[Suite]:
+    """--seeds auto: without a ``plan``, run the pilot ``suite`` and plan from it; then run the planned seeds (the
+    planned suite, returned; None when stopped)."""
     from maelab.ablate import load_suite
     from maelab.ablate.runner import collect_and_write
-    from maelab.ablate.seed_plan import describe, plan_seeds, read_plan
+    from maelab.ablate.seed_plan import describe, plan_seeds
 
-    plan = read_plan(out)
     if plan is None:
-        if not _run_stage(args, pilot, out, command):
+        if not _run_stage(args, suite, out, command):
             return None
-        plan = plan_seeds(pilot, out, collect_and_write(pilot, out), max_seeds)
+        plan = plan_seeds(suite, out, collect_and_write(suite, out), max_seeds)
+        suite = load_suite(args.suite, plan["seeds"])
     elif plan["max_seeds"] != max_seeds:
         print(f"maelab: {out} already has a seed plan (cap {plan['max_seeds']}); it is kept, not revised: delete "
               f"{out / 'seed_plan.json'} to plan again")
     print(describe(plan))
-    suite = load_suite(args.suite, plan["seeds"])
     return suite if _run_stage(args, suite, out, command) else None
 
 
@@ -154,14 +171,6 @@ def cluster_options(args: argparse.Namespace) -> Optional[ClusterOptions]:
                              **values)
     check_launcher(options)
     return options
-
-
-def torch_threads(threads: int) -> None:
-    import torch
-
-    if threads < 1:
-        raise UserError(f"--threads {threads} is not valid: give at least 1")
-    torch.set_num_threads(threads)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

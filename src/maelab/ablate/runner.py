@@ -241,7 +241,8 @@ def collect(suite: Suite, out: Path) -> list[Row]:
 
 
 def save_suite(suite: Suite, out: Path) -> None:
-    """OUT/suite.yaml: the suite's spec (for `maelab report`); a folder holding another suite is refused."""
+    """OUT/suite.yaml: the suite's spec (for `maelab report`). A folder holding another suite, or this one with
+    more seeds (results.csv would drop the seeds beyond ``suite``'s), is refused."""
     path = require_folder(out, "--out") / SUITE_NAME
     mine = to_dict(suite.spec)
     if path.is_file():  # read through SuiteSpec: a key added since (its default) is no difference
@@ -249,6 +250,10 @@ def save_suite(suite: Suite, out: Path) -> None:
         if _without_seeds(theirs) != _without_seeds(mine):
             raise UserError(f"{out} holds an ablation of another suite (or of this one with other settings): "
                             "give another --out, or run the suite that made it")
+        if theirs["seeds"] > len(suite.seeds):
+            raise UserError(f"{out} holds this suite with {theirs['seeds']} seeds; {len(suite.seeds)} would drop "
+                            f"seeds {len(suite.seeds)}-{theirs['seeds'] - 1} from its results: rerun with --seeds "
+                            f"{theirs['seeds']} or more, or give another --out")
     write_text_atomic(path, yaml.safe_dump(mine, sort_keys=False))
 
 
