@@ -71,8 +71,17 @@ def test_two_folders_of_the_same_suite_are_refused_on_one_page(suite_copy, tmp_p
     _, out = suite_copy
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
+    (out / "report.md").write_text("as it was")
     assert main(["report", str(out), str(copy), "--page", str(tmp_path / "p.md"), "--no-figures"]) == 2
     assert "same name" in capsys.readouterr().err and not (tmp_path / "p.md").exists()
+    assert (out / "report.md").read_text() == "as it was"  # refused before any report was rebuilt
+
+
+def test_a_title_without_a_page_is_refused_and_nothing_is_rebuilt(suite_copy, capsys):
+    _, out = suite_copy
+    (out / "report.md").write_text("as it was")
+    assert main(["report", str(out), "--title", "Mine", "--no-figures"]) == 2
+    assert "--title" in capsys.readouterr().err and (out / "report.md").read_text() == "as it was"
 
 
 def test_the_page_names_each_folder_as_given_and_paths_under_the_current_folder_relative_to_it(suite_copy, tmp_path,

@@ -63,7 +63,9 @@ def test_report_rebuilds_from_the_csv_alone(suite_copy, capsys):
 
 def test_report_and_ablate_bad_input_is_one_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "holds no ablation" in capsys.readouterr().err
+    assert "is not an ablation folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nvariantz: {}\n")
     assert main(["ablate", str(bad)]) == 2
@@ -123,3 +125,12 @@ def test_report_says_which_probe_protocol_the_probe_columns_are(suite_copy):
     (out / "probe_protocols.json").write_text(json.dumps({"`last` (...)": {"variants": ["baseline"]},
                                                           "`last4` (...)": {"variants": ["linear"]}}))
     assert "DIFFERENT protocols" in build_report(out, figures=False).read_text()
+
+
+def test_a_run_folder_given_to_report_names_the_ablation_folder_it_is_in(suite_copy, capsys):
+    _, out = suite_copy
+    run = out / "runs" / "baseline" / "seed0"
+    (out / "report.md").write_text("as it was")
+    assert main(["report", str(out), str(run), "--no-figures"]) == 2
+    assert f"give {out.resolve()}, the ablation folder it is in" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "as it was"  # not rebuilt before the bad folder was refused

@@ -177,14 +177,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     """maelab report DIR...: rebuild each DIR/report.md and its figures from DIR/results.csv; with --page FILE, one
     page of them all that opens with the answer table (docs/results.md)."""
     from maelab.ablate import build_report
-    from maelab.ablate.page import build_page, check_page
+    from maelab.ablate.page import DEFAULT_TITLE, build_page, check_page, page_suites
+    from maelab.ablate.runner import saved_suite
 
+    if args.title is not None and not args.page:
+        raise UserError("--title is the title of --page's page: add --page FILE, or drop --title")
+    # every folder (and the page) checked before any report is rebuilt: a refusal leaves them all as they were
     if args.page:
-        check_page(args.page)  # before any report is rebuilt: a refused page leaves every file as it was
+        check_page(args.page)
+        page_suites(args.out)
+    else:
+        for out in args.out:
+            saved_suite(out)
     for out in args.out:
         print(f"wrote {build_report(out, figures=not args.no_figures)}")
     if args.page:
-        print(f"wrote {build_page(args.out, args.page, args.title)}")
+        print(f"wrote {build_page(args.out, args.page, args.title or DEFAULT_TITLE)}")
     return 0
 
 
@@ -209,8 +217,8 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-figures", action="store_true", help="only the markdown (no PNGs)")
     p.add_argument("--page", metavar="FILE", help="also write one page of all the DIRs, opening with the table of "
                    "every claim's verdict, their figures copied beside it (e.g. docs/results.md)")
-    p.add_argument("--title", default="Results: the report's claims, measured",
-                   help="the page's title (with --page)")
+    p.add_argument("--title", help="the page's title (with --page; default: \"Results: the report's claims, "
+                   "measured\")")
     p.set_defaults(func=cmd_report)
 
 

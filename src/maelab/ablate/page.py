@@ -12,9 +12,11 @@ from maelab.ablate.report import METRICS, REPORT_NAME
 from maelab.ablate.report_claims import ANSWER_HEAD, answer_rows
 from maelab.ablate.results import RESULTS_NAME, read_results
 from maelab.ablate.runner import saved_suite
+from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
 from maelab.errors import UserError
 
+DEFAULT_TITLE = "Results: the report's claims, measured"
 MARK = "<!-- written by `maelab report --page`: edit the suites or the code, then rewrite it -->"
 FIGURE_LINK = re.compile(r"\]\(figures/([^)]+)\)")
 
@@ -28,11 +30,7 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
     """
     page = Path(page)
     check_page(page)
-    suites = [(saved_suite(Path(d)), Path(d)) for d in dirs]
-    names = [spec.name for spec, _ in suites]
-    if len(set(names)) < len(names):
-        raise UserError(f"two of the folders hold suites of the same name ({', '.join(names)}): their figures "
-                        "would share a folder; give each suite once")
+    suites = page_suites(dirs)
     for _, d in suites:
         if not (d / REPORT_NAME).is_file():
             raise UserError(f"{d} has no {REPORT_NAME}: run `maelab report {d}` first")
@@ -57,6 +55,17 @@ def _as_given(text: str, dirs: list[Path]) -> str:
     for d in sorted(dirs, key=lambda d: len(str(d.resolve())), reverse=True):
         text = text.replace(str(d.resolve()), d.as_posix())
     return text.replace(str(Path.cwd().resolve()) + "/", "")
+
+
+def page_suites(dirs: list[str | Path]) -> list[tuple[SuiteSpec, Path]]:
+    """(saved suite, folder) of each of ``dirs``; UserError when one is not an ablation folder or two hold suites of
+    the same name (their figures would share a folder on the page)."""
+    suites = [(saved_suite(Path(d)), Path(d)) for d in dirs]
+    names = [spec.name for spec, _ in suites]
+    if len(set(names)) < len(names):
+        raise UserError(f"two of the folders hold suites of the same name ({', '.join(names)}): their figures "
+                        "would share a folder; give each suite once")
+    return suites
 
 
 def check_page(page: str | Path) -> None:

@@ -225,8 +225,9 @@ def _provenance(invocations: list[dict[str, Any]]) -> str:
     lines = ["## How this was made", ""]
     for inv in invocations:
         m, v = inv.get("machine", {}), inv.get("versions", {})
+        threads = m.get("torch_threads", "?")
         device = m.get("gpu") or f"{m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, "\
-                                  f"{m.get('torch_threads', '?')} torch threads)"
+                                  f"{threads} torch thread{'' if threads == 1 else 's'})"
         lines += [f"- `{inv.get('command', '?')}` — started {inv.get('started', '?')} on {device}; "
                   + ", ".join(f"{k} {val}" for k, val in v.items())]
     lines += ["", "`maelab report DIR` rebuilds this report (DIR/report.md) from results.csv without rerunning "

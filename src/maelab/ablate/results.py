@@ -202,3 +202,13 @@ def write_probe_protocols(out: Path, rows: list[Row]) -> None:
                 "variants", [])
             variants += [] if r.variant in variants else [r.variant]
     write_text_atomic(Path(out) / PROTOCOLS_NAME, json.dumps(found, indent=2))
+
+
+def not_an_ablation(path: Path, given: str) -> str:
+    """The message for a folder ``given`` (resolved: ``path``) that holds no ablation: it does not exist, or it
+    has no suite.yaml (a run folder inside one names the ablation folder to give)."""
+    if not path.exists():
+        return f"{given} does not exist: give the --out folder of an earlier `maelab ablate`"
+    hint = next((f"give {p}, the ablation folder it is in" for p in path.resolve().parents
+                 if (p / SUITE_NAME).is_file()), "give the --out folder of an earlier `maelab ablate`")
+    return f"{given} is not an ablation folder (it has no {SUITE_NAME}): {hint}"

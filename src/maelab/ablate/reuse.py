@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import yaml
 
-from maelab.ablate.results import SUITE_NAME, read_status
+from maelab.ablate.results import SUITE_NAME, not_an_ablation, read_status
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, to_dict
 from maelab.config.loading import persisted, save_config
@@ -47,12 +47,8 @@ def check_sources(out: Path, sources: list[str]) -> list[Path]:
         path = Path(given).resolve()
         if path == Path(out).resolve():
             raise UserError(f"--reuse {given} is this ablation's own --out folder: give another suite's folder")
-        if not path.exists():
-            raise UserError(f"--reuse {given} does not exist: give the --out folder of an earlier `maelab ablate`")
         if not (path / SUITE_NAME).is_file():
-            hint = next((f"give {p}, the ablation folder it is in" for p in path.parents if (p / SUITE_NAME).is_file()),
-                        "give the --out folder of an earlier `maelab ablate`")
-            raise UserError(f"--reuse {given} is not an ablation folder (it has no {SUITE_NAME}): {hint}")
+            raise UserError(f"--reuse {not_an_ablation(path, given)}")
         resolved.append(path)
     return resolved
 

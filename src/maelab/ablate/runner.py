@@ -28,6 +28,7 @@ from maelab.ablate.results import (
     Row,
     eval_rows,
     failed_row,
+    not_an_ablation,
     read_status,
     run_dir_of,
     training_rows,
@@ -113,7 +114,7 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
             left = len([p for p in todo if not is_finished(p)]) - 1
             eta = f"about {_minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
             log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {_stages(suite, plan)} "
-                f"(elapsed {_minutes(elapsed)}, {left} other runs to go, {eta})")
+                f"(elapsed {_minutes(elapsed)}, {left} other run{'' if left == 1 else 's'} to go, {eta})")
             _run_or_record_failure(plan, suite, log)
         done_here += 1
         collect_and_write(suite, out)
@@ -258,9 +259,10 @@ def save_suite(suite: Suite, out: Path) -> None:
 
 
 def saved_suite(out: Path) -> SuiteSpec:
+    """The suite saved in the ablation folder ``out``; UserError when ``out`` is not one."""
     path = Path(out) / SUITE_NAME
     if not path.is_file():
-        raise UserError(f"{out} holds no ablation ({SUITE_NAME} is missing): give the --out folder of maelab ablate")
+        raise UserError(not_an_ablation(Path(out), str(out)))
     return suite_from_dict(yaml.safe_load(path.read_text()) or {}, path)
 
 

@@ -5,8 +5,9 @@ claim's own gain or margin (:mod:`maelab.ablate.power`), from the spread the pil
 largest of those, at least the pilot's and at most ``--max-seeds``. The plan is written once, into
 OUT/seed_plan.json, and never revised: a rerun of the same command (after an interruption, or on another day)
 runs to the planned seeds, it does not look at the results again. The second stage depends on the pilot's
-spread only, never on its differences, which keeps the false-positive rate of the final intervals near their
-nominal 5% (an internal pilot: Wittes & Brittain 1990; docs/ablation.md measures it by simulation).
+spread only, never on its differences, which keeps the false-positive rate of each one-sided verdict near its
+nominal 2.5% (3-4% where the spread is near the claim's effect; an internal pilot: Wittes & Brittain 1990;
+docs/ablation.md measures it by simulation).
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ class GanConfig:
     """
 
     enabled: bool = False
-    loss: str = "vanilla"  # vanilla (the report's BCE minimax) | nonsat | hinge | lsgan, on D's logits
+    loss: str = "vanilla"  # vanilla (minimax) | nonsat (the report's code: BCE on "real" labels) | hinge | lsgan
     weight: float = 0.01  # λ on the adversarial term (the report's 100:1), or the factor on the adaptive λ
     adaptive: bool = False  # λ = weight * ||grad L_rec|| / ||grad L_adv|| at decoder.head.weight, clamped [0, 1e4]
     start_epoch: int = 0  # no adversarial term and no D step before this epoch

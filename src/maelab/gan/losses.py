@@ -8,10 +8,11 @@ every element. With ``r`` the logits of real images and ``f`` those of reconstru
 - hinge:   D ½ [relu(1 - r) + relu(1 + f)];                                G -f
 - lsgan:   D ½ [(r - 1)² + f²];                                            G (f - 1)²
 
-``vanilla`` is the report's (and pix2pix's) minimax formula E[log D(x)] + E[log(1 - D(G(x)))] with
-binary cross-entropy on logits: G minimises log(1 - D(G(x))). ``nonsat`` is Goodfellow's non-saturating
-variant (G maximises log D(G(x))), which StyleGAN uses (and pix2pix's code trains with): the minimax G
-loss saturates (vanishing gradient) once D confidently rejects the fakes. The ½ on D's loss follows pix2pix
+``vanilla`` is the minimax formula E[log D(x)] + E[log(1 - D(G(x)))] of the GAN paper (and of the report's
+and pix2pix's text) with binary cross-entropy on logits: G minimises log(1 - D(G(x))). ``nonsat`` is
+Goodfellow's non-saturating variant (G maximises log D(G(x))), which StyleGAN uses and which the report's code
+and pix2pix's code train with (BCE of the fakes against "real" labels): the minimax G loss saturates
+(vanishing gradient) once D confidently rejects the fakes. The ½ on D's loss follows pix2pix
 and taming.
 """
 
