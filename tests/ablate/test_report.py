@@ -118,7 +118,7 @@ def test_an_undefined_metric_is_a_dash_left_out_of_the_means_and_its_reason_is_l
 def test_report_says_which_probe_protocol_the_probe_columns_are(suite_copy):
     _, out = suite_copy
     text = build_report(out, figures=False).read_text()
-    assert ("Linear probe columns: `last` (blocks 2, final features, pool mean; sgd lr 0.1, weight decay 0, "
+    assert ("Linear probe columns: `last` (block 2, final-normed, mean-pooled; sgd lr 0.1, weight decay 0, "
             "5 epochs, batch 256)") in text  # the tiny suite's base config: probe.epochs=5
     protocols = json.loads((out / "probe_protocols.json").read_text())
     assert sorted(next(iter(protocols.values()))["variants"]) == ["baseline", "linear", "random_init"]

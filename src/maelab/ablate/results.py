@@ -183,7 +183,10 @@ def probe_protocol_text(result: dict[str, Any]) -> str:
     if p is None:  # a probe.json from before probe.layers: the final-normed output, SGD
         probe = result.get("probe", {})
         p = {"name": "last", "layers": ["final"], "norm": "final", "optimizer": "sgd", **probe}
-    text = (f"`{p['name']}` (blocks {','.join(map(str, p['layers']))}, {p['norm']} features, pool {p['pool']}; "
+    blocks = ("the last block" if p["layers"] == ["final"] else
+              f"block{'s' if len(p['layers']) > 1 else ''} {','.join(map(str, p['layers']))}")
+    norm = "final-normed" if p["norm"] == "final" else "before the final norm"
+    text = (f"`{p['name']}` ({blocks}, {norm}, {p['pool']}-pooled; "
             f"{p['optimizer']} lr {p['lr']:g}, weight decay {p['weight_decay']:g}, {p['epochs']} epochs, "
             f"batch {p['batch_size']}")
     return text + (", augmented)" if p.get("augment") else ")")
