@@ -42,7 +42,10 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
     head = [MARK, f"# {title}", "",
             "Every claim of the report on every suite below, judged by the 95% interval of (variant − reference), "
             "paired over seeds where they pair; the last column is the smallest difference the seeds run could "
-            "have seen at 80% power. Each suite's own report follows, with the rule, the details and the figures.",
+            "have seen at 80% power. *held*: the interval lies above 0 (a claimed gain) or within the margin (a "
+            "claimed sameness); *not held*: it lies below the report's gain (or at or below 0), or excludes 0 and "
+            "leaves the margin; *inconclusive*: neither. Each suite's own report follows, with the rule, the details "
+            "and the figures.",
             "", *answer]
     text = "\n\n".join(["\n".join(head), *sections]) + "\n"
     return write_text_atomic(page, _as_given(text, [d for _, d in suites]))
