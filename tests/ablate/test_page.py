@@ -96,3 +96,10 @@ def test_the_page_names_each_folder_as_given_and_paths_under_the_current_folder_
     text = (tmp_path / "results.md").read_text()
     assert str(out.resolve()) in (out / "report.md").read_text()  # the folder's own report keeps the command
     assert str(out.resolve()) not in text and f"maelab ablate suites/s.yaml --out {out.name}`" in text
+
+
+def test_a_folder_as_the_page_is_one_clear_error(suite_copy, tmp_path, capsys):
+    _, out = suite_copy
+    assert main(["report", str(out), "--page", str(tmp_path), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 
 from maelab.ablate import load_suite
 from maelab.ablate.power import mde
@@ -134,3 +135,14 @@ def test_a_run_folder_given_to_report_names_the_ablation_folder_it_is_in(suite_c
     assert main(["report", str(out), str(run), "--no-figures"]) == 2
     assert f"give {out.resolve()}, the ablation folder it is in" in capsys.readouterr().err
     assert (out / "report.md").read_text() == "as it was"  # not rebuilt before the bad folder was refused
+
+
+def test_a_folder_without_results_is_refused_before_any_report_is_rebuilt(suite_copy, tmp_path, capsys):
+    path, out = suite_copy
+    started = tmp_path / "started"  # an ablation that was stopped before its first results.csv
+    started.mkdir()
+    shutil.copy(out / "suite.yaml", started / "suite.yaml")
+    (out / "report.md").write_text("as it was")
+    assert main(["report", str(out), str(started), "--no-figures"]) == 2
+    assert "has no results.csv" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "as it was"

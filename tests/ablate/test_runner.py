@@ -1,11 +1,12 @@
 import csv
 import json
+import shutil
 
 import pytest
 
 from maelab.ablate import load_suite, run_suite
 from maelab.ablate.results import read_status, run_dir_of
-from maelab.ablate.runner import plan_runs
+from maelab.ablate.runner import plan_runs, save_suite, saved_suite
 from maelab.config import load_config
 from maelab.engine import pretrain as pretrain_module
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
@@ -153,7 +154,6 @@ def test_a_file_as_the_ablation_folder_is_one_clear_error(tmp_path, capsys):
 
 def test_workers_below_one_are_refused_and_a_finished_suite_starts_no_worker(finished_suite, tmp_path, monkeypatch,
                                                                             capsys):
-    import shutil
 
     from maelab.ablate import workers
     from maelab.cli import main
@@ -166,15 +166,27 @@ def test_workers_below_one_are_refused_and_a_finished_suite_starts_no_worker(fin
     assert main(["ablate", str(path), "--out", str(out), "--workers", "100"]) == 0
 
 
-def test_fewer_seeds_than_a_folder_holds_are_refused_and_its_results_kept(suite_copy, capsys):
+def test_fewer_seeds_than_a_folder_has_finished_are_refused_and_its_files_kept(suite_copy, capsys):
     from maelab.cli import main
 
-    path, out = suite_copy  # the tiny suite's 2 seeds, finished
-    before = {name: (out / name).read_text() for name in ("suite.yaml", "results.csv", "environment.json")}
-    assert main(["ablate", str(path), "--out", str(out), "--seeds", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "2 seeds" in err and "--seeds 2 or more" in err and "Traceback" not in err
-    assert {name: (out / name).read_text() for name in before} == before
+    path, out = suite_copy  # seeds 0-1 finished (the suite's default of 2)
+    shutil.copytree(out / "runs" / "baseline" / "seed1", out / "runs" / "baseline" / "seed3")  # as --seeds 4 did
+    (out / "report.md").write_text("as it was")
+    names = ("suite.yaml", "results.csv", "environment.json", "report.md")
+    before = {name: (out / name).read_text() for name in names}
+    for given in ([], ["--seeds", "1"], ["--seeds", "auto"]):  # the default, fewer, a pilot of 3 without a plan
+        assert main(["ablate", str(path), "--out", str(out), *given]) == 2
+        err = capsys.readouterr().err
+        assert "finished runs of seed" in err and "--seeds 4 or more" in err and "Traceback" not in err
+    assert {name: (out / name).read_text() for name in names} == before
+
+
+def test_a_seed_count_below_the_suite_files_is_no_refusal_where_no_run_finished_beyond_it(tmp_path):
+    path = write_suite(tmp_path / "suite", seeds=5)
+    out = tmp_path / "out"
+    save_suite(load_suite(path), out)  # suite.yaml says 5: what the file asks, not what ran
+    save_suite(load_suite(path, seeds=1), out)  # --seeds 1, or --seeds auto's pilot of 3, into that folder: no error
+    assert saved_suite(out).seeds == 5
 
 
 @pytest.mark.parametrize("threads", ["0", "-1"])

@@ -95,8 +95,8 @@ def _planned_suite(args: argparse.Namespace, suite: Suite, out: Path, command: s
         plan = plan_seeds(suite, out, collect_and_write(suite, out), max_seeds)
         suite = load_suite(args.suite, plan["seeds"])
     elif plan["max_seeds"] != max_seeds:
-        print(f"maelab: {out} already has a seed plan (cap {plan['max_seeds']}); it is kept, not revised: delete "
-              f"{out / 'seed_plan.json'} to plan again")
+        print(f"maelab: {out} already has a seed plan (cap {plan['max_seeds']}); it is kept, not revised: to plan "
+              f"again, give a new --out with --reuse {out} (its pretrainings are copied)")
     print(describe(plan))
     return suite if _run_stage(args, suite, out, command) else None
 
@@ -178,17 +178,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     page of them all that opens with the answer table (docs/results.md)."""
     from maelab.ablate import build_report
     from maelab.ablate.page import DEFAULT_TITLE, build_page, check_page, page_suites
-    from maelab.ablate.runner import saved_suite
+    from maelab.ablate.report import reportable_suite
 
     if args.title is not None and not args.page:
         raise UserError("--title is the title of --page's page: add --page FILE, or drop --title")
     # every folder (and the page) checked before any report is rebuilt: a refusal leaves them all as they were
+    for out in args.out:
+        reportable_suite(out)
     if args.page:
         check_page(args.page)
         page_suites(args.out)
-    else:
-        for out in args.out:
-            saved_suite(out)
     for out in args.out:
         print(f"wrote {build_report(out, figures=not args.no_figures)}")
     if args.page:

@@ -74,6 +74,8 @@ def page_suites(dirs: list[str | Path]) -> list[tuple[SuiteSpec, Path]]:
 def check_page(page: str | Path) -> None:
     """Raise UserError when ``page`` exists and was not written by :func:`build_page` (it is never overwritten)."""
     page = Path(page)
+    if page.is_dir():
+        raise UserError(f"--page {page} is a folder: give a file name, e.g. {page / 'results.md'}")
     if page.exists() and not page.read_text(errors="replace").startswith(MARK):
         raise UserError(f"--page {page} exists and was not written by `maelab report --page`: move it away or "
                         "give another path (nothing was written)")

@@ -48,12 +48,18 @@ HEADLINE = ("probe_top1", "probe_best_top1", "knn_top1", "psnr_masked", "ssim_fu
 ACCURACY = ("probe_top1", "probe_best_top1", "knn_top1")
 
 
+def reportable_suite(out: str | Path) -> SuiteSpec:
+    """The suite of the ablation folder ``out``; UserError when it is not one or has no results.csv yet."""
+    spec = saved_suite(Path(out))
+    if not (Path(out) / RESULTS_NAME).is_file():
+        raise UserError(f"{out} has no {RESULTS_NAME}: run `maelab ablate SUITE --out {out}` first")
+    return spec
+
+
 def build_report(out: str | Path, figures: bool = True) -> Path:
     """Rebuild OUT/report.md (and OUT/figures/) from OUT/results.csv without rerunning anything."""
     out = Path(out)
-    spec = saved_suite(out)
-    if not (out / RESULTS_NAME).is_file():
-        raise UserError(f"{out} has no {RESULTS_NAME}: run `maelab ablate SUITE --out {out}` first")
+    spec = reportable_suite(out)
     rows = read_results(out / RESULTS_NAME)
     made = write_report_figures(out, spec, rows) if figures else {}
     protocols = json.loads((out / PROTOCOLS_NAME).read_text()) if (out / PROTOCOLS_NAME).is_file() else {}

@@ -186,7 +186,8 @@ def probe_protocol_text(result: dict[str, Any]) -> str:
     blocks = ("the last block" if p["layers"] == ["final"] else
               f"block{'s' if len(p['layers']) > 1 else ''} {','.join(map(str, p['layers']))}")
     norm = "final-normed" if p["norm"] == "final" else "before the final norm"
-    text = (f"`{p['name']}` ({blocks}, {norm}, {p['pool']}-pooled; "
+    pool = {"mean": "mean-pooled", "cls": "cls token", "both": "mean-pooled and cls token"}.get(p["pool"], p["pool"])
+    text = (f"`{p['name']}` ({blocks}, {norm}, {pool}; "
             f"{p['optimizer']} lr {p['lr']:g}, weight decay {p['weight_decay']:g}, {p['epochs']} epochs, "
             f"batch {p['batch_size']}")
     return text + (", augmented)" if p.get("augment") else ")")
@@ -209,9 +210,12 @@ def write_probe_protocols(out: Path, rows: list[Row]) -> None:
 
 def not_an_ablation(path: Path, given: str) -> str:
     """The message for a folder ``given`` (resolved: ``path``) that holds no ablation: it does not exist, or it
-    has no suite.yaml (a run folder inside one names the ablation folder to give)."""
+    has no suite.yaml; a folder inside an ablation folder (a run folder) names the ablation folder to give, as
+    given where it can."""
+    candidates = [p for p in Path(given).parents if p != Path(".")] + list(path.resolve().parents)
+    inside = next((p for p in candidates if (p / SUITE_NAME).is_file()), None)
+    hint = (f"give {inside}, the ablation folder it is in" if inside is not None else
+            "give the --out folder of an earlier `maelab ablate`")
     if not path.exists():
-        return f"{given} does not exist: give the --out folder of an earlier `maelab ablate`"
-    hint = next((f"give {p}, the ablation folder it is in" for p in path.resolve().parents
-                 if (p / SUITE_NAME).is_file()), "give the --out folder of an earlier `maelab ablate`")
+        return f"{given} does not exist: {hint}"
     return f"{given} is not an ablation folder (it has no {SUITE_NAME}): {hint}"

@@ -242,8 +242,8 @@ def collect(suite: Suite, out: Path) -> list[Row]:
 
 
 def save_suite(suite: Suite, out: Path) -> None:
-    """OUT/suite.yaml: the suite's spec (for `maelab report`). A folder holding another suite, or this one with
-    more seeds (results.csv would drop the seeds beyond ``suite``'s), is refused."""
+    """OUT/suite.yaml: the suite's spec (for `maelab report`). A folder holding another suite, or finished runs of
+    seeds beyond ``suite``'s (results.csv would drop them), is refused."""
     path = require_folder(out, "--out") / SUITE_NAME
     mine = to_dict(suite.spec)
     if path.is_file():  # read through SuiteSpec: a key added since (its default) is no difference
@@ -251,11 +251,21 @@ def save_suite(suite: Suite, out: Path) -> None:
         if _without_seeds(theirs) != _without_seeds(mine):
             raise UserError(f"{out} holds an ablation of another suite (or of this one with other settings): "
                             "give another --out, or run the suite that made it")
-        if theirs["seeds"] > len(suite.seeds):
-            raise UserError(f"{out} holds this suite with {theirs['seeds']} seeds; {len(suite.seeds)} would drop "
-                            f"seeds {len(suite.seeds)}-{theirs['seeds'] - 1} from its results: rerun with --seeds "
-                            f"{theirs['seeds']} or more, or give another --out")
+    beyond = [k for k in finished_seeds(out) if k >= len(suite.seeds)]
+    if beyond:
+        which = f"seed {beyond[0]}" if len(beyond) == 1 else f"seeds {', '.join(map(str, beyond))}"
+        n = len(suite.seeds)
+        raise UserError(f"{out} holds finished runs of {which}, which {n} seed{'' if n == 1 else 's'} would drop "
+                        f"from its results: rerun with --seeds {beyond[-1] + 1} or more, or give another --out "
+                        f"(--reuse {out} copies its pretrainings there)")
     write_text_atomic(path, yaml.safe_dump(mine, sort_keys=False))
+
+
+def finished_seeds(out: Path) -> list[int]:
+    """The seeds of which ``out`` holds a finished run (of any variant), in order."""
+    found = {int(d.name[4:]) for d in Path(out).glob("runs/*/seed*")
+             if d.name[4:].isdigit() and read_status(d).get("status") == "done"}
+    return sorted(found)
 
 
 def saved_suite(out: Path) -> SuiteSpec:
