@@ -20,6 +20,7 @@ from maelab.ablate.results import (
     Row,
     by_seed,
     read_results,
+    seed_of,
     undefined_of,
     values_of,
 )
@@ -299,8 +300,8 @@ def _reconstructions(out: Path, spec: SuiteSpec, fig_dir: Path) -> Optional[str]
 
 def _first_seed_dir(out: Path, variant: str) -> Optional[Path]:
     """The variant's run with the lowest seed (runs/<variant>/seed<k>), if any."""
-    found = [d for d in (out / "runs" / variant).glob("seed*") if d.name[4:].isdigit()]
-    return min(found, key=lambda d: int(d.name[4:])) if found else None
+    found = [d for d in (out / "runs" / variant).glob("seed*") if seed_of(d) is not None]
+    return min(found, key=seed_of) if found else None
 
 
 def _save(fig: Any, path: Path, out: Path) -> str:

@@ -51,6 +51,12 @@ def run_dir_of(out: Path, variant: str, seed: int) -> Path:
     return Path(out) / "runs" / variant / f"seed{seed}"
 
 
+def seed_of(run_dir: Path) -> Optional[int]:
+    """The seed k of a run folder named seed<k> (:func:`run_dir_of`), or None for any other name."""
+    digits = Path(run_dir).name.removeprefix("seed")
+    return int(digits) if Path(run_dir).name.startswith("seed") and digits.isdigit() else None
+
+
 def read_status(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / STATUS_NAME
     return json.loads(path.read_text()) if path.is_file() else {}

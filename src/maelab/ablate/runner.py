@@ -31,6 +31,7 @@ from maelab.ablate.results import (
     not_an_ablation,
     read_status,
     run_dir_of,
+    seed_of,
     training_rows,
     write_probe_protocols,
     write_results,
@@ -263,9 +264,8 @@ def save_suite(suite: Suite, out: Path) -> None:
 
 def finished_seeds(out: Path) -> list[int]:
     """The seeds of which ``out`` holds a finished run (of any variant), in order."""
-    found = {int(d.name[4:]) for d in Path(out).glob("runs/*/seed*")
-             if d.name[4:].isdigit() and read_status(d).get("status") == "done"}
-    return sorted(found)
+    found = {seed_of(d) for d in Path(out).glob("runs/*/seed*") if read_status(d).get("status") == "done"}
+    return sorted(k for k in found if k is not None)
 
 
 def saved_suite(out: Path) -> SuiteSpec:
