@@ -44,7 +44,7 @@ def test_a_run_identical_to_one_trained_elsewhere_copies_its_pretraining_and_sti
     knn, knn_there = (json.loads((run / "eval/knn.json").read_text()) for run in (same, trained_there))
     assert (knn["top1"], knn["checkpoint"]) == (knn_there["top1"], str(same / "checkpoints/last.pt"))
     assert "Pretraining reused" in (out / "report.md").read_text()
-    assert f"--reuse: 1 of the 2 runs left can copy a finished pretraining from {source.resolve()}" in (
+    assert f"--reuse: 1 of the 2 pretrainings left can copy a finished one from {source.resolve()}" in (
         out / "said.txt").read_text()
 
 

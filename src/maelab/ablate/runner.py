@@ -99,13 +99,13 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
         record_invocation(out, command)
     plans = plan_runs(suite, out)
     todo = [p for p in plans if not is_finished(p)]
-    log(f"ablate {suite.name}: {len(plans)} runs ({len(suite.variant_names())} variants × {len(suite.seeds)} seeds)"
-        f", {len(plans) - len(todo)} already finished, into {out}")
+    log(f"ablate {suite.name}: {_counted(len(plans), 'run')} ({_counted(len(suite.variant_names()), 'variant')} × "
+        f"{_counted(len(suite.seeds), 'seed')}), {len(plans) - len(todo)} already finished, into {out}")
     sources = read_sources(out)
-    if sources and todo:
-        matched = count_matches([p.cfg for p in todo if p.variant != SCRATCH], sources)
-        log(f"--reuse: {matched} of the {len(todo)} runs left can copy a finished pretraining from "
-            f"{', '.join(map(str, sources))}")
+    pretraining = [p.cfg for p in todo if p.variant != SCRATCH]
+    if sources and pretraining:
+        log(f"--reuse: {count_matches(pretraining, sources)} of the {_counted(len(pretraining), 'pretraining')} left "
+            f"can copy a finished one from {', '.join(map(str, sources))}")
     start, done_here = time.perf_counter(), 0
     for plan in todo:
         with claimed(plan.run_dir) as mine:
@@ -115,7 +115,7 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
             left = len([p for p in todo if not is_finished(p)]) - 1
             eta = f"about {_minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
             log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {_stages(suite, plan)} "
-                f"(elapsed {_minutes(elapsed)}, {left} other run{'' if left == 1 else 's'} to go, {eta})")
+                f"(elapsed {_minutes(elapsed)}, {_counted(left, 'other run')} to go, {eta})")
             _run_or_record_failure(plan, suite, log)
         done_here += 1
         collect_and_write(suite, out)
@@ -255,8 +255,7 @@ def save_suite(suite: Suite, out: Path) -> None:
     beyond = [k for k in finished_seeds(out) if k >= len(suite.seeds)]
     if beyond:
         which = f"seed {beyond[0]}" if len(beyond) == 1 else f"seeds {', '.join(map(str, beyond))}"
-        n = len(suite.seeds)
-        raise UserError(f"{out} holds finished runs of {which}, which {n} seed{'' if n == 1 else 's'} would drop "
+        raise UserError(f"{out} holds finished runs of {which}, which {_counted(len(suite.seeds), 'seed')} would drop "
                         f"from its results: rerun with --seeds {beyond[-1] + 1} or more, or give another --out "
                         f"(--reuse {out} copies its pretrainings there)")
     write_text_atomic(path, yaml.safe_dump(mine, sort_keys=False))
@@ -287,6 +286,10 @@ def _stages(suite: Suite, plan: Plan) -> str:
     floor = " (+ random-init floor)" if suite.spec.floor and plan.variant == suite.spec.baseline else ""
     epochs = f" (also at epochs {', '.join(map(str, suite.spec.eval_epochs))})" if suite.spec.eval_epochs else ""
     return f"pretrain → {', '.join(evals)}{epochs}{floor}"
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _minutes(seconds: float) -> str:
