@@ -106,9 +106,12 @@ def test_a_reuse_folder_that_is_no_ablation_is_one_clear_error_and_nothing_is_wr
     assert not out.exists()
 
 
-def test_the_suites_own_folder_is_refused_as_a_reuse_source_and_left_as_it_was(finished_suite, capsys):
+@pytest.mark.parametrize("inside, words", [("", "is this ablation's own --out folder"),
+                                            ("runs/baseline/seed0", "is inside this ablation's own --out folder")])
+def test_the_suites_own_folder_or_a_run_in_it_is_refused_as_a_reuse_source_and_left_as_it_was(
+        finished_suite, capsys, inside, words):
     path, source = finished_suite
     before = sorted(p.name for p in source.iterdir())
-    assert main(["ablate", str(path), "--out", str(source), "--reuse", str(source)]) == 2
-    assert "own --out folder" in capsys.readouterr().err
+    assert main(["ablate", str(path), "--out", str(source), "--reuse", str(source / inside)]) == 2
+    assert words in capsys.readouterr().err
     assert sorted(p.name for p in source.iterdir()) == before and REUSE_NAME not in before

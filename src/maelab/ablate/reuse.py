@@ -38,15 +38,17 @@ RUN_ONLY = ("name", "out_dir", "overwrite")  # where and under which name: not w
 
 
 def check_sources(out: Path, sources: list[str]) -> list[Path]:
-    """The ``--reuse`` folders, resolved (nothing is written). UserError: an empty name, OUT itself, a folder
-    that does not exist or is not an ablation folder (a run folder names the ablation folder to give)."""
+    """The ``--reuse`` folders, resolved (nothing is written). UserError: an empty name, OUT itself or a folder
+    in it, a folder that does not exist or is not an ablation folder (a run folder names the ablation folder to
+    give)."""
     resolved = []
     for given in sources:
         if not given.strip():
             raise UserError("--reuse was given an empty name: give the --out folder of an earlier `maelab ablate`")
-        path = Path(given).resolve()
-        if path == Path(out).resolve():
-            raise UserError(f"--reuse {given} is this ablation's own --out folder: give another suite's folder")
+        path, own = Path(given).resolve(), Path(out).resolve()
+        if path == own or own in path.parents:
+            where = "is" if path == own else "is inside"
+            raise UserError(f"--reuse {given} {where} this ablation's own --out folder: give another suite's folder")
         if not (path / SUITE_NAME).is_file():
             raise UserError(f"--reuse {not_an_ablation(path, given)}")
         resolved.append(path)
