@@ -4,7 +4,8 @@ import shutil
 
 from maelab.ablate import load_suite
 from maelab.ablate.power import mde
-from maelab.ablate.report import build_report, mean_std, p_value
+from maelab.ablate.report import build_report
+from maelab.ablate.report_cells import mean_std, p_value
 from maelab.ablate.results import by_seed, read_results, values_of
 from maelab.ablate.runner import collect_and_write
 from maelab.ablate.stats import Difference, paired, summarize, welch
@@ -146,3 +147,22 @@ def test_a_folder_without_results_is_refused_before_any_report_is_rebuilt(suite_
     assert main(["report", str(out), str(started), "--no-figures"]) == 2
     assert "has no results.csv" in capsys.readouterr().err
     assert (out / "report.md").read_text() == "as it was"
+
+
+def test_fine_tuning_is_read_against_the_same_vit_trained_from_scratch_where_the_suite_ran_it(suite_copy):
+    from maelab.ablate.results import Row, write_results
+
+    _, out = suite_copy
+    tuned, scratch = [70.0, 72.0], [60.0, 61.5]
+    rows = read_results(out / "results.csv") + [Row("baseline", k, "finetune_top1", v) for k, v in enumerate(tuned)]
+    write_results(out / "results.csv", rows + [Row("scratch", k, "scratch_top1", v) for k, v in enumerate(scratch)])
+    text = build_report(out, figures=False).read_text()
+    headline = text.split("## Results")[1].split("\n\n## ")[0]
+    table = [line.split(" | ") for line in headline.splitlines() if line.startswith("| ")]
+    column = table[0].index("fine-tune top-1 %")
+    scratch_row = next(r for r in table if r[0] == "| same ViT from scratch (fine-tune floor)")
+    assert scratch_row[column] == "60.75 ± 1.06" and set(scratch_row[1:column]) == {"–"}  # no probe of its own
+    fine_tune = text.split("### fine-tune top-1 %")[1].split("\n\n#")[0]
+    d = paired(by_seed(rows, "baseline", "finetune_top1"), dict(enumerate(scratch)))
+    assert "Δ vs from scratch [95% CI]" in fine_tune
+    assert f"| baseline | 71.00 ± 1.41 | – | – | {d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}] paired |" in fine_tune

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from maelab.ablate.environment import read_invocations
+from maelab.ablate.report_cells import p_value, summary_cell
 from maelab.ablate.report_claims import answer_section, claims_section, tested_interval
 from maelab.ablate.report_epochs import epoch_figures, epochs_section
 from maelab.ablate.results import (
@@ -27,14 +28,13 @@ from maelab.ablate.results import (
 from maelab.ablate.reuse import reuse_line
 from maelab.ablate.runner import saved_suite
 from maelab.ablate.seed_plan import plan_line, read_plan
-from maelab.ablate.stats import Difference, compare, summarize
+from maelab.ablate.stats import compare
 from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
 from maelab.engine.metrics import read_metrics
 from maelab.errors import UserError
 from maelab.run_layout import RunLayout
 from maelab.undefined import DASH
-from maelab.undefined import fmt as fmt_value
 
 REPORT_NAME = "report.md"
 # metric -> (label, decimals); the order of the tables
@@ -45,7 +45,10 @@ METRICS: dict[str, tuple[str, int]] = {
     "psnr_masked": ("PSNR masked dB", 2), "ssim_full": ("SSIM full", 3), "sharpness": ("sharpness ratio", 3),
     "final_loss": ("final train loss", 4), "mask_ratio_seen": ("mask ratio seen", 3),
 }
-HEADLINE = ("probe_top1", "probe_best_top1", "knn_top1", "psnr_masked", "ssim_full", "sharpness")
+HEADLINE = ("probe_top1", "probe_best_top1", "knn_top1", "finetune_top1", "psnr_masked", "ssim_full", "sharpness")
+# the floor a metric is read against: the random-init encoder's, except fine-tuning's, which is the same ViT trained
+# from scratch with the same budget where the suite ran it (metric of the floor run, the column's name)
+SCRATCH_FLOOR = {"finetune_top1": "scratch_top1"}
 ACCURACY = ("probe_top1", "probe_best_top1", "knn_top1")
 
 
@@ -93,33 +96,6 @@ def metrics_in(rows: list[Row], wanted: tuple[str, ...] | list[str]) -> list[str
     return [m for m in wanted if m in present]
 
 
-def fmt(value: Optional[float], decimals: int) -> str:
-    return fmt_value(value, f".{decimals}f")
-
-
-def mean_std(values: list[float], decimals: int, undefined: int = 0) -> str:
-    """'mean ± std' of the defined values; "–" when there is none; with ``undefined`` seeds left out, how many:
-    "0.612 ± 0.010 (mean over 3 of 5 seeds; 2 undefined)"."""
-    s = summarize(values)
-    if s.n == 0:
-        return DASH
-    text = f"{s.mean:.{decimals}f} ± {s.std:.{decimals}f}" if s.n > 1 else f"{s.mean:.{decimals}f}"
-    if undefined:
-        return f"{text} (mean over {s.n} of {s.n + undefined} seeds; {undefined} undefined)"
-    return text if s.n > 1 else f"{text} (1 seed)"
-
-
-def summary_cell(rows: list[Row], variant: str, metric: str, decimals: int) -> str:
-    """:func:`mean_std` of one variant's metric, counting its undefined seeds."""
-    return mean_std(values_of(rows, variant, metric), decimals, len(undefined_of(rows, variant, metric)))
-
-
-def p_value(d: Optional[Difference]) -> str:
-    if d is None:
-        return DASH
-    return f"{DASH} (no spread)" if d.p is None else f"{d.p:.3f}"
-
-
 def _header(spec: SuiteSpec, rows: list[Row]) -> str:
     seeds = sorted({r.seed for r in rows})
     lines = [f"# Ablation: {spec.name}", "", spec.description.strip(), "",
@@ -158,10 +134,11 @@ def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
              "| --- |" + " --- |" * len(metrics)]
     names = [*variants_in(spec, rows), FLOOR, ZERO_PRED]
     labels = {FLOOR: "random-init encoder (floor)", ZERO_PRED: "predicting zeros (floor)",
-              spec.baseline: f"**{spec.baseline}** (baseline)"}
+              SCRATCH: "same ViT from scratch (fine-tune floor)", spec.baseline: f"**{spec.baseline}** (baseline)"}
     for name in names:
-        if any(values_of(rows, name, m) or undefined_of(rows, name, m) for m in metrics):
-            cells = [summary_cell(rows, name, m, METRICS[m][1]) for m in metrics]
+        own = [SCRATCH_FLOOR.get(m, m) if name == SCRATCH else m for m in metrics]  # scratch's own accuracy
+        if any(values_of(rows, name, m) or undefined_of(rows, name, m) for m in own):
+            cells = [summary_cell(rows, name, m, METRICS[m][1]) for m in own]
             lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -180,14 +157,16 @@ def _undefined(rows: list[Row]) -> str:
 
 def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
     lines = ["## Differences to the baseline and to the floor", "",
-             f"Δ = variant − {spec.baseline} (or − the random-init floor of the same seed), with its 95% interval "
+             f"Δ = variant − {spec.baseline} (or − the floor of the same seed: the random-init encoder, or for "
+             "fine-tuning the same ViT trained from scratch where the suite ran it), with its 95% interval "
              "and two-sided p-value: paired over the seeds both sides ran (2 or more), Welch's otherwise (the "
              "claims section says why). An interval that excludes 0 is a difference these seeds can show."]
-    for metric in metrics_in(rows, [*HEADLINE, "finetune_top1"]):
+    for metric in metrics_in(rows, HEADLINE):
         label, dec = METRICS[metric]
-        base, floor = by_seed(rows, spec.baseline, metric), by_seed(rows, FLOOR, metric)
+        scratch = by_seed(rows, SCRATCH, SCRATCH_FLOOR.get(metric, ""))
+        base, floor = by_seed(rows, spec.baseline, metric), scratch or by_seed(rows, FLOOR, metric)
         lines += ["", f"### {label}", "", f"| variant | mean ± std | Δ vs {spec.baseline} [95% CI] | p | "
-                  "Δ vs floor [95% CI] |", "| --- | --- | --- | --- | --- |"]
+                  f"Δ vs {'from scratch' if scratch else 'floor'} [95% CI] |", "| --- | --- | --- | --- | --- |"]
         for name in spec.variants:
             vals = by_seed(rows, name, metric)
             c = compare(vals, base) if name != spec.baseline else None

@@ -9,7 +9,7 @@ from pathlib import Path
 from maelab.ablate.results import FLOOR, Row, at_epoch, split_epoch, values_of
 from maelab.ablate.suite import SuiteSpec
 
-SummaryCell = Callable[[list[Row], str, str, int], str]  # report.summary_cell: (rows, variant, metric, decimals)
+SummaryCell = Callable[[list[Row], str, str, int], str]  # report_cells.summary_cell: (rows, variant, metric, decimals)
 FIGURE = "accuracy_by_epoch_{metric}.png"
 
 
