@@ -57,6 +57,20 @@ def test_a_finished_suite_is_skipped_entirely(suite_copy, monkeypatch):
     assert (out / "results.csv").read_text() == before
 
 
+def test_rerunning_a_finished_suite_records_no_invocation_since_it_produced_nothing(suite_copy, capsys):
+    from maelab.ablate.environment import read_invocations
+    from maelab.cli import main
+
+    path, out = suite_copy
+    before = read_invocations(out)
+    assert main(["ablate", str(path), "--out", str(out)]) == 0
+    assert "4 already finished" in capsys.readouterr().out
+    assert read_invocations(out) == before
+    (out / "runs/linear/seed1/ablate.json").unlink()  # one run left to do: this invocation produces it
+    assert main(["ablate", str(path), "--out", str(out)]) == 0
+    assert [r["command"] for r in read_invocations(out)[len(before):]] == [f"maelab ablate {path} --out {out}"]
+
+
 def test_a_failed_run_is_recorded_the_others_go_on_and_it_is_rerun(tmp_path, monkeypatch):
     path = write_suite(tmp_path / "suite", seeds=1)
     out = tmp_path / "out"

@@ -21,7 +21,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from maelab.ablate import build_report, load_suite
     from maelab.ablate.environment import record_invocation
     from maelab.ablate.reuse import check_sources, write_sources
-    from maelab.ablate.runner import save_suite
+    from maelab.ablate.runner import pending_runs, save_suite
     from maelab.ablate.seed_plan import PILOT_SEEDS, read_plan
 
     auto, seeds, max_seeds = _checked_options(args)
@@ -34,7 +34,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     command = " ".join(["maelab", *(args.argv or [])])
     if not args.worker:  # a worker is part of its parent's invocation
         save_suite(suite, out)  # refuses a folder that holds another suite before anything is written in it
-        record_invocation(out, command)  # once per invocation, whatever its stages and processes
+        if (auto and plan is None) or pending_runs(suite, out):  # a rerun with nothing left to run produced nothing
+            record_invocation(out, command)  # once per invocation, whatever its stages and processes
     if sources is not None:
         write_sources(out, sources)
     if args.threads is not None:
