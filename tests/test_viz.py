@@ -250,3 +250,14 @@ def test_attention_maps_are_the_cls_rows_of_the_last_blocks_attention(runs):
     assert (maps.sum(dim=(-2, -1)) < 1).all() and not torch.allclose(maps[:, 0], maps[:, 1])
     drawn = overlays(samples.original, maps)
     assert len(drawn) == 2 and drawn[0].shape == (4, 32, 32, 3) and not np.allclose(drawn[0], drawn[1])
+
+
+def test_variant_bars_draw_each_metrics_floor_under_its_own_name():
+    from maelab.viz.ablation_plots import variant_bars_figure
+
+    values = {"probe_top1": {"pretrained": [54.0, 55.0]}, "finetune_top1": {"pretrained": [62.0, 63.0]}}
+    floors = {"probe_top1": [44.0, 44.5], "finetune_top1": [55.0, 56.0]}
+    fig = variant_bars_figure(values, floors, "top-1 (%)", "t", {"finetune_top1": "same ViT from scratch"})
+    lines = {line.get_label(): line.get_ydata()[0] for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"}
+    assert lines == {"probe_top1: random-init floor (44.25)": 44.25,
+                     "finetune_top1: same ViT from scratch (55.50)": 55.5}

@@ -229,12 +229,14 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
     fig_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, str] = {}
     names = variants_in(spec, rows)
-    accuracy = metrics_in(rows, ACCURACY)
+    accuracy = metrics_in(rows, (*ACCURACY, "finetune_top1"))
     if accuracy:
         values = {m: {n: values_of(rows, n, m) for n in names if values_of(rows, n, m)} for m in accuracy}
-        floors = {m: values_of(rows, FLOOR, m) for m in accuracy}
+        scratch = {m: values_of(rows, SCRATCH, s) for m, s in SCRATCH_FLOOR.items() if values_of(rows, SCRATCH, s)}
+        floors = {m: scratch.get(m) or values_of(rows, FLOOR, m) for m in accuracy}
         fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
-                                  f"{spec.name}: accuracy per variant (mean ± std, dots = seeds)")
+                                  f"{spec.name}: accuracy per variant\n(mean ± std, dots = seeds)",
+                                  {m: "same ViT from scratch" for m in scratch})
         made["Accuracy per variant (report Fig. 6)"] = _save(fig, fig_dir / "accuracy.png", out)
     made.update(epoch_figures(out, spec, rows, METRICS, ACCURACY, fig_dir))  # the suite's eval_epochs
     curves = _epoch_curves(out, spec, "mask_ratio")

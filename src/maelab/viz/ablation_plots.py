@@ -12,11 +12,12 @@ from maelab.viz.plots import DPI
 
 
 def variant_bars_figure(values: Mapping[str, Mapping[str, Sequence[float]]], floors: Mapping[str, Sequence[float]],
-                        ylabel: str, title: str) -> Figure:
+                        ylabel: str, title: str, floor_names: Optional[Mapping[str, str]] = None) -> Figure:
     """Grouped bars: one group per variant, one bar per metric (``values[metric][variant]`` = the seeds' defined
-    values), the mean as the bar, ± one std as the error bar, each seed as a dot; ``floors[metric]`` (the
-    random-init floor's values) as a dashed line of the metric's colour. Undefined statistics are not drawn
-    (NaN): no bar without values, no error bar with one value (its sample std is undefined, not 0)."""
+    values), the mean as the bar, ± one std as the error bar, each seed as a dot; ``floors[metric]`` (the floor's
+    values: the random-init encoder's, or the one ``floor_names[metric]`` names) as a dashed line of the metric's
+    colour. Undefined statistics are not drawn (NaN): no bar without values, no error bar with one value (its
+    sample std is undefined, not 0)."""
     metrics = list(values)
     variants = list(dict.fromkeys(v for per in values.values() for v in per))
     fig = Figure(figsize=(max(6.0, 1.1 * len(variants) * max(1, len(metrics)) + 1.5), 4.5), dpi=DPI,
@@ -35,7 +36,7 @@ def variant_bars_figure(values: Mapping[str, Mapping[str, Sequence[float]]], flo
         floor = floors.get(metric)
         if floor is not None and len(floor):
             ax.axhline(float(np.mean(floor)), color=f"C{i}", ls="--", lw=1.2,
-                       label=f"{metric}: random-init floor ({np.mean(floor):.2f})")
+                       label=f"{metric}: {(floor_names or {}).get(metric, 'random-init floor')} ({np.mean(floor):.2f})")
     ax.set_xticks(x, variants, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     _zoom(ax, values, floors)
