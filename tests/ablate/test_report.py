@@ -149,20 +149,55 @@ def test_a_folder_without_results_is_refused_before_any_report_is_rebuilt(suite_
     assert (out / "report.md").read_text() == "as it was"
 
 
-def test_fine_tuning_is_read_against_the_same_vit_trained_from_scratch_where_the_suite_ran_it(suite_copy):
+def _with_scratch(out, tuned, scratch):
+    """Add fine-tune rows of the baseline (``tuned``: a value per seed, or None for none) and from-scratch rows
+    (values, or None for an undefined value) to the ablation folder ``out``'s results.csv; returns its rows."""
     from maelab.ablate.results import Row, write_results
 
-    _, out = suite_copy
-    tuned, scratch = [70.0, 72.0], [60.0, 61.5]
-    rows = read_results(out / "results.csv") + [Row("baseline", k, "finetune_top1", v) for k, v in enumerate(tuned)]
-    write_results(out / "results.csv", rows + [Row("scratch", k, "scratch_top1", v) for k, v in enumerate(scratch)])
-    text = build_report(out, figures=False).read_text()
+    rows = read_results(out / "results.csv")
+    rows += [Row("baseline", k, "finetune_top1", v) for k, v in enumerate(tuned or [])]
+    rows += [Row("scratch", k, "scratch_top1", v) if v is not None else
+             Row("scratch", k, "scratch_top1", None, "undefined", reason="diverged") for k, v in enumerate(scratch)]
+    write_results(out / "results.csv", rows)
+    return rows
+
+
+def _headline_cell(text, row_label, column):
     headline = text.split("## Results")[1].split("\n\n## ")[0]
-    table = [line.split(" | ") for line in headline.splitlines() if line.startswith("| ")]
-    column = table[0].index("fine-tune top-1 %")
-    scratch_row = next(r for r in table if r[0] == "| same ViT from scratch (fine-tune floor)")
-    assert scratch_row[column] == "60.75 ± 1.06" and set(scratch_row[1:column]) == {"–"}  # no probe of its own
+    table = [line.strip("| ").split(" | ") for line in headline.splitlines() if line.startswith("| ")]
+    row = next(r for r in table if r[0] == row_label)
+    return row[table[0].index(column)], row
+
+
+def test_fine_tuning_is_read_against_the_baselines_vit_trained_from_scratch_where_the_suite_ran_it(suite_copy):
+    _, out = suite_copy
+    rows = _with_scratch(out, [70.0, 72.0], [60.0, 61.5])
+    text = build_report(out, figures=False).read_text()
+    cell, row = _headline_cell(text, "ViT from scratch (the baseline's model), fine-tune floor", "fine-tune top-1 %")
+    assert cell == "60.75 ± 1.06" and set(row[1:row.index(cell)]) == {"–"}  # no probe of its own
     fine_tune = text.split("### fine-tune top-1 %")[1].split("\n\n#")[0]
-    d = paired(by_seed(rows, "baseline", "finetune_top1"), dict(enumerate(scratch)))
+    d = paired(by_seed(rows, "baseline", "finetune_top1"), by_seed(rows, "scratch", "scratch_top1"))
     assert "Δ vs from scratch [95% CI]" in fine_tune
     assert f"| baseline | 71.00 ± 1.41 | – | – | {d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}] paired |" in fine_tune
+    assert "for fine-tuning the baseline's ViT trained from scratch" in text
+
+
+def test_an_undefined_from_scratch_accuracy_is_still_the_fine_tuning_floor_shown_as_a_dash(suite_copy):
+    _, out = suite_copy
+    _with_scratch(out, [70.0, 72.0], [None, None])
+    fine_tune = build_report(out, figures=False).read_text().split("### fine-tune top-1 %")[1].split("\n\n#")[0]
+    assert "Δ vs from scratch [95% CI]" in fine_tune and fine_tune.rstrip().endswith("| – |")
+
+
+def test_a_suite_that_ran_scratch_without_fine_tuning_shows_its_accuracy_in_a_column_of_its_own(suite_copy):
+    _, out = suite_copy
+    _with_scratch(out, None, [60.0, 61.5])
+    text = build_report(out, figures=False).read_text()
+    cell, _ = _headline_cell(text, "ViT from scratch (the baseline's model), fine-tune floor", "from scratch top-1 %")
+    assert cell == "60.75 ± 1.06"
+
+
+def test_without_scratch_runs_the_floor_is_the_random_init_encoder_alone(suite_copy):
+    _, out = suite_copy
+    text = build_report(out, figures=False).read_text()
+    assert "from scratch" not in text and "the floor of the same seed: the random-init encoder)" in text

@@ -1,11 +1,12 @@
 import contextlib
 import io
 import json
+import shutil
 
 import pytest
 import torch
 
-from maelab.ablate.results import read_status
+from maelab.ablate.results import read_status, write_status
 from maelab.ablate.reuse import REUSE_NAME, pretraining_key
 from maelab.cli import main
 from maelab.config import load_config
@@ -115,3 +116,15 @@ def test_the_suites_own_folder_or_a_run_in_it_is_refused_as_a_reuse_source_and_l
     assert main(["ablate", str(path), "--out", str(source), "--reuse", str(source / inside)]) == 2
     assert words in capsys.readouterr().err
     assert sorted(p.name for p in source.iterdir()) == before and REUSE_NAME not in before
+
+
+def test_the_reuse_line_counts_only_the_pretrainings_left_to_do(reused, tmp_path, capsys):
+    source, done = reused
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    same = out / "runs/same/seed0"
+    write_status(same, {**read_status(same), "status": "failed"})  # its evaluations failed, its pretraining is done
+    (out / "runs/longer/seed0/ablate.json").unlink()  # a pretraining left to do, which the source does not hold
+    assert main(["ablate", str(write_suite(tmp_path / "other", **OTHER)), "--out", str(out)]) == 0
+    assert f"--reuse: 0 of the 1 pretraining left can copy a finished one from {source.resolve()}" in (
+        capsys.readouterr().out)

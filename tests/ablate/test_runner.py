@@ -99,6 +99,16 @@ def test_a_failed_run_is_recorded_the_others_go_on_and_it_is_rerun(tmp_path, mon
     assert [inv["command"] for inv in json.loads((out / "environment.json").read_text())] == ["first", "second"]
 
 
+def test_a_run_that_failed_is_not_counted_among_the_runs_left(tmp_path, monkeypatch):
+    path = write_suite(tmp_path / "suite", seeds=1)
+    monkeypatch.setattr(commands, "run_probe", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("probe exploded")))
+    lines = []
+    run_suite(load_suite(path), tmp_path / "out", None, log=lines.append)
+    started = [line for line in lines if line.startswith("[")]
+    assert started[0].startswith("[1/2] baseline seed 0:") and "1 other run to go" in started[0]
+    assert started[1].startswith("[2/2] linear seed 0:") and "0 other runs to go" in started[1]  # baseline failed
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_a_straight_one(tmp_path, monkeypatch):
     path = write_suite(tmp_path / "suite", seeds=1, variants={"baseline": {}}, claims=[])
     suite = load_suite(path)

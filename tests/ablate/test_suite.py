@@ -95,3 +95,9 @@ def test_a_suite_on_an_unlabeled_folder_refuses_labelled_evaluations_before_runn
     with pytest.raises(DataError, match="the evaluation scratch needs labels"):
         load_suite(write_suite(tmp_path / "c", overrides=data, evals=["recon", "scratch"], claims=[]))
     assert load_suite(write_suite(tmp_path / "d", overrides=data, evals=["recon"], claims=[])).spec.evals == ["recon"]
+
+
+@pytest.mark.parametrize("name", ["scratch", "random_init", "zero_prediction"])
+def test_a_variant_named_like_the_suites_own_runs_is_refused(tmp_path, name):
+    with pytest.raises(ConfigError, match=f"variant name '{name}' is reserved .*: rename the variant"):
+        load_suite(write_suite(tmp_path, variants={"baseline": {}, name: {}}))

@@ -25,7 +25,15 @@ from maelab.ablate.claims import CLAIM_NAME, holder, is_stale, release
 from maelab.ablate.cluster_job import RunJob
 from maelab.ablate.environment import record_invocation
 from maelab.ablate.results import read_status, run_dir_of
-from maelab.ablate.runner import Plan, collect_and_write, is_finished, plan_runs, record_failure, save_suite
+from maelab.ablate.runner import (
+    Plan,
+    collect_and_write,
+    counted,
+    is_finished,
+    plan_runs,
+    record_failure,
+    save_suite,
+)
 from maelab.ablate.suite import Suite
 from maelab.errors import UserError
 
@@ -103,7 +111,8 @@ def launch_suite(suite: Suite, suite_file: Path, out: Path, options: ClusterOpti
     todo = [p for p in plans if not is_finished(p)]
     free = [p for p in todo if not _held(p, options, log)]
     folder = options.folder or out / EXECUTOR_FOLDER
-    log(f"ablate {suite.name}: {len(plans)} runs, {len(plans) - len(todo)} already finished, {len(free)} to submit "
+    log(f"ablate {suite.name}: {counted(len(plans), 'run')}, {len(plans) - len(todo)} already finished, "
+        f"{len(free)} to submit "
         f"({'submitit LocalExecutor' if options.local else 'SLURM'}; job logs in {folder})")
     counts: dict[str, int] = {}
     if free:

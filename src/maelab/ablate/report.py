@@ -46,9 +46,10 @@ METRICS: dict[str, tuple[str, int]] = {
     "final_loss": ("final train loss", 4), "mask_ratio_seen": ("mask ratio seen", 3),
 }
 HEADLINE = ("probe_top1", "probe_best_top1", "knn_top1", "finetune_top1", "psnr_masked", "ssim_full", "sharpness")
-# the floor a metric is read against: the random-init encoder's, except fine-tuning's, which is the same ViT trained
-# from scratch with the same budget where the suite ran it (metric of the floor run, the column's name)
+# the floor a metric is read against: the random-init encoder's, except fine-tuning's, which is the baseline's ViT
+# trained from scratch with the same budget where the suite ran it (metric -> the from-scratch run's metric)
 SCRATCH_FLOOR = {"finetune_top1": "scratch_top1"}
+SCRATCH_LABEL = "ViT from scratch (the baseline's model)"
 ACCURACY = ("probe_top1", "probe_best_top1", "knn_top1")
 
 
@@ -127,6 +128,8 @@ def _probe_line(protocols: dict[str, Any]) -> str:
 
 def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
     metrics = metrics_in(rows, HEADLINE)
+    if "finetune_top1" not in metrics:  # scratch ran without fine-tuning: its accuracy gets a column of its own
+        metrics += metrics_in(rows, ["scratch_top1"])
     if not metrics:
         return "## Results\n\nNo run has finished yet."
     lines = ["## Results (mean ± std over seeds)", "",
@@ -134,7 +137,7 @@ def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
              "| --- |" + " --- |" * len(metrics)]
     names = [*variants_in(spec, rows), FLOOR, ZERO_PRED]
     labels = {FLOOR: "random-init encoder (floor)", ZERO_PRED: "predicting zeros (floor)",
-              SCRATCH: "same ViT from scratch (fine-tune floor)", spec.baseline: f"**{spec.baseline}** (baseline)"}
+              SCRATCH: f"{SCRATCH_LABEL}, fine-tune floor", spec.baseline: f"**{spec.baseline}** (baseline)"}
     for name in names:
         own = [SCRATCH_FLOOR.get(m, m) if name == SCRATCH else m for m in metrics]  # scratch's own accuracy
         if any(values_of(rows, name, m) or undefined_of(rows, name, m) for m in own):
@@ -156,15 +159,18 @@ def _undefined(rows: list[Row]) -> str:
 
 
 def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
+    scratch_ran = any(r.variant == SCRATCH for r in rows)
+    floors = ("the random-init encoder, or for fine-tuning the baseline's ViT trained from scratch with the same "
+              "budget" if scratch_ran else "the random-init encoder")
     lines = ["## Differences to the baseline and to the floor", "",
-             f"Δ = variant − {spec.baseline} (or − the floor of the same seed: the random-init encoder, or for "
-             "fine-tuning the same ViT trained from scratch where the suite ran it), with its 95% interval "
+             f"Δ = variant − {spec.baseline} (or − the floor of the same seed: {floors}), with its 95% interval "
              "and two-sided p-value: paired over the seeds both sides ran (2 or more), Welch's otherwise (the "
              "claims section says why). An interval that excludes 0 is a difference these seeds can show."]
     for metric in metrics_in(rows, HEADLINE):
         label, dec = METRICS[metric]
-        scratch = by_seed(rows, SCRATCH, SCRATCH_FLOOR.get(metric, ""))
-        base, floor = by_seed(rows, spec.baseline, metric), scratch or by_seed(rows, FLOOR, metric)
+        scratch = scratch_ran and metric in SCRATCH_FLOOR
+        floor = by_seed(rows, SCRATCH, SCRATCH_FLOOR[metric]) if scratch else by_seed(rows, FLOOR, metric)
+        base = by_seed(rows, spec.baseline, metric)
         lines += ["", f"### {label}", "", f"| variant | mean ± std | Δ vs {spec.baseline} [95% CI] | p | "
                   f"Δ vs {'from scratch' if scratch else 'floor'} [95% CI] |", "| --- | --- | --- | --- | --- |"]
         for name in spec.variants:
@@ -236,7 +242,7 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
         floors = {m: scratch.get(m) or values_of(rows, FLOOR, m) for m in accuracy}
         fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
                                   f"{spec.name}: accuracy per variant\n(mean ± std, dots = seeds)",
-                                  {m: "same ViT from scratch" for m in scratch})
+                                  {m: SCRATCH_LABEL for m in scratch})
         made["Accuracy per variant (report Fig. 6)"] = _save(fig, fig_dir / "accuracy.png", out)
     made.update(epoch_figures(out, spec, rows, METRICS, ACCURACY, fig_dir))  # the suite's eval_epochs
     curves = _epoch_curves(out, spec, "mask_ratio")

@@ -48,7 +48,8 @@ def check_sources(out: Path, sources: list[str]) -> list[Path]:
         path, own = Path(given).resolve(), Path(out).resolve()
         if path == own or own in path.parents:
             where = "is" if path == own else "is inside"
-            raise UserError(f"--reuse {given} {where} this ablation's own --out folder: give another suite's folder")
+            raise UserError(f"--reuse {given} {where} this ablation's own --out folder: give another suite's "
+                            "folder, outside it")
         if not (path / SUITE_NAME).is_file():
             raise UserError(f"--reuse {not_an_ablation(path, given)}")
         resolved.append(path)

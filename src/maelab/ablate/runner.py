@@ -99,23 +99,25 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
         record_invocation(out, command)
     plans = plan_runs(suite, out)
     todo = [p for p in plans if not is_finished(p)]
-    log(f"ablate {suite.name}: {_counted(len(plans), 'run')} ({_counted(len(suite.variant_names()), 'variant')} × "
-        f"{_counted(len(suite.seeds), 'seed')}), {len(plans) - len(todo)} already finished, into {out}")
+    scratch = " + scratch" if "scratch" in suite.spec.evals else ""
+    log(f"ablate {suite.name}: {counted(len(plans), 'run')} ({counted(len(suite.variant_names()), 'variant')}"
+        f"{scratch} × {counted(len(suite.seeds), 'seed')}), {len(plans) - len(todo)} already finished, into {out}")
     sources = read_sources(out)
-    pretraining = [p.cfg for p in todo if p.variant != SCRATCH]
+    pretraining = [p.cfg for p in todo if p.variant != SCRATCH and not read_status(p.run_dir).get("pretrained")]
     if sources and pretraining:
-        log(f"--reuse: {count_matches(pretraining, sources)} of the {_counted(len(pretraining), 'pretraining')} left "
+        log(f"--reuse: {count_matches(pretraining, sources)} of the {counted(len(pretraining), 'pretraining')} left "
             f"can copy a finished one from {', '.join(map(str, sources))}")
-    start, done_here = time.perf_counter(), 0
+    start, done_here, tried = time.perf_counter(), 0, set()
     for plan in todo:
         with claimed(plan.run_dir) as mine:
             if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
                 continue
+            tried.add(plan.run_dir)  # a run that fails is not tried again by this invocation
             elapsed = time.perf_counter() - start
-            left = len([p for p in todo if not is_finished(p)]) - 1
+            left = len([p for p in todo if p.run_dir not in tried and not is_finished(p)])
             eta = f"about {_minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
             log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {_stages(suite, plan)} "
-                f"(elapsed {_minutes(elapsed)}, {_counted(left, 'other run')} to go, {eta})")
+                f"(elapsed {_minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
             _run_or_record_failure(plan, suite, log)
         done_here += 1
         collect_and_write(suite, out)
@@ -255,7 +257,7 @@ def save_suite(suite: Suite, out: Path) -> None:
     beyond = [k for k in finished_seeds(out) if k >= len(suite.seeds)]
     if beyond:
         which = f"seed {beyond[0]}" if len(beyond) == 1 else f"seeds {', '.join(map(str, beyond))}"
-        raise UserError(f"{out} holds finished runs of {which}, which {_counted(len(suite.seeds), 'seed')} would drop "
+        raise UserError(f"{out} holds finished runs of {which}, which {counted(len(suite.seeds), 'seed')} would drop "
                         f"from its results: rerun with --seeds {beyond[-1] + 1} or more, or give another --out "
                         f"(--reuse {out} copies its pretrainings there)")
     write_text_atomic(path, yaml.safe_dump(mine, sort_keys=False))
@@ -288,7 +290,8 @@ def _stages(suite: Suite, plan: Plan) -> str:
     return f"pretrain → {', '.join(evals)}{epochs}{floor}"
 
 
-def _counted(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
+    """"1 run", "2 runs": ``n`` and ``noun``, plural unless ``n`` is 1."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 

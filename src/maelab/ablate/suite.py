@@ -14,6 +14,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from maelab.ablate.results import FLOOR, SCRATCH, ZERO_PRED
 from maelab.config import Config, load_config, read_yaml_mapping
 from maelab.data import require_labels
 from maelab.engine.kept import kept_at_end
@@ -136,6 +137,10 @@ def _check(suite: Suite) -> None:
         raise ConfigError(f"{where} has no variants: add at least one under 'variants:'")
     if not spec.base and any(v.config is None for v in spec.variants.values()):
         raise ConfigError(f"{where}: set 'base:' (a config file) or give every variant a 'config:'")
+    reserved = [name for name in spec.variants if name in (SCRATCH, FLOOR, ZERO_PRED)]
+    if reserved:  # the rows of the from-scratch runs and the floors carry these names
+        raise ConfigError(f"{where}: variant name '{reserved[0]}' is reserved for the suite's own runs "
+                          f"({SCRATCH}, {FLOOR}, {ZERO_PRED}): rename the variant")
     if spec.baseline not in spec.variants:
         raise ConfigError(f"{where}: baseline '{spec.baseline}' is not a variant: use one of "
                           f"{', '.join(spec.variants)}")

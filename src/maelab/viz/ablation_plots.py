@@ -42,7 +42,7 @@ def variant_bars_figure(values: Mapping[str, Mapping[str, Sequence[float]]], flo
     _zoom(ax, values, floors)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)  # below the axes: no bar or floor line hidden
     return fig
 
 
