@@ -53,6 +53,14 @@ SCRATCH_LABEL = "ViT from scratch (the baseline's model)"
 ACCURACY = ("probe_top1", "probe_best_top1", "knn_top1")
 
 
+def floor_of(rows: list[Row], metric: str) -> tuple[str, str]:
+    """(variant, metric) of the rows ``metric`` is read against: the from-scratch run's accuracy for fine-tuning
+    where the suite ran scratch (even if undefined), else the random-init floor's same metric."""
+    if metric in SCRATCH_FLOOR and any(r.variant == SCRATCH for r in rows):
+        return SCRATCH, SCRATCH_FLOOR[metric]
+    return FLOOR, metric
+
+
 def reportable_suite(out: str | Path) -> SuiteSpec:
     """The suite of the ablation folder ``out``; UserError when it is not one or has no results.csv yet."""
     spec = saved_suite(Path(out))
@@ -159,18 +167,17 @@ def _undefined(rows: list[Row]) -> str:
 
 
 def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
-    scratch_ran = any(r.variant == SCRATCH for r in rows)
     floors = ("the random-init encoder, or for fine-tuning the baseline's ViT trained from scratch with the same "
-              "budget" if scratch_ran else "the random-init encoder")
+              "budget" if any(r.variant == SCRATCH for r in rows) else "the random-init encoder")
     lines = ["## Differences to the baseline and to the floor", "",
              f"Δ = variant − {spec.baseline} (or − the floor of the same seed: {floors}), with its 95% interval "
              "and two-sided p-value: paired over the seeds both sides ran (2 or more), Welch's otherwise (the "
              "claims section says why). An interval that excludes 0 is a difference these seeds can show."]
     for metric in metrics_in(rows, HEADLINE):
         label, dec = METRICS[metric]
-        scratch = scratch_ran and metric in SCRATCH_FLOOR
-        floor = by_seed(rows, SCRATCH, SCRATCH_FLOOR[metric]) if scratch else by_seed(rows, FLOOR, metric)
-        base = by_seed(rows, spec.baseline, metric)
+        floor_variant, floor_metric = floor_of(rows, metric)
+        scratch = floor_variant == SCRATCH
+        base, floor = by_seed(rows, spec.baseline, metric), by_seed(rows, floor_variant, floor_metric)
         lines += ["", f"### {label}", "", f"| variant | mean ± std | Δ vs {spec.baseline} [95% CI] | p | "
                   f"Δ vs {'from scratch' if scratch else 'floor'} [95% CI] |", "| --- | --- | --- | --- | --- |"]
         for name in spec.variants:
@@ -238,8 +245,8 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
     accuracy = metrics_in(rows, (*ACCURACY, "finetune_top1"))
     if accuracy:
         values = {m: {n: values_of(rows, n, m) for n in names if values_of(rows, n, m)} for m in accuracy}
-        scratch = {m: values_of(rows, SCRATCH, s) for m, s in SCRATCH_FLOOR.items() if values_of(rows, SCRATCH, s)}
-        floors = {m: scratch.get(m) or values_of(rows, FLOOR, m) for m in accuracy}
+        floors = {m: values_of(rows, *floor_of(rows, m)) for m in accuracy}
+        scratch = [m for m in accuracy if floor_of(rows, m)[0] == SCRATCH]
         fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
                                   f"{spec.name}: accuracy per variant\n(mean ± std, dots = seeds)",
                                   {m: SCRATCH_LABEL for m in scratch})
