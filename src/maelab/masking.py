@@ -85,17 +85,17 @@ class Mask(NamedTuple):
         return None if self.keep_valid is None else torch.gather(self.binary, 1, self.ids_masked)
 
 
-def mask_from_noise(noise: Tensor, keep: int | Tensor) -> Mask:
+def mask_from_noise(noise: Tensor, keep: int | torch.SymInt | Tensor) -> Mask:
     """The mask that ``noise`` [N, L] draws: each sample keeps the patches of its ``keep`` smallest noise values.
 
-    ``keep`` is one int (the same count for every sample: a static shape, what a compiled step needs) or an [N]
-    int64 tensor of per-sample counts on the host (the encoder's input is padded to the largest). No rounding or
-    clamping here: :func:`draw_mask` turns ratios into counts.
+    ``keep`` is one int (the same count for every sample; a symbolic size under torch.compile, what the compiled
+    step passes) or an [N] int64 tensor of per-sample counts on the host (the encoder's input is padded to the
+    largest). No rounding or clamping here: :func:`draw_mask` turns ratios into counts.
     """
     n, num_patches = noise.shape
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
-    if isinstance(keep, int):
+    if isinstance(keep, (int, torch.SymInt)):
         binary = torch.ones(n, num_patches, device=noise.device)
         binary[:, :keep] = 0
         binary = torch.gather(binary, 1, ids_restore)

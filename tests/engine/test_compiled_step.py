@@ -7,10 +7,10 @@ from torch._dynamo.testing import CompileCounter
 
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
+from maelab.engine.compile_plan import plan_compile
 from maelab.engine.compiled_step import CompiledStep
-from maelab.engine.distributed import Dist
 from maelab.engine.metrics import read_metrics
-from maelab.engine.pretrain import pretrain, step_function
+from maelab.engine.pretrain import pretrain, resume, step_function
 from maelab.engine.run import build_run
 from maelab.engine.step import step_generators, train_step
 from maelab.errors import UserError
@@ -37,13 +37,18 @@ def test_the_run_trains_with_the_compiled_step_only_when_asked(tmp_path, tiny):
     assert isinstance(step_function(build(tmp_path, tiny, *WHOLE_STEP, name="step")), CompiledStep)
 
 
-def test_a_pretraining_run_with_the_compiled_step_logs_the_eager_runs_losses(tmp_path, tiny):
+def test_a_compiled_run_stopped_and_resumed_logs_the_eager_runs_losses(tmp_path, tiny):
+    # the compiled run stops after its first epoch and resumes from the checkpoint the compiled step wrote (its
+    # optimizer's lr is a device tensor): still the uninterrupted eager run's losses and updates
     common = [*tiny, "optim.epochs=2", "mask.schedule=linear", "train.tensorboard=false"]
-    logged, weights = {}, {}
-    for name, extra in (("eager", []), ("compiled", WHOLE_STEP)):
-        run_dir = pretrain(load_config(None, [*common, *extra, f"out_dir={tmp_path / name}"]))
-        logged[name] = [(m["step"], m["mask_ratio"], m["loss"]) for m in read_metrics(run_dir) if m["kind"] == "step"]
-        weights[name] = load_checkpoint(checkpoint_path(run_dir))["model"]
+    eager = pretrain(load_config(None, [*common, f"out_dir={tmp_path / 'eager'}"]))
+    compiled = pretrain(load_config(None, [*common, *WHOLE_STEP, "train.stop_after_epochs=1",
+                                           f"out_dir={tmp_path / 'compiled'}"]))
+    saved = load_checkpoint(checkpoint_path(compiled))
+    assert saved["step"] == 4 and all(torch.is_tensor(g["lr"]) for g in saved["optimizer"]["param_groups"])
+    resume(compiled, ["train.stop_after_epochs=null"])
+    logged = {name: [(m["step"], m["mask_ratio"], m["loss"]) for m in read_metrics(d) if m["kind"] == "step"]
+              for name, d in (("eager", eager), ("compiled", compiled))}
     assert len({ratio for _, ratio, _ in logged["eager"]}) == 2  # the schedule moved the ratio between epochs
     assert [s[:2] for s in logged["compiled"]] == [s[:2] for s in logged["eager"]]
     # aot_eager runs the same aten ops as eager through AOT autograd's traced graphs: equal to float rounding
@@ -51,7 +56,8 @@ def test_a_pretraining_run_with_the_compiled_step_logs_the_eager_runs_losses(tmp
     # the same updates: the final weights apart by under 1% of how far they moved (not elementwise: the key bias's
     # gradient is zero up to rounding, softmax being blind to it, and Adam scales that rounding noise to the lr)
     start = flat_weights(build(tmp_path, common, name="init"))
-    final = {name: torch.cat([w.flatten() for w in weights[name].values()]) for name in logged}
+    final = {name: torch.cat([w.flatten() for w in load_checkpoint(checkpoint_path(d))["model"].values()])
+             for name, d in (("eager", eager), ("compiled", compiled))}
     assert (final["compiled"] - final["eager"]).norm() < 0.01 * (final["eager"] - start).norm()
 
 
@@ -64,7 +70,8 @@ def test_the_compiled_step_breaks_only_where_torch_optim_breaks_every_optimizer_
     from maelab.masking import mask_noise
     draws = draw_augment(64, 32, 32, run.cfg.aug, 32, gens.augment, "cpu")
     with torch._dynamo.config.patch(trace_autograd_ops=True):
-        explained = torch._dynamo.explain(step.eager_update)(run, x, draws, mask_noise(64, 64, "cpu", gens.mask), 16)
+        explained = torch._dynamo.explain(step.eager_update)(run, x, draws, mask_noise(64, 64, "cpu", gens.mask),
+                                                             step.visible(16))
     # one graph through augmentation, forward, backward and clipping; one for the fused AdamW update, which
     # torch.optim fences with graph breaks of its own (its no-grad boundary)
     assert explained.graph_count == 2
@@ -72,21 +79,75 @@ def test_the_compiled_step_breaks_only_where_torch_optim_breaks_every_optimizer_
         assert "torch/optim/optimizer.py" in reason.user_stack[-1].filename, reason.reason
 
 
-def test_five_mask_ratios_and_a_new_lr_each_step_recompile_at_most_once_and_the_update_reads_the_lr(tmp_path, tiny):
+def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_once(tmp_path, tiny):
+    # ratio 1 keeps K = 1 patch and ratio 0 keeps K = L - 1: the sizes dynamo would specialise if K were backed
+    # (compiled first at K = 1, a backed K recompiled at the next K; 3 recompiles over these ratios before)
+    ratios = [1.0, 0.0, 0.3, 0.6]
+    run = build(tmp_path, tiny, *WHOLE_STEP, "mask.schedule=linear")
+    eager = build(tmp_path, tiny, "mask.schedule=linear", name="eager")
+    counter = CompileCounter()
+    step = CompiledStep(run)
+    step.update = torch.compile(step.eager_update, backend=counter)
+    x = run.data.x_train[:64]
+    frames, losses = [], []
+    for i, ratio in enumerate(ratios):
+        lr = 1e-3 * (i + 1)
+        losses.append((float(step(run, x, lr, ratio, step_generators(0, i))),
+                       float(train_step(eager, x, lr, ratio, step_generators(0, i)))))
+        frames.append(counter.frame_count)
+    assert len(set(frames)) == 1, frames  # compiled at the first step, never again: no recompile for K or the lr
+    for compiled, plain in losses:  # every K, 1 and L - 1 included, gives the eager step's loss
+        assert compiled == pytest.approx(plain, rel=1e-5)
+    before = flat_weights(run)
+    step(run, x, 0.0, ratios[0], step_generators(0, 9))
+    assert torch.equal(flat_weights(run), before)  # the update reads the lr tensor: lr 0 moves nothing
+    assert counter.frame_count == frames[0]
+
+
+def test_under_cuda_graphs_a_schedule_compiles_once_for_k_from_2_to_l_minus_1_and_once_more_for_k_1(tmp_path, tiny):
+    # inductor records no CUDA graph with unbacked sizes: there K is a backed symbol, compiled size-obliviously
+    run = build(tmp_path, tiny, *WHOLE_STEP, "mask.schedule=linear")
+    counter = CompileCounter()
+    step = CompiledStep(run)
+    step.k_size = "backed"  # what a CUDA-graph run chooses (run.compile.cuda_graphs; no CUDA here)
+    step.update = torch.compile(step.eager_update, backend=counter)
+    x = run.data.x_train[:64]
+    frames = []
+    for i, ratio in enumerate([0.6, 0.0, 0.3, 0.9, 1.0, 0.5, 1.0]):  # K = 26, 63, 45, 6, 1, 32, 1 of 64
+        step(run, x, 1e-3, ratio, step_generators(0, i))
+        frames.append(counter.frame_count)
+    assert len(set(frames[:4])) == 1  # every K >= 2, K = L - 1 included: one graph
+    assert frames[4] == frames[3] + 1 and frames[-1] == frames[4]  # K = 1: one more, then never again
+
+
+def test_a_constant_ratio_keeps_the_visible_count_a_static_size(tmp_path, tiny):
+    # one K for the whole run: compiled for that K (inductor's kernels specialised), a second K recompiles
     run = build(tmp_path, tiny, *WHOLE_STEP)
     counter = CompileCounter()
     step = CompiledStep(run)
     step.update = torch.compile(step.eager_update, backend=counter)
     x = run.data.x_train[:64]
-    step(run, x, 1e-3, RATIOS[0], step_generators(0, 0))
+    step(run, x, 1e-3, 0.75, step_generators(0, 0))
     first = counter.frame_count
-    for i, ratio in enumerate(RATIOS[1:], start=1):
-        step(run, x, 1e-3 * (i + 1), ratio, step_generators(0, i))
-    assert counter.frame_count <= first + 1  # the visible count made dynamic once; the lr is a tensor: no guard
-    before = flat_weights(run)
-    step(run, x, 0.0, RATIOS[0], step_generators(0, 5))
-    assert torch.equal(flat_weights(run), before)  # the update reads the lr tensor: lr 0 moves nothing
-    assert counter.frame_count <= first + 1
+    step(run, x, 1e-3, 0.75, step_generators(0, 1))
+    assert counter.frame_count == first
+    step(run, x, 1e-3, 0.5, step_generators(0, 2))
+    assert counter.frame_count > first
+
+
+def test_the_whole_step_traces_under_bf16_autocast_and_matches_the_eager_step(tmp_path, tiny):
+    # what a CUDA run does by default (bf16 autocast inside the traced step), held on the CPU with aot_eager
+    extra = ["train.precision=bf16", "mask.schedule=linear", "aug.preset=mae"]
+    run = build(tmp_path, tiny, *WHOLE_STEP, *extra)
+    eager = build(tmp_path, tiny, *extra, name="eager")
+    step = CompiledStep(run)
+    x = run.data.x_train[:64]
+    for i, ratio in enumerate([0.2, 0.9]):
+        compiled, plain = step(run, x, 1e-3, ratio, step_generators(0, i)), train_step(eager, x, 1e-3, ratio,
+                                                                                        step_generators(0, i))
+        assert compiled.dtype == plain.dtype
+        assert float(compiled) == pytest.approx(float(plain), rel=1e-2)  # bf16: rounding of a few ulps apart
+    assert (flat_weights(run) - flat_weights(eager)).abs().max() < 1e-2
 
 
 def flat_weights(run):
@@ -106,14 +167,14 @@ def test_a_compile_mode_needs_the_inductor_backend(tiny):
         load_config(None, [*tiny, *WHOLE_STEP, "train.compile_mode=reduce-overhead"])
 
 
-def test_the_whole_step_under_torchrun_is_refused_naming_the_scope_that_works(tmp_path, tiny):
-    run = build(tmp_path, tiny, *WHOLE_STEP)
-    run.dist = Dist(rank=0, world_size=2)  # what build_run gives each of two torchrun ranks
+def test_the_whole_step_under_torchrun_is_refused_naming_the_scope_that_works(tiny):
+    cfg = load_config(None, [*tiny, *WHOLE_STEP])
     with pytest.raises(UserError, match="train.compile_scope=model"):
-        step_function(run)
+        plan_compile(cfg, torch.device("cpu"), "fp32", world_size=2)  # what build_run plans on each of two ranks
 
 
 def test_a_compile_scope_or_mode_without_train_compile_is_refused_not_ignored(tiny):
     for setting in ("train.compile_scope=step", "train.compile_mode=reduce-overhead"):
         with pytest.raises(UserError, match="has no effect without train.compile=true"):
             load_config(None, [*tiny, setting])
+

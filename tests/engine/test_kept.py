@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from maelab.config import load_config
-from maelab.engine import pretrain as loop
+from maelab.engine import checkpoint_writer as writer
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.kept import keeps_epoch, kept_at_end
 from maelab.engine.pretrain import pretrain, resume
@@ -26,10 +26,10 @@ def same_weights(a, b):
 def test_keep_k_holds_the_k_most_recent_epochs_and_deletes_older_ones_after_writing_the_new_one(tmp_path, tiny,
                                                                                                 monkeypatch):
     events = []
-    real_save, real_prune = loop.save_checkpoint, loop.prune_kept
-    monkeypatch.setattr(loop, "save_checkpoint", lambda state, path: (events.append(("save", path.name)),
-                                                                       real_save(state, path)))
-    monkeypatch.setattr(loop, "prune_kept", lambda *a: events.append(("pruned", [p.name for p in real_prune(*a)])))
+    real_save, real_prune = writer.save_checkpoint, writer.prune_kept
+    monkeypatch.setattr(writer, "save_checkpoint", lambda state, path: (events.append(("save", path.name)),
+                                                                         real_save(state, path)))
+    monkeypatch.setattr(writer, "prune_kept", lambda *a: events.append(("pruned", [p.name for p in real_prune(*a)])))
     run_dir = run(tmp_path, "k", [*tiny, "optim.epochs=4", "train.keep_checkpoints=2"])
     assert kept(run_dir) == [3, 4]
     assert sorted(p.name for p in RunLayout(run_dir).checkpoints.iterdir()) == ["epoch_0003.pt", "epoch_0004.pt",

@@ -22,14 +22,16 @@ ARGS = [*TINY, "data.synthetic_train=320", "optim.batch_size=32", f"optim.epochs
         "train.tensorboard=false"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 # `maelab` in a process whose N-th checkpoint write stops itself (SIGSTOP) between its complete temporary file
-# and the rename over last.pt, so that the test can SIGKILL it exactly there (injected here: no hook in maelab)
+# and the rename over last.pt, so that the test can SIGKILL it exactly there (injected here: no hook in maelab).
+# The write runs on a background thread: the signal goes to that thread (pthread_kill), which then stops before its
+# next instruction; sent to the process, the main thread would take it and the writer could rename in the meantime
 HELD_AT_SAVE = """
-import itertools, os, signal, sys
+import itertools, os, signal, sys, threading
 from maelab.cli import main
 saves, real_replace = itertools.count(1), os.replace
 def replace(src, dst):
     if str(dst).endswith("last.pt") and next(saves) == {n}:
-        os.kill(os.getpid(), signal.SIGSTOP)
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
     real_replace(src, dst)
 os.replace = replace
 sys.exit(main(sys.argv[1:]))

@@ -108,12 +108,12 @@ def test_epoch_hooks_add_their_fields_to_the_epoch_records(tmp_path, tiny):
 
 
 def test_save_every_writes_checkpoints_every_n_epochs_and_at_the_end(tmp_path, tiny, monkeypatch):
-    import maelab.engine.pretrain as loop
+    import maelab.engine.checkpoint_writer as writer
 
     saved_at = []
-    real_save = loop.save_checkpoint
-    monkeypatch.setattr(loop, "save_checkpoint", lambda state, path: (saved_at.append(state["epoch"]),
-                                                                       real_save(state, path)))
+    real_save = writer.save_checkpoint
+    monkeypatch.setattr(writer, "save_checkpoint", lambda state, path: (saved_at.append(state["epoch"]),
+                                                                         real_save(state, path)))
     run_dir = run(tmp_path, "s", [*tiny, "optim.epochs=5", "train.save_every=2", "train.tensorboard=false"])
     assert saved_at == [2, 4, 5]
     assert load_checkpoint(checkpoint_path(run_dir))["epoch"] == 5

@@ -28,6 +28,7 @@ from maelab.config.loading import (
     read_yaml_mapping,
     save_config,
     to_dict,
+    whole_step_conflicts,
 )
 from maelab.config.training import (
     GAN_LOSSES,
@@ -41,4 +42,4 @@ from maelab.config.training import (
 __all__ = ["CIFAR10_MD5", "CIFAR10_URL", "GAN_LOSSES", "PROBE_LAYERS_HELP", "AugConfig", "Config", "DataConfig",
            "EvalConfig", "FinetuneConfig", "GanConfig", "KnnConfig", "MaskConfig", "ModelConfig", "OptimConfig",
            "ProbeConfig", "ReconConfig", "TrainConfig", "_all_keys", "load_config",
-           "persisted", "probe_layers", "read_yaml_mapping", "save_config", "to_dict"]
+           "persisted", "probe_layers", "read_yaml_mapping", "save_config", "to_dict", "whole_step_conflicts"]

@@ -53,15 +53,21 @@ class Config:
             _check_whole_step(self)
 
 
-def _check_whole_step(cfg: Config) -> None:
-    """train.compile_scope=step compiles one plain step: the settings that add to it are refused by name."""
-    conflicts = [name for name, on in (
+def whole_step_conflicts(cfg: Config) -> list[str]:
+    """The settings of ``cfg`` that the whole step compiled (``train.compile_scope=step``) cannot hold, as
+    ``key=value`` strings (empty: it can compile this run's step)."""
+    return [name for name, on in (
         ("gan.enabled=true", cfg.gan.enabled),
         (f"optim.accum_steps={cfg.optim.accum_steps}", cfg.optim.accum_steps > 1),
         ("mask.per_sample=true", cfg.mask.per_sample),  # per-sample counts size the input on the host
         ("train.precision=fp16", cfg.train.precision == "fp16"),  # the GradScaler decides on the host
         ("train.on_nan=skip", cfg.train.on_nan == "skip"),  # it sets and deletes found_inf on the optimizer per step
     ) if on]
+
+
+def _check_whole_step(cfg: Config) -> None:
+    """train.compile_scope=step compiles one plain step: the settings that add to it are refused by name."""
+    conflicts = whole_step_conflicts(cfg)
     if conflicts:
         raise ConfigError(f"train.compile_scope=step compiles the plain step, without {', '.join(conflicts)}: "
                           "drop those settings or use train.compile_scope=model")

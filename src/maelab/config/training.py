@@ -137,18 +137,33 @@ class TrainConfig:
     """Where and how the training runs."""
 
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    compile: bool = False  # torch.compile (CUDA; on the CPU inductor's C++ build takes minutes)
+    # auto: bf16 on a CUDA card that has it (Ampere and later), else fp16 with a loss scaler; fp32 on the CPU
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    # torch.compile. null (auto): on CUDA the whole step replayed as CUDA graphs where the config allows it (else
+    # the model's forward compiled; the run says which and why at start), eager on the CPU (inductor's C++ build
+    # takes minutes there and is not faster: docs/performance.md). false: eager everywhere; true: compiled anywhere
+    compile: Optional[bool] = None
     # what train.compile compiles: model (the MAE's forward, and its backward through AOT autograd) | step (the
     # whole step: augmentation, mask, forward, loss, backward, clipping and the fused AdamW update, every random
-    # number drawn before it and the lr a device tensor; one process, no GAN, no accumulation: docs/performance.md)
-    compile_scope: str = "model"
+    # number drawn before it and the lr a device tensor; one process, no GAN, no accumulation: docs/performance.md).
+    # null (auto): step on CUDA where the config allows it, else model
+    compile_scope: Optional[str] = None
     # torch.compile's backend: inductor (the default, generated kernels), aot_eager (the same graph capture and
     # autograd tracing, eager kernels: what the CPU tests compare with eager), cudagraphs, eager
     compile_backend: str = "inductor"
     # torch.compile's mode (inductor only): default | reduce-overhead (CUDA graphs) | max-autotune |
-    # max-autotune-no-cudagraphs
-    compile_mode: str = "default"
+    # max-autotune-no-cudagraphs. null (auto): reduce-overhead for the whole step on CUDA, else default
+    compile_mode: Optional[str] = None
+    # a file of inductor's compiled artifacts (torch.compiler.save_cache_artifacts): loaded before the first step
+    # when it exists, written after the first epoch that compiled; carried between machines, a warm start
+    # compiles in seconds. null: inductor's own on-disk cache only
+    compile_cache: Optional[str] = None
+    # CUDA: fp32 matmuls and convolutions on the tensor cores in TF32 (10-bit mantissa; the probe, k-NN and fp32
+    # runs). No effect on the CPU or on bf16/fp16 autocast
+    tf32: bool = True
+    # deterministic algorithms (torch.use_deterministic_algorithms; cuBLAS's fixed workspace): the same run twice
+    # on the same CUDA card gives the same weights, at a cost in speed (docs/performance.md, "What is bit-exact")
+    deterministic: bool = False
     seed: int = 0
     log_every: int = 20  # steps between metrics lines (and host syncs)
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
@@ -162,8 +177,14 @@ class TrainConfig:
     # config.yaml and checkpoints keep null (see persisted), so a resume trains to optim.epochs unless it is given again
     stop_after_epochs: Optional[int] = None
     # epochs between checkpoints (the last epoch and a stop signal always write one); a resume after a crash
-    # repeats at most save_every - 1 epochs
+    # repeats at most save_every - 1 epochs. The default stays 1: a checkpoint costs the training only a copy of
+    # the state to CPU memory (tens of ms for 76 MB), the write runs on a thread during the next epoch, and a CPU
+    # epoch takes tens of seconds. On a GPU with sub-second epochs the writes (one at a time) would set the pace:
+    # there take train.save_every=20 (facebookresearch/mae's) with train.save_every_seconds=300
     save_every: int = 1
+    # seconds after which an epoch's end writes a checkpoint (last.pt only) even when save_every has not come round,
+    # counted from the last checkpoint or the start of the invocation; null: by epochs only
+    save_every_seconds: Optional[float] = None
     # epoch checkpoints kept besides last.pt (checkpoints/epoch_0010.pt, written at the save_every cadence and
     # after the run's last epoch; evaluations take --checkpoint epoch:10): 0 = none, K = the K most recent
     # (older ones deleted once a new one is written), -1 = every one
@@ -177,14 +198,15 @@ class TrainConfig:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         _choice("train.compile_backend", self.compile_backend, ("inductor", "aot_eager", "cudagraphs", "eager"))
-        _choice("train.compile_scope", self.compile_scope, ("model", "step"))
-        _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
-        for key, value, default in (("compile_scope", self.compile_scope, "model"),
-                                    ("compile_mode", self.compile_mode, "default")):
-            if value != default and not self.compile:
+        if self.compile_scope is not None:
+            _choice("train.compile_scope", self.compile_scope, ("model", "step"))
+        if self.compile_mode is not None:
+            _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
+        for key, value in (("compile_scope", self.compile_scope), ("compile_mode", self.compile_mode)):
+            if value is not None and self.compile is not True:  # auto chooses both itself
                 raise ConfigError(f"train.{key}={value} has no effect without train.compile=true: add it, or drop "
                                   f"train.{key}")
-        if self.compile_mode != "default" and self.compile_backend != "inductor":
+        if self.compile_mode not in (None, "default") and self.compile_backend != "inductor":
             raise ConfigError(f"train.compile_mode={self.compile_mode} is a mode of the inductor backend, not of "
                               f"train.compile_backend={self.compile_backend}: drop one of the two")
         _choice("train.on_nan", self.on_nan, ("stop", "skip"))
@@ -193,6 +215,7 @@ class TrainConfig:
         _positive("train.threads", self.threads)
         _positive("train.stop_after_epochs", self.stop_after_epochs)
         _positive("train.save_every", self.save_every)
+        _positive("train.save_every_seconds", self.save_every_seconds)
         _positive("train.log_images_every", self.log_images_every, allow_zero=True)
         if self.keep_checkpoints < -1:
             raise ConfigError(f"train.keep_checkpoints={self.keep_checkpoints} is not valid: use 0 (only last.pt), "

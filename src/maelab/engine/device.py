@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
-from maelab.config import TrainConfig
 from maelab.errors import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
@@ -22,10 +22,33 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' is bf16 on CUDA and fp32 on CPU (bf16 on CPU is ~20x slower here)."""
+    """'auto': bf16 on a CUDA card that supports it (compute capability 8.0 and later), fp16 with a loss scaler on
+    an older one, fp32 on the CPU (bf16 on the CPU is ~20x slower here). An explicit bf16 on a card without it is a
+    ConfigError naming fp16."""
+    if device.type != "cuda":
+        return "fp32" if name == "auto" else name
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    if name == "bf16" and not bf16:
+        raise ConfigError(f"train.precision=bf16 but {torch.cuda.get_device_name(device)} has no bf16: use "
+                          "train.precision=fp16 (with a loss scaler) or auto")
     if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if bf16 else "fp16"
     return name
+
+
+def configure_backends(device: torch.device, tf32: bool, deterministic: bool) -> None:
+    """Process-wide numerics for a run on ``device`` (``train.tf32``, ``train.deterministic``): TF32 for fp32
+    matmuls and convolutions on CUDA (``torch.backends.cuda.matmul.allow_tf32``, cuDNN's), and deterministic
+    algorithms (``torch.use_deterministic_algorithms``; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` set before its first
+    call, so it is set here when not set already; cuDNN's autotuner off). An op with no deterministic kernel then
+    raises a RuntimeError naming it (PyTorch's behaviour)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -34,10 +57,3 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def compile_options(train: TrainConfig) -> dict[str, str]:
-    """torch.compile's keyword arguments from ``train.compile_backend`` and ``train.compile_mode`` (the mode only
-    when it is not inductor's default): the model's compile and the whole step's take the same."""
-    mode = {} if train.compile_mode == "default" else {"mode": train.compile_mode}
-    return {"backend": train.compile_backend, **mode}

@@ -11,7 +11,7 @@ import torch
 from maelab.config import Config, load_config
 from maelab.data import Dataset, load_dataset, on_disk
 from maelab.engine.checkpoint import load_checkpoint
-from maelab.engine.device import resolve_device, resolve_precision
+from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.kept import resolve_checkpoint
 from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
@@ -69,6 +69,7 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     if cfg.train.threads:  # as in pretraining: `maelab probe RUN train.threads=1` runs on one CPU thread
         torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device)
+    configure_backends(dev, cfg.train.tf32, cfg.train.deterministic)  # TF32 for the probe's and k-NN's matmuls
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)
     model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss,

@@ -1,8 +1,8 @@
 """Non-finite steps (``train.on_nan``): the guarded optimizer step and the bookkeeping of bad steps.
 
-``stop`` (the default) steps as usual and remembers the first step whose loss was NaN or infinite; the
-engine raises at its next host sync (every step on CPU, every ``train.log_every`` steps on CUDA) naming that
-step, before the epoch's checkpoint is written, so the last good checkpoint is kept.
+``stop`` (the default) steps as usual; the loop keeps each step's loss on the device and, at its next host sync
+(every step on CPU, every ``train.log_every`` steps and at the epoch's end on CUDA), raises at the first NaN or
+infinite one, naming its step, before the epoch's checkpoint is written, so the last good checkpoint is kept.
 
 ``skip`` leaves a step whose loss or gradients are non-finite without any effect: no weight, no Adam moment
 and no optimizer step count changes. With a fused optimizer (the engine's choice on CUDA) the skip is decided
@@ -15,7 +15,8 @@ and per epoch); more than ``train.max_skipped_steps`` in a row stop the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from typing import Optional
 
 import torch
@@ -114,13 +115,13 @@ def _step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScale
 
 
 class NanPolicy:
-    """What ``train.on_nan`` does with bad steps, tracked on the device (no host sync until :meth:`check`)."""
+    """What ``train.on_nan`` does with bad steps. stop: the losses are checked where the loop reads them (at its host
+    syncs, :meth:`check`); skip: the skipped steps are counted on the device (no host sync until :meth:`check`)."""
 
     def __init__(self, on_nan: str, max_skipped: int, device: torch.device) -> None:
         self.skip = on_nan == "skip"
         self.max_skipped = max_skipped
         zero = torch.zeros((), device=device, dtype=torch.int64)
-        self.first_bad = zero - 1  # stop: the first step with a non-finite loss (-1: none)
         self.since_log, self.in_epoch = zero.clone(), zero.clone()  # skip: skipped steps
         self.streak, self.longest, self.longest_end = zero.clone(), zero.clone(), zero.clone()
 
@@ -129,11 +130,9 @@ class NanPolicy:
         return loss if self.skip else None
 
     def add(self, loss: Tensor, skipped: Optional[Tensor], step: int) -> None:
-        """Record step ``step``: its loss (0-d) and whether :func:`optimizer_step` skipped it."""
+        """Record step ``step``: whether :func:`optimizer_step` skipped it (skip; None under stop, where the loss
+        itself is checked when read: :meth:`check`)."""
         if skipped is None:
-            bad = ~torch.isfinite(loss)
-            self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step),
-                                         self.first_bad)
             return
         count = skipped.long()
         self.since_log += count
@@ -143,13 +142,14 @@ class NanPolicy:
         self.longest = torch.where(longer, self.streak, self.longest)
         self.longest_end = torch.where(longer, torch.full_like(self.longest_end, step), self.longest_end)
 
-    def check(self) -> None:
-        """Host sync: raise if the run must stop (stop: any bad step; skip: too many skipped in a row)."""
+    def check(self, losses: Sequence[float] = (), first_step: int = 0) -> None:
+        """Raise if the run must stop. stop: at the first non-finite value of ``losses`` (the losses of steps
+        ``first_step``, ``first_step + 1``...); skip: at too many skipped steps in a row (a host sync)."""
         if not self.skip:
-            bad = int(self.first_bad.item())
-            if bad >= 0:
-                raise NonFiniteLossError(f"the loss became non-finite at step {bad}: the run stopped and its last "
-                                         f"good checkpoint is kept; {RETRY_HINT}")
+            bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+            if bad is not None:
+                raise NonFiniteLossError(f"the loss became non-finite at step {first_step + bad}: the run stopped and "
+                                         f"its last good checkpoint is kept; {RETRY_HINT}")
             return
         longest, end = (int(v) for v in torch.stack([self.longest, self.longest_end]).tolist())
         if longest > self.max_skipped:

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import epoch_batches
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
+from maelab.engine.checkpoint_cadence import CheckpointCadence
+from maelab.engine.checkpoint_writer import CheckpointWriter, write_checkpoints
+from maelab.engine.compile_cache import with_compile_cache
 from maelab.engine.distributed import distributed
-from maelab.engine.kept import keeps_epoch, prune_kept
+from maelab.engine.epoch_stats import EpochStats, host_floats
+from maelab.engine.kept import keeps_epoch
 from maelab.engine.loading import with_saved_data_source
 from maelab.engine.log_sinks import check_sinks, open_sinks
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.resume_checks import check_trains
-from maelab.engine.run import Run, build_run, checkpoint_state
+from maelab.engine.run import Run, build_run, checkpoint_state, start_notes
 from maelab.engine.run_dir import check_run_dir, prepare_run_dir
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
-from maelab.engine.step import step_generators, train_step
+from maelab.engine.step import StepStreams, train_step
 from maelab.errors import UserError
 from maelab.interop.init_from import with_init_from
 from maelab.run_layout import RunLayout
@@ -34,53 +37,18 @@ StepFn = Callable[..., Tensor]  # (run, uint8 batch, lr, ratio, generators, logs
 ALL_SKIPPED = "no step of the epoch ended with a finite loss (each was skipped, train.on_nan=skip): no loss to average"
 
 
-class EpochStats:
-    """Device-side accumulators for an epoch: the sum and count of the finite losses, and the GAN logs."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        self.count = torch.zeros((), device=device, dtype=torch.float64)
-        self.log_sums: dict[str, Tensor] = {}  # the GAN phases' logs, summed on the device
-        self.log_counts: dict[str, int] = {}
-
-    def add_logs(self, logs: dict[str, Tensor]) -> None:
-        for key, value in logs.items():
-            self.log_sums[key] = self.log_sums.get(key, 0.0) + value.double()
-            self.log_counts[key] = self.log_counts.get(key, 0) + 1
-
-    def log_means(self) -> dict[str, float]:
-        """Host sync: each log's mean over the steps that logged it."""
-        return host_floats({k: v / self.log_counts[k] for k, v in self.log_sums.items()})
-
-    def add(self, loss: Tensor) -> None:
-        finite = torch.isfinite(loss)  # a non-finite loss stops the run or its step is skipped (train.on_nan)
-        self.loss_sum += torch.where(finite, loss.double(), 0.0)
-        self.count += finite
-
-    def mean_loss(self) -> Optional[float]:
-        """Host sync: the epoch's mean finite loss; None when every step was skipped (the mean of no values)."""
-        mean = float((self.loss_sum / self.count).item())  # 0 / 0 = NaN: no finite loss
-        return None if math.isnan(mean) else mean
-
-
-def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
-    """0-d device tensors as floats, in one host sync."""
-    if not logs:
-        return {}
-    values = torch.stack([v.detach().double() for v in logs.values()]).tolist()
-    return dict(zip(logs, values, strict=True))
-
-
 def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
               stop: Optional[StopRequest] = None, step_fn: StepFn = train_step) -> Optional[dict[str, float]]:
     """Train the remaining steps of ``epoch``; returns the epoch's metrics, or None when ``stop`` was requested
     before its last step (the run is then between two steps, ready for a checkpoint). ``step_fn``: the eager step,
-    or the compiled one (:func:`step_function`)."""
+    or the compiled one (:func:`step_function`). The host syncs at log steps (every step on the CPU) and once at
+    the epoch's end."""
     cfg = run.cfg
     batches = epoch_batches(len(run.data.x_train), run.rank_batch, cfg.train.seed, epoch, run.dist.rank,
                             run.dist.world_size, run.data.x_train.device)
-    stats = EpochStats(run.device)
     start_index = run.step - epoch * run.steps_per_epoch
+    stats = EpochStats(run.device, run.steps_per_epoch, start_index)
+    streams = StepStreams(cfg.train.seed, run.device)
     t_epoch = t_log = time.perf_counter()
     images_since_log = 0
     lr = ratio_sum = 0.0  # ratio_sum: the ratios the encoder saw, for the epoch's mean
@@ -89,18 +57,18 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         seen = float(ratio.mean()) if isinstance(ratio, Tensor) else ratio  # per-sample: the batch's mean
         ratio_sum += seen
         logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
-        generators = step_generators(cfg.train.seed, run.step, run.device)
+        generators = streams.at(run.step)
         batch = run.data.x_train[batches[index]].to(run.device, non_blocking=True)  # a no-op unless memory-mapped
-        loss = step_fn(run, batch, lr, ratio, generators, logs)
-        stats.add(loss)
+        stats.add(index, step_fn(run, batch, lr, ratio, generators, logs))
         stats.add_logs(logs)
         run.step += 1
         images_since_log += run.global_batch
-        if run.step % cfg.train.log_every == 0 or run.device.type == "cpu":
-            run.nan.check()
-        if run.step % cfg.train.log_every == 0:
+        logging = run.step % cfg.train.log_every == 0
+        if logging or run.device.type == "cpu":
+            read_and_check(run, epoch, stats, index + 1)
+        if logging:
             now = time.perf_counter()
-            record = {"epoch": epoch, "step": run.step, "loss": float(loss.item()), "lr": lr,
+            record = {"epoch": epoch, "step": run.step, "loss": stats.values[-1], "lr": lr,
                       "mask_ratio": seen, "img_per_s": images_since_log / max(now - t_log, 1e-9),
                       **host_floats(logs), **run.nan.log_fields()}
             if run.gan is not None:
@@ -113,18 +81,27 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         if bar is not None:
             bar.update(1)
         if stop is not None and stop.requested and index < run.steps_per_epoch - 1:
-            run.nan.check()
+            read_and_check(run, epoch, stats, index + 1)
             return None
-    run.nan.check()
+    first = epoch * run.steps_per_epoch + stats.read_upto
+    losses, log_means = stats.finish(run.steps_per_epoch)  # the epoch's one host sync
+    run.nan.check(losses, first)
     seconds = time.perf_counter() - t_epoch
     steps_done = run.steps_per_epoch - start_index
     record = {"epoch": epoch, "step": run.step, "loss": stats.mean_loss(),
               "lr": lr, "mask_ratio": ratio_sum / max(steps_done, 1),  # the mean over the epoch's steps
               "img_per_s": steps_done * run.global_batch / max(seconds, 1e-9), "seconds": seconds,
-              **stats.log_means(), **run.nan.epoch_fields()}
+              **log_means, **run.nan.epoch_fields()}
     if record["loss"] is None:
         set_undefined(record, "loss", ALL_SKIPPED)
     return record
+
+
+def read_and_check(run: Run, epoch: int, stats: EpochStats, upto: int) -> None:
+    """Host sync: read the epoch's new losses below slot ``upto`` and apply ``train.on_nan`` to them (stop: raise
+    at the first non-finite one; skip: at too many skipped steps in a row)."""
+    first = epoch * run.steps_per_epoch + stats.read_upto
+    run.nan.check(stats.read(upto), first)
 
 
 class EpochHook(Protocol):
@@ -157,29 +134,18 @@ def hooks_for(cfg: Config, monitors: Monitors) -> Sequence[EpochHook]:
     return hooks
 
 
-def checkpoint_due(epochs_done: int, last_epoch: int, save_every: int, stopping: bool) -> bool:
-    """Whether the loop writes a checkpoint after ``epochs_done`` epochs: every ``save_every`` epochs, after the
-    last epoch of this invocation, and when the run is being stopped (so that a resume loses nothing)."""
-    return epochs_done % save_every == 0 or epochs_done >= last_epoch or stopping
-
-
-def write_checkpoints(run: Run, kept_epoch: Optional[int]) -> None:
-    """checkpoints/last.pt, and first the kept checkpoint of ``kept_epoch`` epochs when given (then the kept ones
-    beyond train.keep_checkpoints are deleted): a crash between the two leaves last.pt before that epoch, so a
-    resume trains it again and writes its kept checkpoint."""
-    state = checkpoint_state(run)
-    layout = RunLayout(run.run_dir)
-    if kept_epoch is not None:
-        save_checkpoint(state, layout.epoch_checkpoint(kept_epoch))
-    save_checkpoint(state, checkpoint_path(run.run_dir))
-    if kept_epoch is not None:
-        prune_kept(run.run_dir, run.cfg.train.keep_checkpoints, kept_epoch)
+def checkpoint_due(cadence: CheckpointCadence, writer: CheckpointWriter, epochs_done: int, stopping: bool) -> bool:
+    """Whether the loop writes a checkpoint after ``epochs_done`` epochs (``cadence``: on rank 0, whose clock
+    decides for all); first raises the error of a background write that failed, so that it stops the run now."""
+    writer.raise_failed()
+    return cadence.due(epochs_done, stopping)
 
 
 def step_function(run: Run) -> StepFn:
-    """The step the run trains with, chosen once: :func:`train_step`, or with ``train.compile_scope=step`` the
-    whole step compiled (:class:`maelab.engine.compiled_step.CompiledStep`)."""
-    if run.cfg.train.compile and run.cfg.train.compile_scope == "step":
+    """The step the run trains with, chosen once: :func:`train_step`, or where the run's compile plan says so
+    (``train.compile_scope=step``; on CUDA the default) the whole step compiled
+    (:class:`maelab.engine.compiled_step.CompiledStep`)."""
+    if run.compile.scope == "step":
         # imported here: torch._dynamo (and with it inductor) costs 1.4 s to import, and a SIGTERM to one torchrun
         # rank then hung the other in 2 of 5 tries (tests/engine/test_distributed.py); eager runs never load it
         from maelab.engine.compiled_step import CompiledStep
@@ -196,14 +162,15 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     if cfg.train.stop_after_epochs is not None:
         last_epoch = min(last_epoch, cfg.train.stop_after_epochs)
     main = run.dist.is_main  # only rank 0 writes files and shows progress
-    step_fn = step_function(run)
+    step_fn = with_compile_cache(step_function(run), cfg.train.compile_cache if run.compile.scope else None)
     logger = MetricsLogger(run.run_dir, open_sinks(run.run_dir, cfg)) if main else NullLogger()
     bar = None
     if cfg.train.progress and main:
         bar = tqdm(total=last_epoch * run.steps_per_epoch, initial=min(run.step, last_epoch * run.steps_per_epoch),
                    desc="pretrain", unit="step", dynamic_ncols=True)
+    cadence = CheckpointCadence(cfg.train.save_every, cfg.train.save_every_seconds, last_epoch)
     try:
-        with catch_stop_signals() as local_stop:
+        with catch_stop_signals() as local_stop, CheckpointWriter() as writer:  # leaving it waits for the write
             stop = run.dist.synced(local_stop)  # every rank stops at the same step
             for epoch in range(run.step // run.steps_per_epoch, last_epoch):
                 record = run_epoch(run, epoch, logger, bar, stop, step_fn)
@@ -211,12 +178,15 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
                     for hook in hooks if main else ():
                         record.update(hook(run, epoch))
                     logger.log("epoch", record)
-                if checkpoint_due(epoch + 1, last_epoch, cfg.train.save_every, stop.requested):
+                if run.dist.main_only(checkpoint_due, cadence, writer, epoch + 1, stop.requested):
                     kept = record is not None and keeps_epoch(epoch + 1, cfg.optim.epochs, cfg.train.save_every,
                                                               cfg.train.keep_checkpoints)
-                    run.dist.main_only(write_checkpoints, run, epoch + 1 if kept else None)
+                    run.dist.main_only(write_checkpoints, writer, run, epoch + 1 if kept else None)
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
-                    raise RunInterrupted(run.run_dir, run.step, stop.signum)
+                    break
+            run.dist.main_only(writer.wait)  # the last checkpoint is on disk, or its error raised on every rank
+            if run.step < last_epoch * run.steps_per_epoch:  # stopped by a signal
+                raise RunInterrupted(run.run_dir, run.step, stop.signum)
     finally:
         if bar is not None:
             bar.close()
@@ -231,10 +201,17 @@ def pretrain(cfg: Config, monitors: Monitors = no_monitors) -> Path:
     with distributed(cfg.train.device) as dist:
         run_dir = dist.main_only(check_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
         run = build_run(cfg, run_dir, dist=dist)  # data and model first: a mistake found here changes no file
+        dist.main_only(print_notes, run)
         dist.main_only(prepare_run_dir, str(run_dir), cfg.name, cfg.overwrite)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         train(run, hooks)
     return run_dir
+
+
+def print_notes(run: Run) -> None:
+    """The run's start notes (:func:`maelab.engine.run.start_notes`), one line each on stderr."""
+    for note in start_notes(run):
+        print(f"maelab: {note}", file=sys.stderr, flush=True)
 
 
 def import_weights(cfg: Config) -> Path:
@@ -271,6 +248,7 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
     hooks = hooks_for(cfg, monitors)
     with distributed(cfg.train.device) as dist:  # under another world size: see distributed.resume_step
         run = build_run(cfg, run_dir, checkpoint=state, dist=dist)
+        dist.main_only(print_notes, run)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
         train(run, hooks)

@@ -10,11 +10,12 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from maelab.config import Config, TrainConfig, persisted, to_dict
+from maelab.config import Config, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
 from maelab.engine.addons import AddOn
-from maelab.engine.device import compile_options, resolve_device, resolve_precision
+from maelab.engine.compile_plan import CompilePlan, plan_compile
+from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
 from maelab.engine.numerics import NanPolicy, Updater
 from maelab.engine.optim import build_optimizer
@@ -47,6 +48,7 @@ class Run:
     step: int = 0
     gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
     dist: Dist = dataclasses.field(default_factory=Dist)  # this process's rank under torchrun (Dist(): alone)
+    compile: CompilePlan = dataclasses.field(default_factory=CompilePlan)  # eager, the model's forward or the step
 
     @property
     def global_batch(self) -> int:
@@ -104,6 +106,8 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
         torch.set_num_threads(cfg.train.threads)
     device = dist.device(resolve_device(cfg.train.device))
     precision = resolve_precision(cfg.train.precision, device)
+    configure_backends(device, cfg.train.tf32, cfg.train.deterministic)
+    plan = plan_compile(cfg, device, precision, dist.world_size)  # before the data: a refusal costs nothing
     spec = resolve_spec(cfg.model)
     data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
     spe = steps_per_epoch(len(data.x_train), cfg.optim.step_batch, dist.world_size)
@@ -121,24 +125,33 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     forward = dist.wrap(model)
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
-        forward=model_forward(forward, cfg.train),
+        forward=model_forward(forward, plan),
         updater=Updater(optimizer, scaler, model.parameters(), cfg.optim.grad_clip,
                         NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
         normalize=Normalizer(data.mean, data.std, device),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
-        lr_schedule=LRSchedule.for_pretraining(cfg.optim, spe, dist.world_size), gan=gan, dist=dist,
+        lr_schedule=LRSchedule.for_pretraining(cfg.optim, spe, dist.world_size), gan=gan, dist=dist, compile=plan,
     )
     if checkpoint is not None:
         restore(run, checkpoint)
     return run
 
 
-def model_forward(forward: torch.nn.Module, train: TrainConfig) -> Any:
-    """What a step calls: the model, or under ``train.compile_scope=model`` its forward under torch.compile (its
-    backward through AOT autograd). Under ``compile_scope=step`` the model stays as it is: the step is compiled."""
-    if not (train.compile and train.compile_scope == "model"):
+def start_notes(run: Run) -> list[str]:
+    """The lines a run prints when it starts about choices made for it: what is compiled (and why not the whole
+    step), and fp16 where ``train.precision=auto`` found a card without bf16."""
+    notes = [run.compile.note] if run.compile.note else []
+    if run.cfg.train.precision == "auto" and run.precision == "fp16":
+        notes.append(f"precision: fp16 with a loss scaler ({torch.cuda.get_device_name(run.device)} has no bf16)")
+    return notes
+
+
+def model_forward(forward: torch.nn.Module, plan: CompilePlan) -> Any:
+    """What a step calls: the model, or when ``plan`` compiles the model (``train.compile_scope=model``) its forward
+    under torch.compile (its backward through AOT autograd). When it compiles the step the model stays as it is."""
+    if plan.scope != "model":
         return forward
-    return torch.compile(forward, **compile_options(train))
+    return torch.compile(forward, **plan.options())
 
 
 def checkpoint_state(run: Run) -> dict[str, Any]:

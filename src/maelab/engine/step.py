@@ -17,7 +17,7 @@ from maelab.engine.addons import AddOn, StepOutput, all_frozen
 from maelab.engine.device import autocast
 from maelab.engine.run import Run
 from maelab.masking import draw_mask
-from maelab.seeds import torch_generator
+from maelab.seeds import derive_seed, torch_generator
 from maelab.shard import Shard
 
 
@@ -46,6 +46,22 @@ def step_generators(seed: int, step: int, device: torch.device | str = "cpu") ->
     """The two generators of step ``step`` (streams "augment" and "mask" of :mod:`maelab.seeds`)."""
     return StepGenerators(torch_generator(seed, "augment", step, device=device),
                           torch_generator(seed, "mask", step, device=device))
+
+
+class StepStreams:
+    """The training loop's :func:`step_generators`: two generators made once and reseeded at each step, the same
+    draws as new ones without making two generator objects on every step's path."""
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
+        self.seed = seed
+        self.generators = StepGenerators(torch.Generator(device=device), torch.Generator(device=device))
+
+    def at(self, step: int) -> StepGenerators:
+        """The generators of step ``step``, seeded as :func:`step_generators` seeds them (the previous step's are
+        reseeded: use them before asking for the next)."""
+        self.generators.augment.manual_seed(derive_seed(self.seed, "augment", step))
+        self.generators.mask.manual_seed(derive_seed(self.seed, "mask", step))
+        return self.generators
 
 
 def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,

@@ -14,7 +14,7 @@ import torch
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import Dataset, load_dataset, require_labels, steps_per_epoch
-from maelab.engine.device import resolve_device, resolve_precision
+from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, distributed
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.run_dir import check_run_dir, default_run_dir, prepare_run_dir
@@ -204,6 +204,7 @@ def scratch_from_config(cfg: Config) -> tuple[Path, dict[str, Any]]:
         out_dir = cfg.out_dir or str(default_run_dir(f"{cfg.name}-scratch"))
         dist.main_only(check_run_dir, out_dir, cfg.name, cfg.overwrite)
         device = dist.device(resolve_device(cfg.train.device))
+        configure_backends(device, cfg.train.tf32, cfg.train.deterministic)
         data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)
         steps_per_epoch(len(data.x_train), cfg.finetune.batch_size, dist.world_size, key="finetune.batch_size")
         run_dir = dist.main_only(prepare_run_dir, out_dir, cfg.name, cfg.overwrite)  # checked: now replace

@@ -1,0 +1,64 @@
+"""An epoch's losses and add-on logs, kept on the device: each step writes its loss into a preallocated slot (one copy,
+no host sync), and the host reads the new slots at log steps and once at the epoch's end, where one transfer brings
+the remaining losses and the add-ons' sums together."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+class EpochStats:
+    """The losses of steps ``start`` .. ``steps - 1`` of an epoch (slot = the step's index in the epoch) and the sums
+    of the add-ons' logs (the GAN phases'), on ``device``."""
+
+    def __init__(self, device: torch.device, steps: int, start: int = 0) -> None:
+        self.losses = torch.zeros(steps, device=device)  # float32: the loss's dtype
+        self.read_upto = start  # slots below this one have been read into self.values
+        self.values: list[float] = []  # the losses read so far, in step order
+        self.log_sums: dict[str, Tensor] = {}
+        self.log_counts: dict[str, int] = {}
+
+    def add(self, index: int, loss: Tensor) -> None:
+        """Write step ``index``'s loss (0-d device tensor) into its slot: one copy kernel, no sync."""
+        self.losses[index] = loss.detach()
+
+    def add_logs(self, logs: dict[str, Tensor]) -> None:
+        """Add a step's add-on logs (0-d device tensors) to the epoch's sums."""
+        for key, value in logs.items():
+            self.log_sums[key] = self.log_sums.get(key, 0.0) + value.double()
+            self.log_counts[key] = self.log_counts.get(key, 0) + 1
+
+    def read(self, upto: int) -> list[float]:
+        """Host sync: the losses of the slots not read yet below ``upto``, as floats (also kept in :attr:`values`)."""
+        new = self.losses[self.read_upto:upto].tolist()
+        self.read_upto = max(self.read_upto, upto)
+        self.values.extend(new)
+        return new
+
+    def finish(self, upto: int) -> tuple[list[float], dict[str, float]]:
+        """One host sync at the epoch's end: the losses not read yet below ``upto`` and each log's mean over the
+        steps that logged it. Returns (the new losses, the log means)."""
+        logs = [self.log_sums[k] / self.log_counts[k] for k in self.log_sums]
+        both = torch.cat([self.losses[self.read_upto:upto].double(), *(v.reshape(1) for v in logs)]).tolist()
+        new = both[:len(both) - len(logs)]
+        self.read_upto = max(self.read_upto, upto)
+        self.values.extend(new)
+        return new, dict(zip(self.log_sums, both[len(new):], strict=True))
+
+    def mean_loss(self) -> Optional[float]:
+        """The mean of the finite losses read so far (a non-finite one was a skipped step under
+        ``train.on_nan=skip``); None when there is none."""
+        finite = [v for v in self.values if math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else None
+
+
+def host_floats(logs: dict[str, Tensor]) -> dict[str, float]:
+    """0-d device tensors as floats, in one host sync."""
+    if not logs:
+        return {}
+    values = torch.stack([v.detach().double() for v in logs.values()]).tolist()
+    return dict(zip(logs, values, strict=True))
