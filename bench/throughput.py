@@ -6,7 +6,8 @@ Usage: python bench/throughput.py [--device cpu|cuda] [--preset keras vit_tiny_p
 
 Per preset, on synthetic images held on the device (uint8, 32 px, resized to the model's size in every step):
 maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain, compiled
-whole (``whole-step``: ``train.compile_scope=step``; ``whole-step-cudagraphs``: with mode reduce-overhead, CUDA only),
+whole (``whole-step``: ``train.compile_scope=step``; ``whole-step-cudagraphs``: with mode reduce-overhead, its row
+failed unless CUDA graphs ran: elsewhere, or with another backend, it runs the whole step without them),
 on the CPU also built with PyTorch's ops instead of the CPU's fast paths (``torch-attn``: MAELAB_CPU_KERNELS=0),
 with ``aug.preset=seed5`` and with the GAN; feature extraction as the probe does it (frozen encoder, eval mode,
 no masking, ``eval.batch_size`` images a call); a fine-tuning step (the Classifier's ``classifier_step``); HF's
@@ -16,13 +17,14 @@ alternately, ``steps`` calls each per round, so that all see the same machine lo
 over rounds. FLOPs are counted analytically (maelab.models.flops) and checked against torch's FlopCounterMode
 on both models; utilisation = model FLOP/s ÷ the matmul's FLOP/s measured in the same rounds.
 transformers is a bench-only extra (``pip install -e .[bench]``); without it the HF rows are skipped.
+``--json`` is rewritten as it goes, with each contender's compile seconds and torch.compile counters
+(bench/throughput_record.py says what it holds).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
@@ -37,6 +39,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput_record import Recorder, print_checks  # noqa: E402
 from timing import Contender, alternate, machine, matmul_peak, table  # noqa: E402
 
 from maelab.config import load_config  # noqa: E402
@@ -73,16 +76,24 @@ def whole_step(args: argparse.Namespace) -> list[str]:
     return [*WHOLE_STEP, f"train.compile_backend={args.compile_backend}"]
 
 
-def pretrain_contender(name: str, run: Run, flops_per_image: float) -> Contender:
+def pretrain_contender(name: str, run: Run, flops_per_image: float, cuda_graphs: bool = False) -> Contender:
     """maelab's step (the one the run trains with: eager, or compiled whole) on the first batch of the run's
-    images, a fresh seed each call."""
+    images, a fresh seed each call. ``cuda_graphs``: the row is failed unless CUDA graphs ran."""
     x = run.data.x_train[: run.cfg.optim.batch_size]
     step = step_function(run)
 
     def fn(i: int) -> torch.Tensor:
         return step(run, x, 1e-4, RATIO, step_generators(0, i, run.device))
 
-    return Contender(name, fn, len(x), flops_per_image * len(x))
+    return Contender(name, fn, len(x), flops_per_image * len(x), compiled=bool(run.cfg.train.compile),
+                     cuda_graphs=cuda_graphs)
+
+
+def cuda_graphs_run(args: argparse.Namespace, preset: str, tmp: Path) -> Run:
+    """The whole step replayed as CUDA graphs (mode reduce-overhead, an inductor mode: only with inductor on CUDA;
+    elsewhere the whole step without them, a row that is then failed: the dry run's check of that path)."""
+    graphs = args.device == "cuda" and args.compile_backend == "inductor"
+    return make_run(args, preset, tmp, [*whole_step(args), *(["train.compile_mode=reduce-overhead"] if graphs else [])])
 
 
 def torch_kernels_run(args: argparse.Namespace, preset: str, tmp: Path) -> Run:
@@ -149,7 +160,7 @@ def hf_contender(run: Run, attn: str, flops_per_image: float) -> tuple[Contender
 
     fn = hf_train_step(step_fn, optimizer, batch, lambda: autocast(run.device, run.precision))
     name = "HF ViTMAE" + ("" if attn == "sdpa" else f" ({attn})")
-    return Contender(name, fn, len(x), flops_per_image * len(x)), model
+    return Contender(name, fn, len(x), flops_per_image * len(x), compiled=bool(cfg.train.compile)), model
 
 
 def counted_forward_flops(model: torch.nn.Module, call: Any) -> int:
@@ -188,10 +199,9 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     if "whole-step" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain, whole step compiled",
                                              make_run(args, preset, tmp, whole_step(args)), pre_flops))
-    if "whole-step-cudagraphs" in args.variants and run.device.type == "cuda":
-        contenders.append(pretrain_contender(
-            "maelab pretrain, whole step compiled, CUDA graphs",
-            make_run(args, preset, tmp, [*whole_step(args), "train.compile_mode=reduce-overhead"]), pre_flops))
+    if "whole-step-cudagraphs" in args.variants:
+        contenders.append(pretrain_contender("maelab pretrain, whole step compiled, CUDA graphs",
+                                             cuda_graphs_run(args, preset, tmp), pre_flops, cuda_graphs=True))
     if "seed5" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain seed5", make_run(args, preset, tmp, ["aug.preset=seed5"]),
                                              pre_flops))
@@ -259,43 +269,23 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     print(", ".join(f"{k} {v}" for k, v in info.items()) + f"; batch {args.batch}, {args.rounds} rounds × "
           f"{args.steps} calls after {args.warmup} warm-up calls")
     results: dict[str, Any] = {"machine": info, "args": vars(args), "presets": {}}
+    recorder = Recorder(results, args.json, device)  # writes the JSON as it goes: a time limit keeps the figures
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.preset:
             contenders, extra = build_contenders(args, preset, Path(tmp))
             peak_dtype = torch.bfloat16 if extra["precision"] == "bf16" else torch.float32
             peak = matmul_peak(device, args.peak_size or (8192 if device.type == "cuda" else 2048), peak_dtype)
             print(f"\n== {preset} ({extra['precision']}) ==")
+            recorder.begin(preset, extra, contenders, peak, args.rounds)
             clock = time.process_time if args.clock == "cpu" else time.perf_counter
-            alternate([peak, *contenders], device, args.rounds, args.steps, args.warmup, clock=clock)
-            text, rows = table(contenders, peak)
-            print(text)
+            alternate([peak, *contenders], device, args.rounds, args.steps, args.warmup, clock=clock,
+                       observer=recorder)
+            print(table(contenders, peak)[0])
+            print("\n".join(recorder.failures()) or "every row ran as meant")
             print_checks(extra)
-            results["presets"][preset] = {**extra, "rows": rows, "peak_gflop_per_s": peak.flop_per_s / 1e9,
-                                          "peak_rounds_gflop_per_s": [peak.flops / s / 1e9 for s in peak.seconds]}
-            save(results, args.json)  # after each preset, so that a run stopped at its time limit keeps them
-    save(results, args.json)
+            recorder.finish_preset()
+    recorder.finish()
     return results
-
-
-def save(results: dict[str, Any], path: Optional[str]) -> None:
-    """Write ``results`` to ``path`` (nothing when None), with the load average at this moment."""
-    results["machine"]["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    if path:
-        Path(path).write_text(json.dumps(results, indent=2, default=str))
-
-
-def print_checks(extra: dict[str, Any]) -> None:
-    """Parameters side by side and the FLOP count checks."""
-    flops = extra["flops"]
-    for who, key in (("maelab", "analytic_forward"), ("HF", "analytic_forward_hf")):
-        parts = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in flops[key].items())
-        counted = flops.get(f"counted_{who.lower()}")
-        if counted is not None:
-            print(f"{who} forward MFLOP/img, analytic: {parts}; counted by FlopCounterMode: {counted / 1e6:.2f}")
-    if "params" in extra:
-        print("trainable parameters, maelab / HF: " + ", ".join(f"{p} {a:,}/{b:,}" for p, a, b in extra["params"]))
-    if "gan_note" in extra:
-        print(extra["gan_note"])
 
 
 if __name__ == "__main__":

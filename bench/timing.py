@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ class Contender:
     images: int
     flops: float  # per call
     seconds: list[float] = field(default_factory=list)  # per call, one entry per round
+    warmup_seconds: list[float] = field(default_factory=list)  # each warm-up call, synchronised: [0] holds a compile
+    compiled: bool = False  # its first call compiles: warmed up after those that do not, so that they have figures
+    cuda_graphs: bool = False  # meant to replay CUDA graphs (bench/compile_stats.py checks that they ran)
 
     @property
     def median_seconds(self) -> float:
@@ -47,18 +50,60 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class Observer(Protocol):
+    """Told what :func:`alternate` does, outside its clock: to count compiles per contender and save figures."""
+
+    def started(self, contender: Contender) -> None:
+        """``contender``'s first warm-up call is about to run (it may compile for minutes)."""
+
+    def ran(self, contender: Contender) -> None:
+        """``contender`` finished its warm-up calls, or its timed calls of a round."""
+
+    def progressed(self, rounds_done: int) -> None:
+        """Every contender is warm (0), or round ``rounds_done`` is complete."""
+
+
+class Silent:
+    """An observer that does nothing."""
+
+    def started(self, contender: Contender) -> None:
+        pass
+
+    def ran(self, contender: Contender) -> None:
+        pass
+
+    def progressed(self, rounds_done: int) -> None:
+        pass
+
+
+def warm_up(contenders: list[Contender], device: torch.device, warmup: int,
+            observer: Optional[Observer] = None) -> None:
+    """``warmup`` calls of each, each timed in wall seconds after a sync (the first one holds any compile); those
+    that compile go last, so that a time limit reached while one compiles leaves the others' figures."""
+    observer = observer or Silent()
+    for c in sorted(contenders, key=lambda c: c.compiled):
+        observer.started(c)
+        for i in range(warmup):
+            start = time.perf_counter()
+            c.fn(i)
+            synchronize(device)
+            c.warmup_seconds.append(time.perf_counter() - start)
+        observer.ran(c)
+    observer.progressed(0)
+
+
 def alternate(contenders: list[Contender], device: torch.device, rounds: int, steps: int, warmup: int,
-              log: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter) -> None:
-    """``warmup`` untimed calls of each, then ``rounds`` rounds of ``steps`` timed calls of each in turn.
+              log: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter,
+              observer: Optional[Observer] = None) -> None:
+    """:func:`warm_up`, then ``rounds`` rounds of ``steps`` timed calls of each in turn.
 
     Appends each round's seconds per call to ``contender.seconds``. The clock stops after a device sync, and
     the calls inside a round are not synchronised one by one (as in training). ``clock`` is wall time; on a
     CPU shared with other jobs, ``time.process_time`` with one thread counts only this process's own seconds.
+    ``observer`` hears of each warm-up and each round (outside the clock).
     """
-    for c in contenders:
-        for i in range(warmup):
-            c.fn(i)
-    synchronize(device)
+    observer = observer or Silent()
+    warm_up(contenders, device, warmup, observer)
     for r in range(rounds):
         line = []
         for c in contenders:
@@ -67,10 +112,12 @@ def alternate(contenders: list[Contender], device: torch.device, rounds: int, st
                 c.fn(warmup + r * steps + i)
             synchronize(device)
             c.seconds.append((clock() - start) / steps)
+            observer.ran(c)
             per_s = 1.0 / c.seconds[-1]
             rate = f"{c.images * per_s:.0f} img/s" if c.images else f"{c.flops * per_s / 1e9:.0f} GFLOP/s"
             line.append(f"{c.name} {rate}")
         log(f"round {r}: " + ", ".join(line))
+        observer.progressed(r + 1)
 
 
 def matmul_peak(device: torch.device, size: int, dtype: torch.dtype = torch.float32,
