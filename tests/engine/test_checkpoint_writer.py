@@ -152,13 +152,26 @@ def test_two_writes_never_overlap():
 
 
 def test_a_run_writes_in_the_background_one_checkpoint_at_a_time(tmp_path, tiny, monkeypatch):
-    saves = record_saves(monkeypatch, delay=0.3)  # slower than an epoch: the next checkpoint must wait
+    saves = record_saves(monkeypatch, delay=1.0)  # slower than an epoch (4 steps of the tiny model)
     pretrain(run_cfg(tmp_path, tiny, "optim.epochs=3"))
-    assert [(event, e) for event, e, *_ in saves] == [("start", 1), ("end", 1), ("start", 2), ("end", 2),
-                                                     ("start", 3), ("end", 3)]
+    # epoch 2's checkpoint came due while epoch 1's was being written: deferred, not waited for; the last epoch's
+    # always writes, after the write in flight
+    assert [(event, e) for event, e, *_ in saves] == [("start", 1), ("end", 1), ("start", 3), ("end", 3)]
     assert all(thread is not threading.main_thread() for *_, thread, _ in saves)
     starts, ends = [t for event, *_, t in saves if event == "start"], [t for event, *_, t in saves if event == "end"]
     assert all(start >= end for start, end in zip(starts[1:], ends, strict=False))
+
+
+def test_a_checkpoint_due_while_a_write_runs_is_deferred_to_the_next_epoch_unless_it_must_be_written():
+    cadence = CheckpointCadence(save_every=1, save_every_seconds=None, last_epoch=10, clock=fake_clock(1))
+    assert cadence.due(1, stopping=False)
+    assert not cadence.due(2, stopping=False, busy=True)  # the write of epoch 1 still runs: training goes on
+    assert cadence.due(3, stopping=False)  # the deferred one, at the next epoch's end
+    every_4 = CheckpointCadence(save_every=4, save_every_seconds=None, last_epoch=10, clock=fake_clock(1))
+    assert not every_4.due(4, stopping=False, busy=True) and every_4.due(5, stopping=False)  # not lost until 8
+    assert not every_4.due(6, stopping=False)
+    assert every_4.due(8, stopping=False, must=True, busy=True)  # a kept epoch waits for the write in flight
+    assert every_4.due(9, stopping=True, busy=True) and every_4.due(10, stopping=False, busy=True)
 
 
 def test_a_failed_background_write_is_raised_in_the_training_thread_and_the_next_job_does_not_run():

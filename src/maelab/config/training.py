@@ -177,10 +177,10 @@ class TrainConfig:
     # config.yaml and checkpoints keep null (see persisted), so a resume trains to optim.epochs unless it is given again
     stop_after_epochs: Optional[int] = None
     # epochs between checkpoints (the last epoch and a stop signal always write one); a resume after a crash
-    # repeats at most save_every - 1 epochs. The default stays 1: a checkpoint costs the training only a copy of
-    # the state to CPU memory (tens of ms for 76 MB), the write runs on a thread during the next epoch, and a CPU
-    # epoch takes tens of seconds. On a GPU with sub-second epochs the writes (one at a time) would set the pace:
-    # there take train.save_every=20 (facebookresearch/mae's) with train.save_every_seconds=300
+    # repeats at most save_every - 1 epochs (plus one where a checkpoint was deferred). The default stays 1: a
+    # checkpoint costs the training only a copy of the state to CPU memory (tens of ms for 76 MB), the write runs
+    # on a thread during the next epoch, and one that comes due while the previous write still runs (a GPU's
+    # sub-second epochs) is deferred to the next epoch's end instead of waited for
     save_every: int = 1
     # seconds after which an epoch's end writes a checkpoint (last.pt only) even when save_every has not come round,
     # counted from the last checkpoint or the start of the invocation; null: by epochs only

@@ -92,6 +92,10 @@ class CheckpointWriter:
         except BaseException as err:  # noqa: BLE001 - handed to the training thread by wait()
             self._error = err
 
+    def busy(self) -> bool:
+        """Whether a write is running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def raise_failed(self) -> None:
         """Raise the error of a write that has ended and failed; never waits for one in flight."""
         if self._thread is None or not self._thread.is_alive():

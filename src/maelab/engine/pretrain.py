@@ -134,11 +134,13 @@ def hooks_for(cfg: Config, monitors: Monitors) -> Sequence[EpochHook]:
     return hooks
 
 
-def checkpoint_due(cadence: CheckpointCadence, writer: CheckpointWriter, epochs_done: int, stopping: bool) -> bool:
+def checkpoint_due(cadence: CheckpointCadence, writer: CheckpointWriter, epochs_done: int, stopping: bool,
+                   kept: bool) -> bool:
     """Whether the loop writes a checkpoint after ``epochs_done`` epochs (``cadence``: on rank 0, whose clock
-    decides for all); first raises the error of a background write that failed, so that it stops the run now."""
+    decides for all; ``kept``: this epoch's checkpoint is kept); first raises the error of a background write that
+    failed, so that it stops the run now. One only the cadence asks for is deferred while a write is running."""
     writer.raise_failed()
-    return cadence.due(epochs_done, stopping)
+    return cadence.due(epochs_done, stopping, must=kept, busy=writer.busy())
 
 
 def step_function(run: Run) -> StepFn:
@@ -178,9 +180,9 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
                     for hook in hooks if main else ():
                         record.update(hook(run, epoch))
                     logger.log("epoch", record)
-                if run.dist.main_only(checkpoint_due, cadence, writer, epoch + 1, stop.requested):
-                    kept = record is not None and keeps_epoch(epoch + 1, cfg.optim.epochs, cfg.train.save_every,
-                                                              cfg.train.keep_checkpoints)
+                kept = record is not None and keeps_epoch(epoch + 1, cfg.optim.epochs, cfg.train.save_every,
+                                                          cfg.train.keep_checkpoints)
+                if run.dist.main_only(checkpoint_due, cadence, writer, epoch + 1, stop.requested, kept):
                     run.dist.main_only(write_checkpoints, writer, run, epoch + 1 if kept else None)
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
                     break
