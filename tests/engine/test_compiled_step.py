@@ -79,12 +79,13 @@ def test_the_compiled_step_breaks_only_where_torch_optim_breaks_every_optimizer_
         assert "torch/optim/optimizer.py" in reason.user_stack[-1].filename, reason.reason
 
 
-def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_once(tmp_path, tiny):
+def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_once_under_bf16_autocast(tmp_path, tiny):
     # ratio 1 keeps K = 1 patch and ratio 0 keeps K = L - 1: the sizes dynamo would specialise if K were backed
-    # (compiled first at K = 1, a backed K recompiled at the next K; 3 recompiles over these ratios before)
-    ratios = [1.0, 0.0, 0.3, 0.6]
-    run = build(tmp_path, tiny, *WHOLE_STEP, "mask.schedule=linear")
-    eager = build(tmp_path, tiny, "mask.schedule=linear", name="eager")
+    # (compiled first at K = 1, a backed K recompiled at the next K; 3 recompiles over these ratios before). In bf16
+    # autocast, what a CUDA run does by default, traced on the CPU with aot_eager
+    ratios, extra = [1.0, 0.0, 0.3, 0.6], ["mask.schedule=linear", "train.precision=bf16", "aug.preset=mae"]
+    run = build(tmp_path, tiny, *WHOLE_STEP, *extra)
+    eager = build(tmp_path, tiny, *extra, name="eager")
     counter = CompileCounter()
     step = CompiledStep(run)
     step.update = torch.compile(step.eager_update, backend=counter)
@@ -92,12 +93,13 @@ def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_onc
     frames, losses = [], []
     for i, ratio in enumerate(ratios):
         lr = 1e-3 * (i + 1)
-        losses.append((float(step(run, x, lr, ratio, step_generators(0, i))),
-                       float(train_step(eager, x, lr, ratio, step_generators(0, i)))))
+        losses.append((step(run, x, lr, ratio, step_generators(0, i)),
+                       train_step(eager, x, lr, ratio, step_generators(0, i))))
         frames.append(counter.frame_count)
     assert len(set(frames)) == 1, frames  # compiled at the first step, never again: no recompile for K or the lr
-    for compiled, plain in losses:  # every K, 1 and L - 1 included, gives the eager step's loss
-        assert compiled == pytest.approx(plain, rel=1e-5)
+    for compiled, plain in losses:  # every K, 1 and L - 1 included, gives the eager step's loss (bf16: a few ulps)
+        assert compiled.dtype == plain.dtype and float(compiled) == pytest.approx(float(plain), rel=1e-2)
+    assert (flat_weights(run) - flat_weights(eager)).abs().max() < 1e-2
     before = flat_weights(run)
     step(run, x, 0.0, ratios[0], step_generators(0, 9))
     assert torch.equal(flat_weights(run), before)  # the update reads the lr tensor: lr 0 moves nothing
@@ -120,6 +122,7 @@ def test_under_cuda_graphs_a_schedule_compiles_once_for_k_from_2_to_l_minus_1_an
     assert frames[4] == frames[3] + 1 and frames[-1] == frames[4]  # K = 1: one more, then never again
 
 
+@pytest.mark.slow  # two compiles of the step for one fact: about 15 s
 def test_a_constant_ratio_keeps_the_visible_count_a_static_size(tmp_path, tiny):
     # one K for the whole run: compiled for that K (inductor's kernels specialised), a second K recompiles
     run = build(tmp_path, tiny, *WHOLE_STEP)
@@ -133,21 +136,6 @@ def test_a_constant_ratio_keeps_the_visible_count_a_static_size(tmp_path, tiny):
     assert counter.frame_count == first
     step(run, x, 1e-3, 0.5, step_generators(0, 2))
     assert counter.frame_count > first
-
-
-def test_the_whole_step_traces_under_bf16_autocast_and_matches_the_eager_step(tmp_path, tiny):
-    # what a CUDA run does by default (bf16 autocast inside the traced step), held on the CPU with aot_eager
-    extra = ["train.precision=bf16", "mask.schedule=linear", "aug.preset=mae"]
-    run = build(tmp_path, tiny, *WHOLE_STEP, *extra)
-    eager = build(tmp_path, tiny, *extra, name="eager")
-    step = CompiledStep(run)
-    x = run.data.x_train[:64]
-    for i, ratio in enumerate([0.2, 0.9]):
-        compiled, plain = step(run, x, 1e-3, ratio, step_generators(0, i)), train_step(eager, x, 1e-3, ratio,
-                                                                                        step_generators(0, i))
-        assert compiled.dtype == plain.dtype
-        assert float(compiled) == pytest.approx(float(plain), rel=1e-2)  # bf16: rounding of a few ulps apart
-    assert (flat_weights(run) - flat_weights(eager)).abs().max() < 1e-2
 
 
 def flat_weights(run):

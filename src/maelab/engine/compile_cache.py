@@ -46,13 +46,13 @@ def load_compile_cache(path: Path) -> Optional[str]:
     return f"compile cache: {count(info)} artifacts loaded from {path}"
 
 
-def save_compile_cache(path: Path) -> Optional[str]:
-    """Write the artifacts this process compiled (or loaded) to ``path``, atomically; returns the line to print, or
-    None when there was nothing to save (the file is left as it was). A folder that cannot be written is a
-    UserError naming it."""
+def save_compile_cache(path: Path) -> str:
+    """Write the artifacts this process compiled (or loaded) to ``path``, atomically; returns the line to print (when
+    inductor made none, e.g. under another backend, it says so and the file is left as it was). A folder that cannot
+    be written is a UserError naming it."""
     saved = torch.compiler.save_cache_artifacts()
     if saved is None:
-        return None
+        return f"compile cache: inductor compiled nothing to write to {path} (only inductor's builds are cached)"
     data, info = saved
     try:
         with atomic_file(path, "wb") as f:
