@@ -46,8 +46,8 @@ def test_a_file_torch_cannot_read_is_reported_in_one_line_and_the_run_goes_on_co
     path.write_bytes(b"not a cache")
     step = with_compile_cache(lambda x: x + 1, str(path))
     assert step(torch.ones(1)).item() == 2.0
-    err = capsys.readouterr().err
-    assert f"maelab: compile cache {path} not used (" in err and "compiling cold" in err and len(err.splitlines()) == 1
+    first, *_ = capsys.readouterr().err.splitlines()  # then the save after the first step says what it wrote
+    assert first.startswith(f"maelab: compile cache {path} not used (") and first.endswith("compiling cold")
 
 
 def test_the_cache_is_written_after_the_first_step_only(tmp_path, monkeypatch):
