@@ -1,5 +1,6 @@
 """The training path end to end through the CLI, as bench/gpu_check.sh's train stage runs it: ``maelab pretrain
-KEY=VALUE ... optim.epochs=EPOCHS``, then ``maelab pretrain --resume RUN_DIR optim.epochs=EPOCHS+1``.
+KEY=VALUE ... optim.epochs=EPOCHS+1 train.stop_after_epochs=EPOCHS``, then ``maelab pretrain --resume RUN_DIR`` (the
+run's last epoch).
 
 Usage: python bench/train_smoke.py --run-dir DIR --json OUT.json [--metrics-copy OUT.jsonl] [--epochs 2]
                                    [--limits 150 60] [--grace 15] KEY=VALUE ...
@@ -175,15 +176,19 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--run-dir", required=True, help="the run directory to create (it must not hold a run)")
     parser.add_argument("--json", required=True)
     parser.add_argument("--metrics-copy", help="copy the run's metrics.jsonl here after each invocation")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the first invocation; the resume adds one")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the first invocation; the resume trains one "
+                        "more, the run's last")
     parser.add_argument("--limits", type=float, nargs=2, default=[150.0, 60.0], metavar=("FIRST_S", "RESUME_S"))
     parser.add_argument("--grace", type=float, default=15.0, help="seconds from SIGTERM to SIGKILL")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="maelab pretrain's overrides")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     cli = [sys.executable, "-m", "maelab", "pretrain"]
-    calls = [[*cli, *args.overrides, f"optim.epochs={args.epochs}", f"out_dir={run_dir}"],
-             [*cli, "--resume", str(run_dir), f"optim.epochs={args.epochs + 1}"]]
+    # one run of epochs + 1 epochs, stopped after the first ``epochs`` and resumed as it is: its schedules (lr, mask
+    # ratio) are the uninterrupted run's, so the resume tests a true continuation
+    calls = [[*cli, *args.overrides, f"optim.epochs={args.epochs + 1}", f"train.stop_after_epochs={args.epochs}",
+              f"out_dir={run_dir}"],
+             [*cli, "--resume", str(run_dir)]]
     result: dict[str, Any] = {"complete": False, "overrides": args.overrides, "invocations": []}
 
     def save() -> None:

@@ -1,7 +1,9 @@
 import errno
+import io
 import itertools
 import os
 import pickle
+import subprocess
 import tempfile
 
 import pytest
@@ -45,16 +47,19 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
 
 
 def full_disk_on_save(monkeypatch, fail_at):
-    """torch.save in the checkpoint writer: the ``fail_at``-th call writes a little, then the disk is full."""
-    real, calls = torch.save, itertools.count(1)
+    """The checkpoint file of the ``fail_at``-th save takes a little, then the disk is full: its write raises ENOSPC
+    (torch.save writing into such a file raised its zip writer's RuntimeError, "unexpected pos", not the OSError)."""
+    real, calls = os.fdopen, itertools.count(1)
 
-    def save(obj, f, *args, **kwargs):
-        if next(calls) != fail_at:
-            return real(obj, f, *args, **kwargs)
-        f.write(b"\x80\x02partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            super().write(bytes(memoryview(data)[:16]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("maelab.engine.checkpoint.torch.save", save)
+    def fdopen(fd, mode="r", *args, **kwargs):
+        return FullDisk(fd, "wb") if next(calls) == fail_at else real(fd, mode, *args, **kwargs)
+
+    monkeypatch.setattr("maelab.engine.checkpoint.os.fdopen", fdopen)
 
 
 def no_write_permission(monkeypatch, fail_at):
@@ -127,3 +132,22 @@ def test_a_checkpoint_without_what_a_resume_needs_names_the_missing_keys(tmp_pat
     torch.save(state, path)
     with pytest.raises(UserError, match=r"is not a complete maelab checkpoint \(no .*step"):
         load_checkpoint(path, needs=("model", "optimizer", "step", "config", "rng"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1.6 MB tmpfs (skipped where this process may not mount one)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root in a mount namespace)")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_real_full_disk_is_the_clear_error_not_the_zip_writers(tiny_disk):
+    # torch.save straight into the file raised "RuntimeError: [enforce fail at inline_container.cc] unexpected pos"
+    with pytest.raises(UserError, match=r"cannot write the checkpoint .*last\.pt \(No space left on device\): free"):
+        save_checkpoint({"w": torch.zeros(1000, 1000)}, tiny_disk / "checkpoints" / "last.pt")  # 4 MB
+    assert list((tiny_disk / "checkpoints").iterdir()) == []  # no partial file left

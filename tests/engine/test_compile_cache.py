@@ -5,7 +5,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from maelab.engine.compile_cache import load_compile_cache, save_compile_cache, with_compile_cache
+from maelab.config import load_config
+from maelab.engine.compile_cache import CompileCache, load_compile_cache, save_compile_cache
+from maelab.engine.run import build_run
+from maelab.errors import UserError
 
 
 @pytest.fixture
@@ -44,17 +47,43 @@ def test_no_file_yet_is_a_cold_start_that_says_nothing(tmp_path):
 def test_a_file_torch_cannot_read_is_reported_in_one_line_and_the_run_goes_on_cold(tmp_path, capsys):
     path = tmp_path / "cache.bin"
     path.write_bytes(b"not a cache")
-    step = with_compile_cache(lambda x: x + 1, str(path))
+    step = CompileCache(str(path)).wrap(lambda x: x + 1)
     assert step(torch.ones(1)).item() == 2.0
     first, *_ = capsys.readouterr().err.splitlines()  # then the save after the first step says what it wrote
     assert first.startswith(f"maelab: compile cache {path} not used (") and first.endswith("compiling cold")
 
 
-def test_the_cache_is_written_after_the_first_step_only(tmp_path, monkeypatch):
+def test_the_cache_is_written_after_the_first_step_and_when_training_ends_by_the_main_rank_only(tmp_path, monkeypatch):
     written = []
     monkeypatch.setattr("maelab.engine.compile_cache.save_compile_cache", lambda path: written.append(path))
-    step = with_compile_cache(lambda x: x, str(tmp_path / "c.bin"))
+    cache = CompileCache(str(tmp_path / "c.bin"))
+    step = cache.wrap(lambda x: x)
     for _ in range(3):
         step(torch.ones(1))
-    assert written == [tmp_path / "c.bin"]
-    assert with_compile_cache(double_plus_one, None) is double_plus_one  # no setting: the step as it was
+    assert written == [tmp_path / "c.bin"]  # the first builds
+    cache.save()  # the end of training: builds met later (K = 1 under CUDA graphs) reach the file too
+    assert written == [tmp_path / "c.bin"] * 2
+    other_rank = CompileCache(str(tmp_path / "c.bin"), main=False)
+    other_rank.wrap(lambda x: x)(torch.ones(1))
+    other_rank.save()
+    assert len(written) == 2
+    assert CompileCache(None).wrap(double_plus_one) is double_plus_one  # no setting: the step as it was
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("{folder}", r"is a folder: give a file in it, e.g. train.compile_cache=.*compile_cache\.bin"),
+    ("{folder}/missing/c.bin", r"its folder .*missing does not exist or is not writable"),
+])
+def test_a_cache_path_that_cannot_be_written_is_refused_before_anything_compiles(tmp_path, tiny, setting, message):
+    cache = setting.format(folder=tmp_path)
+    cfg = load_config(None, [*tiny, "train.compile=true", "train.compile_backend=aot_eager",
+                             f"train.compile_cache={cache}"])
+    with pytest.raises(UserError, match=message):
+        build_run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cache_on_a_run_that_compiles_nothing_is_refused_not_ignored(tmp_path, tiny):
+    cfg = load_config(None, [*tiny, f"train.compile_cache={tmp_path / 'c.bin'}"])  # the CPU's default: eager
+    with pytest.raises(UserError, match="read only by a run that compiles.*add train.compile=true, or drop"):
+        build_run(cfg, tmp_path / "run")

@@ -161,8 +161,10 @@ def test_the_whole_step_under_torchrun_is_refused_naming_the_scope_that_works(ti
         plan_compile(cfg, torch.device("cpu"), "fp32", world_size=2)  # what build_run plans on each of two ranks
 
 
-def test_a_compile_scope_or_mode_without_train_compile_is_refused_not_ignored(tiny):
+def test_a_compile_scope_or_mode_on_a_run_that_compiles_nothing_is_refused_not_ignored(tmp_path, tiny):
     for setting in ("train.compile_scope=step", "train.compile_mode=reduce-overhead"):
-        with pytest.raises(UserError, match="has no effect without train.compile=true"):
-            load_config(None, [*tiny, setting])
-
+        with pytest.raises(UserError, match="has no effect: on the CPU nothing is compiled unless train.compile=true"):
+            build(tmp_path, tiny, setting)  # the CPU's default plan: eager
+        with pytest.raises(UserError, match="has no effect with train.compile=false"):
+            load_config(None, [*tiny, "train.compile=false", setting])
+    assert not (tmp_path / "run").exists()

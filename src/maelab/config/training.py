@@ -155,8 +155,8 @@ class TrainConfig:
     # max-autotune-no-cudagraphs. null (auto): reduce-overhead for the whole step on CUDA, else default
     compile_mode: Optional[str] = None
     # a file of inductor's compiled artifacts (torch.compiler.save_cache_artifacts): loaded before the first step
-    # when it exists, written after the first epoch that compiled; carried between machines, a warm start
-    # compiles in seconds. null: inductor's own on-disk cache only
+    # when it exists, written after the first step and when training ends; carried between machines, a warm start
+    # compiles in seconds. Only for a run that compiles. null: inductor's own on-disk cache only
     compile_cache: Optional[str] = None
     # CUDA: fp32 matmuls and convolutions on the tensor cores in TF32 (10-bit mantissa; the probe, k-NN and fp32
     # runs). No effect on the CPU or on bf16/fp16 autocast
@@ -177,10 +177,10 @@ class TrainConfig:
     # config.yaml and checkpoints keep null (see persisted), so a resume trains to optim.epochs unless it is given again
     stop_after_epochs: Optional[int] = None
     # epochs between checkpoints (the last epoch and a stop signal always write one); a resume after a crash
-    # repeats at most save_every - 1 epochs (plus one where a checkpoint was deferred). The default stays 1: a
-    # checkpoint costs the training only a copy of the state to CPU memory (tens of ms for 76 MB), the write runs
-    # on a thread during the next epoch, and one that comes due while the previous write still runs (a GPU's
-    # sub-second epochs) is deferred to the next epoch's end instead of waited for
+    # repeats at most save_every - 1 epochs (plus, where checkpoints were deferred, the epochs one write took). The
+    # default stays 1: a checkpoint costs the training only a copy of the state to CPU memory (tens of ms for
+    # 76 MB), the write runs on a thread during the next epoch, and one that comes due while the previous write
+    # still runs (a GPU's sub-second epochs) is deferred to the next epoch's end instead of waited for
     save_every: int = 1
     # seconds after which an epoch's end writes a checkpoint (last.pt only) even when save_every has not come round,
     # counted from the last checkpoint or the start of the invocation; null: by epochs only
@@ -202,10 +202,13 @@ class TrainConfig:
             _choice("train.compile_scope", self.compile_scope, ("model", "step"))
         if self.compile_mode is not None:
             _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
-        for key, value in (("compile_scope", self.compile_scope), ("compile_mode", self.compile_mode)):
-            if value is not None and self.compile is not True:  # auto chooses both itself
-                raise ConfigError(f"train.{key}={value} has no effect without train.compile=true: add it, or drop "
-                                  f"train.{key}")
+        if self.compile is False:  # a run's config from before 2026-12-07 holds the old defaults: they meant nothing
+            self.compile_scope = None if self.compile_scope == "model" else self.compile_scope
+            self.compile_mode = None if self.compile_mode == "default" else self.compile_mode
+            for key, value in (("compile_scope", self.compile_scope), ("compile_mode", self.compile_mode)):
+                if value is not None:
+                    raise ConfigError(f"train.{key}={value} has no effect with train.compile=false: drop one of the "
+                                      "two")
         if self.compile_mode not in (None, "default") and self.compile_backend != "inductor":
             raise ConfigError(f"train.compile_mode={self.compile_mode} is a mode of the inductor backend, not of "
                               f"train.compile_backend={self.compile_backend}: drop one of the two")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tempfile
@@ -34,7 +35,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise output_error(err, path, "checkpoint", resume_hint(path.parent.parent)) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            # serialised in memory first: torch.save's zip writer reports a full disk as a RuntimeError ("unexpected
+            # pos"), a plain write as the OSError (ENOSPC) that the clear message below names
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

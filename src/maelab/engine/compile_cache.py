@@ -2,8 +2,9 @@
 next, so that a warm start compiles in seconds instead of minutes (``torch.compiler.save_cache_artifacts`` and
 ``load_cache_artifacts``: inductor's FX-graph cache, AOT autograd's cache and autotuning results, as bytes).
 
-Loaded before the first step when the file exists; written after the first step of an invocation (every graph of
-the run is compiled by then: the whole step compiles once, the model's forward and backward at their first call).
+Loaded before the first step when the file exists; written after the first step of an invocation (the step's first
+builds) and again when training ends (what was built later: K = 1 under CUDA graphs, the model's forward at a new
+visible count under a mask schedule).
 A file another torch wrote, or that cannot be read, is reported in one line and the run compiles cold; it is then
 replaced by this run's artifacts.
 """
@@ -11,6 +12,7 @@ replaced by this run's artifacts.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch
 from torch import Tensor
 
 from maelab.atomic import atomic_file
-from maelab.errors import output_error
+from maelab.errors import ConfigError, output_error
 
 StepFn = Callable[..., Tensor]
 
@@ -67,25 +69,56 @@ def count(info: Any) -> int:
     return sum(len(keys) for keys in info.artifacts.values()) if info is not None else 0
 
 
-def with_compile_cache(step_fn: StepFn, cache: Optional[str]) -> StepFn:
-    """``step_fn`` with ``train.compile_cache`` around it: the file loaded now, written after the first call."""
+def check_compile_cache(cache: Optional[str], compiles: bool) -> None:
+    """Refuse, when the run is built, a ``train.compile_cache`` the run would not read (``compiles``: whether it
+    compiles anything) or could not write (a folder; a parent folder that is missing or not writable): one
+    ConfigError naming the fix, before anything is compiled or written."""
     if cache is None:
-        return step_fn
+        return
     path = Path(cache)
-    _say(load_compile_cache(path))
-    done = False
-
-    def step(*args: Any, **kwargs: Any) -> Tensor:
-        nonlocal done
-        loss = step_fn(*args, **kwargs)
-        if not done:
-            done = True
-            _say(save_compile_cache(path))
-        return loss
-
-    return step
+    if not compiles:
+        raise ConfigError(f"train.compile_cache={cache} is read only by a run that compiles, and this one compiles "
+                          "nothing (the CPU's default): add train.compile=true, or drop train.compile_cache")
+    if path.is_dir():
+        raise ConfigError(f"train.compile_cache={cache} is a folder: give a file in it, e.g. "
+                          f"train.compile_cache={path / 'compile_cache.bin'}")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"train.compile_cache={cache}: its folder {path.parent} does not exist or is not "
+                          "writable: create it, or give another path")
 
 
-def _say(line: Optional[str]) -> None:
-    if line:
-        print(f"maelab: {line}", file=sys.stderr, flush=True)
+class CompileCache:
+    """``train.compile_cache`` around a run's step: the file loaded when the step is wrapped, written after the
+    step's first call (the first builds) and again when training ends (builds met later: K = 1 under CUDA graphs,
+    the model's forward at a new visible count). ``main``: only the main rank prints and writes."""
+
+    def __init__(self, cache: Optional[str], main: bool = True) -> None:
+        self.path = Path(cache) if cache is not None else None
+        self.main = main
+
+    def wrap(self, step_fn: StepFn) -> StepFn:
+        """``step_fn`` with the cache loaded now and written after its first call (``step_fn`` itself when no
+        cache is set)."""
+        if self.path is None:
+            return step_fn
+        self._say(load_compile_cache(self.path))
+        done = False
+
+        def step(*args: Any, **kwargs: Any) -> Tensor:
+            nonlocal done
+            loss = step_fn(*args, **kwargs)
+            if not done:
+                done = True
+                self.save()
+            return loss
+
+        return step
+
+    def save(self) -> None:
+        """Write what this process compiled so far (main rank only; nothing when no cache is set)."""
+        if self.path is not None and self.main:
+            self._say(save_compile_cache(self.path))
+
+    def _say(self, line: Optional[str]) -> None:
+        if line and self.main:
+            print(f"maelab: {line}", file=sys.stderr, flush=True)

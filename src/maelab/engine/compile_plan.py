@@ -52,24 +52,37 @@ def whole_step_unsupported() -> Optional[str]:
 
 
 def plan_compile(cfg: Config, device: torch.device, precision: str, world_size: int = 1) -> CompilePlan:
-    """The run's compile plan. Raises ConfigError where an explicit ``train.compile_scope=step`` cannot run here
-    (under torchrun, or on a torch that cannot trace it)."""
+    """The run's compile plan. Raises ConfigError where an explicit setting cannot take effect: a
+    ``train.compile_scope`` or ``compile_mode`` on a run that compiles nothing (the CPU's default), or
+    ``train.compile_scope=step`` where the step cannot compile (under torchrun, fp16, a torch before 2.11)."""
     train = cfg.train
     wanted = train.compile if train.compile is not None else device.type == "cuda"
     if not wanted:
+        _refuse_unused(train.compile_scope, train.compile_mode)
         return CompilePlan(note="compile: none (train.compile=false)" if device.type == "cuda" else None)
-    scope, why_not = train.compile_scope, _whole_step_obstacles(cfg, device, precision, world_size)
-    if scope == "step" and why_not:
-        fix = "install torch >= 2.11, or " if world_size == 1 else ""
-        raise ConfigError(f"train.compile_scope=step cannot run here: {why_not[0]}; {fix}use train.compile_scope=model")
-    scope = scope or ("model" if why_not else "step")
+    scope, obstacles = train.compile_scope, _whole_step_obstacles(cfg, device, precision, world_size)
+    if scope == "step" and obstacles:
+        reason, fix = obstacles[0]
+        raise ConfigError(f"train.compile_scope=step cannot run here: {reason}; {fix}")
+    scope = scope or ("model" if obstacles else "step")
+    graphs_backend = train.compile_backend == "cudagraphs"  # dynamo's backend that only replays CUDA graphs
     mode = train.compile_mode
     if mode is None:
         auto_graphs = scope == "step" and device.type == "cuda" and train.compile_backend == "inductor"
         mode = "reduce-overhead" if auto_graphs else "default"
-    cuda_graphs = device.type == "cuda" and train.compile_backend == "inductor" and mode in CUDA_GRAPH_MODES
+    cuda_graphs = device.type == "cuda" and (graphs_backend or (train.compile_backend == "inductor"
+                                                                and mode in CUDA_GRAPH_MODES))
+    why_not = [reason for reason, _ in obstacles]
     note = _note(scope, cuda_graphs, why_not) if train.compile_scope is None and device.type == "cuda" else None
     return CompilePlan(scope=scope, backend=train.compile_backend, mode=mode, cuda_graphs=cuda_graphs, note=note)
+
+
+def _refuse_unused(scope: Optional[str], mode: Optional[str]) -> None:
+    """A compile setting on a run that compiles nothing (the CPU's default: eager) is an error, not a no-op."""
+    for key, value in (("compile_scope", scope), ("compile_mode", mode)):
+        if value is not None:
+            raise ConfigError(f"train.{key}={value} has no effect: on the CPU nothing is compiled unless "
+                              f"train.compile=true; add it, or drop train.{key}")
 
 
 def _note(scope: str, cuda_graphs: bool, why_not: list[str]) -> str:
@@ -81,19 +94,22 @@ def _note(scope: str, cuda_graphs: bool, why_not: list[str]) -> str:
     return f"compile: {what} (train.compile=false turns compiling off)"
 
 
-def _whole_step_obstacles(cfg: Config, device: torch.device, precision: str, world_size: int) -> list[str]:
-    """Why this run cannot compile its whole step, one phrase each (empty: it can)."""
-    reasons = []
+def _whole_step_obstacles(cfg: Config, device: torch.device, precision: str,
+                          world_size: int) -> list[tuple[str, str]]:
+    """Why this run cannot compile its whole step: (reason, fix) pairs, one per obstacle (empty: it can)."""
+    obstacles = []
     if device.type != "cuda" and cfg.train.compile_scope is None:
-        reasons.append("on the CPU the whole step is not faster than eager (docs/performance.md)")
+        obstacles.append(("on the CPU the whole step is not faster than eager (docs/performance.md)", ""))
     if world_size > 1:
-        reasons.append(f"it runs in one process, this is {world_size} under torchrun")
+        obstacles.append((f"it runs in one process, this is {world_size} under torchrun",
+                          "use train.compile_scope=model"))
+    if precision == "fp16" and cfg.train.precision != "fp16":  # the config refuses an explicit fp16 with the step
+        obstacles.append(("it cannot hold fp16 (this card has no bf16; the loss scaler decides on the host)",
+                          "use train.precision=fp32, or train.compile_scope=model"))
     conflicts = whole_step_conflicts(cfg)
-    if precision == "fp16" and cfg.train.precision != "fp16":
-        conflicts.append("fp16 (this card has no bf16)")
     if conflicts:
-        reasons.append(f"it cannot hold {', '.join(conflicts)}")
+        obstacles.append((f"it cannot hold {', '.join(conflicts)}", "use train.compile_scope=model"))
     unsupported = whole_step_unsupported()
     if unsupported:
-        reasons.append(unsupported)
-    return reasons
+        obstacles.append((unsupported, "install torch >= 2.11, or use train.compile_scope=model"))
+    return obstacles

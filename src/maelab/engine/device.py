@@ -27,13 +27,22 @@ def resolve_precision(name: str, device: torch.device) -> str:
     ConfigError naming fp16."""
     if device.type != "cuda":
         return "fp32" if name == "auto" else name
-    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    bf16 = _card_has_bf16()
     if name == "bf16" and not bf16:
         raise ConfigError(f"train.precision=bf16 but {torch.cuda.get_device_name(device)} has no bf16: use "
                           "train.precision=fp16 (with a loss scaler) or auto")
     if name == "auto":
         return "bf16" if bf16 else "fp16"
     return name
+
+
+def _card_has_bf16() -> bool:
+    """Whether the current CUDA card computes in bf16 itself (not emulated); a torch without
+    ``is_bf16_supported``'s ``including_emulation`` argument answers without it."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        return torch.cuda.is_bf16_supported()
 
 
 def configure_backends(device: torch.device, tf32: bool, deterministic: bool) -> None:

@@ -16,7 +16,7 @@ from maelab.data import epoch_batches
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.checkpoint_cadence import CheckpointCadence
 from maelab.engine.checkpoint_writer import CheckpointWriter, write_checkpoints
-from maelab.engine.compile_cache import with_compile_cache
+from maelab.engine.compile_cache import CompileCache
 from maelab.engine.distributed import distributed
 from maelab.engine.epoch_stats import EpochStats, host_floats
 from maelab.engine.kept import keeps_epoch
@@ -164,7 +164,8 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     if cfg.train.stop_after_epochs is not None:
         last_epoch = min(last_epoch, cfg.train.stop_after_epochs)
     main = run.dist.is_main  # only rank 0 writes files and shows progress
-    step_fn = with_compile_cache(step_function(run), cfg.train.compile_cache if run.compile.scope else None)
+    cache = CompileCache(cfg.train.compile_cache, main)
+    step_fn = cache.wrap(step_function(run))
     logger = MetricsLogger(run.run_dir, open_sinks(run.run_dir, cfg)) if main else NullLogger()
     bar = None
     if cfg.train.progress and main:
@@ -186,6 +187,7 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
                     run.dist.main_only(write_checkpoints, writer, run, epoch + 1 if kept else None)
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
                     break
+            cache.save()  # builds met after the first step (main rank)
             run.dist.main_only(writer.wait)  # the last checkpoint is on disk, or its error raised on every rank
             if run.step < last_epoch * run.steps_per_epoch:  # stopped by a signal
                 raise RunInterrupted(run.run_dir, run.step, stop.signum)

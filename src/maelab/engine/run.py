@@ -14,6 +14,7 @@ from maelab.config import Config, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
 from maelab.engine.addons import AddOn
+from maelab.engine.compile_cache import check_compile_cache
 from maelab.engine.compile_plan import CompilePlan, plan_compile
 from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
@@ -108,6 +109,7 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     precision = resolve_precision(cfg.train.precision, device)
     configure_backends(device, cfg.train.tf32, cfg.train.deterministic)
     plan = plan_compile(cfg, device, precision, dist.world_size)  # before the data: a refusal costs nothing
+    check_compile_cache(cfg.train.compile_cache, compiles=plan.scope is not None)
     spec = resolve_spec(cfg.model)
     data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
     spe = steps_per_epoch(len(data.x_train), cfg.optim.step_batch, dist.world_size)
