@@ -21,8 +21,9 @@
 #   probe       the probe speedrun on CIFAR-10, final layer and every block (speedrun_probe.json, and the
 #               probe's metrics.jsonl copied to $OUT)
 #   finetune    the 15-minute fine-tune speedrun, for a machine without the 10-minute command limit
-# --data PART   first copy a staged part of CIFAR-10 (bench/gpu_stage_data.sh) into $STAGE_DIR
-#               (default /tmp/maelab_data), which becomes MAELAB_DATA_DIR once it exists
+# --data PART   first decode a packed part of CIFAR-10 (.gpu_data/1 or .gpu_data/2: bench/gpu_stage_data.sh, each
+#               file checked by md5; ~7 s a part) into $STAGE_DIR/cifar-10-batches-py (default /tmp/maelab_data),
+#               which becomes MAELAB_DATA_DIR once it exists; a corrupt part stops the call (exit 2) before any stage
 # --tree-hash   print the hash of src/ and bench/ that env.txt records, and exit (to tell which code ran there)
 # --dry-run     the same stages on the CPU in seconds (micro model, synthetic images; the whole step traced by
 #               aot_eager instead of built by inductor, so the cudagraphs row runs without CUDA graphs and is
@@ -36,13 +37,17 @@
 #   1. carry [".whl"]  bash bench/gpu_check.sh cudagraphs   timeout_s 265  (~2-4 min; 3 files back)
 #   2. carry [".whl"]  bash bench/gpu_check.sh train        timeout_s 255  (~2-3 min; 5 files back)
 #   3. carry [".whl"]  bash bench/gpu_check.sh compiled     timeout_s 165  (~1.5-2.5 min; 3 files back)
-# The earlier figures (throughput, smoke, probe: 2026-11-30) stage CIFAR-10 in three calls, probe last:
-#   carry [".gpu_data/N", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/N STAGES   (DEVELOPERS.md)
+# The earlier figures (throughput, smoke, probe: 2026-11-30): probe needs CIFAR-10 whole, staged by a window's first
+# two calls, one part each (each carry ~48 MiB of the 64: a part ~44 MiB, the tree ~3.5 MB, the wheel; + 15 s each
+# to decode the part), probe in the second, on the same warm machine (DEVELOPERS.md):
+#   1. carry [".gpu_data/1", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/1 smoke   timeout_s 190
+#   2. carry [".gpu_data/2", ".whl"]  bash bench/gpu_check.sh --data .gpu_data/2 probe   timeout_s 450
+#   3. carry [".whl"]                 bash bench/gpu_check.sh throughput                 timeout_s 165 (if time is left)
 # Prepared here, once, in the repo's root:
 #   echo /.whl/ >> .git/info/exclude; echo /.gpu_data/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl omegaconf==2.4.0        (the device image lacks omegaconf)
-#   bash bench/gpu_stage_data.sh .gpu_data ../shared/data               (CIFAR-10 in three < 64 MiB parts)
+#   bash bench/gpu_stage_data.sh .gpu_data ../shared/data   (CIFAR-10 packed losslessly in two ~44 MiB parts)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tree_hash() {  # the code the check runs: src/ and bench/, file by file in a fixed order
@@ -88,7 +93,8 @@ if [ "$dry" = 0 ]; then
 fi
 STAGE_DIR="${STAGE_DIR:-/tmp/maelab_data}"; export STAGE_DIR  # where --data parts go (bench/gpu_stage_data.sh)
 if [ -n "$part" ]; then
-  bash bench/gpu_stage_data.sh --unpack "$part" >> "$LOG" 2>&1 || { log "could not unpack $part"; exit 2; }
+  bash bench/gpu_stage_data.sh --unpack "$part" >> "$LOG" 2>&1 ||
+    { log "could not unpack $part (corrupt or incomplete: nothing of it staged; see gpu_check.log)"; exit 2; }
 fi
 if [ -z "${MAELAB_DATA_DIR:-}" ] && [ -d "$STAGE_DIR/cifar-10-batches-py" ]; then
   export MAELAB_DATA_DIR="$STAGE_DIR"
@@ -110,7 +116,7 @@ except ImportError: print('transformers: not installed (the HF rows are skipped)
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt" | tee -a "$LOG"
 
-has_cifar() {  # every part staged: the five training batches and the test batch
+has_cifar() {  # both parts staged (each file written only once its md5 matched): five training batches, test, meta
   [ -n "${MAELAB_DATA_DIR:-}" ] && for f in data_batch_1 data_batch_2 data_batch_3 data_batch_4 data_batch_5 \
     test_batch batches.meta; do [ -f "$MAELAB_DATA_DIR/cifar-10-batches-py/$f" ] || return 1; done
 }
@@ -188,7 +194,7 @@ for stage in "${stages[@]}"; do
         data.synthetic_test=1024 optim.epochs=2 optim.warmup_epochs=1 probe.epochs=2 probe.layers=all ;;
     probe|finetune)
       if [ "$dry" = 0 ] && ! has_cifar; then
-        log "speedrun $stage skipped: CIFAR-10 is not staged whole (the three --data parts; see the top)"
+        log "speedrun $stage skipped: CIFAR-10 is not staged whole (--data .gpu_data/1, then 2; see the top)"
         continue
       fi
       limit=$([ "$stage" = probe ] && echo 420 || echo 1200)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import cifar_pack
 import pytest
 
 from tests.conftest import REPO
@@ -27,9 +28,11 @@ def preset(out, name):
 
 
 def test_the_dry_run_stages_data_and_writes_the_figures_with_their_compile_counters(tmp_path):
-    part = tmp_path / "part1"
-    part.mkdir()
-    (part / "batches.meta").write_bytes(b"staged")
+    src = tmp_path / "cifar-10-batches-py"
+    src.mkdir()
+    (src / "batches.meta").write_bytes(b"staged")
+    assert cifar_pack.main(["pack", str(src), str(tmp_path / "gpu_data"), "--parts", "1"]) == 0
+    part = tmp_path / "gpu_data" / "1"  # a part as bench/gpu_stage_data.sh packs it
     out, stage_dir = tmp_path / "out", tmp_path / "staged"
     done = gpu_check(out, stage_dir, "--data", str(part), "cudagraphs")
     assert done.returncode == 0, done.stdout + done.stderr
