@@ -73,7 +73,7 @@ LOG="$OUT/gpu_check.log"
 log() { echo "$*" | tee -a "$LOG"; }
 STAGES="throughput smoke cudagraphs compiled train probe finetune"
 files_of() {  # the files a stage leaves under $OUT (the device returns 8 a call, env.txt and the log included)
-  case "$1" in smoke|train|probe) echo 2 ;; finetune) echo 3 ;; *) echo 1 ;; esac
+  case "$1" in smoke|probe) echo 2 ;; train|finetune) echo 3 ;; *) echo 1 ;; esac
 }
 files=2
 for stage in "${stages[@]}"; do  # every stage known before any runs: a typo costs no device minutes
@@ -145,7 +145,10 @@ throughput() {  # throughput JSON LIMIT_S EXTRA...
 }
 train_smoke() {  # train_smoke FIRST_S RESUME_S: maelab pretrain, then --resume, each under its own limit
   local first=$1 resume=$2 dir; dir=$(mktemp -d /tmp/train_smoke.XXXXXX)
-  local args=(aug.preset=mae mask.schedule=linear mask.min=0 mask.max=1 train.progress=false train.tensorboard=false)
+  # the ratio's three stages, one an epoch: 0, 0.5, 1 (K = L - 1, L / 2, then 1 in the resumed epoch: the two sizes
+  # the compiled step once specialised, and the K = 1 rebuild under CUDA graphs)
+  local args=(aug.preset=mae mask.schedule=step mask.steps=3 mask.min=0 mask.max=1 train.progress=false
+              train.tensorboard=false)
   if [ "$dry" = 1 ]; then  # the same path in seconds: aot_eager traces the step (inductor's C++ build takes minutes)
     args+=(model.preset=micro data.name=synthetic data.synthetic_train=256 data.synthetic_test=64
            optim.batch_size=64 train.compile=true train.compile_scope=step train.compile_backend=aot_eager
