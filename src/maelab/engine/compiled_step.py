@@ -61,7 +61,7 @@ class CompiledStep:
         num_patches = run.model.spec.num_patches
         self.sizes = torch.zeros(num_patches, device=run.device)
         self.k_size = None if run.cfg.mask.schedule == "constant" else "backed" if self.cuda_graphs else "unbacked"
-        self.unbacked = unbacked_options(num_patches)
+        self.unbacked = unbacked_options(num_patches) if self.k_size == "unbacked" else {}
         self.update: Callable[..., Tensor] = torch.compile(self.eager_update, **run.compile.options())
 
     def __call__(self, run: Any, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,

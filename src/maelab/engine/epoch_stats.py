@@ -13,10 +13,11 @@ from torch import Tensor
 
 class EpochStats:
     """The losses of steps ``start`` .. ``steps - 1`` of an epoch (slot = the step's index in the epoch) and the sums
-    of the add-ons' logs (the GAN phases'), on ``device``."""
+    of the add-ons' logs (the GAN phases'), on ``device``. ``first_step``: the run's step number of slot 0."""
 
-    def __init__(self, device: torch.device, steps: int, start: int = 0) -> None:
+    def __init__(self, device: torch.device, steps: int, start: int = 0, first_step: int = 0) -> None:
         self.losses = torch.zeros(steps, device=device)  # float32: the loss's dtype
+        self.first_step = first_step
         self.read_upto = start  # slots below this one have been read into self.values
         self.values: list[float] = []  # the losses read so far, in step order
         self.log_sums: dict[str, Tensor] = {}
@@ -31,6 +32,11 @@ class EpochStats:
         for key, value in logs.items():
             self.log_sums[key] = self.log_sums.get(key, 0.0) + value.double()
             self.log_counts[key] = self.log_counts.get(key, 0) + 1
+
+    @property
+    def unread_step(self) -> int:
+        """The run's step number of the first loss not read yet (what :meth:`read` and :meth:`finish` return next)."""
+        return self.first_step + self.read_upto
 
     def read(self, upto: int) -> list[float]:
         """Host sync: the losses of the slots not read yet below ``upto``, as floats (also kept in :attr:`values`)."""

@@ -47,7 +47,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     batches = epoch_batches(len(run.data.x_train), run.rank_batch, cfg.train.seed, epoch, run.dist.rank,
                             run.dist.world_size, run.data.x_train.device)
     start_index = run.step - epoch * run.steps_per_epoch
-    stats = EpochStats(run.device, run.steps_per_epoch, start_index)
+    stats = EpochStats(run.device, run.steps_per_epoch, start_index, epoch * run.steps_per_epoch)
     streams = StepStreams(cfg.train.seed, run.device)
     t_epoch = t_log = time.perf_counter()
     images_since_log = 0
@@ -65,7 +65,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         images_since_log += run.global_batch
         logging = run.step % cfg.train.log_every == 0
         if logging or run.device.type == "cpu":
-            read_and_check(run, epoch, stats, index + 1)
+            read_and_check(run, stats, index + 1)
         if logging:
             now = time.perf_counter()
             record = {"epoch": epoch, "step": run.step, "loss": stats.values[-1], "lr": lr,
@@ -81,9 +81,9 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
         if bar is not None:
             bar.update(1)
         if stop is not None and stop.requested and index < run.steps_per_epoch - 1:
-            read_and_check(run, epoch, stats, index + 1)
+            read_and_check(run, stats, index + 1)
             return None
-    first = epoch * run.steps_per_epoch + stats.read_upto
+    first = stats.unread_step
     losses, log_means = stats.finish(run.steps_per_epoch)  # the epoch's one host sync
     run.nan.check(losses, first)
     seconds = time.perf_counter() - t_epoch
@@ -97,10 +97,10 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
     return record
 
 
-def read_and_check(run: Run, epoch: int, stats: EpochStats, upto: int) -> None:
+def read_and_check(run: Run, stats: EpochStats, upto: int) -> None:
     """Host sync: read the epoch's new losses below slot ``upto`` and apply ``train.on_nan`` to them (stop: raise
     at the first non-finite one; skip: at too many skipped steps in a row)."""
-    first = epoch * run.steps_per_epoch + stats.read_upto
+    first = stats.unread_step
     run.nan.check(stats.read(upto), first)
 
 

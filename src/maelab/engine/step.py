@@ -17,7 +17,7 @@ from maelab.engine.addons import AddOn, StepOutput, all_frozen
 from maelab.engine.device import autocast
 from maelab.engine.run import Run
 from maelab.masking import draw_mask
-from maelab.seeds import derive_seed, torch_generator
+from maelab.seeds import derive_seed
 from maelab.shard import Shard
 
 
@@ -43,14 +43,13 @@ class StepGenerators:
 
 
 def step_generators(seed: int, step: int, device: torch.device | str = "cpu") -> StepGenerators:
-    """The two generators of step ``step`` (streams "augment" and "mask" of :mod:`maelab.seeds`)."""
-    return StepGenerators(torch_generator(seed, "augment", step, device=device),
-                          torch_generator(seed, "mask", step, device=device))
+    """The two generators of step ``step`` (streams "augment" and "mask" of :mod:`maelab.seeds`), new ones."""
+    return StepStreams(seed, device).at(step)
 
 
 class StepStreams:
-    """The training loop's :func:`step_generators`: two generators made once and reseeded at each step, the same
-    draws as new ones without making two generator objects on every step's path."""
+    """A step's two generators, streams "augment" and "mask" of :mod:`maelab.seeds` (the one place that seeds them):
+    made once and reseeded at each step, so the training loop makes no generator objects on the step's path."""
 
     def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
         self.seed = seed
