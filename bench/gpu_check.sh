@@ -83,14 +83,7 @@ done
 [ "$files" -gt 8 ] && log "warning: ${stages[*]} leave $files files under \$OUT; a device call returns 8"
 status=0 mult=1; [ "$dry" = 1 ] && mult=4  # a dry run's limits guard against a hang only: 4x, for a loaded CPU
 
-if [ "$dry" = 0 ]; then
-  for dir in .whl shared/wheels bench/wheels; do
-    if compgen -G "$dir/*.whl" > /dev/null; then
-      "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$dir"/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
-    fi
-  done
-fi
+[ "$dry" = 0 ] && source bench/gpu_wheels.sh  # the wheels the bare device image lacks (omegaconf)
 STAGE_DIR="${STAGE_DIR:-/tmp/maelab_data}"; export STAGE_DIR  # where --data parts go (bench/gpu_stage_data.sh)
 if [ -n "$part" ]; then
   bash bench/gpu_stage_data.sh --unpack "$part" >> "$LOG" 2>&1 ||

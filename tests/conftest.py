@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,20 @@ def cifar_dir() -> Path:
     return found
 
 
+@pytest.fixture(scope="session")
+def finished_suite(tmp_path_factory) -> tuple[Path, Path]:
+    """(suite file, ablation folder) of tests/ablate/conftest.py's tiny suite run once; copy the folder before
+    changing it (tests/ablate and tests/bench share it)."""
+    from maelab.ablate import load_suite, run_suite
+    from tests.ablate.conftest import write_suite
+
+    root = tmp_path_factory.mktemp("ablate")
+    path = write_suite(root / "suite")
+    out = root / "out"
+    run_suite(load_suite(path), out, "maelab ablate suite.yaml", log=lambda _: None)
+    return path, out
+
+
 # A run that takes about a second on 2 CPU cores: micro model, 256 synthetic images, batch 64.
 TINY = [
     "data.name=synthetic", "data.synthetic_train=256", "data.synthetic_test=64",
@@ -47,6 +64,53 @@ TINY = [
 @pytest.fixture
 def tiny() -> list[str]:
     return list(TINY)
+
+
+def session_processes() -> set[int]:
+    """The live processes this one started, directly or through its children: what a test may leave behind (an
+    orphan, re-parented when its parent exited, is not seen)."""
+    proc, parent = Path("/proc"), {}
+    if not proc.is_dir():
+        return set()
+    sid = os.getsid(0)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid, _pgrp, session = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:4]
+        except (OSError, ValueError):
+            continue
+        if int(session) == sid and state not in ("Z", "X"):
+            parent[int(entry.name)] = int(ppid)
+
+    def mine(pid: int) -> bool:
+        for _ in range(64):
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+            if pid not in parent:
+                return False
+        return False
+
+    return {pid for pid in parent if pid != os.getpid() and mine(pid)}
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    """A process a test started and left running (a worker, a job, a torchrun rank) is killed after the test with
+    a warning naming it: left alone it would slow every later test of the session (a CI run's timeouts)."""
+    before = session_processes()
+    yield
+    deadline = time.monotonic() + 5
+    while (left := session_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a process signalled at the test's end may still be exiting
+    for pid in left:
+        try:
+            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        warnings.warn(f"a test left process {pid} running ({command}); killed", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)

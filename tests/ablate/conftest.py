@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maelab.ablate import load_suite, run_suite
-
 BASE = {
     "data": {"name": "synthetic", "synthetic_train": 192, "synthetic_test": 64},
     "model": {"preset": "micro"},
@@ -36,16 +34,6 @@ def write_suite(folder: Path, **changes) -> Path:
     path = folder / "suite.yaml"
     path.write_text(yaml.safe_dump({**SUITE, **changes}))
     return path
-
-
-@pytest.fixture(scope="session")
-def finished_suite(tmp_path_factory) -> tuple[Path, Path]:
-    """(suite file, ablation folder) of the tiny suite run once; copy the folder before changing it."""
-    root = tmp_path_factory.mktemp("ablate")
-    path = write_suite(root / "suite")
-    out = root / "out"
-    run_suite(load_suite(path), out, "maelab ablate suite.yaml", log=lambda _: None)
-    return path, out
 
 
 @pytest.fixture

@@ -152,8 +152,17 @@ def test_two_writes_never_overlap():
 
 
 def test_a_run_writes_in_the_background_one_checkpoint_at_a_time(tmp_path, tiny, monkeypatch):
-    saves = record_saves(monkeypatch, delay=1.0)  # slower than an epoch (4 steps of the tiny model)
-    pretrain(run_cfg(tmp_path, tiny, "optim.epochs=3"))
+    third_epoch_ended = threading.Event()  # epoch 1's write lasts until then, whatever the machine's speed
+
+    def at_epoch_end(run, epoch):
+        if epoch == 2:
+            third_epoch_ended.set()
+        return {}
+
+    at_epoch_end.setting = "test"  # an EpochHook: the config key that would ask for it
+
+    saves = record_saves(monkeypatch, after=third_epoch_ended)
+    pretrain(run_cfg(tmp_path, tiny, "optim.epochs=3"), monitors=lambda cfg: [at_epoch_end])
     # epoch 2's checkpoint came due while epoch 1's was being written: deferred, not waited for; the last epoch's
     # always writes, after the write in flight
     assert [(event, e) for event, e, *_ in saves] == [("start", 1), ("end", 1), ("start", 3), ("end", 3)]

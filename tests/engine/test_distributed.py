@@ -27,7 +27,7 @@ RUN = [*TINY, "optim.batch_size=32", "optim.epochs=3", "train.stop_after_epochs=
        "train.threads=1", "train.seed=3"]
 
 
-def torchrun(args: list[str], nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --standalone --nproc_per_node=N -m maelab ...`` with this checkout's code."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -100,7 +100,7 @@ def test_an_error_on_rank_0_stops_every_rank_with_one_line(tmp_path):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "config.yaml").write_text("name: someone else's run\n")
-    proc = torchrun(["pretrain", *RUN, f"out_dir={out}"], timeout=90)
+    proc = torchrun(["pretrain", *RUN, f"out_dir={out}"])
     assert proc.returncode != 0
     assert proc.stderr.count("already holds a run") == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr.split("already holds a run")[0]

@@ -11,11 +11,33 @@ from typing import TYPE_CHECKING, Optional
 from maelab.errors import UserError
 
 if TYPE_CHECKING:
+    from maelab.ablate.budget import Budget
     from maelab.ablate.launcher import ClusterOptions
     from maelab.ablate.suite import Suite
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    """maelab ablate SUITE.yaml [...] [--archive FILE]: the suite's runs (:func:`_ablate`), then with --archive the
+    folder packed into FILE, the stage finished or interrupted; maelab ablate --merge ARCHIVE: an archive's runs
+    merged into a folder; maelab ablate --out DIR --archive FILE: DIR packed, nothing run
+    (:mod:`maelab.ablate.transfer_command`)."""
+    from maelab.ablate.transfer_command import cmd_merge, cmd_pack, pack_stage
+
+    if args.merge is not None:
+        return cmd_merge(args)
+    if args.suite is None and args.archive and args.out:
+        return cmd_pack(args)
+    if args.suite is None:
+        raise UserError("maelab ablate needs a suite file: maelab ablate SUITE.yaml [--out DIR], --merge ARCHIVE "
+                        "to merge an archive's results, or --out DIR --archive FILE to pack a folder")
+    args.packed = None
+    code = _ablate(args)
+    if args.packed is not None:
+        pack_stage(args.archive, args.packed)
+    return code
+
+
+def _ablate(args: argparse.Namespace) -> int:
     """maelab ablate SUITE.yaml [--seeds N|auto] [--max-seeds N] [--out DIR] [--workers W]: every variant × seed,
     then results.csv and report.md."""
     from maelab.ablate import build_report, load_suite
@@ -23,10 +45,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from maelab.ablate.reuse import check_sources, write_sources
     from maelab.ablate.runner import pending_runs, save_suite
     from maelab.ablate.seed_plan import PILOT_SEEDS, read_plan
+    from maelab.ablate.transfer_command import packed_folder
 
     auto, seeds, max_seeds = _checked_options(args)
     suite = load_suite(args.suite, PILOT_SEEDS if auto else seeds)
     out = Path(args.out) if args.out else Path("runs") / "ablate" / suite.name
+    args.packed = packed_folder(args, out)  # --archive FILE: checked before anything runs
     plan = read_plan(out) if auto else None
     if plan is not None:  # the pilot is done: the planned seeds from the start
         suite = load_suite(args.suite, plan["seeds"])
@@ -65,6 +89,7 @@ def _checked_options(args: argparse.Namespace) -> tuple[bool, Optional[int], int
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads} is not valid: give at least 1, or leave it out (cores / workers)")
     args.cluster = cluster_options(args)  # checked before anything is written
+    args.budget = _budget(args)
     auto = args.seeds == "auto"
     seeds = None if auto or args.seeds is None else _seeds_number(args.seeds)
     if args.max_seeds is not None and not auto:
@@ -73,6 +98,23 @@ def _checked_options(args: argparse.Namespace) -> tuple[bool, Optional[int], int
     if auto and max_seeds < PILOT_SEEDS:
         raise UserError(f"--max-seeds {max_seeds} is below the pilot's {PILOT_SEEDS} seeds: give {PILOT_SEEDS} or more")
     return auto, seeds, max_seeds
+
+
+def _budget(args: argparse.Namespace) -> Optional[Budget]:
+    """--time-budget SECONDS as a Budget ending that many seconds from now (a worker gets its parent's --deadline);
+    None without it."""
+    from maelab.ablate.budget import Budget
+
+    if args.time_budget is None:
+        return None
+    if not args.time_budget > 0:
+        raise UserError(f"--time-budget {args.time_budget:g} is not valid: give the seconds the runs may take (> 0)")
+    if args.cluster is not None:
+        raise UserError("--time-budget is for this machine's runs; a cluster job has its own limit: drop "
+                        "--time-budget, or use --timeout-min")
+    if args.deadline is not None:
+        return Budget(args.time_budget, args.deadline)
+    return Budget.starting_now(args.time_budget)
 
 
 def _seeds_number(text: str) -> int:
@@ -115,19 +157,24 @@ def _run_stage(args: argparse.Namespace, suite: Suite, out: Path, command: str) 
         workers = min(args.workers, pending_runs(suite, out))  # no more processes than runs left to do
         if workers > 1:
             try:
-                code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads)
+                code = run_workers(Path(args.suite), out, len(suite.seeds), workers, args.threads, args.budget)
             finally:
                 collect_and_write(suite, out)
             if code != 0:  # the stage is not complete: no seed plan, no report from it
                 print(f"maelab: a worker stopped (exit {code}); rerun `{command}` to go on", file=sys.stderr)
                 return False
         else:
-            run_suite(suite, out, None, workers=args.worker or 1)  # None: cmd_ablate recorded the invocation
+            run_suite(suite, out, None, workers=args.worker or 1, budget=args.budget)  # None: recorded above
     except RunInterrupted as stopped:
         print(f"maelab: {stopped}; or rerun `{command}` to resume the whole suite", file=sys.stderr)
         return False
     except WorkersStopped as stopped:
         print(f"maelab: {stopped}; rerun `{command}` to resume the whole suite", file=sys.stderr)
+        return False
+    left = pending_runs(suite, out) if args.budget is not None and not args.worker else 0
+    if left:  # the stage is not complete: no seed plan, no report from it
+        print(f"maelab: the time budget is spent with {left} of the stage's runs left; rerun `{command}` "
+              "(in the next window) to go on", file=sys.stderr)
         return False
     return True
 
@@ -198,7 +245,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="run an ablation suite (variants × seeds) into results.csv and report.md")
-    p.add_argument("suite", metavar="SUITE.yaml", help="a suite file, e.g. configs/suites/seed_cifar10_cpu.yaml")
+    p.add_argument("suite", metavar="SUITE.yaml", nargs="?",
+                   help="a suite file, e.g. configs/suites/seed_cifar10_cpu.yaml (optional with --merge)")
     p.add_argument("--seeds", help="number of seeds (0..N-1; default: the suite's), or auto: a pilot of 3 seeds, "
                    "then the seeds each claim needs for its margin (docs/ablation.md)")
     p.add_argument("--max-seeds", type=int, help="with --seeds auto: the most seeds to run (default 10)")
@@ -209,7 +257,16 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", metavar="DIR", action="append", help="another ablation's --out folder (repeatable): "
                    "a run whose pretraining config, seed included, equals one trained there copies its checkpoints "
                    "instead of training again; the evaluations still run (kept in OUT/reuse.json)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="start a run only while its estimated length fits the time left, longest first; at the "
+                        "end stop the running one with its checkpoint (a lent GPU window; docs/ablation.md)")
+    p.add_argument("--archive", metavar="FILE", help="when the stage ends (finished or interrupted), pack DIR into "
+                   "FILE (.tar.gz) without finished runs' checkpoints, tensorboard/, eval/cache/, export/; "
+                   "without SUITE.yaml, --out DIR --archive FILE packs DIR at once and runs nothing (docs/ablation.md)")
+    p.add_argument("--merge", metavar="ARCHIVE", help="run nothing: merge ARCHIVE (of --archive) into DIR (default "
+                   "runs/ablate/<its suite>), rebuild results.csv (and report.md once every run is done)")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers N's processes: N
+    p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)  # a worker's: its parent's budget's end
     add_cluster_arguments(p)
     p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("report", help="rebuild an ablation's report.md from its results.csv")

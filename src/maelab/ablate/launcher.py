@@ -21,17 +21,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
 
-from maelab.ablate.claims import CLAIM_NAME, holder, is_stale, release
+from maelab.ablate.claims import CLAIM_NAME, STALE_AFTER_S, holder, is_stale, quiet_note, release
 from maelab.ablate.cluster_job import RunJob
 from maelab.ablate.environment import record_invocation
 from maelab.ablate.results import read_status, run_dir_of
+from maelab.ablate.run_one import record_failure
 from maelab.ablate.runner import (
     Plan,
     collect_and_write,
     counted,
     is_finished,
     plan_runs,
-    record_failure,
     save_suite,
 )
 from maelab.ablate.suite import Suite
@@ -180,7 +180,8 @@ def _settle(job: Any, run_job: RunJob, progress: str, log: Callable[[str], None]
 
 
 def _held(plan: Plan, options: ClusterOptions, log: Callable[[str], None]) -> bool:
-    """Whether a live process holds the run (then it is not submitted); an ended SLURM job's claim is cleared."""
+    """Whether a live process holds the run (then it is not submitted); the claim of an ended SLURM job, or of a
+    process on another host gone quiet (no heartbeat for STALE_AFTER_S), is cleared."""
     h = holder(plan.run_dir)
     if h is None:
         return False
@@ -188,11 +189,14 @@ def _held(plan: Plan, options: ClusterOptions, log: Callable[[str], None]) -> bo
     if stale is None and h.job and not options.local:
         stale = _slurm_state(h.job, options) not in ACTIVE_SLURM_STATES
     if stale:
+        note = quiet_note(h)
+        if note:
+            log(f"  {plan.label}: {note}; cleared")
         release(plan.run_dir)
         return False
     who = f"SLURM job {h.job}" if h.job else f"process {h.pid} on {h.host or 'this host'}"
-    log(f"  {plan.label}: held by {who}, not submitted (rerun when it ends; delete {plan.run_dir / CLAIM_NAME} if "
-        "it is gone)")
+    log(f"  {plan.label}: held by {who}, not submitted (rerun when it ends; a claim with no heartbeat for "
+        f"{STALE_AFTER_S / 60:g} min is cleared, or delete {plan.run_dir / CLAIM_NAME} if it is gone)")
     return True
 
 

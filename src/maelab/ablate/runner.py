@@ -8,9 +8,7 @@ tried again next time). results.csv and report.md are rebuilt after every run.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Optional
 
 import yaml
 
+from maelab.ablate.budget import Budget, measured, pick, timed_on
 from maelab.ablate.claims import claimed
 from maelab.ablate.environment import record_invocation
 from maelab.ablate.results import (
@@ -35,17 +34,15 @@ from maelab.ablate.results import (
     training_rows,
     write_probe_protocols,
     write_results,
-    write_status,
     zero_pred_rows,
 )
-from maelab.ablate.reuse import copy_pretraining, count_matches, find_pretrained, read_sources, warn
-from maelab.ablate.suite import FLOOR_EVALUATIONS, Suite, SuiteSpec, suite_from_dict
+from maelab.ablate.reuse import count_matches, read_sources
+from maelab.ablate.run_one import minutes, run_timed, stages
+from maelab.ablate.suite import Suite, SuiteSpec, suite_from_dict
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, to_dict
-from maelab.engine.checkpoint import checkpoint_path
-from maelab.engine.signals import RunInterrupted
+from maelab.engine.signals import RunInterrupted, set_deadline
 from maelab.errors import UserError, require_folder
-from maelab.run_layout import RunLayout, epoch_tag
 
 
 @dataclass
@@ -88,11 +85,13 @@ def is_finished(plan: Plan) -> bool:
 
 
 def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[str], None] = print,
-              workers: int = 1) -> list[Row]:
+              workers: int = 1, budget: Optional[Budget] = None) -> list[Row]:
     """Run every unfinished variant × seed of ``suite`` into ``out``; returns the rows of results.csv.
 
     ``command`` is recorded in OUT/environment.json (None: a worker of a recorded invocation); ``workers`` (the
-    processes sharing the folder) only scales the time-left estimate."""
+    processes sharing the folder) scales the time-left estimate and keys the measured lengths. With a ``budget``
+    the runs start longest first while they fit its time, and the one running at its deadline stops there with
+    its checkpoint (budget.py); the suite is then left unfinished, not failed."""
     out = Path(out)
     save_suite(suite, out)
     if command is not None:
@@ -102,26 +101,52 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
     scratch = " + scratch" if "scratch" in suite.spec.evals else ""
     log(f"ablate {suite.name}: {counted(len(plans), 'run')} ({counted(len(suite.variant_names()), 'variant')}"
         f"{scratch} × {counted(len(suite.seeds), 'seed')}), {len(plans) - len(todo)} already finished, into {out}")
+    _say_reuse(todo, out, log)
+    where, tried, start, done_here = timed_on(workers), set(), time.perf_counter(), 0
+    previous = set_deadline(budget.deadline if budget else None)
+    try:
+        while (plan := _next_plan([p for p in todo if p.run_dir not in tried and not is_finished(p)], budget,
+                                  measured(plans, where))) is not None:
+            tried.add(plan.run_dir)  # a run that fails (or is held by another worker) is not tried again here
+            with claimed(plan.run_dir) as mine:
+                if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
+                    continue
+                elapsed = time.perf_counter() - start
+                left = len([p for p in todo if p.run_dir not in tried and not is_finished(p)])
+                eta = f"about {minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
+                if budget is not None:
+                    eta += f"; {minutes(max(budget.left(), 0))} of the time budget left"
+                log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {stages(suite, plan)} "
+                    f"(elapsed {minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
+                run_timed(plan, suite, log, where)
+            done_here += 1
+            collect_and_write(suite, out)
+    except RunInterrupted as stopped:
+        if not stopped.at_deadline:
+            raise
+        log(f"  {stopped.run_dir.name} of {stopped.run_dir.parent.name} stopped at the time budget (step "
+            f"{stopped.step}, checkpoint saved): the next invocation resumes it")
+    finally:
+        set_deadline(previous)
+    if budget is not None:
+        left = sum(not is_finished(p) for p in plans)
+        log(f"time budget: {counted(left, 'run')} of {len(plans)} left" + (" for a later window" if left else ""))
+    return collect_and_write(suite, out)
+
+
+def _next_plan(candidates: list[Plan], budget: Optional[Budget], lengths: dict[str, list[float]]) -> Optional[Plan]:
+    """In order without a budget; with one, the longest that fits (budget.pick)."""
+    if budget is None:
+        return candidates[0] if candidates else None
+    return pick(candidates, budget, lengths)
+
+
+def _say_reuse(todo: list[Plan], out: Path, log: Callable[[str], None]) -> None:
     sources = read_sources(out)
     pretraining = [p.cfg for p in todo if p.variant != SCRATCH and not read_status(p.run_dir).get("pretrained")]
     if sources and pretraining:
         log(f"--reuse: {count_matches(pretraining, sources)} of the {counted(len(pretraining), 'pretraining')} left "
             f"can copy a finished one from {', '.join(map(str, sources))}")
-    start, done_here, tried = time.perf_counter(), 0, set()
-    for plan in todo:
-        with claimed(plan.run_dir) as mine:
-            if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
-                continue
-            tried.add(plan.run_dir)  # a run that fails is not tried again by this invocation
-            elapsed = time.perf_counter() - start
-            left = len([p for p in todo if p.run_dir not in tried and not is_finished(p)])
-            eta = f"about {_minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
-            log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {_stages(suite, plan)} "
-                f"(elapsed {_minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
-            _run_or_record_failure(plan, suite, log)
-        done_here += 1
-        collect_and_write(suite, out)
-    return collect_and_write(suite, out)
 
 
 def collect_and_write(suite: Suite, out: Path) -> list[Row]:
@@ -140,87 +165,8 @@ def run_planned(plan: Plan, suite: Suite, log: Callable[[str], None] = print) ->
             return "held"
         if is_finished(plan):
             return "done"
-        log(f"{plan.label}: {_stages(suite, plan)}")
-        return "done" if _run_or_record_failure(plan, suite, log) else "failed"
-
-
-def record_failure(run_dir: Path, error: str, details: str) -> None:
-    """Mark a run failed in its ablate.json (what results.csv and the report list; rerun to try it again)."""
-    write_status(run_dir, {**read_status(run_dir), "status": "failed", "error": error, "traceback": details})
-
-
-def _run_or_record_failure(plan: Plan, suite: Suite, log: Callable[[str], None]) -> bool:
-    started = time.perf_counter()
-    try:
-        run_one(plan, suite)
-    except RunInterrupted:
-        raise
-    except Exception as err:  # one run's failure is recorded and the suite goes on
-        error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        record_failure(plan.run_dir, error, traceback.format_exc())
-        log(f"  {plan.label} FAILED: {error} (recorded; rerun the same command to try it again)")
-        return False
-    source = read_status(plan.run_dir).get("reused_from")
-    reused = f" (pretraining reused from {source})" if source else ""
-    log(f"  {plan.label} done in {_minutes(time.perf_counter() - started)}{reused}")
-    return True
-
-
-def run_one(plan: Plan, suite: Suite) -> None:
-    """Pretrain (or resume) one run, then write the evaluations it does not have yet."""
-    from maelab.eval import commands
-
-    if plan.variant == SCRATCH:
-        if not RunLayout(plan.run_dir).eval_result("scratch").is_file():
-            commands.scratch_from_config(dataclasses.replace(plan.cfg, overwrite=True))
-        write_status(plan.run_dir, {"status": "done"})
-        return
-    status = read_status(plan.run_dir)
-    if not status.get("pretrained"):
-        status = {"pretrained": True, **pretrain_or_reuse(plan)}
-        write_status(plan.run_dir, status)
-    overrides = list(suite.spec.eval_overrides)
-    for name in [e for e in suite.spec.evals if e != "scratch"]:
-        if not RunLayout(plan.run_dir).eval_result(name).is_file():
-            getattr(commands, f"run_{name}")(plan.run_dir, overrides)
-        for epoch in suite.spec.eval_epochs:  # the kept checkpoints the suite asks for (checked by load_suite)
-            if not RunLayout(plan.run_dir).eval_result(name, tag=epoch_tag(epoch)).is_file():
-                getattr(commands, f"run_{name}")(plan.run_dir, overrides, f"epoch:{epoch}")
-    if suite.spec.floor and plan.variant == suite.spec.baseline:
-        for name in [e for e in suite.spec.evals if e in FLOOR_EVALUATIONS]:
-            if not RunLayout(plan.run_dir).eval_result(name, random_init=True).is_file():
-                getattr(commands, f"run_{name}")(plan.run_dir, overrides, random_init=True)
-    write_status(plan.run_dir, {**status, "status": "done"})
-
-
-def pretrain_or_reuse(plan: Plan) -> dict[str, str]:
-    """Copy the pretraining of an identical run of the --reuse folders (returns {"reused_from": its folder}), or
-    train it here (returns {})."""
-    source = find_pretrained(plan.cfg, read_sources(plan.out))
-    if source is not None:
-        try:
-            return {"reused_from": copy_pretraining(source, plan.cfg)}
-        except (UserError, OSError) as err:
-            warn(f"--reuse: copying {source} failed ({str(err).splitlines()[0]}); {plan.label} trains here instead")
-            shutil.rmtree(RunLayout(plan.run_dir).checkpoints, ignore_errors=True)
-    pretrain_or_resume(plan)
-    return {}
-
-
-def pretrain_or_resume(plan: Plan) -> None:
-    """Resume from the run's checkpoint when it has one, else start it (replacing a run killed before its first
-    checkpoint)."""
-    from maelab.engine.pretrain import pretrain, resume
-    from maelab.engine.resume_checks import NothingToTrain
-    from maelab.eval.monitors import epoch_hooks
-
-    if checkpoint_path(plan.run_dir).is_file():
-        try:
-            resume(plan.run_dir, [], monitors=epoch_hooks)  # a suite's run trains to its end
-        except NothingToTrain:  # it had, but was stopped before its status said so
-            pass
-    else:
-        pretrain(dataclasses.replace(plan.cfg, overwrite=True), monitors=epoch_hooks)
+        log(f"{plan.label}: {stages(suite, plan)}")
+        return "done" if run_timed(plan, suite, log, timed_on(1)) else "failed"
 
 
 def collect(suite: Suite, out: Path) -> list[Row]:
@@ -281,22 +227,9 @@ def _without_seeds(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if k != "seeds"}
 
 
-def _stages(suite: Suite, plan: Plan) -> str:
-    if plan.variant == SCRATCH:
-        return "train from scratch with labels"
-    evals = [e for e in suite.spec.evals if e != "scratch"]
-    floor = " (+ random-init floor)" if suite.spec.floor and plan.variant == suite.spec.baseline else ""
-    epochs = f" (also at epochs {', '.join(map(str, suite.spec.eval_epochs))})" if suite.spec.eval_epochs else ""
-    return f"pretrain → {', '.join(evals)}{epochs}{floor}"
-
-
 def counted(n: int, noun: str) -> str:
     """"1 run", "2 runs": ``n`` and ``noun``, plural unless ``n`` is 1."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _relative(path: str, out: Path) -> str:

@@ -123,6 +123,30 @@ def test_a_lock_left_by_a_killed_build_is_cleared_when_stale(tmp_path, monkeypat
     assert not lock.exists()
 
 
+def test_a_build_killed_mid_way_leaves_no_lock_that_blocks_the_next(tmp_path, monkeypatch):
+    """A process killed while building (its lock file left behind) does not hang the next build: a real
+    subprocess takes the lock, creates torch's lock file as its loader does, and is SIGKILLed."""
+    import signal
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    code = ("import sys, time; from maelab.models.cpu import build as b\n"
+            "with b.build_lock('maelab_lock_test'):\n"
+            "    b._baton('maelab_lock_test').touch(); print('building', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)})
+    assert proc.stdout.readline().strip() == "building"
+    baton = cpu_kernels._baton("maelab_lock_test")
+    assert baton.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    started = time.perf_counter()
+    with cpu_kernels.build_lock("maelab_lock_test"):
+        assert not baton.exists()  # the killed build's lock file is gone: torch's loader will not wait on it
+    assert time.perf_counter() - started < 10
+
+
 def test_inference_runs_on_the_kernel_without_autograd():
     qkv = torch.randn(3, 65, 3 * 128)
     with torch.no_grad():

@@ -13,12 +13,14 @@ Where it cannot be built (no compiler, an unsupported platform) maelab warns onc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -67,16 +69,48 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-def clear_stale_lock(name: str, older_than_s: float = 600.0) -> None:
-    """Remove the build lock a killed build left behind (torch's loader would otherwise wait on it forever)."""
+def _baton(name: str) -> Optional[Path]:
+    """torch's build lock for ``name`` (its loader creates it with O_EXCL and waits while it exists)."""
     from torch.utils import cpp_extension
 
     locate = getattr(cpp_extension, "_get_build_directory", None)
-    if locate is None:
+    return None if locate is None else Path(locate(name, verbose=False)) / "lock"
+
+
+@contextlib.contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """Hold an OS file lock while ``name`` is built or loaded, and clear torch's build lock under it.
+
+    torch's loader marks a build with a lock file and waits, without limit, while one exists; a process killed
+    mid-build (a test's SIGKILL, a job's time limit) leaves it, and every later process then hung. An OS lock
+    (``fcntl.flock``) is released by the kernel when its holder dies, so under it no maelab build is in flight
+    and a lock file found there is a killed build's. Where ``fcntl`` is missing, a lock file older than 10
+    minutes is taken as stale instead."""
+    baton = _baton(name)
+    if baton is None:
+        yield
         return
-    lock = Path(locate(name, verbose=False)) / "lock"
     try:
-        if time.time() - lock.stat().st_mtime > older_than_s:
+        import fcntl
+    except ImportError:  # not POSIX: fall back to the lock file's age
+        clear_stale_lock(name)
+        yield
+        return
+    baton.parent.mkdir(parents=True, exist_ok=True)
+    with open(baton.parent / "maelab.flock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or by the kernel when this process dies
+        try:
+            baton.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clear_stale_lock(name: str, older_than_s: float = 600.0) -> None:
+    """Remove torch's build lock when older than ``older_than_s`` (where no OS file lock is to be had)."""
+    lock = _baton(name)
+    try:
+        if lock is not None and time.time() - lock.stat().st_mtime > older_than_s:
             lock.unlink()
     except OSError:
         pass
@@ -88,11 +122,11 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
 
     name = name or extension_name()
     _ninja_on_path()
-    clear_stale_lock(name)
     start = time.perf_counter()
     try:
-        load(name=name, sources=[str(source)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
-             is_python_module=False, verbose=False)
+        with build_lock(name):
+            load(name=name, sources=[str(source)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                 is_python_module=False, verbose=False)
     except Exception as err:  # noqa: BLE001 - any build or load failure means: use PyTorch's kernels
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         warnings.warn(f"maelab: the CPU attention kernel could not be built ({first}); using PyTorch's "
@@ -121,4 +155,4 @@ def available() -> bool:
     return bool(_state["built"])
 
 
-__all__ = ["ENV", "available", "build", "clear_stale_lock", "enabled", "extension_name"]
+__all__ = ["ENV", "available", "build", "build_lock", "clear_stale_lock", "enabled", "extension_name"]
