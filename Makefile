@@ -22,8 +22,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
+# two one-thread pytest workers: on 2 cores 10.7 min where one two-thread process took 15.3 (docs/performance.md)
+PYTEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
