@@ -8,7 +8,8 @@ Per preset, on synthetic images held on the device (uint8, 32 px, resized to the
 maelab's real pretraining step (``train_step``: batch prep, masking at 0.75, forward, backward, AdamW) plain, compiled
 whole (``whole-step``: ``train.compile_scope=step``; ``whole-step-cudagraphs``: with mode reduce-overhead, its row
 failed unless CUDA graphs ran: elsewhere, or with another backend, it runs the whole step without them),
-on the CPU also built with PyTorch's ops instead of the CPU's fast paths (``torch-attn``: MAELAB_CPU_KERNELS=0),
+on the CPU also built with PyTorch's ops instead of the CPU's fast paths (``torch-attn``: MAELAB_CPU_KERNELS=0) and
+with every fast path whatever the timing at build says (``all-kernels``: MAELAB_CPU_KERNELS=1),
 with ``aug.preset=seed5`` and with the GAN; feature extraction as the probe does it (frozen encoder, eval mode,
 no masking, ``eval.batch_size`` images a call); a fine-tuning step (the Classifier's ``classifier_step``); HF's
 ``ViTMAEForPreTraining`` at the identical configuration (bench/hf_vitmae.py) with the same batch prep, the same
@@ -56,7 +57,9 @@ from maelab.models.flops import classifier_flops, features_flops, mae_forward_fl
 from maelab.seeds import derive_seed  # noqa: E402
 
 RATIO = 0.75
-VARIANTS = ("pretrain", "torch-attn", "seed5", "gan", "features", "finetune", "whole-step", "whole-step-cudagraphs")
+VARIANTS = ("pretrain", "torch-attn", "all-kernels", "seed5", "gan", "features", "finetune", "whole-step",
+            "whole-step-cudagraphs")
+DEFAULT_VARIANTS = ["pretrain", "torch-attn", "seed5", "gan", "features", "finetune"]
 WHOLE_STEP = ["train.compile=true", "train.compile_scope=step"]  # the whole step compiled (issue 16), + backend
 
 
@@ -96,11 +99,11 @@ def cuda_graphs_run(args: argparse.Namespace, preset: str, tmp: Path) -> Run:
     return make_run(args, preset, tmp, [*whole_step(args), *(["train.compile_mode=reduce-overhead"] if graphs else [])])
 
 
-def torch_kernels_run(args: argparse.Namespace, preset: str, tmp: Path) -> Run:
+def torch_kernels_run(args: argparse.Namespace, preset: str, tmp: Path, switch: str = "0") -> Run:
     """The same run built with PyTorch's ops instead of the CPU's fast paths (``MAELAB_CPU_KERNELS=0`` while it
-    is built: the kernels are chosen once, when the model is built)."""
+    is built: the kernels are chosen once, when the model is built), or with every fast path (``switch`` "1")."""
     before = os.environ.get(cpu_build.ENV)
-    os.environ[cpu_build.ENV] = "0"
+    os.environ[cpu_build.ENV] = switch
     try:
         return make_run(args, preset, tmp, ["train.tensorboard=false"])
     finally:
@@ -196,6 +199,9 @@ def build_contenders(args: argparse.Namespace, preset: str, tmp: Path) -> tuple[
     if "torch-attn" in args.variants and run.device.type == "cpu":
         contenders.append(pretrain_contender("maelab pretrain, PyTorch's kernels", torch_kernels_run(args, preset, tmp),
                                              pre_flops))
+    if "all-kernels" in args.variants and run.device.type == "cpu":
+        contenders.append(pretrain_contender("maelab pretrain, every CPU fast path",
+                                             torch_kernels_run(args, preset, tmp, "1"), pre_flops))
     if "whole-step" in args.variants:
         contenders.append(pretrain_contender("maelab pretrain, whole step compiled",
                                              make_run(args, preset, tmp, whole_step(args)), pre_flops))
@@ -244,7 +250,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="timed calls per contender and round")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS[:6]), choices=VARIANTS,
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=VARIANTS,
                         help="default: all but whole-step*, whose inductor build takes minutes on the CPU")
     parser.add_argument("--hf-attn", nargs="+", default=["sdpa", "eager"], help="HF attention implementations")
     parser.add_argument("--no-hf", action="store_true")

@@ -107,6 +107,7 @@ class MAE(nn.Module):
         self.spec = spec
         self.norm_pix_loss = norm_pix_loss
         self.loss_type = loss
+        self.kernels = kernels  # how the blocks compute (maelab.models.kernels), chosen once by the caller
         self.encoder = ViTEncoder.from_spec(spec, kernels=kernels)
         self.decoder = MAEDecoder(spec, kernels)
         self.apply(init_weights)

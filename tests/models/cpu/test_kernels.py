@@ -14,7 +14,7 @@ from maelab.models.kernels import TORCH, sdpa_attention
 from maelab.models.vit import DropPath
 from maelab.presets import PRESETS
 
-CPU = CPUKernels(small_attention=False)  # the fast paths that need no build: fused linears, flash attention
+CPU = CPUKernels(attention="flash")  # the fast paths that need no build: fused linears, flash attention
 needs_compiler = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                     reason="no C++ compiler: maelab's attention kernel cannot be built")
 
@@ -84,6 +84,7 @@ def test_a_key_mask_and_inference_take_pytorchs_attention_and_hide_keys():
 
 
 def test_kernels_are_chosen_once_per_device_precision_and_switch(monkeypatch):
+    monkeypatch.setenv("MAELAB_CPU_KERNELS", "1")
     assert kernels_for("cuda", "bf16") is TORCH
     assert kernels_for("cpu", "bf16") is TORCH  # autocast on the CPU: PyTorch's ops
     assert isinstance(kernels_for("cpu", "fp32"), CPUKernels)
@@ -96,8 +97,9 @@ def test_kernels_are_chosen_once_per_device_precision_and_switch(monkeypatch):
 def test_an_mae_on_the_cpus_kernels_trains_as_one_on_pytorchs(preset, monkeypatch):
     """Same weights, same loss and gradients, and every attention of the step on maelab's kernel."""
     spec = PRESETS[preset]
+    monkeypatch.setenv("MAELAB_CPU_KERNELS", "1")  # every fast path, whatever the timing says on this CPU
     kernels = kernels_for("cpu", "fp32")
-    assert kernels.small_attention  # built on this machine
+    assert kernels.choice.attention == "maelab"  # built on this machine
     torch.manual_seed(0)
     fast, plain = build_mae(spec, kernels=kernels), build_mae(spec)
     plain.load_state_dict(fast.state_dict())
@@ -119,7 +121,8 @@ def test_an_mae_on_the_cpus_kernels_trains_as_one_on_pytorchs(preset, monkeypatc
 
 
 @needs_compiler
-def test_an_mae_on_the_cpus_kernels_compiles_without_a_graph_break():
+def test_an_mae_on_the_cpus_kernels_compiles_without_a_graph_break(monkeypatch):
+    monkeypatch.setenv("MAELAB_CPU_KERNELS", "1")
     model = build_mae(PRESETS["micro"], kernels=kernels_for("cpu", "fp32"))
     mask = draw_mask(2, 64, 0.75, generator=torch.Generator().manual_seed(0))
     torch._dynamo.reset()

@@ -139,9 +139,18 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
     return hasattr(torch.ops.maelab, "small_attention_forward")
 
 
+def mode() -> str:
+    """What ``MAELAB_CPU_KERNELS`` asks: "off" (0, false, no, off: PyTorch's ops), "auto" (unset, empty or auto:
+    each fast path where measured faster, :mod:`maelab.models.cpu.choice`) or "on" (anything else: every one)."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "auto" if value in ("", "auto") else "on"
+
+
 def enabled() -> bool:
     """Whether ``MAELAB_CPU_KERNELS`` allows maelab's CPU kernels (anything but 0, false, no, off)."""
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return mode() != "off"
 
 
 def available() -> bool:
@@ -155,4 +164,4 @@ def available() -> bool:
     return bool(_state["built"])
 
 
-__all__ = ["ENV", "available", "build", "build_lock", "clear_stale_lock", "enabled", "extension_name"]
+__all__ = ["ENV", "available", "build", "build_lock", "clear_stale_lock", "enabled", "extension_name", "mode"]
