@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+
+import pytest
 import torch
 
 from maelab.cli import main
@@ -6,7 +11,7 @@ from maelab.engine.loading import load_run
 from maelab.engine.pretrain import pretrain
 from maelab.export import load_encoder
 from maelab.models.cpu import kernels_for
-from tests.conftest import TINY
+from tests.conftest import REPO, TINY
 
 
 def test_exported_encoder_gives_identical_features(tmp_path, capsys):
@@ -45,3 +50,63 @@ def test_an_export_of_a_kept_checkpoint_goes_under_its_tag_in_every_format(tmp_p
     assert main(["export", str(run_dir), "--format", "timm", "--checkpoint", "epoch:1"]) == 0
     assert (run_dir / "export" / "epoch_0001" / "timm" / "model.safetensors").is_file()
     assert not (run_dir / "export" / "timm").exists()  # the last checkpoint's export is not replaced
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "run"
+    return pretrain(load_config(None, [*TINY, "optim.epochs=1", "train.tensorboard=false", f"out_dir={out}"]))
+
+
+def wrote(out: str) -> list[str]:
+    return [line.removeprefix("wrote ") for line in out.splitlines() if line.startswith("wrote ")]
+
+
+def test_an_export_into_a_folder_of_the_users_files_keeps_them_and_lists_only_its_own(trained, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("my notes")
+    assert main(["export", str(trained), "--format", "hf", "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert wrote(out) == [str(folder / n) for n in
+                          ("config.json", "maelab.json", "model.safetensors", "preprocessor_config.json")]
+    assert (folder / "notes.txt").read_text() == "my notes" and "notes.txt" not in out and "replaced" not in out
+
+
+def test_an_export_that_would_overwrite_a_file_no_export_wrote_is_refused_and_writes_nothing(trained, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"the user's own weights")
+    (folder / "notes.txt").write_text("my notes")
+    result = subprocess.run([sys.executable, "-m", "maelab", "export", str(trained), "--format", "timm", "--out",
+                             str(folder)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"maelab: error: the export folder {folder} holds model.safetensors")
+    assert "empty or new folder (--out DIR)" in lines[0]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "notes.txt"]  # nothing written
+    assert (folder / "model.safetensors").read_bytes() == b"the user's own weights"
+
+
+def test_a_re_export_replaces_the_earlier_export_and_says_so(trained, tmp_path, capsys):
+    assert main(["export", str(trained)]) == 0  # RUN_DIR/export: how users refresh an export
+    assert "replaced" not in capsys.readouterr().out
+    assert main(["export", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert wrote(out) == [str(trained / "export" / "encoder.json"), str(trained / "export" / "encoder.safetensors")]
+    assert f"replaced the earlier export's encoder.json, encoder.safetensors in {trained / 'export'}" in out
+    folder = tmp_path / "both"  # two formats share a folder: each refreshes its own files
+    for fmt in ("safetensors", "timm", "hf-vit", "timm"):
+        assert main(["export", str(trained), "--format", fmt, "--out", str(folder)]) == 0
+    assert "replaced the earlier export's maelab.json, model.safetensors" in capsys.readouterr().out
+
+
+def test_an_export_folder_written_before_exports_were_recorded_is_still_refreshed(trained, tmp_path, capsys):
+    folder = tmp_path / "old"
+    for fmt in ("safetensors", "hf"):
+        assert main(["export", str(trained), "--format", fmt, "--out", str(folder)]) == 0
+    (folder / ".maelab-export.json").unlink()  # as an older maelab left it: known by encoder.json and maelab.json
+    for fmt in ("safetensors", "hf"):
+        assert main(["export", str(trained), "--format", fmt, "--out", str(folder)]) == 0
+    assert capsys.readouterr().out.count("replaced the earlier export's") == 2

@@ -56,6 +56,8 @@ def assert_size(path, inches):
 
 def capture_figures(monkeypatch):
     """Record every (figure, path) that write_figures / write_compare save."""
+    from maelab.viz import compare
+
     saved = {}
     original = run_figures._save
 
@@ -64,6 +66,7 @@ def capture_figures(monkeypatch):
         return original(fig, path)
 
     monkeypatch.setattr(run_figures, "_save", save)
+    monkeypatch.setattr(compare, "_save", save)
     return saved
 
 
@@ -86,10 +89,10 @@ def test_figures_command_writes_every_png(runs, capsys):
     assert_size(folder / "masked_inputs.png", grid_size(2, 4))
     assert_size(folder / "reconstructions.png", grid_size(3, 4))
     assert_size(folder / "mask_ratios.png", grid_size(1 + 2 * 2, 4))  # original + (masked, recon) per ratio
-    assert_size(folder / "attention.png", grid_size(1 + 2, 4))  # original + one row per head (micro: 2)
+    assert_size(folder / "attention.png", grid_size(2 + 2, 4, colorbar=True))  # original, mean, a row per head (2)
     assert_size(folder / "lr_schedule.png", (7.0, 4.2))
     assert_size(folder / "mask_schedule.png", (7.0, 4.2))
-    assert_size(folder / "curves.png", (11.0, 7.5))
+    assert_size(folder / "curves.png", (11.0, 4.15))  # loss and mask ratio: no panels for what was not logged
 
 
 def test_figures_draw_the_run_schedules_and_fixed_images(runs, tmp_path, monkeypatch):
@@ -160,16 +163,16 @@ def test_curves_show_knn_and_gan_losses_when_logged():
     assert list(line(fig, "mask ratio seen by the encoder").get_ydata()) == [0.75, 0.5]
     plain = curves_figure(records[:1] + [{k: v for k, v in r.items() if k != "knn_top1"} for r in records[1:]])
     assert not [ln for ax in plain.axes for ln in ax.get_lines() if ln.get_label() == "k-NN top-1"]
-    assert any("not logged" in t.get_text() for ax in plain.axes for t in ax.texts)
+    assert "k-NN top-1 (%)" not in [ax.get_title() for ax in plain.axes]
 
 
 def test_compare_draws_both_runs_on_the_same_masks(runs, monkeypatch, capsys):
     saved = capture_figures(monkeypatch)
     assert main(["figures", str(runs["a"]), str(runs["b"]), "--compare", "--images", "4"]) == 0
-    path = runs["a"] / "figures" / "compare_b.png"
+    path = runs["a"] / "figures" / "compare_a_vs_b.png"
     assert capsys.readouterr().out.split() == [str(path)]
     assert_size(path, grid_size(4, 4))
-    mosaic = grid_image(saved["compare_b.png"])
+    mosaic = grid_image(saved["compare_a_vs_b.png"])
     masked, rec_a, rec_b = (mosaic[r * 34:r * 34 + 32] for r in (1, 2, 3))
     hidden = np.all(masked == MASK_FILL, axis=-1)
     assert 0.6 < hidden.mean() < 0.9
@@ -181,7 +184,7 @@ def test_compare_refuses_runs_with_other_patches(runs, capsys):
     assert main(["figures", str(runs["a"]), str(runs["p8"]), "--compare"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "patch 4" in err[0] and "patch 8" in err[0]
-    assert not (runs["a"] / "figures" / "compare_p8.png").exists()
+    assert not (runs["a"] / "figures" / "compare_a_vs_p8.png").exists()
 
 
 def test_missing_or_corrupt_checkpoint_is_one_clear_error(runs, tmp_path, capsys):

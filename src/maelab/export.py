@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
+from maelab.atomic_output import make_folder, output_failure
 from maelab.engine.loading import LoadedRun, load_run
-from maelab.errors import UserError, require_folder
+from maelab.engine.numerics import non_finite_tensors
+from maelab.errors import UserError, output_error, require_folder
+from maelab.export_record import check_replaceable, record_export
 from maelab.interop.hf_folder import write_hf_folder
 from maelab.interop.timm import timm_kwargs, to_timm
 from maelab.models.kernels import TORCH, TorchKernels
@@ -26,30 +35,97 @@ def export_encoder(run_dir: str | Path, out_dir: Optional[str | Path] = None,
     """Write ``encoder.safetensors`` and ``encoder.json`` (spec, dataset mean/std, source checkpoint and step)
     into ``out_dir`` (default RUN_DIR/export; RUN_DIR/export/epoch_0010 for ``checkpoint="epoch:10"``, a kept
     checkpoint); returns both paths."""
+    weights, meta = _export_encoder(run_dir, out_dir, checkpoint)
+    return weights, meta
+
+
+def _export_encoder(run_dir: str | Path, out_dir: Optional[str | Path], checkpoint: Optional[str]) -> Written:
     if out_dir:
         require_folder(out_dir, "--out")
     run = load_run(run_dir, checkpoint, device="cpu")
     out = Path(out_dir) if out_dir else require_folder(RunLayout(run.run_dir).export_of(run.tag), "the export folder")
-    out.mkdir(parents=True, exist_ok=True)
-    weights, meta = out / "encoder.safetensors", out / "encoder.json"
-    tensors = {k: v.contiguous() for k, v in run.model.encoder.state_dict().items()}
-    save_file(tensors, str(weights))
+    tensors = finite_weights(run, {k: v.contiguous() for k, v in run.model.encoder.state_dict().items()})
     data = run.dataset()
-    meta.write_text(json.dumps({
-        "spec": dataclasses.asdict(run.model.spec), "mean": list(data.mean), "std": list(data.std),
-        "dataset": run.cfg.data.name, "checkpoint": str(run.checkpoint), "step": run.step,
-    }, indent=2))
-    return weights, meta
+    written = Written()
+    with staged(out, written) as stage:
+        save_file(tensors, str(stage / "encoder.safetensors"))
+        (stage / "encoder.json").write_text(json.dumps({
+            "spec": dataclasses.asdict(run.model.spec), "mean": list(data.mean), "std": list(data.std),
+            "dataset": run.cfg.data.name, "checkpoint": str(run.checkpoint), "step": run.step,
+        }, indent=2))
+    return written
+
+
+EXPORT_AGAIN = "run maelab export again (the files exported before are kept)"
+
+
+class Written(list):
+    """The files an export wrote (a list of paths, in name order); ``replaced``: those of them that replaced the
+    files of an earlier maelab export."""
+
+    replaced: list[Path]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replaced = []
+
+
+@contextmanager
+def staged(out: Path, written: Optional[Written] = None) -> Iterator[Path]:
+    """A temporary folder inside ``out`` to write an export into: its files replace those of ``out`` (the others
+    there stay) once every one of them is written, so an export is never half old and half new. A full or
+    read-only disk (an OSError, or safetensors' I/O error) is one OutputError line; nothing of ``out`` changes.
+    A file of ``out`` that the export would replace must be one an earlier maelab export wrote
+    (:func:`maelab.export_record.check_replaceable`), else a UserError and nothing of ``out`` changes. ``written``
+    is filled with the files written."""
+    make_folder(out, "export folder", EXPORT_AGAIN)
+    try:
+        stage = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    except OSError as err:
+        raise output_error(err, out, "export", EXPORT_AGAIN) from None
+    try:
+        yield stage
+        names = sorted(path.name for path in stage.iterdir())
+        replaced = check_replaceable(out, names)
+        record_export(out, names)  # first: a name it lists is maelab's, or is about to be
+        for name in names:
+            os.replace(stage / name, out / name)
+        if written is not None:
+            written.extend(out / name for name in names)
+            written.replaced.extend(out / name for name in replaced)
+    except Exception as err:  # noqa: BLE001 - an I/O error becomes one line; any other propagates as it is
+        failure = output_failure(err, out, "export", EXPORT_AGAIN)
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def finite_weights(run: LoadedRun, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``tensors`` when each is finite; a UserError naming the NaN/inf ones (a NaN export loads without complaint
+    and computes NaN)."""
+    bad = non_finite_tensors(tensors)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise UserError(f"the checkpoint {run.checkpoint} holds NaN/inf weights ({shown}): there is nothing "
+                        "sound to export; export an earlier checkpoint (--checkpoint epoch:N, train.keep_checkpoints) "
+                        "or train again")
+    return tensors
 
 
 FORMATS = ("safetensors", "hf", "hf-vit", "timm")
 
 
 def export(run_dir: str | Path, fmt: str = "safetensors", out_dir: Optional[str | Path] = None,
-           checkpoint: Optional[str] = None) -> list[Path]:
+           checkpoint: Optional[str] = None) -> Written:
     """Export the run's weights in ``fmt`` (one of FORMATS) into ``out_dir`` (default RUN_DIR/export for
     safetensors, RUN_DIR/export/<fmt> for the others; under export/epoch_0010/ for ``checkpoint="epoch:10"``);
-    returns the files written.
+    returns the files written (a list; ``.replaced``: those that replaced an earlier export's).
+
+    The folder may hold other files: they stay, and a file of the export's names there is replaced only when an
+    earlier maelab export wrote it (recorded in the folder's ``.maelab-export.json``), else a UserError and
+    nothing is written (:mod:`maelab.export_record`).
 
     - ``hf``: a folder ``transformers.ViTMAEForPreTraining.from_pretrained`` loads (config.json, model.safetensors,
       preprocessor_config.json, maelab.json);
@@ -60,7 +136,7 @@ def export(run_dir: str | Path, fmt: str = "safetensors", out_dir: Optional[str 
     The positions written are the ones the weights were trained with (``model.pos_embed_order``). Raises UserError
     for a missing run or a run whose encoder has register tokens (neither HF nor timm format has them)."""
     if fmt == "safetensors":
-        return list(export_encoder(run_dir, out_dir, checkpoint))
+        return _export_encoder(run_dir, out_dir, checkpoint)
     if out_dir:
         require_folder(out_dir, "--out")
     run = load_run(run_dir, checkpoint, device="cpu")
@@ -73,19 +149,24 @@ def export(run_dir: str | Path, fmt: str = "safetensors", out_dir: Optional[str 
     if fmt == "timm":
         return _export_timm(run, out, provenance)
     kind = "vit_mae" if fmt == "hf" else "vit"
-    write_hf_folder(out, run.model.state_dict(), spec, kind, run.cfg.model.norm_pix_loss, run.cfg.mask.ratio,
-                    data.mean, data.std, provenance)
-    return sorted(p for p in out.iterdir() if p.is_file())
+    state = run.model.state_dict() if kind == "vit_mae" else {f"encoder.{k}": v for k, v in
+                                                              run.model.encoder.state_dict().items()}
+    finite_weights(run, state)
+    written = Written()
+    with staged(out, written) as stage:
+        write_hf_folder(stage, run.model.state_dict(), spec, kind, run.cfg.model.norm_pix_loss, run.cfg.mask.ratio,
+                        data.mean, data.std, provenance)
+    return written
 
 
-def _export_timm(run: LoadedRun, out: Path, provenance: dict) -> list[Path]:
+def _export_timm(run: LoadedRun, out: Path, provenance: dict) -> Written:
     spec = run.model.spec
-    tensors = to_timm(run.model.encoder.state_dict(), spec)
-    out.mkdir(parents=True, exist_ok=True)
-    weights, meta = out / "model.safetensors", out / "maelab.json"
-    save_file(tensors, str(weights), {"format": "pt"})
-    meta.write_text(json.dumps({**provenance, "timm_kwargs": timm_kwargs(spec)}, indent=2))
-    return [weights, meta]
+    tensors = to_timm(finite_weights(run, run.model.encoder.state_dict()), spec)
+    written = Written()
+    with staged(out, written) as stage:
+        save_file(tensors, str(stage / "model.safetensors"), {"format": "pt"})
+        (stage / "maelab.json").write_text(json.dumps({**provenance, "timm_kwargs": timm_kwargs(spec)}, indent=2))
+    return written
 
 
 def load_encoder(weights: str | Path, meta: Optional[str | Path] = None,

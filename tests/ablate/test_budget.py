@@ -11,7 +11,7 @@ import pytest
 
 from maelab.ablate import load_suite, run_suite
 from maelab.ablate import runner as runner_module
-from maelab.ablate.budget import Budget, estimate, measured, pick, timed_on
+from maelab.ablate.budget import Budget, estimate, measured, pick, seconds_left, timed_on
 from maelab.ablate.results import read_status, write_status
 from maelab.ablate.runner import plan_runs
 from maelab.cli import main
@@ -55,6 +55,17 @@ def test_runs_are_estimated_from_their_variants_runs_measured_here_less_what_the
     split = finished(tmp_path, "gan", 2, 60.0, WHERE, status="")  # 60 s spent in an earlier window
     assert estimate(split, lengths) == 40.0
     assert estimate(fresh(tmp_path, "base", 3), {}) is None  # nothing measured here: a calibration
+
+
+def test_the_time_left_counts_every_remaining_run_shared_by_the_workers_and_is_unknown_before_any_is_timed(
+        tmp_path):
+    lengths = measured([finished(tmp_path, "base", 0, 50.0, WHERE)], WHERE)
+    last, other = fresh(tmp_path, "base", 1), fresh(tmp_path, "gan", 0)
+    assert seconds_left([last], lengths) == 50.0  # the run starting now counts: not 0 s
+    assert seconds_left([last, other], lengths) == 100.0
+    assert seconds_left([last, other], lengths, workers=2) == 50.0
+    assert seconds_left([last], lengths, workers=4) == 50.0  # never less than the one run left
+    assert seconds_left([last], {}) is None  # nothing measured here yet: no figure at all
 
 
 def test_the_longest_run_that_fits_starts_first_and_none_once_the_budget_is_spent(tmp_path):

@@ -109,6 +109,23 @@ def test_a_run_that_failed_is_not_counted_among_the_runs_left(tmp_path, monkeypa
     assert started[1].startswith("[2/2] linear seed 0:") and "0 other runs to go" in started[1]  # baseline failed
 
 
+def test_the_time_left_is_unknown_until_a_run_is_timed_and_then_counts_the_run_starting(tmp_path, monkeypatch):
+    from maelab.ablate import run_one as run_one_module
+    from maelab.ablate import runner as runner_module
+    from maelab.ablate.results import write_status
+
+    def fifty_seconds(plan, suite):  # a run of 50 s: add_seconds adds the real (tiny) time to these
+        write_status(plan.run_dir, {"status": "done", "seconds": 50.0})
+
+    monkeypatch.setattr(run_one_module, "run_one", fifty_seconds)
+    monkeypatch.setattr(runner_module, "collect_and_write", lambda *a, **k: [])
+    lines = []
+    run_suite(load_suite(write_suite(tmp_path / "suite", seeds=1)), tmp_path / "out", None, log=lines.append)
+    started = [line for line in lines if line.startswith("[")]
+    assert started[0].endswith("1 other run to go, no run timed yet)")  # was "estimating"
+    assert started[1].endswith("0 other runs to go, about 50 s left)")  # the last run itself: was "about 0 s left"
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_a_straight_one(tmp_path, monkeypatch):
     path = write_suite(tmp_path / "suite", seeds=1, variants={"baseline": {}}, claims=[])
     suite = load_suite(path)

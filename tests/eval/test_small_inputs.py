@@ -32,12 +32,12 @@ def test_a_probe_on_one_training_image_is_one_line_naming_data_limit_train(run_d
 
 def test_a_probe_on_two_training_images_trains(run_dir):
     assert main(["probe", str(run_dir), "data.limit_train=2", "probe.epochs=2", "probe.batch_size=2"]) == 0
-    assert json.loads((run_dir / "eval" / "probe.json").read_text())["train_images"] == 2
+    assert json.loads((run_dir / "eval" / "probe@train2.json").read_text())["train_images"] == 2  # data tag
 
 
 def test_finetune_with_a_batch_of_one_trains(run_dir):
     assert main(["finetune", str(run_dir), "data.limit_train=4", "finetune.batch_size=1", "finetune.epochs=1"]) == 0
-    assert json.loads((run_dir / "eval" / "finetune.json").read_text())["steps"] == 4
+    assert json.loads((run_dir / "eval" / "finetune@train4.json").read_text())["steps"] == 4  # data tag
 
 
 @pytest.mark.parametrize("command", ["finetune", "scratch"])

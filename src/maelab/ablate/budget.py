@@ -76,6 +76,17 @@ def estimate(plan: Planned, lengths: dict[str, list[float]]) -> Optional[float]:
     return max(mean(runs) - spent_seconds(plan.run_dir), 0.0)
 
 
+def seconds_left(remaining: Sequence[Planned], lengths: dict[str, list[float]], workers: int = 1) -> Optional[float]:
+    """Seconds until ``remaining`` (the run starting now and those after it) are done: their estimates
+    (:func:`estimate`) shared among ``workers``, and never less than the longest of them; None while no run was
+    measured here (before the first one ends there is nothing to say, and 0 s would be false)."""
+    estimates = [estimate(p, lengths) for p in remaining]
+    known = [e for e in estimates if e is not None]
+    if not known or len(known) < len(estimates):
+        return None
+    return max(sum(known) / max(workers, 1), max(known))
+
+
 def pick(candidates: Sequence[Planned], budget: Budget, lengths: dict[str, list[float]]) -> Optional[Planned]:
     """The next run to start: among those whose estimate fits the time left, or is unknown (a calibration), or
     exceeds the whole budget (it will be split; only while half the budget is left), the longest; None when none
@@ -94,4 +105,4 @@ def pick(candidates: Sequence[Planned], budget: Budget, lengths: dict[str, list[
     return max(allowed, key=lambda t: (t[0], -t[1]))[2]
 
 
-__all__ = ["Budget", "estimate", "measured", "pick", "spent_seconds", "timed_on"]
+__all__ = ["Budget", "estimate", "measured", "pick", "seconds_left", "spent_seconds", "timed_on"]

@@ -17,6 +17,8 @@ from maelab.viz.plots import image_grid
 from maelab.viz.samples import to_numpy
 
 OVERLAY = 0.55  # the heat map's weight over the image
+CMAP = "viridis"
+SCALE_LABEL = "cls attention, scaled per map\n(0: least, 1: most attended)"
 
 
 @torch.no_grad()
@@ -34,7 +36,7 @@ def cls_attention_maps(model: MAE, original: Tensor, norm: Normalizer) -> Tensor
 
 def overlays(original: Tensor, maps: Tensor) -> list[np.ndarray]:
     """One [N, H, W, 3] image per head: each map min-max scaled per image, upsampled (nearest: one square per
-    patch) and drawn with viridis over the greyed image."""
+    patch) and drawn with ``CMAP`` over the greyed image."""
     n, heads = maps.shape[:2]
     size = original.shape[-1]
     lo = maps.amin(dim=(-2, -1), keepdim=True)
@@ -42,15 +44,19 @@ def overlays(original: Tensor, maps: Tensor) -> list[np.ndarray]:
     scaled = (maps - lo) / (hi - lo).clamp_min(1e-12)
     big = F.interpolate(scaled, size=(size, size), mode="nearest")  # [N, heads, H, W]
     grey = to_numpy(original).mean(axis=-1, keepdims=True)  # [N, H, W, 1]
-    cmap = colormaps["viridis"]
+    cmap = colormaps[CMAP]
     return [(1 - OVERLAY) * grey + OVERLAY * cmap(big[:, h].numpy())[..., :3] for h in range(heads)]
 
 
 def attention_figure(original: Tensor, maps: Tensor, names: Sequence[str], title: str) -> Figure:
-    """The images, then one row per head of the cls token's attention over them (``maps`` [N, heads, g, g])."""
-    rows = [("original", to_numpy(original))]
+    """attention.png: the images (``original`` [N, 3, H, W] in [0, 1], one column each, titled ``names``), the
+    mean over heads of the cls token's attention (``maps`` [N, heads, g, g]) as an overlay, then one overlay row
+    per head, and a colorbar of the overlays' scale."""
+    heads = maps.shape[1]
+    rows = [("original", to_numpy(original)),
+            (f"mean of the\n{heads} heads", overlays(original, maps.mean(dim=1, keepdim=True))[0])]
     rows += [(f"head {h}", img) for h, img in enumerate(overlays(original, maps))]
-    return image_grid(rows, names, title)
+    return image_grid(rows, names, title, colorbar=(SCALE_LABEL, CMAP))
 
 
 __all__ = ["attention_figure", "cls_attention_maps", "overlays"]

@@ -10,8 +10,8 @@ from maelab.data.normalize import Normalizer
 from maelab.engine.log_sinks import LoggedImage
 from maelab.engine.run import Run
 from maelab.viz.plots import mosaic
-from maelab.viz.run_figures import FIGURE_SEED, pick_samples
-from maelab.viz.samples import reconstruct, to_numpy
+from maelab.viz.run_figures import FIGURE_SEED
+from maelab.viz.samples import pick_samples, reconstruct, to_numpy
 
 IMAGES = 8
 

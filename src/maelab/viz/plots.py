@@ -7,24 +7,30 @@ no figure is kept alive by a global registry. Every figure has a fixed size (``f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 DPI = 100
 CELL_IN = 1.2  # inches per image (and its gap) in a grid
 GAP_PX = 2  # white gap between images, in image pixels
 LABEL_IN = 1.5  # left margin of a grid, for the row labels
-TITLE_IN = 0.8  # top margin of a grid, for the title and the column titles
+TITLE_IN = 0.8  # top margin of a grid, for the title and column titles of up to two lines
+LINE_IN = 0.16  # more top margin per line of a column title beyond two
 MARGIN_IN = 0.1  # right and bottom margins
+COLORBAR_IN = 1.1  # right margin of a grid with a colorbar: the bar, its ticks and its label
 
 LR_LABEL = "lr_at (the schedule training used)"
 REQUESTED_LABEL = "requested (mask_ratio_at)"
 EFFECTIVE_LABEL = "seen by the encoder (effective_ratio)"
 LOGGED_LABEL = "logged in metrics.jsonl"
+EPOCH_LABEL = "epoch (after that many epochs of training)"  # epochs count from 1 in every figure
 
 Series = tuple[Sequence[float], Sequence[float]]  # (x values, y values)
 
@@ -40,18 +46,26 @@ def mosaic(rows: Sequence[np.ndarray], gap: int = GAP_PX) -> np.ndarray:
     return out
 
 
-def grid_size(n_rows: int, n_cols: int, img: int = 32, gap: int = GAP_PX) -> tuple[float, float]:
-    """The (width, height) in inches of an ``image_grid`` of ``img``-pixel images."""
+def grid_size(n_rows: int, n_cols: int, img: int = 32, gap: int = GAP_PX, colorbar: bool = False,
+              title_lines: int = 2) -> tuple[float, float]:
+    """The (width, height) in inches of an ``image_grid`` of ``img``-pixel images (with its colorbar, and column
+    titles of ``title_lines`` lines)."""
     scale = CELL_IN / (img + gap)  # inches per image pixel
-    return (LABEL_IN + scale * (n_cols * (img + gap) - gap) + MARGIN_IN,
-            TITLE_IN + scale * (n_rows * (img + gap) - gap) + MARGIN_IN)
+    return (LABEL_IN + scale * (n_cols * (img + gap) - gap) + (COLORBAR_IN if colorbar else MARGIN_IN),
+            _top_in(title_lines) + scale * (n_rows * (img + gap) - gap) + MARGIN_IN)
 
 
-def image_grid(rows: Sequence[tuple[str, np.ndarray]], col_titles: Sequence[str], title: str) -> Figure:
+def _top_in(title_lines: int) -> float:
+    return TITLE_IN + LINE_IN * max(0, title_lines - 2)
+
+
+def image_grid(rows: Sequence[tuple[str, np.ndarray]], col_titles: Sequence[str], title: str,
+               colorbar: Optional[tuple[str, str]] = None) -> Figure:
     """One row per ``(label, images)``, one column per image, drawn as one mosaic (one Axes: fast).
 
     ``images: [N, H, W, 3]`` floats in [0, 1] (clipped for display); every row has the same shape, and
-    ``col_titles`` names the N columns (e.g. the class of each image).
+    ``col_titles`` names the N columns (e.g. the class of each image). ``colorbar``: ``(label, colormap name)``
+    of a colorbar from 0 to 1 at the right, for rows drawn with that colormap.
     """
     if not rows:
         raise ValueError("image_grid needs at least one row")
@@ -59,10 +73,12 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], col_titles: Sequence[str]
     if any(imgs.shape != shape for _, imgs in rows) or len(col_titles) != shape[0] or shape[1] != shape[2]:
         raise ValueError(f"every row must hold square images of one shape {shape}, one per column title")
     n, size = shape[0], shape[1]
-    width, height = grid_size(len(rows), n, size)
+    lines = max(str(t).count("\n") + 1 for t in col_titles) if n else 1
+    width, height = grid_size(len(rows), n, size, colorbar=colorbar is not None, title_lines=lines)
     fig = Figure(figsize=(width, height), dpi=DPI)
-    ax = fig.add_axes((LABEL_IN / width, MARGIN_IN / height, 1 - (LABEL_IN + MARGIN_IN) / width,
-                       1 - (TITLE_IN + MARGIN_IN) / height))
+    right = COLORBAR_IN if colorbar is not None else MARGIN_IN
+    ax = fig.add_axes((LABEL_IN / width, MARGIN_IN / height, 1 - (LABEL_IN + right) / width,
+                       1 - (_top_in(lines) + MARGIN_IN) / height))
     ax.imshow(mosaic([imgs for _, imgs in rows]), interpolation="nearest", aspect="auto")
     pitch = size + GAP_PX
     ax.set_xticks([c * pitch + (size - 1) / 2 for c in range(n)], list(col_titles), fontsize=9)
@@ -71,8 +87,20 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], col_titles: Sequence[str]
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
+    if colorbar is not None:
+        _colorbar(fig, ax, *colorbar)
     fig.suptitle(title, fontsize=11, y=1 - 0.08 / height, va="top")
     return fig
+
+
+def _colorbar(fig: Figure, ax: Axes, label: str, cmap: str) -> None:
+    """A 0-to-1 colorbar of ``cmap`` in the right margin, as tall as ``ax``, labelled ``label``."""
+    width = fig.get_figwidth()
+    _, y0, _, h = ax.get_position().bounds
+    cax = fig.add_axes((1 - (COLORBAR_IN - 0.12) / width, y0, 0.15 / width, h))
+    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), colormaps[cmap]), cax=cax, label=label)
+    cax.tick_params(labelsize=8)
+    cax.yaxis.label.set_fontsize(9)
 
 
 def masked_inputs_figure(original: np.ndarray, masked: np.ndarray, names: Sequence[str], ratio_text: str,
@@ -144,67 +172,11 @@ def mask_schedule_figure(steps: Sequence[int], requested: Sequence[float], effec
     return fig
 
 
-def curves_figure(records: Sequence[dict[str, Any]], title: str = "Training curves") -> Figure:
-    """Four panels from metrics.jsonl records: loss (per step and per epoch), mask ratio per epoch,
-    k-NN top-1 (``knn_top1`` on epoch records) and the GAN losses (``d_loss``, ``g_adv``).
-    A panel whose values were not logged says so."""
-    steps = [r for r in records if r.get("kind") == "step"]
-    epochs = [r for r in records if r.get("kind") == "epoch"]
-    fig = Figure(figsize=(11.0, 7.5), dpi=DPI, layout="constrained")
-    (ax_loss, ax_ratio), (ax_knn, ax_gan) = fig.subplots(2, 2)
-    _plot_keys(ax_loss, [(steps, "step", "loss", "loss per logged step", "-"),
-                         (epochs, "step", "loss", "epoch mean loss", "o-")], "training step", "loss")
-    _plot_keys(ax_ratio, [(epochs, "epoch", "mask_ratio", "mask ratio seen by the encoder", "o-")], "epoch",
-               "mask ratio")
-    ax_ratio.set_ylim(-0.03, 1.03)
-    _plot_keys(ax_knn, [(epochs, "epoch", "knn_top1", "k-NN top-1", "o-")], "epoch", "k-NN top-1")
-    gan_source = steps if any("d_loss" in r or "g_adv" in r for r in steps) else epochs
-    gan_x = "step" if gan_source is steps else "epoch"
-    _plot_keys(ax_gan, [(gan_source, gan_x, "d_loss", "discriminator loss (d_loss)", "-"),
-                        (gan_source, gan_x, "g_adv", "generator adversarial loss (g_adv)", "-")],
-               "training step" if gan_x == "step" else "epoch", "GAN loss")
-    fig.suptitle(title)
-    return fig
-
-
-def _plot_keys(ax: Axes, series: Sequence[tuple[Sequence[dict], str, str, str, str]], xlabel: str,
-               ylabel: str) -> None:
-    """Plot ``(records, x key, y key, label, style)`` series on ``ax``; a note when none has values."""
-    drawn = False
-    for recs, xkey, ykey, label, style in series:
-        pts = [(r[xkey], r[ykey]) for r in recs if _is_number(r.get(ykey)) and _is_number(r.get(xkey))]
-        if pts:
-            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            ax.plot(xs, ys, style, ms=4, lw=1.2, label=label)
-            drawn = True
-    if not drawn:
-        keys = ", ".join(sorted({ykey for _, _, ykey, _, _ in series}))
-        ax.text(0.5, 0.5, f"not logged in this run\n({keys})", ha="center", va="center", transform=ax.transAxes,
-                color="gray", fontsize=11)
-        _bare(ax)
-        ax.set_title(ylabel)
-        return
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
 def _epoch_axis(ax: Axes, steps_per_epoch: int) -> None:
-    """A secondary x axis on top in epochs."""
+    """A secondary x axis on top in epochs done (step ``k * steps_per_epoch`` = the end of epoch k, counted from 1 as
+    in curves.png and the ablation's figures), with whole-number ticks."""
     spe = max(steps_per_epoch, 1)
     top = ax.secondary_xaxis("top", functions=(lambda s: np.asarray(s) / spe, lambda e: np.asarray(e) * spe))
-    top.set_xlabel("epoch")
+    top.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    top.set_xlabel(EPOCH_LABEL)
 
-
-def _bare(ax: Axes) -> None:
-    """No ticks and no frame (labels still show)."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)

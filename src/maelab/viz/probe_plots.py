@@ -8,13 +8,16 @@ figures/epoch_0010/). Imports nothing from eval: the JSON files are the interfac
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from maelab.atomic_output import make_folder, save_figure
 from maelab.run_layout import RunLayout
+from maelab.undefined import fmt, is_defined
 from maelab.viz.plots import DPI
 
 FIGURE_NAME = "probe_by_depth.png"
@@ -45,22 +48,28 @@ def probe_depth_figure(trained: Optional[Result], floor: Optional[Result],
 
 
 def _draw(ax: Axes, protocols: dict[str, Result], color: str, label: str) -> None:
-    """One result's blocks as a curve, its final-normed layer as a star, its concatenations as horizontal lines."""
-    singles = sorted((p["layers"][0], p["top1"]) for p in protocols.values()
+    """One result's blocks as a curve, its final-normed layer as a star, its concatenations as horizontal lines; an
+    undefined top-1 (null: the features were not finite) is a gap in the curve and "–" in the legend."""
+    singles = sorted((p["layers"][0], _top1(p)) for p in protocols.values()
                      if p["norm"] == "raw" and len(p["layers"]) == 1)
     ax.plot([b for b, _ in singles], [t for _, t in singles], "o-", color=color, lw=1.6, ms=5,
             label=f"{label}: each block alone")
     ax.set_xticks([b for b, _ in singles])
     for p in protocols.values():
         if p["norm"] == "final":
-            ax.plot(p["layers"], [p["top1"]], "*", color=color, ms=13, mec="black", mew=0.6,
-                    label=f"{label}: last block after the final norm ({p['top1']:.1f}%)")
+            ax.plot(p["layers"], [_top1(p)], "*", color=color, ms=13, mec="black", mew=0.6,
+                    label=f"{label}: last block after the final norm ({fmt(p['top1'], '.1f')}%)")
     styles = iter([(0, (5, 2)), (0, (2, 2)), (0, (6, 2, 1, 2)), (0, (1, 1))])
     for p in protocols.values():
-        if p["norm"] == "raw" and len(p["layers"]) > 1:
+        if p["norm"] == "raw" and len(p["layers"]) > 1 and is_defined(p["top1"]):
             blocks = f"blocks {p['layers'][0]}-{p['layers'][-1]}" if p["name"].startswith("last") else p["name"]
             ax.axhline(p["top1"], color=color, lw=1.1, ls=next(styles, "--"), alpha=0.8,
                        label=f"{label}: {p['name']} concatenated ({blocks}): {p['top1']:.1f}%")
+
+
+def _top1(protocol: Result) -> float:
+    """A protocol's top-1 to plot: NaN (nothing drawn) where it is null."""
+    return float(protocol["top1"]) if is_defined(protocol.get("top1")) else math.nan
 
 
 def _protocol_text(result: Result) -> str:
@@ -79,17 +88,19 @@ def _layers_all(path: Path) -> Optional[Result]:
 
 
 def write_probe_by_depth(run_dir: str | Path, out: Optional[str | Path] = None,
-                         tag: Optional[str] = None) -> Optional[Path]:
+                         tag: Optional[str] = None, floor_tag: Optional[str] = None) -> Optional[Path]:
     """Draw RUN_DIR/figures/probe_by_depth.png (or into ``out``) from the run's layers=all probe results; None
     (nothing written) when neither eval/probe.json nor eval/probe_random_init.json holds one. ``tag``: a kept
-    checkpoint's (epoch_0010): its eval/probe@epoch_0010.json, into figures/epoch_0010/."""
+    checkpoint's (epoch_0010): its eval/probe@epoch_0010.json, into figures/epoch_0010/. ``floor_tag``: the data
+    tag of an evaluation on other data (eval/probe_random_init@test1000.json: the floor on the same images)."""
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
     trained = _layers_all(layout.eval_result("probe", tag=tag))
-    floor = _layers_all(layout.eval_result("probe", random_init=True))
+    floor = _layers_all(layout.eval_result("probe", random_init=True, tag=floor_tag))
     if trained is None and floor is None:
         return None
     path = Path(out or layout.figures_of(tag)) / FIGURE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    probe_depth_figure(trained, floor, f"Linear probe by depth: {run_dir.name}").savefig(path, dpi=DPI)
-    return path
+    again = "run maelab probe RUN_DIR probe.layers=all or maelab figures RUN_DIR again"
+    make_folder(path.parent, "figures folder", again)
+    return save_figure(probe_depth_figure(trained, floor, f"Linear probe by depth: {run_dir.name}"), path, again,
+                       dpi=DPI)

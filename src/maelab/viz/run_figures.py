@@ -1,4 +1,4 @@
-"""The figures of one run (or two runs side by side), written as PNGs into ``RUN_DIR/figures/``."""
+"""The figures of one run, written as PNGs into ``RUN_DIR/figures/`` (several runs side by side: ``compare``)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from matplotlib.figure import Figure
-from torch import Tensor
 
+from maelab.atomic_output import make_folder, save_figure
 from maelab.config import Config
 from maelab.data import Dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.metrics import read_metrics
+from maelab.engine.numerics import non_finite_tensors
 from maelab.errors import UserError
 from maelab.masking import effective_ratio
 from maelab.run_layout import RunLayout
 from maelab.schedules import LRSchedule, mask_ratio_at
 from maelab.viz.attention import attention_figure, cls_attention_maps
+from maelab.viz.curves import curves_figure
+from maelab.viz.image_names import eval_image_ids
 from maelab.viz.plots import (
-    compare_figure,
-    curves_figure,
     lr_schedule_figure,
     mask_ratios_figure,
     mask_schedule_figure,
@@ -34,8 +34,9 @@ from maelab.viz.plots import (
     reconstructions_figure,
 )
 from maelab.viz.probe_plots import write_probe_by_depth
-from maelab.viz.samples import pixels, reconstruct, sample_indices, to_numpy
+from maelab.viz.samples import Samples, pick_samples, reconstruct, to_numpy
 
+FIGURES_AGAIN = "run maelab figures again (the figures drawn before are kept)"
 FIGURE_SEED = 0  # picks the sample images and draws their masks: the same for every run
 DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)
 MAX_SCHEDULE_POINTS = 20_000  # longer runs are drawn at every k-th step (each point still exact)
@@ -78,49 +79,28 @@ def logged_series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-@dataclass
-class Samples:
-    """The fixed images of a figure: pixels [N, 3, H, W] in [0, 1], their class names (without labels: their
-    index in the training set) and the split they come from."""
-
-    original: Tensor  # [N, 3, H, W] in [0, 1]
-    names: list[str]
-    split: str = "test"
-
-
-def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int) -> Samples:
-    """Class-balanced test images (seeded), resized for the model, with their class names; for a set without a
-    test split (an unlabeled image folder), seeded training images named by their index."""
-    x, y, split = data.eval_images()
-    if y is None:
-        index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_images].sort().values
-        names = [f"#{i}" for i in index.tolist()]
-    else:
-        index = sample_indices(y, n_images, seed)
-        names = [data.classes[int(c)] for c in y.cpu()[index]]
-    return Samples(pixels(x[index.to(x.device)].cpu(), img_size), names, split)
-
-
 def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, out: Optional[str | Path] = None,
                   ratio: Optional[float] = None, ratios: Sequence[float] = DEFAULT_RATIOS, n_images: int = 10,
-                  seed: int = FIGURE_SEED) -> list[Path]:
+                  seed: int = FIGURE_SEED, overrides: Sequence[str] = ()) -> list[Path]:
     """Draw every figure of the run in ``run_dir`` into ``out`` (default ``RUN_DIR/figures``, or
     ``RUN_DIR/figures/epoch_0010`` for ``checkpoint="epoch:10"``, a kept checkpoint); returns the paths.
 
     ``ratio`` is the mask ratio of the masked-input and reconstruction figures (default: the run's mask.ratio);
-    ``ratios`` are the rows of mask_ratios.png.
+    ``ratios`` are the rows of mask_ratios.png. ``overrides`` change the config for the image figures as they do for
+    the evaluations (``data.name=folder data.root=DIR``: other images); the schedules and curves stay the run's.
     """
     ratio = None if ratio is None else _check_ratio(ratio)
     ratios = [_check_ratio(r, "--ratios") for r in ratios]
-    run = load_run(run_dir, checkpoint=checkpoint, device="cpu")
+    run = load_run(run_dir, checkpoint=checkpoint, device="cpu", overrides=list(overrides))
     out_dir = _out_dir(run.run_dir, out, run.tag)
     data = run.dataset()
     head = f"{run.run_dir.name} (step {run.step})"
-    samples = pick_samples(data, run.model.spec.img_size, n_images, seed)
+    samples = pick_samples(data, run.model.spec.img_size, n_images, seed, eval_image_ids(data, run.cfg.data,
+                                                                                         run.cfg.train.seed))
     norm = Normalizer(data.mean, data.std)
     paths = _image_figures(run, samples, norm, _run_ratio(run.cfg) if ratio is None else ratio, ratios, seed,
-                           head, out_dir)
-    paths += _schedule_figures(run, data, head, out_dir)
+                           head + _data_note(data, overrides), out_dir)
+    paths += _schedule_figures(*_as_trained(run, data, checkpoint, overrides), head, out_dir)
     records = _records(run.run_dir)
     if records is not None:
         paths.append(_save(curves_figure(records, f"{head}: training curves"), out_dir / "curves.png"))
@@ -128,58 +108,32 @@ def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, 
     return paths + ([by_depth] if by_depth is not None else [])
 
 
-def write_compare(run_a: str | Path, run_b: str | Path, out: Optional[str | Path] = None,
-                  ratio: Optional[float] = None, n_images: int = 10, seed: int = FIGURE_SEED) -> Path:
-    """Run A's and run B's reconstructions of the same masked test images (run A's), side by side.
-
-    Written to ``out`` (default ``RUN_A/figures``) as ``compare_<RUN_B name>.png``. Each model sees the images
-    normalised with its own run's statistics; both use the same mask (same seed, ratio and patch grid).
-    """
-    out_dir = Path(out) if out is not None else RunLayout(run_a).figures
-    return write_compare_runs([run_a, run_b], None, out_dir / f"compare_{Path(run_b).name}.png", ratio, n_images,
-                              seed)
-
-
-def write_compare_runs(run_dirs: Sequence[str | Path], labels: Optional[Sequence[str]], path: str | Path,
-                       ratio: Optional[float] = None, n_images: int = 10, seed: int = FIGURE_SEED) -> Path:
-    """Report Fig. 7 for any number of runs: each run's reconstruction of the same masked test images (the first
-    run's), one row per run, written to ``path``. All runs need the same image and patch size."""
-    runs = [load_run(d, device="cpu") for d in run_dirs]
-    first = runs[0]
-    for other in runs[1:]:
-        _check_same_grid(first, other)
-    data = first.dataset()
-    ratio = _check_ratio(_run_ratio(first.cfg) if ratio is None else ratio)
-    samples = pick_samples(data, first.model.spec.img_size, n_images, seed)
-    recons, shown = [], None
-    for i, run in enumerate(runs):
-        run_data = data if _same_data(first, run) else run.dataset()
-        rec = reconstruct(run.model, samples.original, Normalizer(run_data.mean, run_data.std), ratio, seed)
-        shown = shown or rec
-        label = labels[i] if labels is not None else _short(run.run_dir.name)
-        recons.append((f"{label}\n(step {run.step})", to_numpy(rec.recon)))
-    names = " vs ".join(r.run_dir.name for r in runs) if labels is None else ", ".join(labels)
-    fig = compare_figure(to_numpy(shown.original), to_numpy(shown.masked), recons, samples.names,
-                         _ratio_text(shown.mask),
-                         f"Reconstructions of the same masked images: {names}{_norm_pix_note(*runs)}")
-    path = Path(path)
-    return _save(fig, _out_dir(path.parent, path.parent) / path.name)
+def _as_trained(run: LoadedRun, data: Dataset, checkpoint: Optional[str | Path], overrides: Sequence[str]
+                ) -> tuple[LoadedRun, Optional[Dataset]]:
+    """The run and its training data as trained (the schedules' steps per epoch): ``run`` itself without
+    overrides; else the run loaded again without them, and None for the data when it is not found any more."""
+    if not overrides:
+        return run, data
+    trained = load_run(run.run_dir, checkpoint=checkpoint, device="cpu")
+    try:
+        return trained, trained.dataset()
+    except UserError as err:
+        warnings.warn(f"no schedule figures: the data {run.run_dir} trained on is not found ({err})", stacklevel=3)
+        return trained, None
 
 
-def _check_same_grid(a: LoadedRun, b: LoadedRun) -> None:
-    sa, sb = a.model.spec, b.model.spec
-    if (sa.img_size, sa.patch_size) != (sb.img_size, sb.patch_size):
-        raise UserError(
-            f"cannot compare {a.run_dir} ({sa.img_size} px, patch {sa.patch_size}) with {b.run_dir} "
-            f"({sb.img_size} px, patch {sb.patch_size}): the same masks need the same image and patch size"
-        )
+def _data_note(data: Dataset, overrides: Sequence[str]) -> str:
+    """A title's note naming the data when overrides (may) have changed it: ", on folder photos/"."""
+    if not any(o.startswith("data.") for o in overrides):
+        return ""
+    return f", on {data.name}" + (f" {Path(data.source).name}/" if data.source else "")
 
 
 def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: float, ratios: Sequence[float],
                    seed: int, head: str, out_dir: Path) -> list[Path]:
     """masked_inputs.png, reconstructions.png, mask_ratios.png and attention.png of the fixed sample images."""
     rec = reconstruct(run.model, samples.original, norm, ratio, seed)
-    text, note = _ratio_text(rec.mask), _norm_pix_note(run)
+    text, note, broken = _ratio_text(rec.mask), _norm_pix_note(run), _non_finite_note(run)
     original, masked = to_numpy(rec.original), to_numpy(rec.masked)
     per_ratio = []
     for r in ratios:
@@ -189,16 +143,20 @@ def _image_figures(run: LoadedRun, samples: Samples, norm: Normalizer, ratio: fl
         _save(masked_inputs_figure(original, masked, samples.names, text,
                                    f"{head}: {samples.split} images and their masks"), out_dir / "masked_inputs.png"),
         _save(reconstructions_figure(original, masked, to_numpy(rec.recon), samples.names, text,
-                                     f"{head}: reconstructions{note}"), out_dir / "reconstructions.png"),
+                                     f"{head}: reconstructions{note}{broken}"), out_dir / "reconstructions.png"),
         _save(mask_ratios_figure(original, per_ratio, samples.names,
-                                 f"{head}: the same images at several mask ratios{note}"), out_dir / "mask_ratios.png"),
-        _save(attention_figure(samples.original, cls_attention_maps(run.model, samples.original, norm), samples.names,
-                               f"{head}: the last block's cls-token attention per head (each map scaled to its "
-                               "own range)"), out_dir / "attention.png"),
+                                 f"{head}: the same images at several mask ratios{note}{broken}"),
+              out_dir / "mask_ratios.png"),
+        _save(attention_figure(samples.original, cls_attention_maps(run.model, samples.original, norm),
+                               samples.columns, f"{head}: where the last block's cls token looks{broken}"),
+              out_dir / "attention.png"),
     ]
 
 
-def _schedule_figures(run: LoadedRun, data: Dataset, head: str, out_dir: Path) -> list[Path]:
+def _schedule_figures(run: LoadedRun, data: Optional[Dataset], head: str, out_dir: Path) -> list[Path]:
+    """lr_schedule.png and mask_schedule.png: the schedules training computed, with the logged values as dots."""
+    if data is None:
+        return []
     sched = schedule_series(run.cfg, len(data.x_train), run.model.spec.num_patches, run.world_size)
     records = _records(run.run_dir) or []
     lr_fig = lr_schedule_figure(sched.steps, sched.lr, warmup_steps=sched.warmup_steps,
@@ -246,29 +204,27 @@ def _norm_pix_note(*runs: LoadedRun) -> str:
     return ""
 
 
+def _non_finite_note(run: LoadedRun) -> str:
+    """A title's note when the checkpoint holds NaN/inf weights: what the model draws is not finite (blank), and
+    why, instead of an empty panel that looks like a bad image."""
+    bad = non_finite_tensors(run.model.state_dict())
+    if not bad:
+        return ""
+    return (f"\n(the checkpoint holds NaN/inf weights ({', '.join(bad[:2])}{' ...' if len(bad) > 2 else ''}): its "
+            "output is not finite and is drawn blank)")
+
+
 def _per_sample_note(cfg: Config) -> str:
     if getattr(cfg.mask, "per_sample", False):
         return f"\n(per sample: each image's ratio is uniform in [{cfg.mask.min}, {cfg.mask.max}]; the mean is drawn)"
     return ""
 
 
-def _same_data(a: LoadedRun, b: LoadedRun) -> bool:
-    return a.cfg.data == b.cfg.data and a.cfg.train.seed == b.cfg.train.seed and a.data_source == b.data_source
-
-
-def _short(name: str, width: int = 18) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
 def _out_dir(run_dir: Path, out: Optional[str | Path], tag: Optional[str] = None) -> Path:
     path = Path(out) if out is not None else RunLayout(run_dir).figures_of(tag)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the figures folder {path} ({err.strerror}): give a writable --out") from None
-    return path
+    return make_folder(path, "figures folder", f"{FIGURES_AGAIN} (or give a writable --out)")
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=fig.dpi)
-    return path
+    """The PNG written atomically; a full or read-only disk is one OutputError line, no empty PNG left."""
+    return save_figure(fig, path, FIGURES_AGAIN)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from maelab.data import balanced_subset, eval_transform
+from maelab.data import Dataset, balanced_subset, eval_transform
 from maelab.data.normalize import Normalizer
 from maelab.masking import draw_mask
 from maelab.models import MAE
 from maelab.models.patches import patchify, unpatchify
+from maelab.viz.image_names import short_name, wrap_name
 
 MASK_FILL = 0.5  # masked patches are drawn mid-grey
 
@@ -27,6 +29,35 @@ def sample_indices(labels: Tensor, n: int, seed: int) -> Tensor:
     n = min(n, len(labels))
     index, y = balanced_subset(torch.arange(len(labels)), labels.cpu(), n, seed, key="--images", split="test set")
     return index[torch.argsort(y * len(labels) + index)]
+
+
+@dataclass
+class Samples:
+    """The fixed images of a figure: pixels [N, 3, H, W] in [0, 1], their class names (without labels: what
+    ``columns`` calls them), the split they come from and the column titles that name each image."""
+
+    original: Tensor  # [N, 3, H, W] in [0, 1]
+    names: list[str]
+    split: str = "test"
+    columns: list[str] = field(default_factory=list)  # e.g. "IMG_0412.jpg\ncat", "test image #30\ncat"
+
+
+def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int,
+                 files: Optional[Sequence[str]] = None) -> Samples:
+    """Class-balanced test images (seeded), resized for the model, with their class names; for a set without a
+    test split (an unlabeled image folder), seeded training images. Each column is titled by the image's file
+    (``files``: one per image of ``data.eval_images()``, :func:`maelab.viz.image_names.eval_image_ids`), else by
+    its place in its split ("test image #30"), above its class."""
+    x, y, split = data.eval_images()
+    if y is None:
+        index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_images].sort().values
+    else:
+        index = sample_indices(y, n_images, seed)
+    classes = [] if y is None else [data.classes[int(c)] for c in y.cpu()[index]]
+    ids = [wrap_name(files[i]) if files is not None else f"{split} image #{i}" for i in index.tolist()]
+    names = [short_name(c) for c in classes] if classes else ids
+    columns = [f"{i}\n{c}" for i, c in zip(ids, names, strict=True)] if classes else ids
+    return Samples(pixels(x[index.to(x.device)].cpu(), img_size), names, split, columns)
 
 
 def masked_view(imgs: Tensor, mask: Tensor, patch: int, fill: float = MASK_FILL) -> Tensor:
