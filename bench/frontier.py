@@ -18,6 +18,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 
@@ -41,14 +42,25 @@ def screen_points(path: Path) -> list[tuple[str, float, float]]:
     return points
 
 
-def confirm_point(paths: list[Path]) -> dict[str, tuple[float, float]]:
-    """Mean and sample std over the confirmation seeds of each probe figure, and their idle minutes."""
+def confirm_point(paths: list[Path]) -> dict[str, tuple[float, Optional[float]]]:
+    """Mean and sample std over the confirmation seeds of each probe figure, and their idle minutes; ``seeds``: how
+    many. One seed has no std (None: no error bar, not a bar of 0); seeds of other lengths are refused (their mean
+    has no one budget)."""
     runs = [json.loads(p.read_text()) for p in paths]
-    out = {"minutes": (runs[0]["epochs"] * TRAIN_IMAGES / RECIPE_IMG_PER_S / 60, 0.0)}
+    epochs = sorted({r["epochs"] for r in runs})
+    if len(epochs) > 1:
+        raise SystemExit(f"the confirmations trained {' and '.join(map(str, epochs))} epochs: give seeds of one budget")
+    out: dict[str, tuple[float, Optional[float]]] = {
+        "minutes": (epochs[0] * TRAIN_IMAGES / RECIPE_IMG_PER_S / 60, None), "seeds": (len(runs), None)}
     for key in ("probe_default_top1", "probe_reference_top1", "floor_probe_default_top1"):
         values = [r[key] for r in runs]
-        out[key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+        out[key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None)
     return out
+
+
+def seeds_label(n: int) -> str:
+    """How many seeds a mean is over, as the legend says it."""
+    return "1 seed, no spread" if n == 1 else f"{n} seeds"
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -65,10 +77,10 @@ def main(argv: list[str] | None = None) -> Path:
         ax.scatter(minutes, top1, color="tab:red" if name == args.recipe else "0.6", zorder=3, s=18)
     for i, (name, minutes, top1) in enumerate(best):  # staggered: the leaders are a few tenths apart
         ax.annotate(name, (minutes, top1), fontsize=7, xytext=(6, 4 - 9 * i), textcoords="offset points")
-    minutes = confirm["minutes"][0]
-    for key, label, color in (("probe_default_top1", "recipe, default probe (3 seeds)", "tab:red"),
-                              ("probe_reference_top1", "recipe, reference AdamW probe (3 seeds)", "tab:blue"),
-                              ("floor_probe_default_top1", "random-init floor, default probe (3 seeds)", "black")):
+    minutes, seeds = confirm["minutes"][0], seeds_label(int(confirm["seeds"][0]))
+    for key, label, color in (("probe_default_top1", f"recipe, default probe ({seeds})", "tab:red"),
+                              ("probe_reference_top1", f"recipe, reference AdamW probe ({seeds})", "tab:blue"),
+                              ("floor_probe_default_top1", f"random-init floor, default probe ({seeds})", "black")):
         mean, std = confirm[key]
         ax.errorbar(minutes, mean, yerr=std, fmt="o", color=color, capsize=3, label=label)
     recipe = [p for p in screen if p[0] == args.recipe]

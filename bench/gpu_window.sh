@@ -3,7 +3,7 @@
 # ablation suite's next runs until the call's budget, its results packed into $OUT/suite.tgz.
 #
 #   bash bench/gpu_window.sh [--dry-run] [--data PART] [--figures "STAGE..."] [--suite SUITE.yaml]
-#                            [--budget SECONDS] [--workers W] [--carry ARCHIVE] [--margin SECONDS]
+#                            [--budget SECONDS] [--workers W] [--seeds N|auto] [--carry ARCHIVE] [--margin SECONDS]
 #
 # --data PART       decode a packed part of CIFAR-10 (.gpu_data/1 or 2, bench/gpu_stage_data.sh) into $STAGE_DIR
 # --figures STAGES  bench/gpu_check.sh's stages first (their files under $OUT, as that script documents)
@@ -12,6 +12,7 @@
 # --budget S        the whole call's seconds (default 300): figures, suite and packing; give the call's timeout
 #                   less ~30 s for the machine to return the files
 # --workers W       runs sharing the GPU at once (default 1; a small model's step leaves most of an H100 idle)
+# --seeds N|auto    maelab ablate's --seeds (default: the suite's; auto: a 3-seed pilot, then the planned seeds)
 # --carry ARCHIVE   an archive of the suite carried in (the local folder packed: `maelab ablate --out DIR
 #                   --archive FILE`); merged into $SUITE_DIR first, so a fresh machine goes on where the last
 #                   window stopped (a warm one already holds it: the merge then changes nothing)
@@ -24,7 +25,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-dry=0 part="" figures="" suite="" budget=300 workers=1 carry="" margin=30
+dry=0 part="" figures="" suite="" budget=300 workers=1 carry="" margin=30 seeds=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1; shift ;;
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --suite) suite="$2"; shift 2 ;;
     --budget) budget="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
+    --seeds) seeds=(--seeds "$2"); shift 2 ;;
     --carry) carry="$2"; shift 2 ;;
     --margin) margin="$2"; shift 2 ;;
     *) echo "gpu_window.sh: unknown argument $1 (see the top of the script)"; exit 2 ;;
@@ -73,7 +75,7 @@ left=$((started + budget - margin - $(date +%s)))
 status=0
 if [ "$left" -gt 0 ]; then
   log "suite: $suite, ${left}s left for its runs, $workers worker(s)"
-  "$PY" -m maelab ablate "$suite" --out "$SUITE_DIR" --time-budget "$left" --workers "$workers" \
+  "$PY" -m maelab ablate "$suite" --out "$SUITE_DIR" --time-budget "$left" --workers "$workers" "${seeds[@]}" \
     --archive "$OUT/suite.tgz" >> "$LOG" 2>&1 || status=$?
 else
   log "no time left for the suite's runs: packing it as it is"

@@ -12,6 +12,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every CPU fast path in the tests (MAELAB_CPU_KERNELS=1), as before a timing chose them: a timing on a loaded
+# machine could choose otherwise in a test's subprocess than in the test, and their numbers would differ by float
+# rounding. tests/models/cpu/test_choice.py tests the timed choice (the default).
+os.environ.setdefault("MAELAB_CPU_KERNELS", "1")
+
 
 def shared_data_dir() -> Path | None:
     """The folder holding cifar-10-batches-py/: $MAELAB_DATA_DIR, else ../shared/data beside the repo."""
@@ -59,6 +64,21 @@ TINY = [
     "model.preset=micro", "optim.batch_size=64", "optim.lr=2e-3", "optim.warmup_fraction=0.1",
     "train.progress=false", "train.log_every=2",
 ]
+
+
+BANNER_LINES = 4  # maelab.engine.banner.banner_lines: what a run says when it starts
+
+
+def after_banner(err: str) -> list[str]:
+    """The lines of ``err`` (captured stderr) without the start banners of runs in it: what a test of an error
+    line checks is one line."""
+    lines, kept = err.strip().splitlines(), []
+    while lines:
+        if lines[0].startswith(("maelab: starting: ", "maelab: resuming at step ")):
+            lines = lines[BANNER_LINES:]
+        else:
+            kept.append(lines.pop(0))
+    return kept
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from typing import IO, Any
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """An open temporary file beside ``path`` (``mode`` "w" or "wb") that replaces ``path`` when the block ends
     without an exception, so that a reader sees the old file or the new one, never half of it; on an exception the
-    temporary file is removed and ``path`` is left as it was."""
+    temporary file is removed and ``path`` is left as it was. An OSError that names no file (a write to a full
+    disk) is given ``path`` as its ``filename``, so that whoever reports it can say which file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -22,8 +23,10 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)
         raise
 
 

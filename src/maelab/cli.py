@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Optional
 
 from maelab.ablate.command import add_ablate_parsers
+from maelab.config_command import add_config_parser
 from maelab.errors import UserError
+from maelab.eval.eval_command import add_eval_parser
+from maelab.export_command import add_export_parser
 
 CHECKPOINT_HELP = ("a checkpoint file other than RUN_DIR/checkpoints/last.pt, or epoch:N for the one kept after N "
                    "epochs (train.keep_checkpoints); its results are tagged, e.g. eval/probe@epoch_0010.json")
@@ -58,23 +62,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    """maelab figures RUN_DIR [--checkpoint PATH|epoch:N] [--out DIR]; maelab figures RUN_A RUN_B --compare"""
+    """maelab figures RUN_DIR [--checkpoint PATH|epoch:N] [--out DIR] [key=value ...]; ... RUN_A RUN_B --compare"""
     from maelab.viz import write_compare, write_figures
 
     ratios = _float_list(args.ratios, "--ratios")
+    run_dirs, overrides = _runs_and_overrides(args.run_dirs, args.overrides)
+    if args.labels and not args.compare:
+        raise UserError("--labels names the rows of --compare: maelab figures RUN_A RUN_B --compare --labels A B")
     if args.compare:
-        if len(args.run_dirs) != 2 or args.checkpoint:
+        if len(run_dirs) != 2 or args.checkpoint:
             raise UserError("--compare takes exactly two run directories and no --checkpoint: "
                             "maelab figures RUN_A RUN_B --compare")
-        paths = [write_compare(*args.run_dirs, out=args.out, ratio=args.ratio, n_images=args.images)]
+        paths = [write_compare(*run_dirs, out=args.out, ratio=args.ratio, n_images=args.images, labels=args.labels,
+                               overrides=overrides)]
     else:
-        if len(args.run_dirs) != 1:
+        if len(run_dirs) != 1:
             raise UserError("figures takes one run directory (or two with --compare): maelab figures RUN_DIR")
-        paths = write_figures(args.run_dirs[0], checkpoint=args.checkpoint, out=args.out, ratio=args.ratio,
-                              ratios=ratios, n_images=args.images)
+        paths = write_figures(run_dirs[0], checkpoint=args.checkpoint, out=args.out, ratio=args.ratio,
+                              ratios=ratios, n_images=args.images, overrides=overrides)
     for path in paths:
         print(path)
     return 0
+
+
+def _runs_and_overrides(given: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """The run directories and the key=value overrides (a word with "=" that is no folder) of ``figures``."""
+    runs = [g for g in given if "=" not in g or Path(g).is_dir()]
+    return runs, [g for g in given if g not in runs] + list(overrides)
 
 
 def _float_list(text: str, option: str) -> list[float]:
@@ -87,15 +101,20 @@ def _float_list(text: str, option: str) -> list[float]:
 
 def add_figures_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("figures", help="draw a run's figures (PNGs) into RUN_DIR/figures")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a pretraining run directory (two with --compare)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a pretraining run directory (two with --compare), then overrides as for the evaluations, "
+                        "e.g. data.name=folder data.root=DIR: the images of other data")
     p.add_argument("--checkpoint", metavar="PATH|epoch:N", help=CHECKPOINT_HELP)
     p.add_argument("--out", metavar="DIR", help="write the PNGs here instead of RUN_DIR/figures")
     p.add_argument("--compare", action="store_true",
-                   help="RUN_A RUN_B: both runs' reconstructions of the same masked images side by side")
+                   help="RUN_A RUN_B: both runs' reconstructions of the same masked images, one row each (labelled by "
+                        "what tells the runs apart, e.g. variant/seed0 in an ablation), into "
+                        "compare_<label>_vs_<label>.png")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="with --compare: the rows' labels, one per run")
     p.add_argument("--ratio", type=float, help="mask ratio of the sample figures (default: the run's mask.ratio)")
     p.add_argument("--ratios", default="0.25,0.5,0.75,0.9", help="mask ratios of mask_ratios.png (comma-separated)")
     p.add_argument("--images", type=int, default=10, help="number of test images (class-balanced, seeded)")
-    p.set_defaults(func=cmd_figures)
+    p.set_defaults(func=cmd_figures, overrides=[])
 
 
 EVALUATIONS = {
@@ -144,8 +163,11 @@ def _protocol_lines(result: dict) -> list[str]:
     entries = result.get("protocols", {})
     if len(entries) < 2:
         return []
+    from maelab.undefined import fmt
+
     lines = [f"  {name:<10} layers={','.join(map(str, e['layers'])):<12} {e['norm']:<5} pool={e['pool']:<4} "
-             f"dim={e['dim']:<5} top1={e['top1']:6.2f}  top5={e['top5']:6.2f}" for name, e in entries.items()]
+             f"dim={e['dim']:<5} top1={fmt(e['top1'], '6.2f'):>6}  top5={fmt(e['top5'], '6.2f'):>6}"
+             for name, e in entries.items()]
     best = result["best"]
     return [*lines, f"  best on the test set (optimistic): {best['name']} top1={best['top1']:.2f}"]
 
@@ -158,7 +180,7 @@ def cmd_scratch(args: argparse.Namespace) -> int:
     path, result = run_scratch(args.config, args.overrides)
     if not is_main_process():  # under torchrun rank 0 reports
         return 0
-    print(f"scratch: top1={result['top1']:.2f} top5={result['top5']:.2f}")
+    print("\n".join(summary_lines("scratch", result)))
     print(f"wrote {path}")
     return 0
 
@@ -180,39 +202,22 @@ def add_evaluation_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scratch)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """maelab export RUN_DIR [--format safetensors|hf|hf-vit|timm] [--out DIR] [--checkpoint PATH|epoch:N]"""
-    from maelab.export import export
-
-    for path in export(args.run_dir, args.format, args.out, args.checkpoint):
-        print(f"wrote {path}")
-    return 0
-
-
-def add_export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write the weights as safetensors: maelab's, an HF folder or timm's names")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a pretraining run directory")
-    p.add_argument("--format", choices=["safetensors", "hf", "hf-vit", "timm"], default="safetensors",
-                   help="safetensors: the encoder + maelab's JSON; hf: a ViTMAEForPreTraining folder (decoder "
-                        "included); hf-vit: a ViTModel folder; timm: a VisionTransformer state dict")
-    p.add_argument("--out", help="output folder (default RUN_DIR/export, or RUN_DIR/export/FORMAT)")
-    p.add_argument("--checkpoint", metavar="PATH|epoch:N", help=CHECKPOINT_HELP)
-    p.set_defaults(func=cmd_export)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maelab", description="Masked-autoencoder research on small images.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("pretrain", help="pretrain an MAE into a run directory")
+    p = sub.add_parser("pretrain", help="pretrain an MAE into a run directory",
+                       epilog="every config key, its value and its meaning: maelab config show [-c CONFIG] [key=value]")
     p.add_argument("-c", "--config", help="YAML config file (see configs/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.epochs=2")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides, e.g. optim.epochs=2 (the keys: maelab config show)")
     p.set_defaults(func=cmd_pretrain)
 
     add_evaluation_parsers(sub)
-    add_export_parser(sub)
+    add_eval_parser(sub, CHECKPOINT_HELP)  # maelab eval: probe, k-NN and recon against their floors
+    add_export_parser(sub, CHECKPOINT_HELP)
     p = sub.add_parser("import", help="an HF ViTMAE/ViT folder (save_pretrained's) as a maelab run directory")
     p.add_argument("hf_dir", metavar="HF_DIR", help="a folder with config.json and model.safetensors")
     p.add_argument("-c", "--config", help="YAML config for the run (data, training settings; the architecture is "
@@ -222,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_figures_parser(sub)
     add_ablate_parsers(sub)
+    add_config_parser(sub)
 
     p = sub.add_parser("demo", help="the whole small loop on CPU in a few minutes")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides for the demo run")
@@ -250,6 +256,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception as err:  # the last line of defence: an input maelab does not check, or a bug
         if args.debug:
             raise
+        from maelab.atomic_output import unreported_write_error
+
+        full = unreported_write_error(err, f"run `maelab {args.command}` again (what was written before is kept)")
+        if full is not None:  # a full or read-only disk is no bug: one line, exit 2
+            print(f"maelab: error: {full}", file=sys.stderr)
+            return 2
         print(f"maelab: internal error in `{args.command}`: {_first_line(err)}; this is an input maelab does not "
               f"check or a bug in maelab: the traceback is in {_save_traceback()} (or rerun with --debug); please "
               "report it with the command", file=sys.stderr)

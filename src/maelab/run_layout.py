@@ -3,12 +3,14 @@ the evaluations, the figures, the ablation runner and report).
 
     RUN_DIR/
       config.yaml          the run's config (after overrides), rewritten on resume
+      run_info.json        what each start used: data, model, device, threads, batch, lr (engine/banner.py)
       metrics.jsonl        one JSON record per logged step and per epoch
       tensorboard/         the same numbers for TensorBoard
       checkpoints/last.pt  the latest checkpoint (written atomically)
       checkpoints/epoch_0010.pt   the checkpoint after 10 epochs, kept (train.keep_checkpoints)
       eval/<name>.json     each evaluation's result; <name>_random_init.json for the random-init floor;
-                           <name>@epoch_0010.json for a kept checkpoint (--checkpoint epoch:10)
+                           <name>@epoch_0010.json for a kept checkpoint (--checkpoint epoch:10), <name>@test1000.json
+                           on other data (data.limit_test=1000: maelab.eval.data_tag); eval.json: `maelab eval`
       eval/cache/          cached features of every block (probe and k-NN share them)
       figures/             PNGs (figures/epoch_0010/ for a kept checkpoint's)
       wandb/               W&B's files when train.wandb is set (run_id: the W&B run a resume continues)
@@ -47,6 +49,11 @@ class RunLayout:
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def run_info(self) -> Path:
+        """What each start of the run used (a JSON list, one record per start: engine/banner.py)."""
+        return self.root / "run_info.json"
 
     @property
     def metrics(self) -> Path:

@@ -34,7 +34,6 @@ def test_the_mde_of_a_same_claim_is_the_tost_margin_by_hand():
 def test_seeds_needed_is_the_fewest_whose_mde_reaches_the_effect():
     n = seeds_needed("same", sd=1.5, effect=1.0)
     assert mde("same", 1.5, n) <= 1.0 < mde("same", 1.5, n - 1)
-    assert seeds_needed("better", sd=0.0, effect=0.1) == 2  # no spread: two seeds show any difference
     assert seeds_needed("better", sd=100.0, effect=0.01) is None  # beyond a thousand seeds
 
 
@@ -43,3 +42,11 @@ def test_power_needs_two_seeds_and_a_positive_effect():
         mde("better", 1.0, 1)
     with pytest.raises(ValueError, match="must be > 0"):
         seeds_needed("better", 1.0, 0.0)
+
+
+def test_no_spread_gives_no_mde_and_no_seeds_not_zero_and_two():
+    # an sd of 0 (every seed gave the same difference) measured nothing: not "±0.00" and "2 seeds"
+    assert mde("better", sd=0.0, n=2) is None and mde("same", sd=0.0, n=5, test=WELCH) is None
+    assert seeds_needed("better", sd=0.0, effect=0.1) is None and seeds_needed("same", sd=0.0, effect=1.0) is None
+    with pytest.raises(ValueError, match="spread > 0"):
+        power_better(1.0, 0.0, 3)

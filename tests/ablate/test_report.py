@@ -79,7 +79,7 @@ def test_a_mean_leaves_out_undefined_seeds_and_says_how_many():
     assert mean_std([1.0, 3.0, 5.0], 2, undefined=2) == "3.00 ± 2.00 (mean over 3 of 5 seeds; 2 undefined)"
     assert mean_std([4.0], 1, undefined=1) == "4.0 (mean over 1 of 2 seeds; 1 undefined)"
     assert mean_std([], 2, undefined=3) == "–" and mean_std([4.0], 1) == "4.0 (1 seed)"
-    assert p_value(Difference(0.0, 0.0, 0.0, None, None)) == "– (no spread)" and p_value(None) == "–"
+    assert p_value(Difference(0.0, None, None, None, None, "no spread")) == "– (no spread)" and p_value(None) == "–"
 
 
 NO_EDGES = "the targets have no edges: no masked pixel of the 32 test images has a gradient magnitude above 1e-05"

@@ -3,9 +3,10 @@ import json
 import pytest
 
 from maelab.ablate import load_suite
+from maelab.ablate.judge import NO_BASIS
 from maelab.ablate.power import seeds_needed
 from maelab.ablate.results import Row, by_seed, read_results
-from maelab.ablate.seed_plan import PLAN_NAME, plan_seeds
+from maelab.ablate.seed_plan import PLAN_NAME, describe, plan_seeds
 from maelab.ablate.stats import summarize
 from maelab.cli import main
 from maelab.errors import UserError
@@ -20,13 +21,16 @@ def test_the_plan_gives_each_claim_the_seeds_its_margin_needs_from_the_pilots_sp
     path, _ = finished_suite
     suite = load_suite(path, 3)
     # probe differences 1, 3, 2 (sd 1): "a schedule helps" is judged against its claimed gain of 5.54;
-    # k-NN differences 0, 0, 0: "k-NN unchanged" within ±50 needs no more than 2
+    # k-NN 30.0 on every seed of both sides: no spread to plan from, so "k-NN unchanged" asks for nothing (it was
+    # "2 seeds", planned from an sd of 0) and says why
     rows = pilot_rows([41.0, 45.0, 43.0], [40.0, 42.0, 41.0]) + pilot_rows([30.0] * 3, [30.0] * 3, "knn_top1")
     plan = plan_seeds(suite, tmp_path, rows, max_seeds=10)
     gain = plan["claims"][0]
     assert gain["pilot_sd"] == pytest.approx(1.0) and gain["target"] == pytest.approx(46.52 - 40.98)
     assert gain["seeds_needed"] == seeds_needed("better", 1.0, 46.52 - 40.98) and not gain["capped"]
-    assert plan["claims"][1]["seeds_needed"] == 2
+    knn = plan["claims"][1]
+    assert (knn["seeds_needed"], knn["measured"], knn["pilot_mde"]) == (None, False, None)
+    assert knn["not_planned"] == NO_BASIS and f"k-NN unchanged: not planned ({NO_BASIS})" in describe(plan)
     assert plan["seeds"] == 3  # the pilot's seeds already suffice for both
     assert json.loads((tmp_path / PLAN_NAME).read_text()) == plan
 

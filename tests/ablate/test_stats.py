@@ -47,16 +47,39 @@ def test_welch_unequal_variances_by_hand_and_against_scipy():
     assert d.p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def test_welch_needs_two_values_per_side_and_handles_zero_spread():
+def test_welch_needs_two_values_per_side():
     assert welch([1.0], [1.0, 2.0]) is None
-    apart = welch([2.0, 2.0], [1.0, 1.0])  # no spread, different means: t = +inf, p = 0 for every df (as scipy)
-    assert (apart.diff, apart.low, apart.high, apart.p, apart.df) == (1.0, 1.0, 1.0, 0.0, None)
 
 
-def test_welch_of_identical_constant_values_has_an_exact_interval_and_no_p_value():
-    same = welch([1.5, 1.5, 1.5], [1.5, 1.5])  # t = 0 / 0: scipy gives NaN, here None
-    assert (same.diff, same.low, same.high, same.p, same.df) == (0.0, 0.0, 0.0, None, None)
-    assert verdict("same", same, margin=0.1) == HELD  # the interval [0, 0] still judges the claim
+@pytest.mark.parametrize(("a", "b", "diff"), [([2.0, 2.0], [1.0, 1.0], 1.0), ([1.5, 1.5, 1.5], [1.5, 1.5], 0.0)])
+def test_welch_without_spread_on_either_side_has_no_interval_and_decides_nothing(a, b, diff):
+    # scipy: t = +inf and p = 0 for different constants, NaN for equal ones; neither is evidence
+    d = welch(a, b)
+    assert (d.diff, d.low, d.high, d.p, d.df) == (diff, None, None, None, None) and not d.decides
+    assert d.undefined.startswith("each side gave the same value on every seed") and "decides nothing" in d.undefined
+    for kind in ("better", "same"):
+        assert verdict(kind, d, claimed_gain=0.5, margin=5.0) == INCONCLUSIVE  # was held (same) / held (better)
+    one_side = welch([2.0, 2.0], [1.0, 1.5])  # spread on one side is spread: an interval, as before
+    assert one_side.decides and one_side.df == pytest.approx(1.0)
+
+
+def test_identical_paired_differences_have_no_interval_and_are_inconclusive():
+    # 2 seeds whose probe accuracies tied (500 test images: one image is 0.2 points): every difference is +0.00
+    a, b = {0: 45.2, 1: 46.0}, {0: 45.2, 1: 46.0}
+    d = paired(a, b)
+    assert (d.diff, d.low, d.high, d.p, d.df) == (0.0, None, None, None, None)
+    assert d.undefined == ("the 2 seeds gave identical differences (+0 each): zero spread, so the interval has no "
+                           "width and decides nothing")
+    assert verdict("same", d, margin=1.0) == INCONCLUSIVE and verdict("better", d) == INCONCLUSIVE
+    # one image better on every seed: the float differences (0.19999999999999574, 0.20000000000000284) are equal
+    # but for rounding, which is no spread (it gave "held" with p = 1e-28)
+    shifted = paired({0: 45.4, 1: 46.2, 2: 44.0}, {0: 45.2, 1: 46.0, 2: 43.8})
+    assert not shifted.decides and shifted.diff == pytest.approx(0.2) and verdict("better", shifted) == INCONCLUSIVE
+    assert compare({0: 45.4, 1: 46.2, 2: 44.0}, {0: 45.2, 1: 46.0, 2: 43.8}).sd == 0.0
+    assert not welch([45.2] * 3, [45.4] * 3).decides  # 3 x 45.2 / 3 need not be 45.2 exactly in floats
+    c = compare(a, b)  # the variants themselves vary over seeds: the power can rest on that (Welch's sd)
+    assert (c.test, c.sd, c.welch_sd) == (PAIRED, 0.0, pytest.approx(math.sqrt(2 * 0.32)))
+    assert c.welch.decides and c.welch.low < 0 < c.welch.high
 
 
 def diff(low, high):

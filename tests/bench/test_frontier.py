@@ -4,6 +4,7 @@ import json
 import math
 
 import frontier
+import pytest
 
 
 def write_inputs(tmp_path):
@@ -35,3 +36,20 @@ def test_the_rate_per_doubling_is_the_slope_between_the_recipes_two_budgets(tmp_
 def test_unfinished_screen_candidates_are_left_out(tmp_path):
     screen, _ = write_inputs(tmp_path)
     assert [name for name, _, _ in frontier.screen_points(screen)] == ["keras_np", "keras_np_d4"]
+
+
+def test_one_confirmation_seed_has_no_spread_not_a_std_of_0_and_the_legend_counts_the_seeds(tmp_path):
+    screen, confirms = write_inputs(tmp_path)
+    one = frontier.confirm_point(confirms[:1])
+    assert one["probe_default_top1"] == (58.0, None) and one["seeds"] == (1, None)  # was (58.0, 0.0): a bar of 0
+    assert frontier.seeds_label(1) == "1 seed, no spread" and frontier.seeds_label(2) == "2 seeds"  # was "3 seeds"
+    two = frontier.confirm_point(confirms)
+    assert two["probe_default_top1"] == (59.0, pytest.approx(2 ** 0.5)) and two["seeds"][0] == 2
+    frontier.main(["--screen", str(screen), "--confirm", str(confirms[0]), "--out", str(tmp_path / "f.png")])
+
+
+def test_confirmations_of_other_lengths_are_refused(tmp_path):
+    _, confirms = write_inputs(tmp_path)
+    confirms[1].write_text(confirms[1].read_text().replace('"epochs": 32', '"epochs": 16'))
+    with pytest.raises(SystemExit, match="trained 16 and 32 epochs"):
+        frontier.confirm_point(confirms)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 
-from maelab.config import DataConfig
+from maelab.config import CIFAR10_MD5, DataConfig
 from maelab.data.cifar10 import find_cifar10, load_cifar10
 from maelab.errors import DataError
 
@@ -129,4 +131,60 @@ def test_corrupt_archive_with_right_md5_is_refused(tmp_path, serve_dir, no_data_
     md5 = hashlib.md5(b"this is not gzip data").hexdigest()
     with pytest.raises(DataError, match="cannot be unpacked"):
         find_cifar10(_cfg(tmp_path, f"{serve_dir(served)}/{ARCHIVE}", md5))
+    assert _listing(tmp_path / "cache" / "maelab") == []
+
+
+class _CutShort(BaseHTTPRequestHandler):
+    """Serves the first third of ``body``, announcing its whole length (or no length), then closes: a connection that
+    dropped mid-download."""
+
+    body = b""
+    announce = True
+
+    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        self.send_response(200)
+        if self.announce:
+            self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body[:len(self.body) // 3])
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def cut_short_url():
+    servers = []
+
+    def serve(body: bytes, announce: bool = True) -> str:
+        handler = type("Handler", (_CutShort,), {"body": body, "announce": announce})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/{ARCHIVE}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_download_cut_short_says_so_not_that_the_archive_is_wrong(tmp_path, site, cut_short_url,
+                                                                     no_data_env) -> None:
+    served, md5, _ = site
+    body = (served / ARCHIVE).read_bytes()
+    with pytest.raises(DataError) as info:
+        find_cifar10(_cfg(tmp_path, cut_short_url(body), md5))
+    message = str(info.value)
+    assert f"was cut short ({len(body) // 3} of {len(body)} bytes): the connection ended early; run again" in message
+    assert "md5" not in message and "official" not in message and "\n" not in message
+    assert _listing(tmp_path / "cache" / "maelab") == []
+
+
+def test_without_an_announced_length_the_official_archive_is_held_to_its_known_size(tmp_path, cut_short_url,
+                                                                                    no_data_env) -> None:
+    cfg = _cfg(tmp_path, cut_short_url(b"x" * 3000, announce=False), CIFAR10_MD5)
+    with pytest.raises(DataError, match=r"was cut short \(1000 of 170498071 bytes\)"):
+        find_cifar10(cfg)
     assert _listing(tmp_path / "cache" / "maelab") == []

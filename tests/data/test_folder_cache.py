@@ -103,6 +103,23 @@ def test_a_changed_file_rebuilds_the_cache_and_removes_the_stale_one(tmp_path) -
     assert load_dataset(cfg, seed=0).x_train.shape[0] == 6 and cache_files(tmp_path / "cache") != [new]
 
 
+def test_a_file_rewritten_with_its_size_and_mtime_restored_rebuilds_the_cache(tmp_path) -> None:
+    # BMPs of one size are byte-for-byte the same length; cp -p, rsync -t, tar x and reproducible archives restore
+    # the mtime: the cache kept the old pixels (issue 29)
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (10 + i, 10, 10)).save(root / f"{i}.bmp")
+    cfg = folder_cfg(root, tmp_path / "cache", 0)
+    assert load_dataset(cfg, seed=0).x_train[0, 0, 0].tolist() == [10, 10, 10]
+    st = (root / "0.bmp").stat()
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(root / "0.bmp")
+    os.utime(root / "0.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (root / "0.bmp").stat().st_size == st.st_size and (root / "0.bmp").stat().st_mtime_ns == st.st_mtime_ns
+    assert load_dataset(cfg, seed=0).x_train[0, 0, 0].tolist() == [200, 0, 0]
+    assert len(cache_files(tmp_path / "cache")) == 1  # the stale one deleted
+
+
 def test_a_crash_while_decoding_leaves_no_cache_file(tmp_path, monkeypatch) -> None:
     root = make_tree(tmp_path / "photos")
     (root / "broken.png").write_bytes(b"not a png")

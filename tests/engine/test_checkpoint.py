@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch
 from maelab.cli import main
 from maelab.engine.checkpoint import load_checkpoint, save_checkpoint
 from maelab.errors import UserError
-from tests.conftest import TINY
+from tests.conftest import TINY, after_banner
 
 
 class Payload:
@@ -46,6 +47,10 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
 
 
+def in_checkpoints(path: str) -> bool:
+    return Path(path).parent.name == "checkpoints" or Path(path).name == "checkpoints"
+
+
 def full_disk_on_save(monkeypatch, fail_at):
     """The checkpoint file of the ``fail_at``-th save takes a little, then the disk is full: its write raises ENOSPC
     (torch.save writing into such a file raised its zip writer's RuntimeError, "unexpected pos", not the OSError)."""
@@ -56,8 +61,10 @@ def full_disk_on_save(monkeypatch, fail_at):
             super().write(bytes(memoryview(data)[:16]))
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def fdopen(fd, mode="r", *args, **kwargs):
-        return FullDisk(fd, "wb") if next(calls) == fail_at else real(fd, mode, *args, **kwargs)
+    def fdopen(fd, mode="r", *args, **kwargs):  # counts the checkpoint files only (not run_info.json, say)
+        if in_checkpoints(os.readlink(f"/proc/self/fd/{fd}")) and next(calls) == fail_at:
+            return FullDisk(fd, "wb")
+        return real(fd, mode, *args, **kwargs)
 
     monkeypatch.setattr("maelab.engine.checkpoint.os.fdopen", fdopen)
 
@@ -67,7 +74,7 @@ def no_write_permission(monkeypatch, fail_at):
     real, calls = tempfile.mkstemp, itertools.count(1)
 
     def mkstemp(*args, **kwargs):
-        if next(calls) >= fail_at:
+        if in_checkpoints(str(kwargs.get("dir", ""))) and next(calls) >= fail_at:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         return real(*args, **kwargs)
 
@@ -84,8 +91,9 @@ def test_a_full_or_unwritable_folder_at_checkpoint_time_is_one_clear_error(tmp_p
     args = [*TINY, "optim.epochs=3", "train.tensorboard=false", f"out_dir={out}"]
     fault(monkeypatch, fail_at=2)  # the epoch-1 checkpoint is written, the epoch-2 one fails
     assert main(["pretrain", *args]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    err = after_banner(capsys.readouterr().err)
+    assert len(err) == 1 and "Traceback" not in err[0]
+    err = err[0]
     assert err.startswith(f"maelab: error: cannot write the checkpoint {out / 'checkpoints' / 'last.pt'} ({reason})")
     assert fix in err and f"maelab pretrain --resume {out}" in err
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4  # the previous checkpoint, intact

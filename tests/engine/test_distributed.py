@@ -71,8 +71,10 @@ def test_two_ranks_reach_the_weights_of_one_rank_with_twice_the_batch_and_write_
     assert len(changed) > 10  # the weights compared did train
 
     # written once: one config, one checkpoint, one TensorBoard file, each metrics line once, mean loss logged
-    assert sorted(p.name for p in two.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "tensorboard"]
+    assert sorted(p.name for p in two.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run_info.json",
+                                                  "tensorboard"]
     assert [p.name for p in (two / "checkpoints").iterdir()] == ["last.pt"]
+    assert [start["world_size"] for start in json.loads((two / "run_info.json").read_text())] == [2]
     assert len(list((two / "tensorboard").iterdir())) == 1
     got, want = records(two), records(one)
     assert [(r["kind"], r["step"]) for r in got] == [(r["kind"], r["step"]) for r in want]

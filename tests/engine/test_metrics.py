@@ -5,7 +5,7 @@ import os
 from maelab.cli import main
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import MetricsLogger, drop_metrics_after, read_metrics
-from tests.conftest import TINY
+from tests.conftest import TINY, after_banner
 
 
 class FillsUp:
@@ -39,7 +39,7 @@ def test_a_full_disk_while_logging_is_one_clear_error_and_resume_drops_the_cut_l
     monkeypatch.setattr(MetricsLogger, "__init__", init)
     args = [*TINY, "optim.epochs=2", "train.log_every=1", "train.tensorboard=false", f"out_dir={out}"]
     assert main(["pretrain", *args]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = after_banner(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith(f"maelab: error: cannot write the metrics {out / 'metrics.jsonl'} "
                                                "(No space left on device): free space")
     assert load_checkpoint(checkpoint_path(out))["step"] == 4

@@ -75,7 +75,7 @@ def test_the_guard_does_not_change_a_good_step(kind, grad_clip):
 def test_stop_policy_names_the_first_bad_step():
     policy = NanPolicy("stop", 10, torch.device("cpu"))
     policy.check([1.0, 2.0], first_step=0)  # finite: goes on
-    with pytest.raises(NonFiniteLossError, match="non-finite at step 12:"):
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 13: the run stopped"):
         policy.check([1.0, 2.0, NAN, float("inf")], first_step=10)
     assert policy.log_fields() == {} and policy.epoch_fields() == {}
 
@@ -92,7 +92,7 @@ def test_skip_policy_counts_skipped_steps_and_stops_after_too_many_in_a_row():
     assert policy.epoch_fields() == {"skipped_steps": 3} and policy.epoch_fields() == {"skipped_steps": 0}
     for step in range(6, 9):
         policy.add(torch.tensor(NAN), torch.tensor(True), step)
-    with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 6 to 8\).*max_skipped_steps=2"):
+    with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 7 to 9\).*max_skipped_steps=2"):
         policy.check()
 
 
@@ -119,3 +119,50 @@ def test_on_cuda_the_skip_is_decided_on_the_device_without_a_host_sync():
         torch.cuda.set_sync_debug_mode(0)
     assert same_state(before, snapshot(model, opt))
     assert policy.epoch_fields() == {"skipped_steps": 1}
+
+
+@pytest.mark.parametrize("kind", ["host", "fused"])
+@pytest.mark.parametrize("grad_clip", [None, 1.0])
+def test_stop_watches_the_gradients_an_infinite_one_under_a_finite_loss_is_flagged(kind, grad_clip):
+    model, opt, _ = setup(kind)
+    assert backward_step(model, opt, None, guard=False) is None  # unwatched: the plain step, as before
+    loss = model(torch.ones(2, 6)).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    assert optimizer_step(opt, None, model.parameters(), grad_clip, watch=True).item() is False
+    loss = model(torch.ones(2, 6)).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    model[0].weight.grad[0, 0] = float("inf")
+    assert torch.isfinite(loss)
+    assert optimizer_step(opt, None, model.parameters(), grad_clip, watch=True).item() is True
+    assert not torch.isfinite(model[0].weight).all()  # the step was taken: what stop must keep from a checkpoint
+
+
+def test_stop_policy_names_the_first_step_with_non_finite_gradients_numbered_from_1():
+    policy = NanPolicy("stop", 10, torch.device("cpu"))
+    for step, bad in enumerate([False, False, True, True]):
+        policy.watch(torch.tensor(bad))
+        policy.add(torch.tensor(1.0), None, step)
+    with pytest.raises(NonFiniteLossError, match=r"^the gradients became non-finite at step 3 \(its loss was "
+                                                 r"finite\): the run stopped; lower optim.lr"):
+        policy.check([1.0, 1.0, 1.0, NAN], first_step=0)  # the NaN loss at step 4 came after: the gradients are named
+    policy = NanPolicy("stop", 10, torch.device("cpu"))
+    policy.watch(torch.tensor(True))
+    policy.add(torch.tensor(NAN), None, 0)
+    with pytest.raises(NonFiniteLossError, match="^the loss became non-finite at step 1:"):
+        policy.check([NAN], first_step=0)  # both at once: the loss is named
+
+
+def test_check_weights_names_the_non_finite_tensors():
+    class Run:
+        model, gan, step = torch.nn.Linear(3, 2), None, 7
+
+    run = Run()
+    run.check = NanPolicy("stop", 10, torch.device("cpu"))
+    run.check.check_weights(run)  # finite: nothing
+    with torch.no_grad():
+        run.model.bias[1] = float("inf")
+    with pytest.raises(NonFiniteLossError, match=r"weights became non-finite by step 7 \(1 tensor: model\.bias\); "
+                                                 "they were not written to a checkpoint"):
+        run.check.check_weights(run)

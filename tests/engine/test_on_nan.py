@@ -6,14 +6,16 @@ import itertools
 import pytest
 import torch
 
+from maelab.cli import main
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import read_metrics
-from maelab.engine.numerics import NonFiniteLossError
+from maelab.engine.numerics import NonFiniteLossError, Updater
 from maelab.engine.pretrain import pretrain
 from maelab.engine.run import build_run
 from maelab.engine.step import step_generators, train_step
 from maelab.models.mae import MAE, MAEOutput
+from tests.conftest import TINY
 
 
 def poison(monkeypatch, bad_steps):
@@ -101,14 +103,14 @@ def test_an_epoch_whose_every_step_was_skipped_has_a_null_loss_with_the_reason(t
 
 def test_stop_still_stops_at_the_same_injected_nan(tmp_path, tiny, monkeypatch):
     poison(monkeypatch, {5})
-    with pytest.raises(NonFiniteLossError, match="non-finite at step 5"):
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 6"):  # the 6th step: metrics.jsonl's step 6
         nan_run(tmp_path, tiny, "stop")
     assert load_checkpoint(checkpoint_path(tmp_path / "stop"))["step"] == 4
 
 
 def test_skip_stops_after_too_many_skipped_steps_in_a_row(tmp_path, tiny, monkeypatch):
     poison(monkeypatch, set(range(5, 100)))
-    with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 5 to 7\)"):
+    with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 6 to 8\)"):
         nan_run(tmp_path, tiny, "skip", "train.max_skipped_steps=2")
     assert load_checkpoint(checkpoint_path(tmp_path / "skip"))["step"] == 4
 
@@ -117,3 +119,73 @@ def test_skip_without_a_nan_trains_the_same_weights_as_stop(tmp_path, tiny):
     a = load_checkpoint(checkpoint_path(nan_run(tmp_path, tiny, "stop", "optim.grad_clip=1.0")))["model"]
     b = load_checkpoint(checkpoint_path(nan_run(tmp_path, tiny, "skip", "optim.grad_clip=1.0")))["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def inf_gradient(monkeypatch, at):
+    """The ``at``-th backward (0-based: one per step) leaves an infinite gradient in encoder.cls_token while the loss
+    stays finite (an overflow in the backward pass): clipping or AdamW then writes NaN into the weights."""
+    original, calls = Updater.backward, itertools.count()
+
+    def backward(self, objective):
+        original(self, objective)
+        if next(calls) == at:
+            self.params[0].grad.view(-1)[0] = float("inf")  # params[0]: encoder.cls_token
+
+    monkeypatch.setattr(Updater, "backward", backward)
+
+
+def cli_run(out, *extra):
+    return main(["pretrain", *TINY, "optim.epochs=2", "train.tensorboard=false", f"out_dir={out}", *extra])
+
+
+def one_error_line(capsys):
+    """The one error line on stderr (the start banner's lines aside), no traceback."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("maelab: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+@pytest.mark.parametrize("clip", ["null", "1.0"])
+def test_an_infinite_gradient_under_a_finite_loss_stops_before_its_nan_weights_reach_a_checkpoint(
+        tmp_path, monkeypatch, capsys, clip):
+    inf_gradient(monkeypatch, at=3)  # the last step of epoch 0: its checkpoint would have held a NaN cls_token
+    assert cli_run(tmp_path / "run", f"optim.grad_clip={clip}") == 1
+    line = one_error_line(capsys)
+    assert line.startswith("maelab: error: the gradients became non-finite at step 4 (its loss was finite): the run "
+                           "stopped; it had written no checkpoint yet, so none is kept; lower optim.lr")
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    steps = [r["step"] for r in read_metrics(tmp_path / "run") if r["kind"] == "step"]
+    assert steps == [2]  # metrics.jsonl numbers the 4th step 4 as well: it was not logged (log_every=2, stopped)
+
+
+def test_an_infinite_gradient_at_the_last_step_exits_non_zero_and_keeps_the_good_checkpoint(tmp_path, monkeypatch,
+                                                                                           capsys):
+    inf_gradient(monkeypatch, at=7)  # the run's last step: it exited 0 with NaN weights in last.pt
+    out = tmp_path / "run"
+    assert cli_run(out) == 1
+    line = one_error_line(capsys)
+    last = out / "checkpoints" / "last.pt"
+    assert f"non-finite at step 8 (its loss was finite): the run stopped; its last good checkpoint, {last} (step 4, " \
+           "finite weights), is kept;" in line
+    kept = load_checkpoint(last)
+    assert kept["step"] == 4 and all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_weights_that_became_non_finite_are_never_written_to_a_checkpoint(tmp_path, monkeypatch, capsys):
+    original, calls = Updater.apply, itertools.count()
+
+    def apply(self, lr, objective):  # an update that leaves NaN weights behind finite gradients (any cause)
+        skipped = original(self, lr, objective)
+        if next(calls) == 7:
+            with torch.no_grad():
+                self.params[0].view(-1)[0] = float("nan")
+        return skipped
+
+    monkeypatch.setattr(Updater, "apply", apply)
+    out = tmp_path / "run"
+    assert cli_run(out, "train.on_nan=skip") == 1  # skip too: the check before a checkpoint is the policy's last word
+    line = one_error_line(capsys)
+    assert line.startswith("maelab: error: the weights became non-finite by step 8 (1 tensor: model.encoder.cls_token)"
+                           "; they were not written to a checkpoint: the run stopped; its last good checkpoint")
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4

@@ -52,8 +52,9 @@ def test_resume_is_bit_exact(tmp_path, tiny):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny):
     run_dir = run(tmp_path, "nan", [*tiny, "optim.epochs=3", "train.stop_after_epochs=1", "train.tensorboard=false"])
     good = weights(run_dir)
-    # step 4 still computes its loss with good weights; its lr=1e30 update makes step 5's loss non-finite
-    with pytest.raises(NonFiniteLossError, match="non-finite at step 5"):
+    # the 5th step still computes its loss with good weights; its lr=1e30 update makes the 6th step's loss non-finite
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at step 6: the run stopped; its last good checkpoint, "
+                                                 r".*last\.pt \(step 4, finite weights\), is kept"):
         resume(run_dir, ["train.stop_after_epochs=null", "optim.lr=1e30"])
     kept = load_checkpoint(checkpoint_path(run_dir))
     assert kept["step"] == 4

@@ -58,6 +58,7 @@ def test_a_stop_at_or_before_the_trained_epochs_is_refused_and_writes_nothing(st
 def test_resuming_a_finished_run_says_how_to_extend_it(stopped, capsys):
     resume(stopped, [])
     before = files(stopped)
+    capsys.readouterr()
     assert main(["pretrain", "--resume", str(stopped)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

@@ -14,6 +14,8 @@ or seeds per side):
 
 df is n − 1 paired, and 2n − 2 for Welch (equal sizes and spreads: Welch's df at its largest). These use the
 spread measured by the seeds run, itself uncertain with few seeds: the figures are estimates, not guarantees.
+A spread of 0 (every seed gave the same difference) measures nothing: both are then None (``ZERO_SPREAD``), not
+an MDE of 0 or "2 seeds".
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from maelab.ablate.stats import PAIRED
 
 POWER, LEVEL = 0.8, 0.95
 MAX_SEEDS = 1000  # seeds_needed gives None beyond this
+ZERO_SPREAD = "the seeds measured no spread (sd 0), and a power computed from none would be a certainty no seed showed"
+BEYOND = f"more than {MAX_SEEDS:,} seeds"
 
 
 def df_of(n: int, test: str) -> int:
@@ -32,27 +36,32 @@ def df_of(n: int, test: str) -> int:
 
 
 def power_better(delta: float, sd: float, n: int, test: str = PAIRED, level: float = LEVEL) -> float:
-    """Probability that the interval of a *better* claim lies above 0 when the true difference is ``delta``."""
+    """Probability that the interval of a *better* claim lies above 0 when the true difference is ``delta``.
+    Raises ValueError for sd <= 0 (``ZERO_SPREAD``)."""
     from scipy import stats as sps
 
+    if sd <= 0:
+        raise ValueError(f"the power needs a spread > 0, got sd {sd}: {ZERO_SPREAD}")
     df = df_of(n, test)
     critical = sps.t.ppf(0.5 + level / 2, df)
-    if sd == 0:
-        return 1.0 if delta > 0 else 0.0
     return float(sps.nct.sf(critical, df, delta / (sd / math.sqrt(n))))
 
 
-def mde(kind: str, sd: float, n: int, test: str = PAIRED, power: float = POWER, level: float = LEVEL) -> float:
+def mde(kind: str, sd: float, n: int, test: str = PAIRED, power: float = POWER,
+        level: float = LEVEL) -> Optional[float]:
     """The smallest true difference (*better*) or margin (*same*) that ``n`` seeds detect with ``power``, in the
-    metric's units. Raises ValueError for n < 2 or an unknown kind."""
+    metric's units; None for sd 0 (``ZERO_SPREAD``). Raises ValueError for n < 2 or an unknown kind."""
+    if n < 2:
+        raise ValueError(f"a power needs 2 or more seeds, got {n}")
+    return None if sd == 0 else _mde(kind, sd, n, test, power, level)
+
+
+def _mde(kind: str, sd: float, n: int, test: str, power: float, level: float) -> float:
+    """:func:`mde` for sd > 0 and n >= 2."""
     from scipy import stats as sps
     from scipy.optimize import brentq
 
-    if n < 2:
-        raise ValueError(f"a power needs 2 or more seeds, got {n}")
     se, df = sd / math.sqrt(n), df_of(n, test)
-    if se == 0:
-        return 0.0
     if kind == "same":
         return float((sps.t.ppf(0.5 + level / 2, df) + sps.t.ppf(0.5 + power / 2, df)) * se)
     if kind == "better":
@@ -65,16 +74,20 @@ def mde(kind: str, sd: float, n: int, test: str = PAIRED, power: float = POWER, 
 
 def seeds_needed(kind: str, sd: float, effect: float, test: str = PAIRED, power: float = POWER,
                  level: float = LEVEL) -> Optional[int]:
-    """The fewest seeds (2 or more) whose MDE is at most ``effect`` (> 0); None beyond ``MAX_SEEDS``."""
+    """The fewest seeds (2 or more) whose MDE is at most ``effect`` (> 0); None beyond ``MAX_SEEDS`` (``BEYOND``)
+    and for sd 0 (``ZERO_SPREAD``: no spread, nothing to plan from). Raises ValueError for an effect <= 0."""
     if effect <= 0:
         raise ValueError(f"the effect to detect must be > 0, got {effect}")
+    if sd == 0:
+        return None
     low, high = 2, MAX_SEEDS
-    if mde(kind, sd, high, test, power, level) > effect:
+    if _mde(kind, sd, high, test, power, level) > effect:
         return None
     while low < high:  # the MDE falls as seeds are added: bisect for the first n that reaches the effect
         mid = (low + high) // 2
-        if mde(kind, sd, mid, test, power, level) <= effect:
+        if _mde(kind, sd, mid, test, power, level) <= effect:
             high = mid
         else:
             low = mid + 1
     return low
+

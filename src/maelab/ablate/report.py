@@ -11,6 +11,8 @@ from maelab.ablate.environment import read_invocations
 from maelab.ablate.report_cells import p_value, summary_cell
 from maelab.ablate.report_claims import answer_section, claims_section, tested_interval
 from maelab.ablate.report_epochs import epoch_figures, epochs_section
+from maelab.ablate.report_resolution import TestImages, recorded_test_images
+from maelab.ablate.report_sections import failures_section, provenance_section
 from maelab.ablate.results import (
     FLOOR,
     PROTOCOLS_NAME,
@@ -31,6 +33,7 @@ from maelab.ablate.seed_plan import plan_line, read_plan
 from maelab.ablate.stats import compare
 from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
+from maelab.atomic_output import save_figure
 from maelab.engine.metrics import read_metrics
 from maelab.errors import UserError
 from maelab.run_layout import RunLayout
@@ -77,20 +80,22 @@ def build_report(out: str | Path, figures: bool = True) -> Path:
     made = write_report_figures(out, spec, rows) if figures else {}
     protocols = json.loads((out / PROTOCOLS_NAME).read_text()) if (out / PROTOCOLS_NAME).is_file() else {}
     return write_text_atomic(out / REPORT_NAME, render(spec, rows, read_invocations(out), made, protocols,
-                                                       read_plan(out), reuse_line(out)))
+                                                       read_plan(out), reuse_line(out),
+                                                       recorded_test_images(out, rows)))
 
 
 def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], figures: dict[str, str],
            probe_protocols: Optional[dict[str, Any]] = None, seed_plan: Optional[dict[str, Any]] = None,
-           reused: str = "") -> str:
+           reused: str = "", test_images: Optional[TestImages] = None) -> str:
     """The whole report as markdown (``probe_protocols``: OUT/probe_protocols.json, what the probe columns are;
     ``seed_plan``: OUT/seed_plan.json when the seeds were chosen by ``--seeds auto``; ``reused``: the sentence
-    naming the runs whose pretraining came from another folder)."""
+    naming the runs whose pretraining came from another folder; ``test_images``: each accuracy's test images, for
+    its resolution)."""
     parts = [_header(spec, rows), answer_section(spec, rows, METRICS), plan_line(seed_plan), reused,
              _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
-             _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell),
+             _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell, test_images),
              epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), _took_effect(spec, rows),
-             _figures(figures), _failures(rows), _provenance(invocations)]
+             _figures(figures), failures_section(rows), provenance_section(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -209,34 +214,10 @@ def _figures(figures: dict[str, str]) -> str:
     return "## Figures\n\n" + "\n\n".join(f"**{title}**\n\n![{title}]({path})" for title, path in figures.items())
 
 
-def _failures(rows: list[Row]) -> str:
-    failed = [r for r in rows if r.status == "failed"]
-    if not failed:
-        return ""
-    lines = ["## Failed runs (rerun the same `maelab ablate` command to try them again)", ""]
-    lines += [f"- {r.variant} seed {r.seed} (`{r.run_dir}`): {r.error}" for r in failed]
-    return "\n".join(lines)
-
-
-def _provenance(invocations: list[dict[str, Any]]) -> str:
-    if not invocations:
-        return ""
-    lines = ["## How this was made", ""]
-    for inv in invocations:
-        m, v = inv.get("machine", {}), inv.get("versions", {})
-        threads = m.get("torch_threads", "?")
-        device = m.get("gpu") or f"{m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, "\
-                                  f"{threads} torch thread{'' if threads == 1 else 's'})"
-        lines += [f"- `{inv.get('command', '?')}` — started {inv.get('started', '?')} on {device}; "
-                  + ", ".join(f"{k} {val}" for k, val in v.items())]
-    lines += ["", "`maelab report DIR` rebuilds this report (DIR/report.md) from results.csv without rerunning "
-                  "anything."]
-    return "\n".join(lines)
-
-
 def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[str, str]:
     """OUT/figures/*.png; returns {title: path relative to OUT} of those drawn."""
     from maelab.viz.ablation_plots import variant_bars_figure, variant_curves_figure
+    from maelab.viz.plots import EPOCH_LABEL
 
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +235,7 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
     made.update(epoch_figures(out, spec, rows, METRICS, ACCURACY, fig_dir))  # the suite's eval_epochs
     curves = _epoch_curves(out, spec, "mask_ratio")
     if curves:
-        fig = variant_curves_figure(curves, "epoch", "mask ratio seen by the encoder",
+        fig = variant_curves_figure(curves, EPOCH_LABEL, "mask ratio seen by the encoder",
                                     "Mask-ratio schedules as trained (lowest seed, logged per epoch)", (-0.03, 1.03))
         made["Mask-ratio schedules (logged)"] = _save(fig, fig_dir / "mask_schedules.png", out)
     recon = _reconstructions(out, spec, fig_dir)
@@ -276,7 +257,7 @@ def _epoch_curves(out: Path, spec: SuiteSpec, key: str) -> dict[str, tuple[list[
 
 
 def _reconstructions(out: Path, spec: SuiteSpec, fig_dir: Path) -> Optional[str]:
-    from maelab.viz.run_figures import write_compare_runs
+    from maelab.viz.compare import write_compare_runs
 
     names = spec.figure_variants or list(spec.variants)
     dirs = [(n, _first_seed_dir(out, n)) for n in names]
@@ -299,5 +280,6 @@ def _first_seed_dir(out: Path, variant: str) -> Optional[Path]:
 
 
 def _save(fig: Any, path: Path, out: Path) -> str:
-    fig.savefig(path, dpi=fig.dpi)
+    """Write a report figure atomically (a full disk is one line and leaves the previous figure whole)."""
+    save_figure(fig, path, "run maelab report on the folder again")
     return str(path.relative_to(out))

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Optional
 
 from maelab.ablate.judge import Judged, claimed_gain, judge
-from maelab.ablate.power import POWER
+from maelab.ablate.power import BEYOND, MAX_SEEDS, POWER
+from maelab.ablate.report_resolution import TestImages, resolution
 from maelab.ablate.results import Row
 from maelab.ablate.stats import Comparison, Difference
 from maelab.ablate.suite import ClaimSpec, SuiteSpec
@@ -19,9 +20,9 @@ def unit(metric: str) -> str:
 
 
 def could_see(j: Judged, decimals: int) -> str:
-    """"these 5 seeds could have seen a difference of 1.8 points or more" (or DASH without 2 seeds)."""
+    """"these 5 seeds could have seen a difference of 1.8 points or more" (or DASH and why there is no MDE)."""
     if j.mde is None:
-        return f"{DASH} (needs 2+ seeds on both sides)"
+        return f"{DASH} ({j.undefined.get('mde', '')})"
     value = f"{j.mde:.{decimals}f}{unit(j.claim.metric)}"
     if j.claim.kind == "same":
         return f"these {j.comparison.n} seeds could have shown sameness within ±{value} or wider"
@@ -29,23 +30,51 @@ def could_see(j: Judged, decimals: int) -> str:
 
 
 def mde_cell(j: Judged, decimals: int) -> str:
+    """The MDE ("±1.93" for *same*), or DASH (with "(no spread)" where the seeds measured none)."""
     if j.mde is None:
-        return DASH
+        return f"{DASH} (no spread)" if _no_spread(j) else DASH
     return f"{'±' if j.claim.kind == 'same' else ''}{j.mde:.{decimals}f}"
 
 
 def seeds_cell(j: Judged, decimals: int) -> str:
+    """"12 for ±1.00" (with the spread it rests on when the differences have none), or why there is no number."""
     aim = f"{'±' if j.claim.kind == 'same' else ''}{j.target:.{decimals}f}"
-    if j.mde is None:
+    if j.seeds_needed is not None:
+        return f"{j.seeds_needed} for {aim}" + (" (from each variant's spread: the differences have none)"
+                                                 if j.basis else "")
+    why = j.undefined.get("seeds_needed", "")
+    if j.mde is None and not _no_spread(j):
         return DASH
-    if j.seeds_needed is None:
-        return f"more than 1,000 for {aim}"
-    return f"{j.seeds_needed} for {aim}"
+    return f"more than {MAX_SEEDS:,} for {aim}" if why == BEYOND else f"{DASH} ({why})"
+
+
+def _no_spread(j: Judged) -> bool:
+    """The judging interval exists but has no spread behind it (every seed gave the same difference)."""
+    d = j.comparison.used
+    return d is not None and not d.decides
+
+
+def no_spread_note(j: Judged, decimals: int, images: Optional[TestImages] = None) -> str:
+    """Why a claim without spread is inconclusive: the seeds' identical differences, the test set's resolution
+    (accuracies) and how many seeds would decide, or why that is unknown."""
+    d = j.comparison.used
+    parts = [d.undefined if d is not None else ""]
+    step = resolution(j.claim.metric, images)
+    parts += [step] if step else []
+    aim = f"{'±' if j.claim.kind == 'same' else ''}{j.target:.{decimals}f}{unit(j.claim.metric)}"
+    if j.seeds_needed is not None:
+        parts.append(f"about {j.seeds_needed} seeds would decide {aim} at {POWER:.0%} power, from {j.basis}")
+    else:
+        parts.append(f"the seeds that would decide {aim} are unknown: {j.undefined.get('seeds_needed', '')}")
+    return "; ".join(parts)
 
 
 def interval(d: Optional[Difference], decimals: int) -> str:
+    """"+1.20 [+0.40, +2.00]", "+0.00 [–: no spread]" for an interval without spread, or why there is none."""
     if d is None:
         return f"{DASH} (needs 2+ seeds on both sides)"
+    if not d.decides:
+        return f"{d.diff:+.{decimals}f} [{DASH}: no spread]"
     return f"{d.diff:+.{decimals}f} [{d.low:+.{decimals}f}, {d.high:+.{decimals}f}]"
 
 
@@ -55,8 +84,10 @@ def tested_interval(c: Comparison, decimals: int) -> str:
 
 
 def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[str, int]],
-                   summary_cell: Callable[[list[Row], str, str, int], str]) -> str:
-    """The markdown of the claims (``summary_cell(rows, variant, metric, decimals)`` gives "mean ± std")."""
+                   summary_cell: Callable[[list[Row], str, str, int], str],
+                   images: Optional[TestImages] = None) -> str:
+    """The markdown of the claims (``summary_cell(rows, variant, metric, decimals)`` gives "mean ± std";
+    ``images``: the test images of each accuracy metric, :mod:`maelab.ablate.report_resolution`)."""
     if not spec.claims:
         return ""
     lines = ["## The report's claims", "",
@@ -66,7 +97,9 @@ def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
              "both), Welch's otherwise; the rule is fixed, not the narrower of the two. *better*: held if the "
              "interval lies above 0; not held if it lies below the claimed gain (or at or below 0 when the report "
              "gives no figure); otherwise inconclusive. *same*: held if the interval lies within ± the margin; not "
-             f"held if it excludes 0 and leaves the margin. The last two columns are the power ({POWER:.0%}) of "
+             "held if it excludes 0 and leaves the margin. An interval without spread (every seed gave the same "
+             "difference: tied accuracies on a small test set, say) decides nothing, whatever its sign: "
+             f"inconclusive. The last two columns are the power ({POWER:.0%}) of "
              "the seeds run, from their measured spread (docs/ablation.md): the smallest effect they could "
              "have seen, and the seeds the claim's own gain or margin needs. The report's own figures come from "
              "one seed each, with the full data and its own recipe, so compare them with the *differences* here, "
@@ -86,6 +119,8 @@ def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
                                              and gain is not None and d.high < gain) else ""
         if j.verdict == "inconclusive" and j.mde is not None:
             note = f": {could_see(j, dec)}"
+        elif _no_spread(j):
+            note = f": {no_spread_note(j, dec, images)}"
         lines.append(f"| {claim.text} ({claim.variant} vs {j.reference}, {claim.kind}"
                      f"{f', margin ±{claim.margin:g}' if claim.kind == 'same' else ''}) | {label} | "
                      f"{report_figures(claim)} | {measured} | {tested_interval(j.comparison, dec)} | "
@@ -133,7 +168,8 @@ def _pairing(judged: list[Judged], metrics: dict[str, tuple[str, int]]) -> str:
         c = j.comparison
         r = DASH if c.correlation is None else f"{c.correlation:+.2f}"
         ratio = DASH
-        if c.paired is not None and c.welch is not None and c.welch.high > c.welch.low:
+        if c.paired is not None and c.paired.decides and c.welch is not None and c.welch.decides \
+                and c.welch.high > c.welch.low:
             ratio = f"{(c.paired.high - c.paired.low) / (c.welch.high - c.welch.low):.2f}"
         paired_n = c.n if c.test == "paired" else 0
         lines.append(f"| {j.claim.text} | {paired_n} | {r} | {interval(c.paired, dec)} | "

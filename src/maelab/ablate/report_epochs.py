@@ -8,6 +8,7 @@ from pathlib import Path
 
 from maelab.ablate.results import FLOOR, Row, at_epoch, split_epoch, values_of
 from maelab.ablate.suite import SuiteSpec
+from maelab.atomic_output import save_figure
 
 SummaryCell = Callable[[list[Row], str, str, int], str]  # report_cells.summary_cell: (rows, variant, metric, decimals)
 FIGURE = "accuracy_by_epoch_{metric}.png"
@@ -56,6 +57,6 @@ def epoch_figures(out: Path, spec: SuiteSpec, rows: list[Row], metrics: dict[str
         fig = epoch_curves_figure(curves, label, f"{spec.name}: {label} by epoch (mean ± std over seeds)",
                                   values_of(rows, FLOOR, metric))
         path = fig_dir / FIGURE.format(metric=metric)
-        fig.savefig(path, dpi=fig.dpi)
+        save_figure(fig, path, "run maelab report on the folder again")
         made[f"{label} versus epoch"] = str(path.relative_to(out))
     return made

@@ -27,7 +27,7 @@ import yaml
 from maelab.ablate.results import SUITE_NAME, not_an_ablation, read_status
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, load_config, to_dict
-from maelab.config.loading import persisted, save_config
+from maelab.config.loading import load_yaml, persisted, save_config
 from maelab.engine.checkpoint import load_checkpoint, save_checkpoint
 from maelab.errors import ConfigError, UserError
 from maelab.run_layout import RunLayout
@@ -147,6 +147,6 @@ def _saved_config(path: Path) -> Optional[Config]:
     """A run's config.yaml read through today's schema (keys added since take their defaults); None when it no
     longer loads (such a run is not reused)."""
     try:
-        return load_config(None, [], base=yaml.safe_load(path.read_text()))
+        return load_config(None, [], base=load_yaml(path.read_text(), str(path)))
     except (ConfigError, yaml.YAMLError):
         return None

@@ -74,17 +74,17 @@ def run_one(plan: Plan, suite: Suite) -> None:
         kept = {k: v for k, v in status.items() if k in ("seconds", "timed_on")}  # not an earlier failure's
         status = {**kept, "pretrained": True, **pretrain_or_reuse(plan)}
         write_status(plan.run_dir, status)
-    overrides = list(suite.spec.eval_overrides)
+    overrides = list(suite.spec.eval_overrides)  # the suite's evaluation data: eval/<name>.json, untagged
     for name in [e for e in suite.spec.evals if e != "scratch"]:
         if not RunLayout(plan.run_dir).eval_result(name).is_file():
-            getattr(commands, f"run_{name}")(plan.run_dir, overrides)
+            getattr(commands, f"run_{name}")(plan.run_dir, overrides, tag_data=False)
         for epoch in suite.spec.eval_epochs:  # the kept checkpoints the suite asks for (checked by load_suite)
             if not RunLayout(plan.run_dir).eval_result(name, tag=epoch_tag(epoch)).is_file():
-                getattr(commands, f"run_{name}")(plan.run_dir, overrides, f"epoch:{epoch}")
+                getattr(commands, f"run_{name}")(plan.run_dir, overrides, f"epoch:{epoch}", tag_data=False)
     if suite.spec.floor and plan.variant == suite.spec.baseline:
         for name in [e for e in suite.spec.evals if e in FLOOR_EVALUATIONS]:
             if not RunLayout(plan.run_dir).eval_result(name, random_init=True).is_file():
-                getattr(commands, f"run_{name}")(plan.run_dir, overrides, random_init=True)
+                getattr(commands, f"run_{name}")(plan.run_dir, overrides, random_init=True, tag_data=False)
     write_status(plan.run_dir, {**status, "status": "done"})
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 import yaml
 
-from maelab.ablate.budget import Budget, measured, pick, timed_on
+from maelab.ablate.budget import Budget, measured, pick, seconds_left, timed_on
 from maelab.ablate.claims import claimed
 from maelab.ablate.environment import record_invocation
 from maelab.ablate.results import (
@@ -41,6 +41,7 @@ from maelab.ablate.run_one import minutes, run_timed, stages
 from maelab.ablate.suite import Suite, SuiteSpec, suite_from_dict
 from maelab.atomic import write_text_atomic
 from maelab.config import Config, to_dict
+from maelab.config.loading import load_yaml
 from maelab.engine.signals import RunInterrupted, set_deadline
 from maelab.errors import UserError, require_folder
 
@@ -102,7 +103,7 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
     log(f"ablate {suite.name}: {counted(len(plans), 'run')} ({counted(len(suite.variant_names()), 'variant')}"
         f"{scratch} × {counted(len(suite.seeds), 'seed')}), {len(plans) - len(todo)} already finished, into {out}")
     _say_reuse(todo, out, log)
-    where, tried, start, done_here = timed_on(workers), set(), time.perf_counter(), 0
+    where, tried, start = timed_on(workers), set(), time.perf_counter()
     previous = set_deadline(budget.deadline if budget else None)
     try:
         while (plan := _next_plan([p for p in todo if p.run_dir not in tried and not is_finished(p)], budget,
@@ -112,14 +113,15 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
                 if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
                     continue
                 elapsed = time.perf_counter() - start
-                left = len([p for p in todo if p.run_dir not in tried and not is_finished(p)])
-                eta = f"about {minutes(elapsed / done_here * left / workers)} left" if done_here else "estimating"
+                others = [p for p in todo if p.run_dir not in tried and not is_finished(p)]
+                left = len(others)
+                ahead = seconds_left([plan, *others], measured(plans, where), workers)  # this run included
+                eta = "no run timed yet" if ahead is None else f"about {minutes(ahead)} left"
                 if budget is not None:
                     eta += f"; {minutes(max(budget.left(), 0))} of the time budget left"
                 log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {stages(suite, plan)} "
                     f"(elapsed {minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
                 run_timed(plan, suite, log, where)
-            done_here += 1
             collect_and_write(suite, out)
     except RunInterrupted as stopped:
         if not stopped.at_deadline:
@@ -196,7 +198,7 @@ def save_suite(suite: Suite, out: Path) -> None:
     path = require_folder(out, "--out") / SUITE_NAME
     mine = to_dict(suite.spec)
     if path.is_file():  # read through SuiteSpec: a key added since (its default) is no difference
-        theirs = to_dict(suite_from_dict(yaml.safe_load(path.read_text()) or {}, path))
+        theirs = to_dict(suite_from_dict(load_yaml(path.read_text(), str(path)) or {}, path))
         if _without_seeds(theirs) != _without_seeds(mine):
             raise UserError(f"{out} holds an ablation of another suite (or of this one with other settings): "
                             "give another --out, or run the suite that made it")
@@ -220,7 +222,7 @@ def saved_suite(out: Path) -> SuiteSpec:
     path = Path(out) / SUITE_NAME
     if not path.is_file():
         raise UserError(not_an_ablation(Path(out), str(out)))
-    return suite_from_dict(yaml.safe_load(path.read_text()) or {}, path)
+    return suite_from_dict(load_yaml(path.read_text(), str(path)) or {}, path)
 
 
 def _without_seeds(spec: dict) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from maelab.ablate.judge import judge
+from maelab.ablate.power import BEYOND
 from maelab.ablate.results import Row
 from maelab.ablate.suite import Suite
 from maelab.atomic import write_text_atomic
@@ -44,13 +45,15 @@ def plan_seeds(suite: Suite, out: Path, rows: list[Row], max_seeds: int) -> dict
     claims = []
     for claim in suite.spec.claims:
         j = judge(claim, suite.spec, rows)
-        measured = j.mde is not None  # 2+ seeds of the claim's metric on both sides
-        needed = j.seeds_needed if measured else None
+        needed, why = j.seeds_needed, j.undefined.get("seeds_needed", "")
+        measured = needed is not None or why == BEYOND  # a spread to plan from (none: see judge.Judged)
         claims.append({"text": claim.text, "metric": claim.metric, "kind": claim.kind, "target": j.target,
                        "test": j.comparison.test, "pilot_sd": j.comparison.sd, "pilot_seeds": j.comparison.n,
                        "pilot_mde": j.mde, "seeds_needed": needed, "measured": measured,
-                       "capped": measured and (needed is None or needed > max_seeds)})
-    # a claim whose metric the pilot did not measure cannot ask for seeds; one beyond 1,000 seeds takes the cap
+                       "capped": measured and (needed is None or needed > max_seeds),
+                       **({} if measured else {"not_planned": why})})
+    # a claim whose metric the pilot did not measure, or measured without any spread, cannot ask for seeds; one
+    # beyond 1,000 seeds takes the cap
     wanted = [c["seeds_needed"] or max_seeds for c in claims if c["measured"]]
     seeds = min(max_seeds, max([PILOT_SEEDS, *wanted]))
     plan = {"pilot_seeds": PILOT_SEEDS, "max_seeds": max_seeds, "seeds": seeds, "claims": claims,
@@ -66,7 +69,8 @@ def describe(plan: dict[str, Any]) -> str:
     lines = [f"seed plan ({PLAN_NAME}): {plan['seeds']} seeds (pilot {plan['pilot_seeds']}, cap {plan['max_seeds']})"]
     for c in plan["claims"]:
         if not c["measured"]:
-            lines.append(f"  {c['text']}: not planned (the pilot has no 2 seeds of {c['metric']} on both sides)")
+            why = c.get("not_planned") or f"the pilot has no 2 seeds of {c['metric']} on both sides"
+            lines.append(f"  {c['text']}: not planned ({why})")
             continue
         need = c["seeds_needed"] if c["seeds_needed"] is not None else "more than 1,000"
         cap = " (capped)" if c["capped"] else ""

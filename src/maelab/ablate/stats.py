@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -30,39 +30,58 @@ def summarize(values: Sequence[float]) -> Summary:
     return Summary(n, mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)))
 
 
-NO_SPREAD = "no spread: every seed gives the same value on both sides, so the t statistic is 0 / 0"
+NO_WIDTH = "zero spread, so the interval has no width and decides nothing"
+# a spread at most this fraction of the values' magnitude is float rounding, not spread: accuracies tied to the
+# image differ by about 1e-16 of their size after a subtraction (45.4 - 45.2 != 46.2 - 46.0 in floats), while one
+# image of a million-image test set is 1e-6 of an accuracy near 100
+ROUNDING = 1e-9
+
+
+def spread(std: Optional[float], *groups: Iterable[float]) -> Optional[float]:
+    """``std`` (a sample std of values computed from ``groups``), or 0.0 where it is float rounding: at most
+    ``ROUNDING`` times the largest magnitude in ``groups``."""
+    scale = max((abs(v) for g in groups for v in g), default=0.0)
+    return 0.0 if std is not None and std <= ROUNDING * scale else std
 
 
 @dataclass(frozen=True)
 class Difference:
-    """mean(a) - mean(b) with Welch's 95% interval and two-sided p-value.
+    """mean(a) - mean(b) with its 95% interval, two-sided p-value and degrees of freedom.
 
-    ``p`` and ``df`` are None where they are undefined (``NO_SPREAD``); the interval is always defined.
+    With no spread (every per-seed difference equal, or every value of each side equal) the t statistic is 0 / 0
+    or ±inf and the interval has no width: ``low``, ``high``, ``p`` and ``df`` are then None and ``undefined``
+    says why (the difference itself is still measured); a verdict on such a difference is inconclusive.
     """
 
     diff: float
-    low: float
-    high: float
+    low: Optional[float]
+    high: Optional[float]
     p: Optional[float]
     df: Optional[float]
+    undefined: str = ""  # why low, high, p and df are None; "" when they are defined
+
+    @property
+    def decides(self) -> bool:
+        """Whether the interval is defined (it has spread behind it)."""
+        return self.low is not None and self.high is not None
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Optional[Difference]:
     """Welch's unequal-variance t-test of mean(a) - mean(b); None when either side has fewer than 2 values.
 
-    With no spread on either side (standard error 0) the difference is known exactly: the interval is
-    [diff, diff] (its half-width t * 0 is 0 for every df) and df = 0 / 0 is undefined (None); p is 0 when
-    diff != 0 (t = ±inf, p = 0 for every df, as scipy's ``ttest_ind``) and None when diff == 0 (t = 0 / 0,
-    where scipy returns NaN).
+    With no spread on either side (standard error 0) the interval, p and df are undefined (None, with the reason:
+    scipy's ``ttest_ind`` gives NaN for equal means and p = 0 otherwise, a certainty no seed measured).
     """
     sa, sb = summarize(a), summarize(b)
     if sa.n < 2 or sb.n < 2:
         return None
     diff = sa.mean - sb.mean
-    va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+    va, vb = spread(sa.std, a, b) ** 2 / sa.n, spread(sb.std, a, b) ** 2 / sb.n
     se = math.sqrt(va + vb)
     if se == 0.0:
-        return Difference(diff, diff, diff, None if diff == 0 else 0.0, None)
+        why = (f"each side gave the same value on every seed ({sa.mean:g} on {sa.n} seeds, {sb.mean:g} on {sb.n}): "
+               f"{NO_WIDTH}")
+        return Difference(diff, None, None, None, None, why)
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
     return _t_interval(diff, se, df, level)
 
@@ -76,15 +95,16 @@ def _t_interval(diff: float, se: float, df: float, level: float) -> Difference:
 
 def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Optional[Difference]:
     """The paired t-interval of mean over common seeds of (a[seed] - b[seed]) (``scipy.stats.ttest_rel``);
-    None with fewer than 2 common seeds. No spread in the differences: the interval is [diff, diff], df and p
-    as in :func:`welch`."""
+    None with fewer than 2 common seeds. No spread in the differences (tied accuracies, say): the interval, p
+    and df are undefined, as in :func:`welch`."""
     seeds = sorted(a.keys() & b.keys())
     if len(seeds) < 2:
         return None
     s = summarize([a[k] - b[k] for k in seeds])
-    se = s.std / math.sqrt(s.n)
+    se = spread(s.std, [a[k] for k in seeds], [b[k] for k in seeds]) / math.sqrt(s.n)
     if se == 0.0:
-        return Difference(s.mean, s.mean, s.mean, None if s.mean == 0 else 0.0, None)
+        why = f"the {s.n} seeds gave identical differences ({s.mean:+g} each): {NO_WIDTH}"
+        return Difference(s.mean, None, None, None, None, why)
     return _t_interval(s.mean, se, s.n - 1, level)
 
 
@@ -99,8 +119,10 @@ class Comparison:
     initial weights, data order and random draws (common random numbers), so the per-seed difference removes
     what the seed adds to both; the rule is fixed before looking at the data, not "the narrower interval".
     ``sd`` and ``n`` are what the power of :mod:`maelab.ablate.power` needs: the std of the per-seed differences
-    and the pairs (paired), or sqrt(s_a² + s_b²) and the seeds per side (Welch). ``correlation``: Pearson's r of
-    the two sides over common seeds (None below 3 pairs or without spread), the reason pairing pays or not.
+    and the pairs (paired), or sqrt(s_a² + s_b²) and the seeds per side (Welch). ``welch_sd``: sqrt(s_a² + s_b²)
+    in either case (None without 2 values per side), what the power can rest on when the per-seed differences
+    have no spread. ``correlation``: Pearson's r of the two sides over common seeds (None below 3 pairs or
+    without spread), the reason pairing pays or not.
     """
 
     paired: Optional[Difference]
@@ -109,6 +131,7 @@ class Comparison:
     sd: Optional[float]
     n: int
     correlation: Optional[float]
+    welch_sd: Optional[float] = None
 
     @property
     def used(self) -> Optional[Difference]:
@@ -119,12 +142,13 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95)
     """:class:`Comparison` of the values ``a`` and ``b`` (seed -> value) of two variants."""
     common = sorted(a.keys() & b.keys())
     w = welch(list(a.values()), list(b.values()), level)
-    if len(common) >= 2:
-        diffs = summarize([a[k] - b[k] for k in common])
-        return Comparison(paired(a, b, level), w, PAIRED, diffs.std, len(common), _pearson(a, b, common))
     sa, sb = summarize(list(a.values())), summarize(list(b.values()))
-    sd = math.sqrt(sa.std**2 + sb.std**2) if w is not None else None
-    return Comparison(None, w, WELCH, sd, min(sa.n, sb.n), None)
+    groups = (a.values(), b.values())
+    welch_sd = math.sqrt(spread(sa.std, *groups) ** 2 + spread(sb.std, *groups) ** 2) if w is not None else None
+    if len(common) >= 2:
+        diffs = spread(summarize([a[k] - b[k] for k in common]).std, *groups)
+        return Comparison(paired(a, b, level), w, PAIRED, diffs, len(common), _pearson(a, b, common), welch_sd)
+    return Comparison(None, w, WELCH, welch_sd, min(sa.n, sb.n), None, welch_sd)
 
 
 def _pearson(a: Mapping[int, float], b: Mapping[int, float], seeds: list[int]) -> Optional[float]:
@@ -144,9 +168,10 @@ def verdict(kind: str, d: Optional[Difference], claimed_gain: Optional[float] = 
 
     ``better``: held if the interval lies above 0; not held if it lies below the claimed gain (or at or below
     0 when no gain is claimed); inconclusive otherwise. ``same``: held if the interval lies within ±margin;
-    not held if it excludes 0 and reaches beyond the margin; inconclusive otherwise.
+    not held if it excludes 0 and reaches beyond the margin; inconclusive otherwise. No interval (fewer than 2
+    seeds a side) or one without spread (``Difference.undefined``) decides nothing: inconclusive.
     """
-    if d is None:
+    if d is None or not d.decides:
         return INCONCLUSIVE
     if kind == "better":
         if d.low > 0:

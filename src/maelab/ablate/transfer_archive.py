@@ -14,6 +14,7 @@ import yaml
 
 from maelab.ablate.results import SUITE_NAME
 from maelab.ablate.suite import SuiteSpec, suite_from_dict
+from maelab.config.loading import load_yaml
 from maelab.errors import UserError
 
 PACK_AGAIN = "pack it again with `maelab ablate SUITE.yaml --out DIR --archive FILE`"
@@ -78,7 +79,7 @@ def spec_of(text: str, archive: Path) -> SuiteSpec:
     """The suite of an archive's suite.yaml ``text``. Raises UserError (ConfigError) when it is not one."""
     where = Path(f"{archive}:{SUITE_NAME}")
     try:
-        return suite_from_dict(yaml.safe_load(text) or {}, where)
+        return suite_from_dict(load_yaml(text, str(where)) or {}, where)
     except yaml.YAMLError as err:
         raise UserError(f"{where} is not valid YAML ({str(err).splitlines()[0]}): {PACK_AGAIN}") from None
 

@@ -22,11 +22,12 @@ class DataConfig:
     # and test/ (unlabeled: pretraining, recon and figures only; see maelab.data.folder)
     name: str = "cifar10"  # cifar10 | synthetic | props | folder
     # cifar10, props: a folder holding cifar-10-batches-py/ (props: Progress-Objects-Sample/ or its .tar.gz),
-    # else $MAELAB_DATA_DIR, else the cache. folder: the image folder itself (required).
+    # else $MAELAB_DATA_DIR, else the cache. folder: the image folder itself (required). A data.root holding another
+    # source's files (images with cifar10, CIFAR-10 with folder, any with synthetic) is refused (maelab.data.roots).
     root: Optional[str] = None
     download: bool = True  # download into the cache when the data is found nowhere
-    url: Optional[str] = None  # where the archive is fetched from; None = data.name's official source
-    md5: Optional[str] = None  # md5 of the downloaded archive; None = the official archive's
+    url: Optional[str] = None  # cifar10, props: where the archive is fetched from; None = the official source
+    md5: Optional[str] = None  # cifar10, props: md5 of the downloaded archive; None = the official archive's
     cache_dir: Optional[str] = None  # default ~/.cache/maelab
     limit_train: Optional[int] = None  # seeded, class-balanced subset of the training set
     limit_test: Optional[int] = None  # seeded, class-balanced subset of the test set
@@ -49,6 +50,10 @@ class DataConfig:
         _positive("data.max_memory_gib", self.max_memory_gib, allow_zero=True)
         if self.md5 is not None and re.fullmatch(r"[0-9a-fA-F]{32}", self.md5) is None:
             raise ConfigError(f"data.md5={self.md5!r} is not an md5 (32 hex digits): fix it or leave it unset")
+        for key in ("url", "md5"):
+            if self.name not in ("cifar10", "props") and getattr(self, key) is not None:
+                raise ConfigError(f"data.{key} names the archive that data.name=cifar10 or props downloads, and "
+                                  f"data.name={self.name} downloads nothing: drop data.{key}")
         if self.name == "folder" and not self.root:
             raise ConfigError("data.name=folder needs data.root: a folder of images (any tree for pretraining, or "
                               "train/<class>/ and test/<class>/ for labels)")

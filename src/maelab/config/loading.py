@@ -12,6 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from maelab.config.as_written import refuse_booleans_for_text
 from maelab.config.data import AugConfig, DataConfig
 from maelab.config.evaluation import EvalConfig, FinetuneConfig, KnnConfig, ProbeConfig, ReconConfig
 from maelab.config.training import (
@@ -133,6 +134,7 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | None =
     if overrides:
         layers.append((_parse_overrides(overrides), "the command-line overrides"))
     for layer, source in layers:
+        refuse_booleans_for_text(OmegaConf.to_container(layer), source, Config)
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as err:
@@ -180,7 +182,7 @@ def read_yaml_mapping(path: Path, what: str = "config file", example: str = "con
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist: give a path such as {example}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} {path} is not valid YAML ({err.__class__.__name__}): fix its syntax") from None
     if data is None:
@@ -188,6 +190,66 @@ def read_yaml_mapping(path: Path, what: str = "config file", example: str = "con
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping of keys, not a {type(data).__name__}")
     return data
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses a key given twice in one mapping, at any depth (PyYAML keeps the last one
+    in silence). Anchors, aliases and merge keys (``<<: *defaults``) work as in SafeLoader: a key written beside a
+    merge key overrides the merged one, which is no duplicate. Set ``where`` (the file) before loading."""
+
+    where = "<string>"
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        """Check every mapping of the document as written (before merge keys are expanded), then construct it.
+        Raises ConfigError for a repeated key."""
+        self._refuse_repeats(node, "", set())
+        return super().construct_document(node)
+
+    def _refuse_repeats(self, node: yaml.Node, prefix: str, seen: set[int]) -> None:
+        """Walk ``node``'s tree once (an alias is the anchored node itself; ``seen`` stops recursive anchors)."""
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._refuse_repeats(item, f"{prefix}[{i}]", seen)
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = self._key_of(key_node)
+                name = f"{prefix}.{key}" if prefix else str(key)
+                if key is not None and key in lines:
+                    raise ConfigError(f"{self.where}: key {name} is given twice (lines {lines[key]} and "
+                                      f"{key_node.start_mark.line + 1}): keep one")
+                if key is not None:
+                    lines[key] = key_node.start_mark.line + 1
+                self._refuse_repeats(value_node, name, seen)
+
+    def _key_of(self, key_node: yaml.Node) -> Any:
+        """The key a scalar key node constructs to (``1`` and ``0x1`` are one key, as in the dict); None for a merge
+        key or a key that is not a hashable scalar (SafeLoader judges those)."""
+        if key_node.tag == MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            return None
+        key = self.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """The YAML document ``text`` read by :class:`UniqueKeyLoader`: ConfigError naming ``where`` (a file) for a key
+    given twice in one mapping; yaml.YAMLError for text that is not YAML."""
+    loader = UniqueKeyLoader(text)
+    loader.where = where
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def to_dict(cfg: Config) -> dict:

@@ -167,7 +167,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 20  # steps between metrics lines (and host syncs)
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
-    progress: bool = True  # show a progress bar
+    progress: bool = True  # show progress: a bar on a terminal, else a plain line at most every 30 s (maelab.progress)
     tensorboard: bool = True  # write TensorBoard events to RUN_DIR/tensorboard
     # a Weights & Biases project to log to as well (the wandb extra; WANDB_MODE=offline: no network), or None
     wandb: Optional[str] = None

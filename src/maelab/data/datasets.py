@@ -14,9 +14,11 @@ from maelab.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from maelab.data.cifar10 import TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
 from maelab.data.folder import is_labelled, load_image_folder, load_unlabeled_folder
 from maelab.data.folder_cache import GIB, FolderStore
+from maelab.data.folder_files import sub_dirs
 from maelab.data.locate import cache_dir
 from maelab.data.props import CLASSES as PROPS_CLASSES
 from maelab.data.props import find_props, load_props
+from maelab.data.roots import DataRootError, check_root
 from maelab.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from maelab.data.synthetic import make_synthetic
 from maelab.errors import DataError
@@ -87,8 +89,10 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     cifar10 / props: found (or downloaded) by ``find_cifar10`` / ``find_props``. folder: the images under
     ``data.root``, resized to ``data.image_size`` (labelled or unlabeled, :mod:`maelab.data.folder`). Limits take
     seeded class-balanced subsets (an unlabeled set: a seeded random subset): the training subset depends on
-    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``). A subset is held in memory.
+    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``). A subset is held in memory. A data.root holding
+    another dataset's files than data.name's is refused first (``DataRootError``, :mod:`maelab.data.roots`).
     """
+    check_root(cfg)
     if cfg.name == "synthetic":
         ds = _load_synthetic(cfg, seed)
     else:
@@ -111,17 +115,23 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def require_labels(cfg: DataConfig, what: str, other_fix: str = "") -> None:
-    """Refuse, before any image is decoded, to run ``what`` (e.g. "probe") on an unlabeled image folder:
-    a ``DataError`` naming the folder and the fixes (``other_fix``, e.g. "set eval.knn_every=0", comes last).
-    Other datasets, and a data.root that does not exist (loading reports it), pass."""
+    """Refuse, before any image is decoded, to run ``what`` (e.g. "probe") on an unlabeled image folder, or on a
+    labelled one whose ``train/`` holds a single class (every prediction is that class: a top-1 of 100% by
+    construction): a ``DataError`` naming the folder and the fixes (``other_fix``, e.g. "set eval.knn_every=0",
+    comes last). Other datasets, and a data.root that does not exist (loading reports it), pass."""
     if cfg.name != "folder" or not cfg.root:
         return
     root = Path(cfg.root).expanduser()
+    fixes = ("give a labelled folder with data.root=DIR holding train/<class>/ and test/<class>/, or evaluate on "
+             "CIFAR-10 with data.name=cifar10" + (f", or {other_fix}" if other_fix else ""))
     if root.is_dir() and not is_labelled(root):
         raise DataError(f"data.root={root} has no train/<class>/ and test/<class>/ folders (an unlabeled image "
-                        f"folder): {what} needs labels; give a labelled folder with data.root=DIR holding "
-                        "train/<class>/ and test/<class>/, or evaluate on CIFAR-10 with data.name=cifar10"
-                        + (f", or {other_fix}" if other_fix else ""))
+                        f"folder): {what} needs labels; {fixes}")
+    classes = sub_dirs(root / "train") if (root / "train").is_dir() else []
+    if len(classes) == 1:
+        raise DataError(f"data.root={root} has one class ({root / 'train' / classes[0]}): {what} would score 100% "
+                        f"by construction (every image is of the only class there is); add a second class folder "
+                        f"to train/ and test/, or {fixes}")
 
 
 def _load_synthetic(cfg: DataConfig, seed: int) -> Dataset:
@@ -162,7 +172,8 @@ def _load_folder(cfg: DataConfig) -> Dataset:
 def find_files(cfg: DataConfig) -> Optional[Path]:
     """Where ``load_dataset(cfg)`` reads its files (finding or downloading them as it would): the dataset's
     folder or archive for cifar10 / props, data.root for folder, None for the generated synthetic set.
-    Raises ``DataError`` when they are not found."""
+    Raises ``DataError`` when they are not found, ``DataRootError`` when data.root holds another dataset's files."""
+    check_root(cfg)
     if cfg.name == "cifar10":
         return find_cifar10(cfg)
     if cfg.name == "props":
@@ -171,9 +182,12 @@ def find_files(cfg: DataConfig) -> Optional[Path]:
 
 
 def on_disk(cfg: DataConfig) -> bool:
-    """True when ``find_files`` finds the dataset without downloading anything."""
+    """True when ``find_files`` finds the dataset without downloading anything. ``DataRootError`` (not False) when
+    data.root holds another dataset's files: a caller must not fall back to other data then."""
     try:
         find_files(replace(cfg, download=False))
+    except DataRootError:
+        raise
     except DataError:
         return False
     return True

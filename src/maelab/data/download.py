@@ -7,6 +7,7 @@ only once complete, so a failure (network, checksum, unsafe archive) leaves noth
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -19,6 +20,8 @@ from maelab.errors import DataError
 
 TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
+# the size of an official archive, by its md5: what a download is held to when the server announces no length
+KNOWN_SIZES = {"c58f30108f718f92721af3b95e74349a": 170_498_071}  # cifar-10-python.tar.gz
 
 
 def download_folder(url: str, md5: str, cache_dir: Path, folder: str, timeout: float = TIMEOUT_S) -> Path:
@@ -41,28 +44,47 @@ def download_folder(url: str, md5: str, cache_dir: Path, folder: str, timeout: f
 
 
 def _fetch(url: str, md5: str, cache_dir: Path, timeout: float) -> Path:
-    """Stream ``url`` to a temporary file in ``cache_dir`` and return it once its md5 matches."""
+    """Stream ``url`` to a temporary file in ``cache_dir`` and return it once complete (as long as the server
+    announced, or the official archive's known size) and its md5 matches."""
     print(f"maelab: downloading {url} into {cache_dir}", file=sys.stderr)
     fd, name = tempfile.mkstemp(dir=cache_dir, prefix=".download-", suffix=".part")
     path = Path(name)
     digest = hashlib.md5()
+    received, expected = 0, None
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = _announced_size(response) or KNOWN_SIZES.get(md5.lower())
             while chunk := response.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts are OSErrors; a bad URL is a ValueError
-        path.unlink(missing_ok=True)
+                received += len(chunk)
+    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, HTTPError, timeouts: OSErrors;
+        path.unlink(missing_ok=True)  # a bad URL: ValueError; a connection closed mid-body: IncompleteRead
         reason = getattr(err, "reason", None) or err
         raise DataError(f"download of {url} failed ({str(reason).splitlines()[0]})") from None
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    if expected is not None and received < expected:
+        path.unlink(missing_ok=True)
+        raise DataError(f"the download of {url} was cut short ({received} of {expected} bytes): the connection "
+                        "ended early; run again to download it again")
     if digest.hexdigest() != md5.lower():
         path.unlink(missing_ok=True)
         raise DataError(f"download of {url} has md5 {digest.hexdigest()}, expected {md5}: the file is not the official "
                         "archive (check data.url and data.md5)")
     return path
+
+
+def _announced_size(response: http.client.HTTPResponse) -> int | None:
+    """The Content-Length the server sent (bytes; None when absent, unreadable or for a compressed transfer)."""
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    try:
+        size = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return size if size >= 0 else None
 
 
 def _unpack(archive: Path, cache_dir: Path, folder: str, target: Path) -> None:

@@ -10,11 +10,16 @@ Two layouts, told apart by the top of ``data.root`` (:func:`is_labelled`):
   folders), is a training image; there are no labels and no test split. Enough for pretraining, reconstruction
   metrics and figures (on training images); evaluations that need labels refuse it.
 
-Image files (PNG, JPEG, BMP, WebP, TIFF; other files and hidden ones are skipped) are found recursively and taken
-in sorted path order (labelled: per class, so each split is grouped by class). Every image is decoded once, with
-Pillow (a TIFF's first page only), made 8-bit RGB and resized (stretched, bilinear) to ``size x size``; the
-result is held as uint8 like the other datasets, in memory or, for a large folder, memory-mapped from a cache
-file (:mod:`maelab.data.folder_cache`). Augmentation later resizes to the model's img_size.
+Image files (PNG, JPEG, BMP, WebP, TIFF, any case; other files and hidden paths such as ``.ipynb_checkpoints/``
+skipped, links to folders followed: :mod:`maelab.data.folder_files`) are found recursively and taken in sorted
+path order (labelled: per class, so each split is grouped by class). Every image is decoded once, with Pillow (a
+TIFF's first page only), turned upright by its EXIF Orientation tag (camera and phone photos are often stored
+sideways with a tag saying so), made 8-bit RGB and resized (stretched, bilinear) to ``size x size``; the result is
+held as uint8 like the other datasets, in memory or, for a large folder, memory-mapped from a cache file
+(:mod:`maelab.data.folder_cache`). Augmentation later resizes to the model's img_size.
+
+A labelled folder's ``test/`` given alone as data.root (``train/`` beside it) is refused: pretraining on it would
+train on the images that evaluations on the labelled folder test on.
 
 Making 8-bit RGB, by Pillow mode (what ``Image.open`` reports, whatever the file's name):
 
@@ -44,15 +49,15 @@ from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from tqdm import tqdm
 
 from maelab.data.folder_cache import FolderStore
+from maelab.data.folder_files import EXTENSIONS, image_files, sub_dirs
 from maelab.errors import DataError
 
 SPLITS = ("train", "test")
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # matched case-insensitively
 MAX_WORKERS = 8  # decoding threads (Pillow releases the GIL while decoding and resizing)
 # Pillow modes whose convert("RGB") is right (La through LA: Pillow has no La -> RGB conversion)
 RGB_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
@@ -94,6 +99,7 @@ def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = 
     """Every image under ``root`` (any depth, sorted path order) -> ``x: [N, size, size, 3] uint8``, in memory or
     memory-mapped as ``store`` says. ``DataError`` when it holds no image or a file cannot be decoded."""
     root = Path(root)
+    _refuse_test_split(root)
     files = image_files(root)
     if not files:
         raise DataError(f"the image folder {root} holds no images ({', '.join(EXTENSIONS)}): set data.root to a "
@@ -102,10 +108,13 @@ def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = 
     return _decode(files, size, f"decoding {root.name}/", store if mapped else None, "unlabeled")
 
 
-def image_files(d: Path) -> list[Path]:
-    """The image files under ``d`` (any depth; by extension, case-insensitive; hidden files skipped), sorted."""
-    return sorted(p for p in d.rglob("*")
-                  if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file())
+def _refuse_test_split(root: Path) -> None:
+    """``DataError`` when ``root`` is the ``test/`` of a labelled folder (a ``train/`` beside it)."""
+    parent = root.resolve().parent
+    if root.resolve().name == "test" and (parent / "train").is_dir():
+        raise DataError(f"data.root={root} is the test split of the labelled image folder {parent} (train/ is beside "
+                        "it): pretraining on it trains on the images evaluations test on; give "
+                        f"data.root={parent} (trains on train/, tests on test/) or data.root={parent / 'train'}")
 
 
 def _split_dir(root: Path, split: str) -> Path:
@@ -120,13 +129,8 @@ def _split_dir(root: Path, split: str) -> Path:
     return root / split
 
 
-def _sub_dirs(d: Path) -> list[str]:
-    """Names of the visible sub-folders of ``d``, sorted."""
-    return sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
-
-
 def _class_names(train_dir: Path) -> list[str]:
-    classes = _sub_dirs(train_dir)
+    classes = sub_dirs(train_dir)
     if not classes:
         raise DataError(f"{train_dir} holds no class folders: put each class's images in {train_dir}/<class>/, or "
                         f"give data.root={train_dir} to pretrain on its images without labels")
@@ -135,7 +139,7 @@ def _class_names(train_dir: Path) -> list[str]:
 
 def _list_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
     """The image files of a split in (class, path) order, and their labels."""
-    unknown = [c for c in _sub_dirs(split_dir) if c not in classes]
+    unknown = [c for c in sub_dirs(split_dir) if c not in classes]
     if unknown:
         raise DataError(f"{split_dir / unknown[0]} is a class that {split_dir.parent / 'train'} does not have: "
                         "add it to train/ or remove it")
@@ -176,10 +180,14 @@ def _decode_into(files: list[Path], size: int, desc: str, out: np.ndarray) -> No
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:
-    """One image file -> ``[size, size, 3] uint8`` RGB, stretched to a square. ``DataError`` if it cannot be decoded."""
+    """One image file -> ``[size, size, 3] uint8`` RGB, upright by its EXIF Orientation tag, stretched to a square.
+    ``DataError`` if it cannot be decoded."""
     try:
-        with Image.open(path) as img:
+        # opened from a file object, not by name: Pillow memory-maps an uncompressed TIFF opened by name and then
+        # garbles one with an Orientation of 5..8 (a quarter turn; Pillow 13), which it turns upright itself
+        with open(path, "rb") as f, Image.open(f) as img:
             img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size (faster)
+            ImageOps.exif_transpose(img, in_place=True)  # upright, as viewers show it (EXIF Orientation tag)
             rgb = to_rgb8(img, path)
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)

@@ -7,9 +7,10 @@ into memory, as every other dataset. Above it they are decoded once into one ``.
 batches touch them and the operating system may drop them again, so the set need not fit in RAM.
 
 Invalidation: a cache file's name carries a hash of the decoding format, the image size and every file's path
-(relative to the root), size and modification time; a folder whose files changed gets a new name and is decoded
-again, and the stale file of that split and size is deleted. A file is written to a temporary name and renamed
-when complete, so a crash leaves no half-written cache under a valid name.
+(relative to the root), size, modification time and status-change time (:func:`fingerprint`); a folder whose
+files changed gets a new name and is decoded again, and the stale file of that split and size is deleted. A file
+is written to a temporary name and renamed when complete, so a crash leaves no half-written cache under a valid
+name.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from torch import Tensor
 
 from maelab.errors import DataError
 
-FORMAT = "maelab-folder-cache-1"  # change when the decoding rules change: every cache is then rebuilt
+# change when the decoding rules change: every cache is then rebuilt. 2: EXIF Orientation applied (caches of format
+# 1 hold camera photos sideways); hidden paths skipped and links to folders followed (a new file list).
+FORMAT = "maelab-folder-cache-2"
 GIB = 1 << 30
 Fill = Callable[[list[Path], int, str, np.ndarray], None]  # decodes files at a size into an array [N, S, S, 3]
 
@@ -93,12 +96,16 @@ class FolderStore:
 
 
 def fingerprint(root: Path, files: list[Path], size: int) -> str:
-    """20 hex digits of sha256 over the format, ``size`` and each file's path relative to ``root``, byte size and
-    modification time (ns): any added, removed, renamed, resized or touched file changes it."""
+    """20 hex digits of sha256 over the format, ``size`` and each file's path relative to ``root``, byte size,
+    modification time and status-change time (ns): any added, removed, renamed, resized, touched or rewritten file
+    changes it. The status-change time (ctime) is set by the system on every write and no tool can set it back, so
+    a file rewritten with the same size and its old mtime restored (``cp -p``, ``rsync -t``, ``tar x``, fixed mtimes
+    of reproducible archives) rebuilds the cache too; it kept the old pixels before."""
     digest = hashlib.sha256(f"{FORMAT}\n{size}\n".encode())
     for f in files:
         st = f.stat()
-        digest.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n"
+                      .encode())
     return digest.hexdigest()[:20]
 
 

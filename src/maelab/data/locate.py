@@ -42,7 +42,7 @@ def find_data(cfg: DataConfig, label: str, folder: str, url: str, md5: str, arch
     """
     dirs = search_dirs(cfg)
     for d in dirs:
-        found = _look_in(d, folder, archive)
+        found = look_in(d, folder, archive)
         if found is not None:
             return found
     names = f"{folder}/" + (f" or {archive}" if archive else "")
@@ -56,7 +56,9 @@ def find_data(cfg: DataConfig, label: str, folder: str, url: str, md5: str, arch
         raise DataError(f"{label} not found: no {names} in {looked}, and {err}; {how_to}") from None
 
 
-def _look_in(d: Path, folder: str, archive: Optional[str]) -> Optional[Path]:
+def look_in(d: Path, folder: str, archive: Optional[str]) -> Optional[Path]:
+    """``d/folder``, ``d`` itself when it is that folder, else ``d/archive`` or ``d`` itself when it is that archive
+    file; None when ``d`` holds none of them (or does not exist)."""
     if (d / folder).is_dir():
         return d / folder
     if d.name == folder and d.is_dir():  # pointed at the folder itself

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from maelab.config import Config, load_config
+from maelab.config import Config, DataConfig, load_config
 from maelab.data import Dataset, load_dataset, on_disk
 from maelab.engine.checkpoint import load_checkpoint
 from maelab.engine.device import configure_backends, resolve_device, resolve_precision
@@ -17,6 +17,7 @@ from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.models.cpu import kernels_for
+from maelab.models.cpu.choice import encoder_workload
 from maelab.run_layout import RunLayout
 
 
@@ -35,6 +36,9 @@ class LoadedRun:
     # None for last.pt (and random init); else what results made from this checkpoint are tagged with, so that
     # they land beside last.pt's: "epoch_0010" (eval/probe@epoch_0010.json, figures/epoch_0010/)
     tag: Optional[str] = None
+    # the ``data`` section the checkpoint was trained with (``cfg.data`` is after this use's overrides): what tells a
+    # result on the run's own data from one on other data (maelab.eval.data_tag)
+    trained_data: Optional[DataConfig] = None
 
     def dataset(self, seed: Optional[int] = None) -> Dataset:
         """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
@@ -72,10 +76,12 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     configure_backends(dev, cfg.train.tf32, cfg.train.deterministic)  # TF32 for the probe's and k-NN's matmuls
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)
-    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss,
-                      kernels_for(dev, resolve_precision(cfg.train.precision, dev)))
+    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss,  # evaluations extract features: no backward
+                      kernels_for(dev, resolve_precision(cfg.train.precision, dev),
+                                  encoder_workload(spec, cfg.eval.batch_size, training=False)))
+    saved = load_config(None, [], base=state["config"])
     if not random_init:
-        changed = changed_model_settings(load_config(None, [], base=state["config"]), cfg)
+        changed = changed_model_settings(saved, cfg)
         what = f"the MAE saved in {path}"
         if changed:
             raise UserError(f"{what} was trained with other model settings ({', '.join(changed)}): an evaluation "
@@ -86,7 +92,7 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, checkpoint=None if random_init else path,
                      step=0 if random_init else int(state["step"]), device=dev,
                      data_source=state.get("data_source"), world_size=int(state.get("world_size", 1)),
-                     tag=None if random_init else RunLayout(run_dir).checkpoint_tag(path))
+                     tag=None if random_init else RunLayout(run_dir).checkpoint_tag(path), trained_data=saved.data)
 
 
 def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:

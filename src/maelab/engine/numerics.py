@@ -1,8 +1,12 @@
 """Non-finite steps (``train.on_nan``): the guarded optimizer step and the bookkeeping of bad steps.
 
-``stop`` (the default) steps as usual; the loop keeps each step's loss on the device and, at its next host sync
-(every step on CPU, every ``train.log_every`` steps and at the epoch's end on CUDA), raises at the first NaN or
-infinite one, naming its step, before the epoch's checkpoint is written, so the last good checkpoint is kept.
+``stop`` (the default) steps as usual; the loop keeps each step's loss, and whether its gradients were finite, on
+the device and, at its next host sync (every step on CPU, every ``train.log_every`` steps and at the epoch's end on
+CUDA), raises at the first step whose loss or gradients were NaN or infinite (an infinite gradient under a finite
+loss turns the weights into NaN, through clipping or Adam's moments), naming it as metrics.jsonl numbers steps
+(from 1), before the epoch's checkpoint is written. Weights that are not finite are never written to a checkpoint
+(:func:`check_weights`, before each one). The error names the checkpoint that is kept, or says that there is none
+(:meth:`NonFiniteLossError.kept_in`).
 
 ``skip`` leaves a step whose loss or gradients are non-finite without any effect: no weight, no Adam moment
 and no optimizer step count changes. With a fused optimizer (the engine's choice on CUDA) the skip is decided
@@ -17,39 +21,67 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from maelab.errors import UserError
+from maelab.run_layout import RunLayout
 
 RETRY_HINT = "lower optim.lr / optim.base_lr or set optim.grad_clip=1.0, then start again"
 
 
 class NonFiniteLossError(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, the gradients or the weights became NaN or infinite and the run stopped (exit code 1).
+
+    ``problem`` says what and at which step; the message adds what is kept once :meth:`kept_in` knows the run
+    directory (the training loop re-raises it so), and the advice."""
 
     exit_code = 1
+
+    def __init__(self, problem: str, kept: str = "") -> None:
+        self.problem = problem
+        super().__init__(f"{problem}: the run stopped{f'; {kept}' if kept else ''}; {RETRY_HINT}")
+
+    def kept_in(self, run_dir: Path) -> NonFiniteLossError:
+        """The same error, saying which checkpoint of ``run_dir`` is kept (read from the file: its step and whether
+        its weights are finite), or that none exists."""
+        return NonFiniteLossError(self.problem, kept_checkpoint(Path(run_dir)))
+
+
+def kept_checkpoint(run_dir: Path) -> str:
+    """What a stopped run leaves to resume from, in words: its last.pt and the step it was written after, or
+    that there is none."""
+    path = RunLayout(run_dir).checkpoint
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        step, bad = int(state["step"]), non_finite_tensors(state["model"])
+    except FileNotFoundError:
+        return "it had written no checkpoint yet, so none is kept"
+    except Exception as err:  # noqa: BLE001 - any damage: say so rather than vouch for the file
+        return f"its checkpoint {path} cannot be read ({type(err).__name__}): there is no good checkpoint to resume"
+    if bad:
+        return (f"its checkpoint {path} (step {step}) holds non-finite weights ({_names(bad)}): do not resume from "
+                "it")
+    return f"its last good checkpoint, {path} (step {step}, finite weights), is kept"
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
                    params: Iterable[Tensor], grad_clip: Optional[float], guard: Optional[Tensor] = None,
-                   skip: Optional[Tensor] = None) -> Optional[Tensor]:
+                   skip: Optional[Tensor] = None, watch: bool = False) -> Optional[Tensor]:
     """After backward: unscale (fp16), clip to ``grad_clip`` and step ``optimizer`` over ``params``.
 
     ``guard`` is the step's loss (0-d) under ``train.on_nan=skip``, None under ``stop``. When given, the step
     is skipped if the loss or the gradients are non-finite, or if ``skip`` (0-d bool) is True; the returned
-    0-d bool device tensor says whether it was (None when not guarded).
+    0-d bool device tensor says whether it was. Unguarded, the step is taken; with ``watch`` (``stop``) the
+    returned 0-d bool says whether the gradients' norm was non-finite (always False under a GradScaler, which
+    skips an overflow itself); else None.
     """
     params = [p for p in params if p.grad is not None]
     if guard is None:
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        _step(optimizer, scaler)
-        return None
+        return _plain_step(optimizer, scaler, params, grad_clip, watch)
     bad = ~torch.isfinite(guard.detach())
     if skip is not None:
         bad = bad | skip
@@ -103,7 +135,27 @@ class Updater:
         the step was skipped (a 0-d bool device tensor under ``train.on_nan=skip``, None otherwise)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        return optimizer_step(self.optimizer, self.scaler, self.params, self.grad_clip, self.nan.guard(objective))
+        guard = self.nan.guard(objective)
+        flag = optimizer_step(self.optimizer, self.scaler, self.params, self.grad_clip, guard, watch=guard is None)
+        if guard is None:  # stop: the step was taken; its gradients' flag waits for NanPolicy.add
+            self.nan.watch(flag)
+            return None
+        return flag
+
+
+def _plain_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler], params: list[Tensor],
+                grad_clip: Optional[float], watch: bool) -> Optional[Tensor]:
+    """The unguarded step (``train.on_nan=stop``). With ``watch``: whether the gradients' norm was non-finite (the
+    norm clipping computes anyway, else one foreach norm; no host sync); None without, or under a GradScaler,
+    whose routine is to skip a step whose gradients overflowed."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip is not None else None
+    watch = watch and scaler is None and bool(params)
+    if watch and norm is None:
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+    _step(optimizer, scaler)
+    return ~torch.isfinite(norm) if watch else None
 
 
 def _step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
@@ -116,7 +168,9 @@ def _step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScale
 
 class NanPolicy:
     """What ``train.on_nan`` does with bad steps. stop: the losses are checked where the loop reads them (at its host
-    syncs, :meth:`check`); skip: the skipped steps are counted on the device (no host sync until :meth:`check`)."""
+    syncs, :meth:`check`), and so is the first step whose gradients were non-finite (kept on the device); skip: the
+    skipped steps are counted on the device (no host sync until :meth:`check`). Steps are numbered from 0 here, as
+    ``run.step`` before the step; messages number them as metrics.jsonl does (from 1)."""
 
     def __init__(self, on_nan: str, max_skipped: int, device: torch.device) -> None:
         self.skip = on_nan == "skip"
@@ -124,15 +178,25 @@ class NanPolicy:
         zero = torch.zeros((), device=device, dtype=torch.int64)
         self.since_log, self.in_epoch = zero.clone(), zero.clone()  # skip: skipped steps
         self.streak, self.longest, self.longest_end = zero.clone(), zero.clone(), zero.clone()
+        self.first_bad_grads = zero - 1  # stop: the first step whose gradients were non-finite (-1: none)
+        self._watched: Optional[Tensor] = None  # stop: this step's flag, until add() knows its number
 
     def guard(self, loss: Tensor) -> Optional[Tensor]:
         """The ``guard`` argument of :func:`optimizer_step`: the loss under skip, None under stop."""
         return loss if self.skip else None
 
+    def watch(self, grads_bad: Optional[Tensor]) -> None:
+        """stop: whether this step's gradients were non-finite (0-d bool; None: not known), for :meth:`add`."""
+        self._watched = grads_bad
+
     def add(self, loss: Tensor, skipped: Optional[Tensor], step: int) -> None:
         """Record step ``step``: whether :func:`optimizer_step` skipped it (skip; None under stop, where the loss
-        itself is checked when read: :meth:`check`)."""
+        itself is checked when read, :meth:`check`, and the gradients' flag given to :meth:`watch` is kept)."""
         if skipped is None:
+            watched, self._watched = self._watched, None
+            if watched is not None:
+                first = self.first_bad_grads
+                self.first_bad_grads = torch.where(watched & (first < 0), torch.full_like(first, step), first)
             return
         count = skipped.long()
         self.since_log += count
@@ -144,20 +208,33 @@ class NanPolicy:
 
     def check(self, losses: Sequence[float] = (), first_step: int = 0) -> None:
         """Raise if the run must stop. stop: at the first non-finite value of ``losses`` (the losses of steps
-        ``first_step``, ``first_step + 1``...); skip: at too many skipped steps in a row (a host sync)."""
+        ``first_step``, ``first_step + 1``...) or an earlier step whose gradients were non-finite (a host sync);
+        skip: at too many skipped steps in a row (a host sync)."""
         if not self.skip:
-            bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+            bad = next((first_step + i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+            grads = int(self.first_bad_grads.item())
+            if grads >= 0 and (bad is None or grads < bad):
+                raise NonFiniteLossError(f"the gradients became non-finite at step {grads + 1} (its loss was finite)")
             if bad is not None:
-                raise NonFiniteLossError(f"the loss became non-finite at step {first_step + bad}: the run stopped and "
-                                         f"its last good checkpoint is kept; {RETRY_HINT}")
+                raise NonFiniteLossError(f"the loss became non-finite at step {bad + 1}")
             return
         longest, end = (int(v) for v in torch.stack([self.longest, self.longest_end]).tolist())
         if longest > self.max_skipped:
             raise NonFiniteLossError(
-                f"{longest} steps in a row (steps {end - longest + 1} to {end}) had a non-finite loss or gradients "
-                f"and were skipped, more than train.max_skipped_steps={self.max_skipped}: the run stopped and its "
-                f"last good checkpoint is kept; {RETRY_HINT}"
+                f"{longest} steps in a row (steps {end - longest + 2} to {end + 1}) had a non-finite loss or gradients "
+                f"and were skipped, more than train.max_skipped_steps={self.max_skipped}"
             )
+
+    def check_weights(self, run: Any) -> None:
+        """Raise before a checkpoint when a weight of ``run`` (its MAE, and its discriminator when it has one) is
+        NaN or infinite: such weights are never written (one host sync)."""
+        named = {f"model.{k}": v for k, v in run.model.state_dict().items()}
+        if run.gan is not None:
+            named.update({f"gan.disc.{k}": v for k, v in run.gan.disc.state_dict().items()})
+        bad = non_finite_tensors(named)
+        if bad:
+            raise NonFiniteLossError(f"the weights became non-finite by step {run.step} ({_names(bad)}); they were "
+                                     "not written to a checkpoint")
 
     def log_fields(self) -> dict[str, int]:
         """Host sync (skip only): the steps skipped since the last call, for a step record."""
@@ -174,3 +251,19 @@ class NanPolicy:
         value = int(counter.item())
         counter.zero_()
         return {"skipped_steps": value}
+
+
+def non_finite_tensors(named: dict[str, Any]) -> list[str]:
+    """The names of the floating-point tensors of ``named`` (a state dict) holding a NaN or an infinity, in order
+    (one host sync)."""
+    floats = {k: v for k, v in named.items() if isinstance(v, Tensor) and v.is_floating_point() and v.numel()}
+    if not floats:
+        return []
+    finite = torch.stack([torch.isfinite(v).all().to(floats[next(iter(floats))].device) for v in floats.values()])
+    return [k for k, ok in zip(floats, finite.tolist(), strict=True) if not ok]
+
+
+def _names(bad: list[str], shown: int = 3) -> str:
+    """'a, b, c and 4 more tensors' for an error line."""
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    return f"{len(bad)} tensor{'s' if len(bad) > 1 else ''}: {', '.join(bad[:shown])}{more}"

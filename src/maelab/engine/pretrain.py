@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from torch import Tensor
-from tqdm import tqdm
 
 from maelab.config import Config, load_config, save_config, to_dict
 from maelab.data import epoch_batches
+from maelab.engine.banner import announce
 from maelab.engine.checkpoint import TRAINING_KEYS, checkpoint_path, load_checkpoint, save_checkpoint
 from maelab.engine.checkpoint_cadence import CheckpointCadence
 from maelab.engine.checkpoint_writer import CheckpointWriter, write_checkpoints
@@ -23,13 +24,16 @@ from maelab.engine.kept import keeps_epoch
 from maelab.engine.loading import with_saved_data_source
 from maelab.engine.log_sinks import check_sinks, open_sinks
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
+from maelab.engine.numerics import NonFiniteLossError
 from maelab.engine.resume_checks import check_trains
 from maelab.engine.run import Run, build_run, checkpoint_state, start_notes
 from maelab.engine.run_dir import check_run_dir, prepare_run_dir
+from maelab.engine.run_lock import run_lock
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
 from maelab.engine.step import StepStreams, train_step
 from maelab.errors import UserError
 from maelab.interop.init_from import with_init_from
+from maelab.progress import Progress
 from maelab.run_layout import RunLayout
 from maelab.undefined import set_undefined
 
@@ -37,7 +41,7 @@ StepFn = Callable[..., Tensor]  # (run, uint8 batch, lr, ratio, generators, logs
 ALL_SKIPPED = "no step of the epoch ended with a finite loss (each was skipped, train.on_nan=skip): no loss to average"
 
 
-def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[tqdm],
+def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progress],
               stop: Optional[StopRequest] = None, step_fn: StepFn = train_step) -> Optional[dict[str, float]]:
     """Train the remaining steps of ``epoch``; returns the epoch's metrics, or None when ``stop`` was requested
     before its last step (the run is then between two steps, ready for a checkpoint). ``step_fn``: the eager step,
@@ -169,8 +173,9 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
     logger = MetricsLogger(run.run_dir, open_sinks(run.run_dir, cfg)) if main else NullLogger()
     bar = None
     if cfg.train.progress and main:
-        bar = tqdm(total=last_epoch * run.steps_per_epoch, initial=min(run.step, last_epoch * run.steps_per_epoch),
-                   desc="pretrain", unit="step", dynamic_ncols=True)
+        # a bar on a terminal; under nohup or SLURM a plain line every 30 s instead of redraws (maelab.progress)
+        bar = Progress(last_epoch * run.steps_per_epoch, "pretrain",
+                       initial=min(run.step, last_epoch * run.steps_per_epoch))
     cadence = CheckpointCadence(cfg.train.save_every, cfg.train.save_every_seconds, last_epoch)
     try:
         with catch_stop_signals() as local_stop, CheckpointWriter() as writer:  # leaving it waits for the write
@@ -184,6 +189,7 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
                 kept = record is not None and keeps_epoch(epoch + 1, cfg.optim.epochs, cfg.train.save_every,
                                                           cfg.train.keep_checkpoints)
                 if run.dist.main_only(checkpoint_due, cadence, writer, epoch + 1, stop.requested, kept):
+                    run.nan.check_weights(run)  # every rank: non-finite weights are never written
                     run.dist.main_only(write_checkpoints, writer, run, epoch + 1 if kept else None)
                 if stop.requested and run.step < last_epoch * run.steps_per_epoch:
                     break
@@ -191,6 +197,8 @@ def train(run: Run, hooks: Sequence[EpochHook] = ()) -> None:
             run.dist.main_only(writer.wait)  # the last checkpoint is on disk, or its error raised on every rank
             if run.step < last_epoch * run.steps_per_epoch:  # stopped by a signal
                 raise RunInterrupted(run.run_dir, run.step, stop.signum)
+    except NonFiniteLossError as err:  # the write in flight has ended: say which checkpoint is kept, or that none is
+        raise (err.kept_in(run.run_dir) if main else err) from None
     finally:
         if bar is not None:
             bar.close()
@@ -202,12 +210,14 @@ def pretrain(cfg: Config, monitors: Monitors = no_monitors) -> Path:
     epoch hooks the config asks for (:func:`maelab.eval.monitors.epoch_hooks`: the k-NN monitor)."""
     hooks = hooks_for(cfg, monitors)
     cfg = with_init_from(cfg)  # model.init_from: the folder's architecture, written into the run's config
-    with distributed(cfg.train.device) as dist:
+    with distributed(cfg.train.device) as dist, ExitStack() as hold:
         run_dir = dist.main_only(check_run_dir, cfg.out_dir, cfg.name, cfg.overwrite)
+        hold.enter_context(run_lock(run_dir, dist))  # refused while another process trains it; held to the end
         run = build_run(cfg, run_dir, dist=dist)  # data and model first: a mistake found here changes no file
         dist.main_only(print_notes, run)
         dist.main_only(prepare_run_dir, str(run_dir), cfg.name, cfg.overwrite)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
+        dist.main_only(announce, run)
         train(run, hooks)
     return run_dir
 
@@ -237,6 +247,10 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
     """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` may extend it (optim.epochs=...);
     ``monitors`` as :func:`pretrain`'s."""
     run_dir = Path(run_dir)
+    moved = [o for o in overrides if o.split("=", 1)[0].strip() == "out_dir"]
+    if moved:
+        raise UserError(f"{moved[0]}: --resume continues {run_dir} in its own folder: drop out_dir (to continue the "
+                        "run elsewhere, copy the folder there and resume the copy)")
     state = load_checkpoint(checkpoint_path(run_dir), needs=TRAINING_KEYS)
     saved = {**state["config"], "train": {**state["config"]["train"], "stop_after_epochs": None}}  # older runs kept it
     cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=saved)
@@ -250,10 +264,12 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
     check_trains(run_dir, state, cfg)
     cfg = with_saved_data_source(cfg, state.get("data_source"))
     hooks = hooks_for(cfg, monitors)
-    with distributed(cfg.train.device) as dist:  # under another world size: see distributed.resume_step
+    # under another world size: see distributed.resume_step; the lock: refused while another process trains it
+    with distributed(cfg.train.device) as dist, run_lock(run_dir, dist, step=int(state["step"])):
         run = build_run(cfg, run_dir, checkpoint=state, dist=dist)
         dist.main_only(print_notes, run)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
+        dist.main_only(announce, run, state.get("threads"))
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
         train(run, hooks)
     return run_dir

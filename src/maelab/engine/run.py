@@ -27,6 +27,7 @@ from maelab.interop.init_from import load_init_weights
 from maelab.masking import effective_ratio, effective_ratios
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.models.cpu import kernels_for
+from maelab.models.cpu.choice import mae_workload
 from maelab.schedules import LRSchedule, mask_ratio_at, mask_ratios_at
 
 
@@ -114,7 +115,9 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
     spe = steps_per_epoch(len(data.x_train), cfg.optim.step_batch, dist.world_size)
     torch.manual_seed(cfg.train.seed)
-    kernels = kernels_for(device, precision)  # chosen once: the CPU's fast paths, or PyTorch's ops
+    # chosen once: the CPU's fast paths measured faster at this model's shapes (a resume: those it trained with)
+    kernels = kernels_for(device, precision, mae_workload(spec, cfg.optim.step_batch, typical_ratio(cfg.mask)),
+                          recorded=(checkpoint or {}).get("cpu_kernels"))
     model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss, kernels)
     if cfg.model.init_from and checkpoint is None:  # a resume takes its weights from the checkpoint
         load_init_weights(model, cfg)
@@ -137,6 +140,17 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     if checkpoint is not None:
         restore(run, checkpoint)
     return run
+
+
+def typical_ratio(mask: Any) -> float:
+    """The mask ratio the CPU kernels are timed at: the constant schedule's, else the middle of [min, max]."""
+    return mask.ratio if mask.schedule == "constant" else (mask.min + mask.max) / 2
+
+
+def cpu_kernels_state(model: torch.nn.Module) -> dict[str, Any]:
+    """{"cpu_kernels": the CPU fast paths the model computes with} for a checkpoint; {} for PyTorch's ops."""
+    choice = getattr(getattr(model, "kernels", None), "choice", None)
+    return {} if choice is None else {"cpu_kernels": choice.as_dict()}
 
 
 def start_notes(run: Run) -> list[str]:
@@ -168,6 +182,8 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "world_size": run.dist.world_size,
         "config": to_dict(persisted(run.cfg)),
         "data_source": run.data.source,
+        "threads": torch.get_num_threads(),  # a CPU resume is bit-exact with the same count only (engine/banner.py)
+        **cpu_kernels_state(run.model),  # and with the same CPU fast paths: a resume uses these
         "rng": {"torch": torch.get_rng_state()},
     }
     if run.scaler is not None:

@@ -75,3 +75,4 @@ def extract_layers(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tuple
             out[(layer, pool)].append(pool_tokens(tokens[layer], pool).float())
     encoder.train(was_training)
     return {f: torch.cat(parts) for f, parts in out.items()}
+

@@ -56,7 +56,10 @@ def knn_top1(train_feats: Tensor, test_feats: Tensor, data: Dataset, cfg: KnnCon
 
 
 def encoder_knn_top1(encoder: ViTEncoder, data: Dataset, img_size: int, cfg: KnnConfig, batch_size: int = 500) -> float:
-    """k-NN top-1 (%) of a frozen encoder: the training images as the bank, the test images as queries."""
+    """k-NN top-1 (%) of a frozen encoder: the training images as the bank, the test images as queries; NaN when a
+    feature is not finite (undefined: the k-NN monitor's metrics record then holds null with the reason)."""
     train, test = (extract_features(encoder, x, img_size, data.mean, data.std, cfg.pool, batch_size)
                    for x in (data.x_train, data.x_test))
+    if not (torch.isfinite(train).all() and torch.isfinite(test).all()):
+        return float("nan")
     return knn_top1(train, test, data, cfg)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
 from maelab.config import ProbeConfig
 from maelab.errors import DataError
-from maelab.eval.knn import topk_accuracy
+from maelab.eval.metrics import accuracies
 from maelab.schedules import LRSchedule
 from maelab.seeds import torch_generator
 
@@ -42,8 +42,9 @@ def train_probe(train_feats: Tensor | Callable[[int], Tensor], train_labels: Ten
 
 
 def train_probes(train_feats: Features | Callable[[int], Features], train_labels: Tensor, test_feats: Features,
-                 test_labels: Tensor, num_classes: int, cfg: ProbeConfig, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Train one independent head per entry of ``test_feats`` and return each head's test top-1/top-5 (%).
+                 test_labels: Tensor, num_classes: int, cfg: ProbeConfig, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Train one independent head per entry of ``test_feats`` and return each head's test top-1/top-5 (%; top-5
+    null with its reason under "undefined" on 5 classes or fewer).
 
     ``train_feats`` maps the same names to [N, D_head] (cached features), or is a function epoch -> that map
     (augmented features re-extracted every epoch, the Keras-style probe). Every head is built right after
@@ -90,8 +91,9 @@ def _train_epoch(head: nn.Module, opt: torch.optim.Optimizer, feats: Tensor, lab
 
 
 @torch.no_grad()
-def evaluate_head(head: nn.Module, feats: Tensor, labels: Tensor, batch: Optional[int] = 4096) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (in %) of ``head`` on feats [M, D] with labels [M]."""
+def evaluate_head(head: nn.Module, feats: Tensor, labels: Tensor, batch: Optional[int] = 4096) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy (in %) of ``head`` on feats [M, D] with labels [M]; top-5 is null with its reason
+    on 5 classes or fewer (:func:`maelab.eval.metrics.accuracies`)."""
     head.eval()
     scores = torch.cat([head(feats[i:i + batch]) for i in range(0, len(feats), batch)])
-    return {"top1": 100 * topk_accuracy(scores, labels, 1), "top5": 100 * topk_accuracy(scores, labels, 5)}
+    return accuracies(scores, labels)

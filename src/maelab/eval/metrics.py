@@ -1,4 +1,6 @@
-"""Image-quality metrics in pixel space: PSNR, SSIM (Gaussian window, Wang et al. 2004), gradient sharpness.
+"""Image-quality metrics in pixel space: PSNR, SSIM (Gaussian window, Wang et al. 2004), gradient sharpness; and
+the classification accuracies every classifier reports (:func:`accuracies`: top-1, and top-5 where it means
+something).
 
 Per-image values follow IEEE arithmetic where the metric is not a finite number: +inf for the PSNR of an exact
 reconstruction, NaN where a weight selects nothing to measure. The callers (``eval.recon``) turn those into
@@ -7,11 +9,14 @@ reconstruction, NaN where a weight selects nothing to measure. The callers (``ev
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from maelab.eval.knn import topk_accuracy
+from maelab.undefined import set_undefined
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -91,3 +96,29 @@ def masked_gradient(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     -> ([N], [N]) float64, in [0, 1] pixel units (the sharpness ratio's numerator or denominator)."""
     g = (gradient_magnitude(x) * weight).flatten(1).double()
     return g.sum(1), g.max(1).values
+
+
+TOP_K = 5
+
+
+def trivial_top_k(k: int, num_classes: int) -> str:
+    """Why top-``k`` is undefined on ``num_classes`` <= k classes ("" when it is defined)."""
+    if num_classes > k:
+        return ""
+    return f"top-{k} of {num_classes} classes is 100% by construction (every class is among the top {k})"
+
+
+def accuracies(scores: Tensor, labels: Tensor) -> dict[str, Any]:
+    """``{"top1": %, "top5": %}`` of class scores [M, C] against labels [M] (in %).
+
+    With C <= 5 classes every class is among the top 5, so top-5 is 100% whatever the classifier learned: it is
+    ``null`` with that reason under ``"undefined"`` (:mod:`maelab.undefined`), not 100.0. Raises ValueError for no
+    rows (:func:`maelab.eval.knn.topk_accuracy`).
+    """
+    result: dict[str, Any] = {"top1": 100 * topk_accuracy(scores, labels, 1)}
+    why = trivial_top_k(TOP_K, scores.shape[1])
+    if why:
+        set_undefined(result, "top5", why)
+    else:
+        result["top5"] = 100 * topk_accuracy(scores, labels, TOP_K)
+    return result

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from maelab.config import ProbeConfig
 from maelab.errors import ConfigError
+from maelab.undefined import UNDEFINED
 
 FINAL = "final"
 POOLS = {"mean": ("mean",), "cls": ("cls",), "both": ("mean", "cls")}  # both: mean then cls, concatenated
@@ -98,7 +99,7 @@ def assemble(protocol: Protocol, feats: dict[Feature, Tensor]) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def probe_summary(chosen: list[Protocol], metrics: dict[str, dict[str, float]], dims: dict[str, int],
+def probe_summary(chosen: list[Protocol], metrics: dict[str, dict[str, Any]], dims: dict[str, int],
                   cfg: ProbeConfig, train_images: int, test_images: int) -> dict[str, Any]:
     """probe.json's accuracy fields: top-level ``top1``/``top5`` of the requested protocol (``chosen[0]``; for
     layers=all the final-normed ``last``), ``protocols`` (name -> its exact protocol and result) and, with several,
@@ -108,9 +109,16 @@ def probe_summary(chosen: list[Protocol], metrics: dict[str, dict[str, float]], 
             "test_images": test_images}
     entries = {p.name: {**p.describe(), "dim": dims[p.name], **head, **metrics[p.name]} for p in chosen}
     main = chosen[0].name
-    summary = {"top1": metrics[main]["top1"], "top5": metrics[main]["top5"], "protocol": main, "protocols": entries}
+    summary = {"top1": metrics[main]["top1"], "top5": metrics[main]["top5"], "protocol": main, "protocols": entries,
+               **_reasons(metrics[main])}
     if len(chosen) > 1:
         best = max(chosen, key=lambda p: metrics[p.name]["top1"]).name
         summary["best"] = {"name": best, "top1": metrics[best]["top1"], "top5": metrics[best]["top5"],
-                           "selected_on": "test set (the highest of these top-1s: optimistic, not held out)"}
+                           "selected_on": "test set (the highest of these top-1s: optimistic, not held out)",
+                           **_reasons(metrics[best])}
     return summary
+
+
+def _reasons(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A head's ``undefined`` map (why its top-5 is null on 5 classes or fewer), to carry beside its numbers."""
+    return {UNDEFINED: dict(metrics[UNDEFINED])} if metrics.get(UNDEFINED) else {}

@@ -12,9 +12,10 @@ from maelab.data import Dataset, balanced_subset
 from maelab.data.normalize import Normalizer
 from maelab.eval.features import prepare
 from maelab.eval.metrics import EDGE_TOLERANCE, PSNR_EMPTY, SSIM_EMPTY, SSIM_WINDOW, masked_gradient, psnr, ssim
+from maelab.eval.non_finite import non_finite_cause
 from maelab.masking import draw_mask
 from maelab.models import MAE, unpatchify
-from maelab.undefined import set_left_out, set_undefined
+from maelab.undefined import LEFT_OUT, set_left_out, set_undefined
 
 
 def pixel_mask(mask: Tensor, patch_size: int) -> Tensor:
@@ -91,6 +92,18 @@ class Sharpness:
             result["sharpness_ratio"] = self.recon / self.original
 
 
+def undefined_predictions(result: dict[str, Any], why: str) -> None:
+    """Every metric of the model's prediction in ``result`` null with ``why`` (the zero-prediction floors, which do
+    not use it, stay): a NaN reconstruction was counted as an image with nothing to measure, and the mean of the
+    others reported."""
+    for name in [k for k in result if k.startswith(("psnr_", "ssim_")) and not k.endswith("_zero_pred")]:
+        set_undefined(result, name, why)
+        result.get(LEFT_OUT, {}).pop(name, None)
+    set_undefined(result, "sharpness_ratio", why)
+    if not result.get(LEFT_OUT, True):
+        del result[LEFT_OUT]
+
+
 @torch.no_grad()
 def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_size: int = 500) -> dict[str, Any]:
     """PSNR/SSIM on masked patches and on the whole image (visible patches pasted back), sharpness ratio.
@@ -111,6 +124,7 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
     device = next(model.parameters()).device  # memory-mapped images stay on the CPU: moved a batch at a time
     gen = torch.Generator(device=device).manual_seed(cfg.mask_seed)
     per_image, sharp, norm = _PerImage(), Sharpness(), Normalizer(data.mean, data.std, device)
+    not_finite = 0  # images whose prediction holds a NaN or an infinity
     size = model.spec.img_size
     small = f"the images ({size} px) are smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window" \
         if size < SSIM_WINDOW else None
@@ -118,6 +132,7 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
         imgs = prepare(x[start:start + batch_size].to(device), model.spec.img_size, data.mean, data.std)
         mask = draw_mask(len(imgs), model.spec.num_patches, cfg.ratio, imgs.device, gen)
         _, pred = model(imgs, mask)
+        not_finite += int((~torch.isfinite(pred)).flatten(1).any(1).sum())
         original = norm.inverse(imgs)
         m = pixel_mask(mask.binary, model.spec.patch_size)
         for tag, p in (("", pred), ("_zero_pred", torch.zeros_like(pred))):
@@ -132,8 +147,11 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
     result: dict[str, Any] = {}
     for name in per_image.values:
         mean_over_images(result, name, per_image.all(name), NAN_REASONS.get(name.removesuffix("_zero_pred"), ""))
+    sharp.write(result)
+    if not_finite:
+        undefined_predictions(result, f"the model's reconstructions are not finite ({not_finite} of {len(x)} "
+                                      f"images): {non_finite_cause(model)}")
     for name in ("ssim_masked", "ssim_full", "ssim_masked_zero_pred", "ssim_full_zero_pred") if small else ():
         set_undefined(result, name, small)
-    sharp.write(result)
     result.update({"ratio": cfg.ratio, "mask_seed": cfg.mask_seed, "images": len(x), "split": split})
     return result
