@@ -82,7 +82,8 @@ def test_the_knn_monitor_and_scratch_refuse_before_writing_anything(pretrained, 
     assert main(["pretrain", *FOLDER, *data, "eval.knn_every=1", f"out_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the k-NN monitor (eval.knn_every=1) needs labels" in err[0]
-    assert err[0].endswith("or set eval.knn_every=0 to pretrain without it")
+    assert err[0].endswith("or set eval.knn_data.root=DIR to measure on a labelled folder while pretraining on this "
+                           "one, or eval.knn_every=0 to pretrain without it")
     assert main(["scratch", *FOLDER, *data, f"out_dir={tmp_path / 'scratch'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "scratch (training from scratch with labels) needs labels" in err[0]

@@ -50,12 +50,17 @@ def ratio(epoch, step=0, total_epochs=4, steps_per_epoch=10, seed=0, **cfg):
 C45, C90, C135 = ((1 - math.cos(math.pi * t)) / 2 for t in (0.25, 0.5, 0.75))
 
 
+# linear and cosine run from min at the first epoch to max at the last (progress epoch / (epochs - 1), as lightly's
+# cosine_schedule reaches its end value at step max_steps - 1): "max=0.9" is a ratio the run trains at. The report's
+# epoch / epochs stopped one step short (0.5 to 0.9 over 3 epochs never passed 0.767; issue 31).
 @pytest.mark.parametrize("cfg,total_epochs,expected", [
     ({"schedule": "constant", "ratio": 0.6}, 4, [0.6, 0.6, 0.6, 0.6]),
-    ({"schedule": "linear", "min": 0.1, "max": 0.9}, 4, [0.1, 0.3, 0.5, 0.7]),
-    ({"schedule": "linear"}, 5, [0.0, 0.2, 0.4, 0.6, 0.8]),  # the report's epoch / total_epochs
-    ({"schedule": "cosine"}, 4, [0.0, C45, C90, C135]),
-    ({"schedule": "cosine", "min": 0.5, "max": 0.9}, 4, [0.5, 0.5 + 0.4 * C45, 0.7, 0.5 + 0.4 * C135]),
+    ({"schedule": "linear", "min": 0.5, "max": 0.9}, 3, [0.5, 0.7, 0.9]),  # issue 31's schedule reaches 0.9
+    ({"schedule": "linear", "min": 0.1, "max": 0.9}, 4, [0.1, 0.1 + 0.8 / 3, 0.1 + 1.6 / 3, 0.9]),
+    ({"schedule": "linear"}, 5, [0.0, 0.25, 0.5, 0.75, 1.0]),
+    ({"schedule": "linear", "max": 0.8}, 5, [0.0, 0.2, 0.4, 0.6, 0.8]),  # the report's epoch / 5: max = 4 / 5
+    ({"schedule": "cosine"}, 4, [0.0, 0.25, 0.75, 1.0]),  # t = 0, 1/3, 2/3, 1: (1 - cos(pi t)) / 2
+    ({"schedule": "cosine", "min": 0.5, "max": 0.9}, 4, [0.5, 0.6, 0.8, 0.9]),
     ({"schedule": "step", "min": 0.2, "max": 0.8, "steps": 4}, 8, [0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8]),
     ({"schedule": "step", "min": 0.2, "max": 0.8, "steps": 3}, 4, [0.2, 0.2, 0.5, 0.8]),
     ({"schedule": "step", "min": 0.0, "max": 1.0, "steps": 2}, 3, [0.0, 0.0, 1.0]),
@@ -67,20 +72,24 @@ def test_epoch_schedules_by_hand(cfg, total_epochs, expected):
 
 
 @pytest.mark.parametrize("cfg,steps,expected", [
-    ({"schedule": "linear", "min": 0.1, "max": 0.9}, [0, 1, 5, 10, 15, 19], [0.1, 0.14, 0.3, 0.5, 0.7, 0.86]),
-    ({"schedule": "cosine"}, [0, 5, 10, 15], [0.0, C45, C90, C135]),
-    ({"schedule": "step", "steps": 5}, [0, 3, 4, 8, 12, 16, 19], [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]),
+    ({"schedule": "linear", "min": 0.1, "max": 0.9}, [0, 1, 5, 10, 15, 20], [0.1, 0.14, 0.3, 0.5, 0.7, 0.9]),
+    ({"schedule": "cosine"}, [0, 5, 10, 15, 20], [0.0, C45, C90, C135, 1.0]),
+    # 5 equal stages of the 21 steps (floor(step * 5 / 21)): from steps 0, 5, 9, 13 and 17
+    ({"schedule": "step", "steps": 5}, [0, 4, 5, 9, 13, 16, 17, 20], [0.0, 0.0, 0.25, 0.5, 0.75, 0.75, 1.0, 1.0]),
 ])
 def test_step_granularity_changes_every_step(cfg, steps, expected):
-    # 2 epochs x 10 steps: progress = step / 20
-    got = [ratio(s // 10, step=s, total_epochs=2, granularity="step", **cfg) for s in steps]
+    # 3 epochs x 7 steps: progress = step / 20, the last step (20) at max
+    got = [ratio(s // 7, step=s, total_epochs=3, steps_per_epoch=7, granularity="step", **cfg) for s in steps]
     assert got == pytest.approx(expected)
 
 
-def test_progress_is_the_fraction_done():
+def test_progress_runs_from_the_first_epoch_or_step_to_the_last():
     cfg = MaskConfig(granularity="step")
-    assert mask_progress(cfg, 1, 15, 2, 10) == 0.75
-    assert mask_progress(MaskConfig(), 1, 15, 2, 10) == 0.5
+    assert mask_progress(cfg, 1, 15, 2, 10) == 15 / 19  # steps 0..19: the last one, 19, is 1
+    assert mask_progress(cfg, 1, 19, 2, 10) == 1.0 and mask_progress(cfg, 0, 0, 2, 10) == 0.0
+    assert mask_progress(MaskConfig(), 1, 15, 2, 10) == 1.0  # the second of 2 epochs is the last
+    assert mask_progress(MaskConfig(), 2, 25, 3, 10) == 1.0 and mask_progress(MaskConfig(), 1, 15, 3, 10) == 0.5
+    assert mask_progress(MaskConfig(), 0, 5, 1, 10) == 0.0  # one epoch: no way to ramp, it stays at min
 
 
 def test_both_ends_are_clamped_to_one_visible_and_one_masked_patch():
@@ -206,12 +215,13 @@ def test_linear_schedule_sets_the_encoder_input_length_every_epoch(tmp_path, tin
     cfg, seen, metrics = small_run(tmp_path, tiny, ["mask.schedule=linear", "mask.min=0.1", "mask.max=0.9",
                                                     "optim.epochs=4"])
     expected = [num_visible(64, mask_ratio_at(cfg.mask, s // 4, s, 4, 4, cfg.train.seed)) for s in range(16)]
-    assert expected == [58] * 4 + [45] * 4 + [32] * 4 + [19] * 4  # ratios 0.1, 0.3, 0.5, 0.7 of 64 patches
+    # ratios 0.1, 0.367, 0.633, 0.9 of 64 patches: the last epoch trains at mask.max
+    assert expected == [58] * 4 + [41] * 4 + [23] * 4 + [6] * 4
     assert seen == [[k] * 16 for k in expected]
     for record in metrics:  # logged: what the encoder saw (its whole-patch ratio), per step and per epoch
         assert record["mask_ratio"] == 1 - expected[record["step"] - 1] / 64
     epochs = [m for m in metrics if m["kind"] == "epoch"]
-    assert [m["mask_ratio"] for m in epochs] == [6 / 64, 19 / 64, 32 / 64, 45 / 64]
+    assert [m["mask_ratio"] for m in epochs] == [6 / 64, 23 / 64, 41 / 64, 58 / 64]
     assert len(metrics) == 4 + 8  # 8 step records (log_every=2), 4 epoch records
 
 
@@ -273,4 +283,4 @@ def test_training_steps_follow_the_pretraining_schedule(tmp_path, tiny):
 
     run = build_run(load_config(None, [*tiny, "optim.epochs=3"]), tmp_path / "r")
     expected = LRSchedule.for_pretraining(run.cfg.optim, run.steps_per_epoch)
-    assert [run.lr(s) for s in range(run.total_steps)] == [expected(s) for s in range(run.total_steps)]
+    assert [run.lr_schedule(s) for s in range(run.total_steps)] == [expected(s) for s in range(run.total_steps)]

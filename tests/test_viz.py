@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -132,7 +133,10 @@ def test_mask_schedule_shows_the_ratio_the_encoder_saw():
     assert list(line(fig, REQUESTED_LABEL).get_ydata()) == requested
     assert list(line(fig, EFFECTIVE_LABEL).get_ydata()) == [effective_ratio(64, r) for r in requested]
     assert line(fig, EFFECTIVE_LABEL).get_ydata()[0] == 1 / 64  # ratio 0 is clamped: one patch masked
-    assert sorted(set(requested)) == [0.0, 0.25, 0.5, 0.75]
+    # the figure shows what training used: min at the first epoch, max at the last (progress epoch / (epochs - 1));
+    # ratio 1 is clamped to one visible patch
+    assert sorted(set(requested)) == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    assert line(fig, EFFECTIVE_LABEL).get_ydata()[-1] == 63 / 64
 
 
 def test_long_schedules_are_drawn_at_exact_points():
@@ -264,3 +268,18 @@ def test_variant_bars_draw_each_metrics_floor_under_its_own_name():
     lines = {line.get_label(): line.get_ydata()[0] for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"}
     assert lines == {"probe_top1: random-init floor (44.25)": 44.25,
                      "finetune_top1: same ViT from scratch (55.50)": 55.5}
+
+
+def test_probe_by_depth_on_other_data_draws_the_floor_measured_on_that_data(tmp_path, monkeypatch):
+    from maelab.viz import probe_plots
+
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    for name, top1s in [("probe@test20", [30.0, 40.0, 45.0, 38.0]), ("probe_random_init", [20.0, 21.0, 22.0, 19.0]),
+                        ("probe_random_init@test20", [10.0, 11.0, 12.0, 9.0])]:
+        (eval_dir / f"{name}.json").write_text(json.dumps(_probe_all(top1s)))
+    drawn = []
+    real = probe_plots.probe_depth_figure
+    monkeypatch.setattr(probe_plots, "probe_depth_figure", lambda t, f, title: drawn.append(f) or real(t, f, title))
+    probe_plots.write_probe_by_depth(tmp_path, tmp_path / "figures", tag="test20", floor_tag="test20")
+    assert drawn[0]["protocols"]["block1"]["top1"] == 10.0  # the floor on the same 20 test images, not the run's own

@@ -6,6 +6,7 @@ to the largest count and the padding is hidden from attention by a key mask (see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
@@ -28,7 +29,7 @@ def num_visible(num_patches: int, ratio: float) -> int:
 
 def effective_ratio(num_patches: int, ratio: float) -> float:
     """The ratio the encoder actually sees after rounding and clamping."""
-    return 1.0 - num_visible(num_patches, ratio) / num_patches
+    return round_ratio(num_patches, ratio).effective
 
 
 def mask_noise(batch: int, num_patches: int, device: torch.device | str = "cpu",
@@ -50,7 +51,49 @@ def num_visible_per_sample(num_patches: int, ratios: Tensor) -> Tensor:
 
 def effective_ratios(num_patches: int, ratios: Tensor) -> Tensor:
     """ratios [N] -> the ratios each sample's encoder input actually has, [N] float64 on the CPU."""
-    return 1.0 - num_visible_per_sample(num_patches, ratios).double() / num_patches
+    return _seen(num_patches, num_visible_per_sample(num_patches, ratios))
+
+
+def _seen(num_patches: int, visible: Tensor) -> Tensor:
+    """Visible counts [N] -> the ratios [N] float64 the encoder sees, 1 - K_i / L."""
+    return 1.0 - visible.double() / num_patches
+
+
+@dataclass(frozen=True)
+class MaskRatio:
+    """A mask ratio rounded to whole patches (:func:`round_ratio`, once per step): the visible counts a mask is
+    drawn with, and the ratio the encoder sees (:attr:`effective`, what metrics.jsonl logs).
+
+    visible: K, the patches every sample keeps (int), or [N] int64 on the host, each sample's count
+        (``mask.per_sample``; under torchrun the global batch's, of which a rank takes :meth:`rows`)
+    num_patches: L
+    """
+
+    visible: int | Tensor
+    num_patches: int
+
+    @property
+    def effective(self) -> float:
+        """The ratio the encoder sees, 1 - K / L; with per-sample counts the batch's mean (no device sync)."""
+        if isinstance(self.visible, int):
+            return 1.0 - self.visible / self.num_patches
+        return float(_seen(self.num_patches, self.visible).mean())
+
+    def rows(self, shard: Shard) -> MaskRatio:
+        """This shard's rows of per-sample counts (the global batch's); a single count is every shard's."""
+        return self if isinstance(self.visible, int) else MaskRatio(shard.rows(self.visible), self.num_patches)
+
+
+def round_ratio(num_patches: int, ratio: float | Tensor | MaskRatio) -> MaskRatio:
+    """The one place a mask ratio is rounded to whole patches and clamped (:func:`num_visible`): one ratio (a float
+    or a 0-d tensor), or a [N] tensor of per-sample ratios. A :class:`MaskRatio` is returned as it is."""
+    if isinstance(ratio, MaskRatio):
+        if ratio.num_patches != num_patches:
+            raise ValueError(f"a mask ratio rounded for {ratio.num_patches} patches used with {num_patches}")
+        return ratio
+    if isinstance(ratio, Tensor) and ratio.ndim > 0:
+        return MaskRatio(num_visible_per_sample(num_patches, ratio), num_patches)
+    return MaskRatio(num_visible(num_patches, float(ratio)), num_patches)
 
 
 class Mask(NamedTuple):
@@ -90,7 +133,7 @@ def mask_from_noise(noise: Tensor, keep: int | torch.SymInt | Tensor) -> Mask:
 
     ``keep`` is one int (the same count for every sample; a symbolic size under torch.compile, what the compiled
     step passes) or an [N] int64 tensor of per-sample counts on the host (the encoder's input is padded to the
-    largest). No rounding or clamping here: :func:`draw_mask` turns ratios into counts.
+    largest). No rounding or clamping here: :func:`round_ratio` turns ratios into counts.
     """
     n, num_patches = noise.shape
     ids_shuffle = torch.argsort(noise, dim=1)
@@ -108,20 +151,17 @@ def mask_from_noise(noise: Tensor, keep: int | torch.SymInt | Tensor) -> Mask:
     return Mask(ids_shuffle[:, :k_max], ids_restore, ids_shuffle[:, k_min:], binary, keep_valid)
 
 
-def draw_mask(batch: int, num_patches: int, ratio: float | Tensor, device: torch.device | str = "cpu",
+def draw_mask(batch: int, num_patches: int, ratio: float | Tensor | MaskRatio, device: torch.device | str = "cpu",
               generator: Optional[torch.Generator] = None, shard: Shard = WHOLE) -> Mask:
-    """Draw a random mask per sample at ``ratio``: the one place where ratios are rounded and clamped
-    (:func:`num_visible`) and where a rank takes its rows of the global batch's masks.
+    """Draw a random mask per sample at ``ratio`` (rounded by :func:`round_ratio` unless it already is): where a
+    rank takes its rows of the global batch's masks.
 
     ``ratio`` is one float for the batch, or a [batch] tensor of per-sample ratios (this shard's rows under
-    torchrun). The noise is drawn for the global batch (``shard``), so W ranks mask exactly as one process does
-    with the whole batch, and equal per-sample ratios give the same mask as the one ratio.
-    Raises ValueError for a ratio outside [0, 1] or a ratio tensor that is not [batch].
+    torchrun), or either rounded (a :class:`MaskRatio`). The noise is drawn for the global batch (``shard``), so W
+    ranks mask exactly as one process does with the whole batch, and equal per-sample ratios give the same mask as
+    the one ratio. Raises ValueError for a ratio outside [0, 1] or per-sample ratios that are not [batch].
     """
-    if isinstance(ratio, Tensor) and ratio.ndim > 0:
-        if ratio.shape != (batch,):
-            raise ValueError(f"{tuple(ratio.shape)} per-sample mask ratios for a batch of {batch} images")
-        keep: int | Tensor = num_visible_per_sample(num_patches, ratio)
-    else:
-        keep = num_visible(num_patches, float(ratio))
+    keep = round_ratio(num_patches, ratio).visible
+    if isinstance(keep, Tensor) and keep.shape != (batch,):
+        raise ValueError(f"{tuple(keep.shape)} per-sample mask ratios for a batch of {batch} images")
     return mask_from_noise(mask_noise(batch, num_patches, device, generator, shard), keep)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
@@ -93,20 +93,41 @@ def _check_position(epoch: int, step: int, total_epochs: int, steps_per_epoch: i
 
 def _position(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int,
               steps_per_epoch: int) -> tuple[int, int]:
-    """(position, length) of training in the schedule's unit: (epoch, epochs) or (step, total steps)."""
-    if mask_cfg.granularity == "epoch":
-        return min(epoch, total_epochs), total_epochs
-    total = total_epochs * steps_per_epoch
-    return min(step, total), total
+    """(position, length) of training in the schedule's unit: (epoch, epochs) or (step, total steps); the position
+    is at most the last one, length - 1."""
+    length = total_epochs if mask_cfg.granularity == "epoch" else total_epochs * steps_per_epoch
+    return min(epoch if mask_cfg.granularity == "epoch" else step, length - 1), length
 
 
 def mask_progress(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int, steps_per_epoch: int) -> float:
-    """Fraction of training done at this epoch (``granularity=epoch``) or step (``granularity=step``): [0, 1).
+    """Where training is in the schedule, in [0, 1]: 0 at the first epoch (``granularity=epoch``) or step
+    (``granularity=step``), 1 at the last, ``position / (length - 1)``; 0 throughout when there is only one
+    (:func:`mask_schedule_warning` says so at the start of such a run).
 
-    ``epoch / total_epochs`` is the report's formula; ``step / (total_epochs * steps_per_epoch)`` the per-step one.
+    The last epoch (step) trains at the schedule's end, ``mask.max``, as lightly's ``cosine_schedule`` reaches its
+    end value at step ``max_steps - 1``. The report's ``epoch / total_epochs`` never reached it (0.5 to 0.9 over 3
+    epochs stopped at 0.767): here it is ``mask.min=0 mask.max=(epochs - 1) / epochs``.
     """
     position, length = _position(mask_cfg, epoch, step, total_epochs, steps_per_epoch)
-    return position / length
+    return position / (length - 1) if length > 1 else 0.0
+
+
+def mask_schedule_warning(mask_cfg: MaskConfig, total_epochs: int, steps_per_epoch: int) -> Optional[str]:
+    """One line when the schedule cannot reach ``mask.max`` in this run: a linear or cosine schedule over a single
+    epoch (step), or a step schedule with fewer epochs (steps) than stages; None otherwise."""
+    if mask_cfg.schedule not in ("linear", "cosine", "step") or mask_cfg.per_sample:
+        return None
+    _, length = _position(mask_cfg, 0, 0, total_epochs, steps_per_epoch)
+    unit = "epoch" if mask_cfg.granularity == "epoch" else "step"
+    stages = mask_cfg.steps if mask_cfg.schedule == "step" else 2
+    if length >= stages:
+        return None
+    reached = mask_ratio_at(mask_cfg, length - 1, length - 1, total_epochs, steps_per_epoch, 0)
+    fix = "more epochs" if unit == "epoch" else "more steps"
+    if unit == "epoch" and total_epochs * steps_per_epoch >= stages:
+        fix = "mask.granularity=step (a new ratio every step) or more epochs"
+    return (f"warning: mask.schedule={mask_cfg.schedule} over {length} {unit}{'s' if length > 1 else ''} never "
+            f"reaches mask.max={mask_cfg.max} (its last {unit} trains at {reached:g}): use {fix}")
 
 
 def mask_ratio_at(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int, steps_per_epoch: int,
@@ -114,9 +135,11 @@ def mask_ratio_at(mask_cfg: MaskConfig, epoch: int, step: int, total_epochs: int
     """The mask ratio the schedule asks for at (epoch, global step): a pure function of its arguments.
 
     ``constant``: ``ratio``. ``random``: uniform in [min, max] from a generator seeded by (seed, epoch) or
-    (seed, step). With progress ``t`` (see :func:`mask_progress`), ``linear``: ``min + (max - min) * t``;
-    ``cosine``: ``min + (max - min) * (1 - cos(pi t)) / 2``; ``step``: ``steps`` equal stages,
-    ``min + (max - min) * floor(t * steps) / (steps - 1)``. The value is not yet rounded to whole patches:
+    (seed, step). With progress ``t`` from 0 at the first epoch (step) to 1 at the last (:func:`mask_progress`),
+    ``linear``: ``min + (max - min) * t``; ``cosine``: ``min + (max - min) * (1 - cos(pi t)) / 2``: both reach
+    ``max`` at the last epoch (step). ``step``: ``steps`` equal stages of the epochs (steps), ``min + (max - min) *
+    floor(position * steps / length) / (steps - 1)``, the last stage at ``max`` (with fewer epochs than stages it
+    never comes: :func:`mask_schedule_warning`). The value is not yet rounded to whole patches:
     :func:`maelab.masking.effective_ratio` gives what the encoder sees. With ``per_sample`` this is the
     mean of the per-sample range; :func:`mask_ratios_at` gives each image's ratio.
     """

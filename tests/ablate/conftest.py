@@ -18,6 +18,7 @@ BASE = {
 SUITE = {
     "name": "tiny",
     "description": "two variants on the synthetic set",
+    "report_claims": True,  # its claims quote the report's figures (tests/ablate/test_own_suite.py: one's own)
     "base": "base.yaml",
     "seeds": 2,
     "baseline": "baseline",

@@ -47,7 +47,7 @@ def _ablation(tmp_path, recorded=True):
 
 
 def _claim_row(text, claim):
-    section = text.split("## The report's claims")[1].split("### Pairing")[0]
+    section = text.split("## The suite's claims")[1].split("### Pairing")[0]
     return next(line for line in section.splitlines() if line.startswith(f"| {claim}"))
 
 

@@ -23,7 +23,17 @@ def test_a_run_says_what_it_trains_on_and_keeps_it_in_the_run_folder(tmp_path, t
     assert (facts["threads"], facts["global_batch"], facts["steps_per_epoch"], facts["precision"]) == (1, 64, 4, "fp32")
     assert facts["peak_lr"] > 0 and facts["compiled"] == "nothing (eager)" and facts["at_step"] == 0
     assert "256 train / 64 test images of 32 px, 10 classes" in err and "1 CPU thread;" in err
-    assert "global batch 64, 4 steps an epoch" in err and "warning" not in err
+    assert "global batch 64, 4 steps an epoch" in err and "CPU thread and resumes" not in err
+    assert "maelab: warning: only 4 optimizer steps (4 an epoch of batch 64 x 1 epoch): the lr schedule's" in err
+
+
+def test_a_run_of_few_steps_is_warned_about_in_one_line_and_a_longer_one_is_not():
+    from maelab.engine.run import FEW_STEPS, few_steps_warning
+
+    line = few_steps_warning(21, 1, 21, 256)  # the README's old folder example: 21 steps at batch 256
+    assert line is not None and "\n" not in line and "raise optim.epochs or lower optim.batch_size" in line
+    assert "configs/own_images_cpu.yaml" in line
+    assert few_steps_warning(FEW_STEPS, 23, 5, 128) is None and few_steps_warning(2300, 23, 100, 128) is None
 
 
 def test_a_cpu_resume_with_another_thread_count_is_warned_about_and_recorded(tmp_path, tiny, capsys):

@@ -11,6 +11,8 @@ def test_the_knn_monitor_is_logged_every_n_epochs(tmp_path, tiny):
     epochs = [m for m in read_metrics(run_dir) if m["kind"] == "epoch"]
     assert ["knn_top1" in m for m in epochs] == [False, True, False]
     assert 0 <= epochs[1]["knn_top1"] <= 100
+    assert epochs[1]["knn_data"]["name"] == "synthetic" and epochs[1]["knn_data"]["test_images"] == 64
+    assert epochs[1]["knn_data"]["tag"] is None  # the run's own data
 
 
 def test_a_config_gets_the_monitors_it_asks_for():

@@ -225,7 +225,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """maelab report DIR...: rebuild each DIR/report.md and its figures from DIR/results.csv; with --page FILE, one
     page of them all that opens with the answer table (docs/results.md)."""
     from maelab.ablate import build_report
-    from maelab.ablate.page import DEFAULT_TITLE, build_page, check_page, page_suites
+    from maelab.ablate.page import build_page, check_page, page_suites
     from maelab.ablate.report import reportable_suite
 
     if args.title is not None and not args.page:
@@ -239,7 +239,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for out in args.out:
         print(f"wrote {build_report(out, figures=not args.no_figures)}")
     if args.page:
-        print(f"wrote {build_page(args.out, args.page, args.title or DEFAULT_TITLE)}")
+        print(f"wrote {build_page(args.out, args.page, args.title)}")
     return 0
 
 
@@ -275,7 +275,7 @@ def add_ablate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--page", metavar="FILE", help="also write one page of all the DIRs, opening with the table of "
                    "every claim's verdict, their figures copied beside it (e.g. docs/results.md)")
     p.add_argument("--title", help="the page's title (with --page; default: \"Results: the report's claims, "
-                   "measured\")")
+                   "measured\", or \"the suites' claims\" when a suite's claims are its own)")
     p.set_defaults(func=cmd_report)
 
 

@@ -23,17 +23,9 @@ from typing import Any, Optional
 
 from maelab.ablate.claims import CLAIM_NAME, STALE_AFTER_S, holder, is_stale, quiet_note, release
 from maelab.ablate.cluster_job import RunJob
-from maelab.ablate.environment import record_invocation
 from maelab.ablate.results import read_status, run_dir_of
 from maelab.ablate.run_one import record_failure
-from maelab.ablate.runner import (
-    Plan,
-    collect_and_write,
-    counted,
-    is_finished,
-    plan_runs,
-    save_suite,
-)
+from maelab.ablate.runner import Plan, collect_and_write, counted, start_suite
 from maelab.ablate.suite import Suite
 from maelab.errors import UserError
 
@@ -104,11 +96,7 @@ def launch_suite(suite: Suite, suite_file: Path, out: Path, options: ClusterOpti
     returns how many jobs ended in each outcome ("done", "failed", "held", "interrupted"). ``command`` is recorded
     in OUT/environment.json (None: the caller recorded the invocation)."""
     out = Path(out)
-    save_suite(suite, out)
-    if command is not None:
-        record_invocation(out, command)
-    plans = plan_runs(suite, out)
-    todo = [p for p in plans if not is_finished(p)]
+    plans, todo = start_suite(suite, out, command)
     free = [p for p in todo if not _held(p, options, log)]
     folder = options.folder or out / EXECUTOR_FOLDER
     log(f"ablate {suite.name}: {counted(len(plans), 'run')}, {len(plans) - len(todo)} already finished, "

@@ -7,23 +7,26 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Optional
 
 from maelab.ablate.report import METRICS, REPORT_NAME
-from maelab.ablate.report_claims import ANSWER_HEAD, answer_rows
+from maelab.ablate.report_claims import answer_head, answer_rows
 from maelab.ablate.results import RESULTS_NAME, read_results
 from maelab.ablate.runner import saved_suite
 from maelab.ablate.suite import SuiteSpec
 from maelab.atomic import write_text_atomic
 from maelab.errors import UserError
 
-DEFAULT_TITLE = "Results: the report's claims, measured"
+DEFAULT_TITLE = "Results: the report's claims, measured"  # where every suite's claims are the report's
+OWN_TITLE = "Results: the suites' claims, measured"  # where some suite is one's own (report_claims: false)
 MARK = "<!-- written by `maelab report --page`: edit the suites or the code, then rewrite it -->"
 FIGURE_LINK = re.compile(r"\]\(figures/([^)]+)\)")
 
 
-def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
+def build_page(dirs: list[str | Path], page: str | Path, title: Optional[str] = None) -> Path:
     """Write ``page`` (markdown) from the ablation folders ``dirs``, each with its report.md written; their figures
-    go to ``<page's folder>/<page's stem>/<suite name>/``. Returns the page's path.
+    go to ``<page's folder>/<page's stem>/<suite name>/``; ``title`` defaults to :data:`DEFAULT_TITLE`, or
+    :data:`OWN_TITLE` when a suite's claims are its own. Returns the page's path.
 
     Raises UserError when ``page`` exists and was not written by this function (nothing is overwritten), when a
     folder has no report.md, or when two folders hold suites of the same name.
@@ -34,18 +37,19 @@ def build_page(dirs: list[str | Path], page: str | Path, title: str) -> Path:
     for _, d in suites:
         if not (d / REPORT_NAME).is_file():
             raise UserError(f"{d} has no {REPORT_NAME}: run `maelab report {d}` first")
-    answer = [ANSWER_HEAD.replace("| claim |", "| suite | claim |", 1), "| --- | --- | --- | --- | --- | --- |"]
+    report = all(spec.report_claims for spec, _ in suites)
+    answer = [answer_head(report).replace("| claim |", "| suite | claim |", 1), "| --- | --- | --- | --- | --- | --- |"]
     sections = []
     for spec, d in suites:
         answer += [f"| {spec.name} {row}" for row in answer_rows(spec, read_results(d / RESULTS_NAME), METRICS)]
         sections.append(_section(d, page, spec.name))
-    head = [MARK, f"# {title}", "",
-            "Every claim of the report on every suite below, judged by the 95% interval of (variant − reference), "
-            "paired over seeds where they pair; the last column is the smallest difference the seeds run could "
-            "have seen at 80% power. *held*: the interval lies above 0 (a claimed gain) or within the margin (a "
-            "claimed sameness); *not held*: it lies below the report's gain (or at or below 0), or excludes 0 and "
-            "leaves the margin; *inconclusive*: neither. Each suite's own report follows, with the rule, the details "
-            "and the figures.",
+    head = [MARK, f"# {title or (DEFAULT_TITLE if report else OWN_TITLE)}", "",
+            f"Every claim {'of the report on' if report else 'of'} every suite below, judged by the 95% interval of "
+            "(variant − reference), paired over seeds where they pair; the last column is the smallest difference "
+            "the seeds run could have seen at 80% power. *held*: the interval lies above 0 (a claimed gain) or "
+            f"within the margin (a claimed sameness); *not held*: it lies below the {'report' if report else 'claim'}"
+            "'s gain (or at or below 0), or excludes 0 and leaves the margin; *inconclusive*: neither. Each suite's "
+            "own report follows, with the rule, the details and the figures.",
             "", *answer]
     text = "\n\n".join(["\n".join(head), *sections]) + "\n"
     return write_text_atomic(page, _as_given(text, [d for _, d in suites]))

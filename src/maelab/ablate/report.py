@@ -1,5 +1,5 @@
 """report.md from results.csv: mean ± std per variant, differences to the baseline with 95% intervals, the
-random-init floor, a verdict per claim of the report, the figures, and what produced it."""
+random-init floor, a verdict per claim (the report's, in the repo's suites), the figures, and what produced it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from maelab.ablate.environment import read_invocations
 from maelab.ablate.report_cells import p_value, summary_cell
 from maelab.ablate.report_claims import answer_section, claims_section, tested_interval
 from maelab.ablate.report_epochs import epoch_figures, epochs_section
-from maelab.ablate.report_resolution import TestImages, recorded_test_images
+from maelab.ablate.report_resolution import TestImages, recorded_test_images, shown_split
 from maelab.ablate.report_sections import failures_section, provenance_section
 from maelab.ablate.results import (
     FLOOR,
@@ -231,7 +231,7 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
         fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
                                   f"{spec.name}: accuracy per variant\n(mean ± std, dots = seeds)",
                                   {m: SCRATCH_LABEL for m in scratch})
-        made["Accuracy per variant (report Fig. 6)"] = _save(fig, fig_dir / "accuracy.png", out)
+        made["Accuracy per variant" + _fig_no(spec, 6)] = _save(fig, fig_dir / "accuracy.png", out)
     made.update(epoch_figures(out, spec, rows, METRICS, ACCURACY, fig_dir))  # the suite's eval_epochs
     curves = _epoch_curves(out, spec, "mask_ratio")
     if curves:
@@ -240,8 +240,14 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
         made["Mask-ratio schedules (logged)"] = _save(fig, fig_dir / "mask_schedules.png", out)
     recon = _reconstructions(out, spec, fig_dir)
     if recon:
-        made["Reconstructions of the same masked test images (report Fig. 7)"] = recon
+        split = shown_split(_first_seed_dir(out, (spec.figure_variants or list(spec.variants))[0]) or out)
+        made[f"Reconstructions of the same masked {split} images{_fig_no(spec, 7)}"] = recon
     return made
+
+
+def _fig_no(spec: SuiteSpec, number: int) -> str:
+    """" (report Fig. 6)" where the suite re-measures the report's claims, else ""."""
+    return f" (report Fig. {number})" if spec.report_claims else ""
 
 
 def _epoch_curves(out: Path, spec: SuiteSpec, key: str) -> dict[str, tuple[list[float], list[float]]]:

@@ -90,21 +90,21 @@ def claims_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
     ``images``: the test images of each accuracy metric, :mod:`maelab.ablate.report_resolution`)."""
     if not spec.claims:
         return ""
-    lines = ["## The report's claims", "",
+    whose = "the report gives" if spec.report_claims else "the claim gives"
+    lines = [f"## {claims_title(spec)}", "",
              "Verdicts by the 95% interval of (variant − reference): the **paired** t-interval of the per-seed "
              "differences whenever 2 or more seeds ran on both sides (seed k gives every variant the same initial "
              "weights, data order and random draws, so each seed's difference cancels what the seed adds to "
              "both), Welch's otherwise; the rule is fixed, not the narrower of the two. *better*: held if the "
-             "interval lies above 0; not held if it lies below the claimed gain (or at or below 0 when the report "
-             "gives no figure); otherwise inconclusive. *same*: held if the interval lies within ± the margin; not "
+             "interval lies above 0; not held if it lies below the claimed gain (or at or below 0 when "
+             f"{whose} no figure); otherwise inconclusive. *same*: held if the interval lies within ± the margin; not "
              "held if it excludes 0 and leaves the margin. An interval without spread (every seed gave the same "
              "difference: tied accuracies on a small test set, say) decides nothing, whatever its sign: "
              f"inconclusive. The last two columns are the power ({POWER:.0%}) of "
              "the seeds run, from their measured spread (docs/ablation.md): the smallest effect they could "
-             "have seen, and the seeds the claim's own gain or margin needs. The report's own figures come from "
-             "one seed each, with the full data and its own recipe, so compare them with the *differences* here, "
-             "not the absolute values.", "",
-             "| claim | metric | report's figures | measured: variant / reference | Δ [95% CI] | verdict | "
+             "have seen, and the seeds the claim's own gain or margin needs." + (REPORT_FIGURES if spec.report_claims
+                                                                               else ""), "",
+             f"| claim | metric | {figures_head(spec)} | measured: variant / reference | Δ [95% CI] | verdict | "
              "smallest effect seen at 80% power | seeds for the claim's margin |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     judged = [judge(claim, spec, rows) for claim in spec.claims]
@@ -134,17 +134,40 @@ def answer_section(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[st
     if not spec.claims:
         return ""
     return "\n".join(["## The answer", "",
-                      "Each of the report's claims on this suite, judged by the 95% interval of (variant − reference) "
+                      ("Each of the report's claims on this suite" if spec.report_claims else
+                       "Each claim of this suite") + ", judged by the 95% interval of (variant − reference) "
                       "(paired over seeds where they pair); the last column is the smallest difference these seeds "
                       "could have seen at 80% power. The claims section below gives the rule and the details.", "",
-                      ANSWER_HEAD, "| --- | --- | --- | --- | --- |", *answer_rows(spec, rows, metrics)])
+                      answer_head(spec.report_claims), "| --- | --- | --- | --- | --- |",
+                      *answer_rows(spec, rows, metrics)])
 
 
-ANSWER_HEAD = "| claim | report's figures | maelab: Δ [95% CI] | verdict | smallest effect seen at 80% power |"
+REPORT_FIGURES = (" The report's own figures come from one seed each, with the full data and its own recipe, so "
+                  "compare them with the *differences* here, not the absolute values.")
+
+
+def claims_title(spec: SuiteSpec) -> str:
+    """"The report's claims" for the repo's suites (``report_claims: true``), "The suite's claims" for one's own."""
+    return "The report's claims" if spec.report_claims else "The suite's claims"
+
+
+def figures_head(spec: SuiteSpec) -> str:
+    """The column of the figures a claim quotes: the report's (the repo's suites), or "claimed figures"."""
+    return _figures_head(spec.report_claims)
+
+
+def _figures_head(report: bool) -> str:
+    return "report's figures" if report else "claimed figures"
+
+
+def answer_head(report: bool = True) -> str:
+    """The head of the answer table; ``report``: the claims are the report's (else the suites' own)."""
+    return f"| claim | {_figures_head(report)} | maelab: Δ [95% CI] | verdict | smallest effect seen at 80% power |"
+
 
 
 def answer_rows(spec: SuiteSpec, rows: list[Row], metrics: dict[str, tuple[str, int]]) -> list[str]:
-    """One markdown row of :data:`ANSWER_HEAD` per claim of ``spec``."""
+    """One markdown row of :func:`answer_head`'s table per claim of ``spec``."""
     out = []
     for claim in spec.claims:
         j = judge(claim, spec, rows)

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from maelab.ablate.results import BEST_PROBE, EVAL_METRICS, FAILED, FLOOR, Row, split_epoch
 from maelab.atomic import write_text_atomic
 from maelab.run_layout import RunLayout, epoch_tag
@@ -74,3 +76,17 @@ def resolution(metric: str, images: Optional[TestImages]) -> str:
         return f"one test image is {100 / counts[0]:.3g} points of accuracy ({counts[0]:,} test images)"
     return (f"one test image is {100 / counts[-1]:.3g} to {100 / counts[0]:.3g} points of accuracy "
             f"({counts[0]:,} to {counts[-1]:,} test images)")
+
+
+def shown_split(run_dir: Path) -> str:
+    """The split a run's figures show: "training" for a run on an unlabeled image folder (it has no test split:
+    :meth:`maelab.data.Dataset.eval_images`), else "test"."""
+    from maelab.data.folder import is_labelled
+
+    try:
+        data = (yaml.safe_load(RunLayout(run_dir).config.read_text()) or {}).get("data") or {}
+        root = Path(str(data.get("root"))).expanduser()
+        unlabeled = data.get("name") == "folder" and root.is_dir() and not is_labelled(root)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "test"
+    return "training" if unlabeled else "test"

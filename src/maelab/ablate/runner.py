@@ -76,6 +76,16 @@ def plan_runs(suite: Suite, out: Path) -> list[Plan]:
     return plans
 
 
+def start_suite(suite: Suite, out: Path, command: Optional[str]) -> tuple[list[Plan], list[Plan]]:
+    """What every way of running a suite does first: save it into ``out`` (refusing another suite's folder), record
+    ``command`` (None: the caller recorded it), plan its runs. Returns (every run, the unfinished ones)."""
+    save_suite(suite, out)
+    if command is not None:
+        record_invocation(out, command)
+    plans = plan_runs(suite, out)
+    return plans, [p for p in plans if not is_finished(p)]
+
+
 def pending_runs(suite: Suite, out: Path) -> int:
     """How many of the suite's runs in ``out`` are not finished (all of them in a new folder)."""
     return sum(not is_finished(p) for p in plan_runs(suite, Path(out)))
@@ -94,11 +104,7 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
     the runs start longest first while they fit its time, and the one running at its deadline stops there with
     its checkpoint (budget.py); the suite is then left unfinished, not failed."""
     out = Path(out)
-    save_suite(suite, out)
-    if command is not None:
-        record_invocation(out, command)
-    plans = plan_runs(suite, out)
-    todo = [p for p in plans if not is_finished(p)]
+    plans, todo = start_suite(suite, out, command)
     scratch = " + scratch" if "scratch" in suite.spec.evals else ""
     log(f"ablate {suite.name}: {counted(len(plans), 'run')} ({counted(len(suite.variant_names()), 'variant')}"
         f"{scratch} × {counted(len(suite.seeds), 'seed')}), {len(plans) - len(todo)} already finished, into {out}")
@@ -226,7 +232,8 @@ def saved_suite(out: Path) -> SuiteSpec:
 
 
 def _without_seeds(spec: dict) -> dict:
-    return {k: v for k, v in spec.items() if k != "seeds"}
+    """What tells two suites apart in one folder: all but the seeds and the report's wording (report_claims)."""
+    return {k: v for k, v in spec.items() if k not in ("seeds", "report_claims")}
 
 
 def counted(n: int, noun: str) -> str:

@@ -16,6 +16,7 @@ from maelab.config.evaluation import (
     EvalConfig,
     FinetuneConfig,
     KnnConfig,
+    KnnDataConfig,
     ProbeConfig,
     ReconConfig,
     probe_layers,
@@ -40,6 +41,6 @@ from maelab.config.training import (
 )
 
 __all__ = ["CIFAR10_MD5", "CIFAR10_URL", "GAN_LOSSES", "PROBE_LAYERS_HELP", "AugConfig", "Config", "DataConfig",
-           "EvalConfig", "FinetuneConfig", "GanConfig", "KnnConfig", "MaskConfig", "ModelConfig", "OptimConfig",
-           "ProbeConfig", "ReconConfig", "TrainConfig", "_all_keys", "load_config",
+           "EvalConfig", "FinetuneConfig", "GanConfig", "KnnConfig", "KnnDataConfig", "MaskConfig", "ModelConfig",
+           "OptimConfig", "ProbeConfig", "ReconConfig", "TrainConfig", "_all_keys", "load_config",
            "persisted", "probe_layers", "read_yaml_mapping", "save_config", "to_dict", "whole_step_conflicts"]

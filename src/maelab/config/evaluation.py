@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from maelab.config.checks import _choice, _positive
@@ -125,11 +125,44 @@ class ReconConfig:
 
 
 @dataclass
+class KnnDataConfig:
+    """The labelled data the k-NN monitor (eval.knn_every) measures on; unset (name and root null): the run's own.
+
+    Pretrain on an unlabeled folder, watch the k-NN top-1 on a labelled one (lightly's k-NN callback likewise
+    takes any labelled loader)."""
+
+    # The words of the data section (data.name, data.root, data.limit_*) one level down, beside eval.knn_every: who
+    # points pretraining at a folder with data.root knows how to point the monitor at another. How images are read
+    # (data.image_size, data.cache_dir, data.download, data.max_memory_gib) stays the data section's.
+    name: Optional[str] = None  # cifar10 | synthetic | props | folder; null: folder when root is set, else the run's
+    root: Optional[str] = None  # as data.root: a labelled folder holds train/<class>/ and test/<class>/
+    limit_train: Optional[int] = None  # the bank: a seeded, class-balanced subset of its training set
+    limit_test: Optional[int] = None  # the queries: a class-balanced subset of its test set
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            _choice("eval.knn_data.name", self.name, ("cifar10", "synthetic", "props", "folder"))
+        if self.name == "folder" and not self.root:
+            raise ConfigError("eval.knn_data.name=folder needs eval.knn_data.root: a labelled folder holding "
+                              "train/<class>/ and test/<class>/")
+        _positive("eval.knn_data.limit_train", self.limit_train)
+        _positive("eval.knn_data.limit_test", self.limit_test)
+
+    @property
+    def other(self) -> bool:
+        """Whether it names other data than the run's (a name or a root is set)."""
+        return self.name is not None or bool(self.root)
+
+
+@dataclass
 class EvalConfig:
     """Shared evaluation settings."""
 
     batch_size: int = 500  # feature-extraction batch
     knn_every: int = 0  # k-NN monitor during pretraining every N epochs (0 = off), logged as knn_top1
+    # the monitor's labelled data (default: the run's own): eval.knn_data.root=DIR pretrains on data.root and
+    # measures on DIR's train/ (the bank) and test/ (the queries)
+    knn_data: KnnDataConfig = field(default_factory=KnnDataConfig)
     # probe and knn keep the pooled features of each checkpoint in RUN_DIR/eval/cache (float32; not under torchrun)
     feature_cache: bool = True
 

@@ -53,10 +53,10 @@ class MaskConfig:
     """How much of each image is hidden from the encoder, and how that ratio changes (docs/masking.md).
 
     ``constant`` uses ``ratio``; the other schedules move between ``min`` and ``max``: ``random`` draws uniformly,
-    ``linear`` and ``cosine`` ramp from ``min`` towards ``max`` over training (progress = epoch / epochs, or
-    step / total steps), ``step`` climbs in ``steps`` equal stages from ``min`` to ``max``. The defaults
-    [0, 1] are the report's range; the value is rounded to whole patches and clamped so that at least one
-    patch is visible and one masked. ``per_sample`` gives every image its own ratio, uniform in [min, max].
+    ``linear`` and ``cosine`` ramp from ``min`` at the first epoch to ``max`` at the last (progress = epoch /
+    (epochs - 1), or step / (total steps - 1)), ``step`` climbs in ``steps`` equal stages from ``min`` to ``max``.
+    The defaults [0, 1] are the report's range; the value is rounded to whole patches and clamped so that at least
+    one patch is visible and one masked. ``per_sample`` gives every image its own ratio, uniform in [min, max].
     """
 
     schedule: str = "constant"  # constant | random | linear | cosine | step

@@ -82,21 +82,23 @@ class Dataset:
                        x_test=move(self.x_test, self.mapped), y_test=move(self.y_test))
 
 
-def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+def load_dataset(cfg: DataConfig, seed: int, progress: bool = True) -> Dataset:
     """Load the dataset ``cfg`` names, then apply ``data.limit_train`` / ``data.limit_test``.
 
     synthetic: the training set is drawn from ``seed``, the test set from a derived seed.
     cifar10 / props: found (or downloaded) by ``find_cifar10`` / ``find_props``. folder: the images under
     ``data.root``, resized to ``data.image_size`` (labelled or unlabeled, :mod:`maelab.data.folder`). Limits take
     seeded class-balanced subsets (an unlabeled set: a seeded random subset): the training subset depends on
-    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``). A subset is held in memory. A data.root holding
+    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``). A subset is held in memory. ``progress``: show
+    the decoding of a folder that takes a while (``train.progress``; :mod:`maelab.progress`). A data.root holding
     another dataset's files than data.name's is refused first (``DataRootError``, :mod:`maelab.data.roots`).
     """
     check_root(cfg)
     if cfg.name == "synthetic":
         ds = _load_synthetic(cfg, seed)
     else:
-        ds = {"cifar10": _load_cifar10, "props": _load_props, "folder": _load_folder}[cfg.name](cfg)
+        ds = _load_folder(cfg, progress) if cfg.name == "folder" else \
+            {"cifar10": _load_cifar10, "props": _load_props}[cfg.name](cfg)
     if cfg.limit_train is not None:
         x, y = balanced_subset(ds.x_train, ds.y_train, cfg.limit_train, seed, key="data.limit_train",
                                split="training set")
@@ -156,14 +158,14 @@ def _load_props(cfg: DataConfig) -> Dataset:
                    source=str(path.resolve().parent))
 
 
-def _load_folder(cfg: DataConfig) -> Dataset:
+def _load_folder(cfg: DataConfig, progress: bool = True) -> Dataset:
     root = Path(cfg.root).expanduser()
     store = FolderStore(root, cache_dir(cfg), int(cfg.max_memory_gib * GIB))
     if is_labelled(root):
-        x_train, y_train, x_test, y_test, classes = load_image_folder(root, cfg.image_size, store)
+        x_train, y_train, x_test, y_test, classes = load_image_folder(root, cfg.image_size, store, progress)
     else:
-        x_train, y_train, x_test, y_test, classes = load_unlabeled_folder(root, cfg.image_size, store), None, None, \
-            None, []
+        x_train, y_train, x_test, y_test, classes = (load_unlabeled_folder(root, cfg.image_size, store, progress),
+                                                     None, None, None, [])
     mean, std = channel_stats(x_train)
     return Dataset(x_train, y_train, x_test, y_test, classes, "folder", mean, std, source=str(root.resolve()),
                    mapped=store.mapped(len(x_train) + (0 if x_test is None else len(x_test)), cfg.image_size))

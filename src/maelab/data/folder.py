@@ -41,6 +41,7 @@ the hand-written scaling here.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -51,11 +52,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
-from tqdm import tqdm
 
 from maelab.data.folder_cache import FolderStore
 from maelab.data.folder_files import EXTENSIONS, image_files, sub_dirs
 from maelab.errors import DataError
+from maelab.progress import phase
 
 SPLITS = ("train", "test")
 MAX_WORKERS = 8  # decoding threads (Pillow releases the GIL while decoding and resizing)
@@ -75,29 +76,32 @@ def is_labelled(root: Path) -> bool:
     return any((root / split).is_dir() for split in SPLITS)
 
 
-def load_image_folder(root: Path, size: int, store: Optional[FolderStore] = None
+def load_image_folder(root: Path, size: int, store: Optional[FolderStore] = None, progress: bool = True
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
     """Decode ``root/train`` and ``root/test`` (the labelled layout).
 
     Returns ``x_train: [N, size, size, 3] uint8``, ``y_train: [N] int64``, ``x_test: [M, size, size, 3] uint8``,
     ``y_test: [M] int64`` and the class names (sorted; label ``i`` is ``classes[i]``). The pixels are held in
-    memory, or memory-mapped when ``store`` says the two splits together are too large. Raises ``DataError``
-    for a missing split, no classes, an empty class folder or a file that cannot be decoded.
+    memory, or memory-mapped when ``store`` says the two splits together are too large; ``progress`` shows the
+    decoding once it takes a while (:func:`_decode_into`). Raises ``DataError`` for a missing split, no classes, an
+    empty class folder or a file that cannot be decoded.
     """
     root = Path(root)
     train_dir, test_dir = (_split_dir(root, split) for split in SPLITS)
     classes = _class_names(train_dir)
     (train_files, y_train), (test_files, y_test) = (_list_files(d, classes) for d in (train_dir, test_dir))
     mapped = store is not None and store.mapped(len(train_files) + len(test_files), size)
-    x_train, x_test = (_decode(files, size, f"decoding {split}/", store if mapped else None, split)
+    x_train, x_test = (_decode(files, size, f"decoding {split}/", store if mapped else None, split, progress)
                        for files, split in ((train_files, "train"), (test_files, "test")))
     return (x_train, torch.tensor(y_train, dtype=torch.int64), x_test, torch.tensor(y_test, dtype=torch.int64),
             classes)
 
 
-def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = None) -> Tensor:
+def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = None, progress: bool = True
+                          ) -> Tensor:
     """Every image under ``root`` (any depth, sorted path order) -> ``x: [N, size, size, 3] uint8``, in memory or
-    memory-mapped as ``store`` says. ``DataError`` when it holds no image or a file cannot be decoded."""
+    memory-mapped as ``store`` says, with ``progress`` as :func:`load_image_folder`'s. ``DataError`` when it holds
+    no image or a file cannot be decoded."""
     root = Path(root)
     _refuse_test_split(root)
     files = image_files(root)
@@ -105,7 +109,7 @@ def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = 
         raise DataError(f"the image folder {root} holds no images ({', '.join(EXTENSIONS)}): set data.root to a "
                         "folder that does")
     mapped = store is not None and store.mapped(len(files), size)
-    return _decode(files, size, f"decoding {root.name}/", store if mapped else None, "unlabeled")
+    return _decode(files, size, f"decoding {root.name}/", store if mapped else None, "unlabeled", progress)
 
 
 def _refuse_test_split(root: Path) -> None:
@@ -158,23 +162,28 @@ def _list_files(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[i
     return files, labels
 
 
-def _decode(files: list[Path], size: int, desc: str, store: Optional[FolderStore], split: str) -> Tensor:
+def _decode(files: list[Path], size: int, desc: str, store: Optional[FolderStore], split: str,
+            progress: bool = True) -> Tensor:
     """``files`` -> ``[len(files), size, size, 3] uint8``: in memory, or from ``store``'s cache file of ``split``."""
     if store is not None:
-        return store.load(split, files, size, _decode_into, desc)
+        return store.load(split, files, size, functools.partial(_decode_into, progress=progress), desc)
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    _decode_into(files, size, desc, out)
+    _decode_into(files, size, desc, out, progress)
     return torch.from_numpy(out)
 
 
-def _decode_into(files: list[Path], size: int, desc: str, out: np.ndarray) -> None:
-    """Decode ``files`` on a few threads, in order, with a progress bar, into ``out: [len(files), size, size, 3]
-    uint8`` (an array in memory or a memory-mapped file)."""
+def _decode_into(files: list[Path], size: int, desc: str, out: np.ndarray, progress: bool = True) -> None:
+    """Decode ``files`` on a few threads, in order, into ``out: [len(files), size, size, 3] uint8`` (an array in
+    memory or a memory-mapped file). ``progress``: once the decoding has taken a few seconds (a folder of thousands
+    of photos), a bar on a terminal or a plain line every 30 s in a log (:func:`maelab.progress.phase`); a small
+    folder decodes in silence."""
     pool = ThreadPoolExecutor(min(MAX_WORKERS, os.cpu_count() or 1))
     try:
         decoded = pool.map(decode_image, files, itertools.repeat(size))
-        for i, img in enumerate(tqdm(decoded, total=len(files), desc=desc, unit="img", disable=None, leave=False)):
-            out[i] = img
+        with phase(len(files), desc, "image", enabled=progress) as bar:
+            for i, img in enumerate(decoded):
+                out[i] = img
+                bar.update()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, the queued files are not decoded
 

@@ -1,5 +1,5 @@
 """``train.compile_scope=step``: the whole pretraining step under torch.compile, behind the interface of
-:func:`maelab.engine.step.train_step` (chosen once, in :func:`maelab.engine.run.build_run`).
+:func:`maelab.engine.step.train_step` (chosen once, in :func:`maelab.engine.pretrain.step_function`).
 
 What makes the step capturable (issue 16; docs/performance.md has the figures):
 
@@ -39,9 +39,9 @@ from torch import Tensor
 
 from maelab.data.augment import AugDraws, apply_augment, draw_augment
 from maelab.engine.device import autocast
-from maelab.engine.numerics import optimizer_step
 from maelab.engine.step import StepGenerators
-from maelab.masking import mask_from_noise, mask_noise, num_visible
+from maelab.engine.update import plain_update, with_grads
+from maelab.masking import MaskRatio, mask_from_noise, mask_noise, round_ratio
 
 
 class CompiledStep:
@@ -64,11 +64,11 @@ class CompiledStep:
         self.unbacked = unbacked_options(num_patches) if self.k_size == "unbacked" else {}
         self.update: Callable[..., Tensor] = torch.compile(self.eager_update, **run.compile.options())
 
-    def __call__(self, run: Any, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,
+    def __call__(self, run: Any, imgs_u8: Tensor, lr: float, ratio: MaskRatio | float, generators: StepGenerators,
                  logs: Optional[dict[str, Tensor]] = None) -> Tensor:
-        """One step on a uint8 batch [B, H, W, 3] at ``lr`` and mask ``ratio`` (one float): the random numbers
-        drawn here, then the compiled update. Returns the loss (0-d device tensor, no host sync); ``logs`` stays
-        empty (no add-on runs under this step)."""
+        """One step on a uint8 batch [B, H, W, 3] at ``lr`` and mask ``ratio`` (one ratio, rounded or not): the
+        random numbers drawn here, then the compiled update. Returns the loss (0-d device tensor, no host sync);
+        ``logs`` stays empty (no add-on runs under this step)."""
         spec = run.model.spec
         _, h, w, _ = imgs_u8.shape
         draws = draw_augment(len(imgs_u8), h, w, run.cfg.aug, spec.img_size, generators.augment, imgs_u8.device)
@@ -77,7 +77,7 @@ class CompiledStep:
         run.updater.zero_grad()
         if self.cuda_graphs:  # a new iteration: the last step's graph outputs (read by now) may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
-        visible = self.visible(num_visible(spec.num_patches, float(ratio)))
+        visible = self.visible(round_ratio(spec.num_patches, ratio).visible)
         oblivious = self.k_size == "backed"
         with dynamo_config.patch(trace_autograd_ops=True), fx_config.patch(backed_size_oblivious=oblivious):
             loss = self.update(run, imgs_u8, draws, noise, visible)
@@ -104,7 +104,8 @@ class CompiledStep:
             loss, _ = run.forward(imgs, mask)
         value = loss.detach()  # the graph must not return a tensor whose backward it consumed
         loss.backward()
-        optimizer_step(run.optimizer, None, run.updater.params, run.updater.grad_clip)
+        # train.on_nan=stop without a scaler (the config refuses the rest): the eager path minus the gradients' watch
+        plain_update(run.optimizer, None, with_grads(run.updater.params), run.updater.grad_clip)
         return value
 
 

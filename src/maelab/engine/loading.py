@@ -12,6 +12,7 @@ from maelab.config import Config, DataConfig, load_config
 from maelab.data import Dataset, load_dataset, on_disk
 from maelab.engine.checkpoint import load_checkpoint
 from maelab.engine.device import configure_backends, resolve_device, resolve_precision
+from maelab.engine.distributed import is_main_process
 from maelab.engine.kept import resolve_checkpoint
 from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
@@ -43,7 +44,8 @@ class LoadedRun:
     def dataset(self, seed: Optional[int] = None) -> Dataset:
         """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
         cfg = with_saved_data_source(self.cfg, self.data_source)
-        return load_dataset(cfg.data, self.cfg.train.seed if seed is None else seed).to(self.device)
+        return load_dataset(cfg.data, self.cfg.train.seed if seed is None else seed,  # progress: rank 0's
+                            progress=self.cfg.train.progress and is_main_process()).to(self.device)
 
 
 def changed_model_settings(saved: Config, now: Config) -> list[str]:

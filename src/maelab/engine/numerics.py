@@ -9,24 +9,25 @@ loss turns the weights into NaN, through clipping or Adam's moments), naming it 
 (:meth:`NonFiniteLossError.kept_in`).
 
 ``skip`` leaves a step whose loss or gradients are non-finite without any effect: no weight, no Adam moment
-and no optimizer step count changes. With a fused optimizer (the engine's choice on CUDA) the skip is decided
-on the device through the fused kernels' ``found_inf`` input, the mechanism GradScaler uses, so there is no
-host sync per step; a non-fused optimizer (CPU) is checked on the host. Under fp16 the GradScaler does the
-skipping: a non-finite loss poisons the gradients so that the scaler sees an overflow (and halves its scale,
-as it does for any overflow). Skipped steps are counted (``skipped_steps`` in metrics.jsonl, per logged step
-and per epoch); more than ``train.max_skipped_steps`` in a row stop the run.
+and no optimizer step count changes. With a fused optimizer (the engine's choice on CUDA and the CPU) the skip is
+decided on the device through the fused kernels' ``found_inf`` input, the mechanism GradScaler uses, so there is no
+host sync per step; a non-fused optimizer is checked on the host. Under fp16 the GradScaler does the skipping: a
+non-finite loss poisons the gradients so that the scaler sees an overflow (and halves its scale, as it does for
+any overflow). The update paths are :mod:`maelab.engine.update`'s. Skipped steps are counted (``skipped_steps`` in
+metrics.jsonl, per logged step and per epoch); more than ``train.max_skipped_steps`` in a row stop the run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from maelab.engine.update import Updater, optimizer_step  # noqa: F401 - the update paths, importable from here too
 from maelab.errors import UserError
 from maelab.run_layout import RunLayout
 
@@ -68,104 +69,6 @@ def kept_checkpoint(run_dir: Path) -> str:
     return f"its last good checkpoint, {path} (step {step}, finite weights), is kept"
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
-                   params: Iterable[Tensor], grad_clip: Optional[float], guard: Optional[Tensor] = None,
-                   skip: Optional[Tensor] = None, watch: bool = False) -> Optional[Tensor]:
-    """After backward: unscale (fp16), clip to ``grad_clip`` and step ``optimizer`` over ``params``.
-
-    ``guard`` is the step's loss (0-d) under ``train.on_nan=skip``, None under ``stop``. When given, the step
-    is skipped if the loss or the gradients are non-finite, or if ``skip`` (0-d bool) is True; the returned
-    0-d bool device tensor says whether it was. Unguarded, the step is taken; with ``watch`` (``stop``) the
-    returned 0-d bool says whether the gradients' norm was non-finite (always False under a GradScaler, which
-    skips an overflow itself); else None.
-    """
-    params = [p for p in params if p.grad is not None]
-    if guard is None:
-        return _plain_step(optimizer, scaler, params, grad_clip, watch)
-    bad = ~torch.isfinite(guard.detach())
-    if skip is not None:
-        bad = bad | skip
-    if scaler is not None:  # the scaler checks the gradients and skips on its own; it only needs to see `bad`
-        poison = torch.where(bad, torch.full_like(bad, float("nan"), dtype=torch.float32),
-                             torch.ones_like(bad, dtype=torch.float32))
-        for p in params:
-            p.grad.mul_(poison)
-        scaler.unscale_(optimizer)
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        _step(optimizer, scaler)
-        return bad
-    # the total norm (max_norm=inf scales every gradient by exactly 1.0 when no clipping is asked for)
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else float("inf"))
-    bad = bad | ~torch.isfinite(norm)
-    if optimizer.defaults.get("fused"):  # decided on the device: the fused kernel skips when found_inf != 0
-        optimizer.found_inf = bad.float()
-        try:
-            optimizer.step()
-        finally:
-            del optimizer.found_inf
-    elif not bool(bad):  # host sync: non-fused optimizers (the engine uses them on CPU only)
-        optimizer.step()
-    return bad
-
-
-class Updater:
-    """The MAE's optimizer step in one object: the learning rate, backward (scaled under fp16), clipping
-    (``optim.grad_clip``) and what ``train.on_nan`` does with a non-finite step (:class:`NanPolicy`)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
-                 params: Iterable[Tensor], grad_clip: Optional[float], nan: NanPolicy) -> None:
-        self.optimizer, self.scaler, self.nan, self.grad_clip = optimizer, scaler, nan, grad_clip
-        self.params = list(params)
-
-    def loss_scale(self, device: torch.device) -> Tensor | float:
-        """The fp16 loss scale as a 0-d tensor (1.0 without a scaler): what an add-on's gradients are scaled by."""
-        return self.scaler.scale(torch.ones((), device=device)) if self.scaler is not None else 1.0
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def backward(self, objective: Tensor) -> None:
-        """Add the gradients of ``objective`` (0-d; scaled under fp16) to the parameters' (accumulation)."""
-        (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
-
-    def apply(self, lr: float, objective: Tensor) -> Optional[Tensor]:
-        """Step at ``lr`` with the gradients summed so far (:meth:`zero_grad`, then :meth:`backward` once per
-        micro-batch); ``objective``: the step's whole objective, which ``train.on_nan=skip`` checks. Returns whether
-        the step was skipped (a 0-d bool device tensor under ``train.on_nan=skip``, None otherwise)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        guard = self.nan.guard(objective)
-        flag = optimizer_step(self.optimizer, self.scaler, self.params, self.grad_clip, guard, watch=guard is None)
-        if guard is None:  # stop: the step was taken; its gradients' flag waits for NanPolicy.add
-            self.nan.watch(flag)
-            return None
-        return flag
-
-
-def _plain_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler], params: list[Tensor],
-                grad_clip: Optional[float], watch: bool) -> Optional[Tensor]:
-    """The unguarded step (``train.on_nan=stop``). With ``watch``: whether the gradients' norm was non-finite (the
-    norm clipping computes anyway, else one foreach norm; no host sync); None without, or under a GradScaler,
-    whose routine is to skip a step whose gradients overflowed."""
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip is not None else None
-    watch = watch and scaler is None and bool(params)
-    if watch and norm is None:
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
-    _step(optimizer, scaler)
-    return ~torch.isfinite(norm) if watch else None
-
-
-def _step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-
-
 class NanPolicy:
     """What ``train.on_nan`` does with bad steps. stop: the losses are checked where the loop reads them (at its host
     syncs, :meth:`check`), and so is the first step whose gradients were non-finite (kept on the device); skip: the
@@ -182,7 +85,7 @@ class NanPolicy:
         self._watched: Optional[Tensor] = None  # stop: this step's flag, until add() knows its number
 
     def guard(self, loss: Tensor) -> Optional[Tensor]:
-        """The ``guard`` argument of :func:`optimizer_step`: the loss under skip, None under stop."""
+        """The ``guard`` of :func:`maelab.engine.update.optimizer_step`: the loss under skip, None under stop."""
         return loss if self.skip else None
 
     def watch(self, grads_bad: Optional[Tensor]) -> None:
@@ -190,7 +93,7 @@ class NanPolicy:
         self._watched = grads_bad
 
     def add(self, loss: Tensor, skipped: Optional[Tensor], step: int) -> None:
-        """Record step ``step``: whether :func:`optimizer_step` skipped it (skip; None under stop, where the loss
+        """Record step ``step``: whether the update skipped it (skip; None under stop, where the loss
         itself is checked when read, :meth:`check`, and the gradients' flag given to :meth:`watch` is kept)."""
         if skipped is None:
             watched, self._watched = self._watched, None

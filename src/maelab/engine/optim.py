@@ -1,4 +1,7 @@
-"""AdamW with MAE's parameter groups and the lr scaling rule."""
+"""AdamW with MAE's parameter groups (no weight decay on norms, biases and tokens), fused on CUDA and the CPU.
+
+The lr is not set here: MAE's scaling rule is :func:`maelab.schedules.peak_lr`, and the per-step value
+:class:`maelab.schedules.LRSchedule`'s, written into the parameter groups by the update."""
 
 from __future__ import annotations
 

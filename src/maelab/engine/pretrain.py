@@ -57,8 +57,8 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
     images_since_log = 0
     lr = ratio_sum = 0.0  # ratio_sum: the ratios the encoder saw, for the epoch's mean
     for index in range(start_index, run.steps_per_epoch):
-        lr, ratio = run.lr(run.step), run.mask_ratio(epoch, run.step)
-        seen = float(ratio.mean()) if isinstance(ratio, Tensor) else ratio  # per-sample: the batch's mean
+        lr, ratio = run.lr_schedule(run.step), run.mask_ratio(epoch, run.step)
+        seen = ratio.effective  # what the encoder sees (per-sample: the batch's mean)
         ratio_sum += seen
         logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
         generators = streams.at(run.step)

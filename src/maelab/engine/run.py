@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from torch import Tensor
 
 from maelab.config import Config, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
@@ -18,17 +17,18 @@ from maelab.engine.compile_cache import check_compile_cache
 from maelab.engine.compile_plan import CompilePlan, plan_compile
 from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
-from maelab.engine.numerics import NanPolicy, Updater
+from maelab.engine.numerics import NanPolicy
 from maelab.engine.optim import build_optimizer
 from maelab.engine.state_fit import changed_settings, require_fit
+from maelab.engine.update import Updater
 from maelab.gan.addon import Gan, build_gan
 from maelab.gan.state import DISC_SHAPE
 from maelab.interop.init_from import load_init_weights
-from maelab.masking import effective_ratio, effective_ratios
+from maelab.masking import MaskRatio, round_ratio
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.models.cpu import kernels_for
 from maelab.models.cpu.choice import mae_workload
-from maelab.schedules import LRSchedule, mask_ratio_at, mask_ratios_at
+from maelab.schedules import LRSchedule, mask_ratio_at, mask_ratios_at, mask_schedule_warning
 
 
 @dataclass
@@ -80,21 +80,19 @@ class Run:
         epoch = self.step // self.steps_per_epoch
         return [a for a in ([self.gan] if self.gan is not None else []) if a.active(epoch)]
 
-    def lr(self, step: int) -> float:
-        return self.lr_schedule(step)
+    def mask_ratio(self, epoch: int, step: int) -> MaskRatio:
+        """The step's mask ratio, rounded to whole patches once: the step draws its masks with it and the log reads
+        the ratio the encoder sees from it (``.effective``).
 
-    def mask_ratio(self, epoch: int, step: int) -> float | Tensor:
-        """The ratio the encoder sees at this step: the schedule's value after rounding and clamping.
-
-        With ``mask.per_sample`` a CPU tensor [global batch] of each image's ratio (drawn from (seed, step));
+        With ``mask.per_sample`` the counts of each image of the global batch (its ratio drawn from (seed, step));
         each rank takes its rows in :func:`train_step`.
         """
         if self.cfg.mask.per_sample:
-            ratios = mask_ratios_at(self.cfg.mask, step, self.cfg.train.seed, self.global_batch)
-            return effective_ratios(self.model.spec.num_patches, ratios)
-        ratio = mask_ratio_at(self.cfg.mask, epoch, step, self.cfg.optim.epochs, self.steps_per_epoch,
-                              self.cfg.train.seed)
-        return effective_ratio(self.model.spec.num_patches, ratio)
+            ratio = mask_ratios_at(self.cfg.mask, step, self.cfg.train.seed, self.global_batch)
+        else:
+            ratio = mask_ratio_at(self.cfg.mask, epoch, step, self.cfg.optim.epochs, self.steps_per_epoch,
+                                  self.cfg.train.seed)
+        return round_ratio(self.model.spec.num_patches, ratio)
 
 
 def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dist: Optional[Dist] = None) -> Run:
@@ -112,7 +110,8 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     plan = plan_compile(cfg, device, precision, dist.world_size)  # before the data: a refusal costs nothing
     check_compile_cache(cfg.train.compile_cache, compiles=plan.scope is not None)
     spec = resolve_spec(cfg.model)
-    data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)  # rank 0 downloads, if anyone
+    data = dist.main_first(load_dataset, cfg.data, cfg.train.seed,  # rank 0 downloads, if anyone
+                           progress=cfg.train.progress and dist.is_main).to(device)
     spe = steps_per_epoch(len(data.x_train), cfg.optim.step_batch, dist.world_size)
     torch.manual_seed(cfg.train.seed)
     # chosen once: the CPU's fast paths measured faster at this model's shapes (a resume: those it trained with)
@@ -153,13 +152,30 @@ def cpu_kernels_state(model: torch.nn.Module) -> dict[str, Any]:
     return {} if choice is None else {"cpu_kernels": choice.as_dict()}
 
 
+FEW_STEPS = 100  # a run of fewer optimizer steps than this is warned about when it starts
+
+
 def start_notes(run: Run) -> list[str]:
     """The lines a run prints when it starts about choices made for it: what is compiled (and why not the whole
-    step), and fp16 where ``train.precision=auto`` found a card without bf16."""
+    step), fp16 where ``train.precision=auto`` found a card without bf16, a mask schedule that cannot reach
+    ``mask.max``, and a run too short for its lr schedule."""
     notes = [run.compile.note] if run.compile.note else []
     if run.cfg.train.precision == "auto" and run.precision == "fp16":
         notes.append(f"precision: fp16 with a loss scaler ({torch.cuda.get_device_name(run.device)} has no bf16)")
-    return notes
+    schedule = mask_schedule_warning(run.cfg.mask, run.cfg.optim.epochs, run.steps_per_epoch)
+    notes += [schedule] if schedule else []  # said once, at the start (the schedule itself is a pure function)
+    few = few_steps_warning(run.total_steps, run.steps_per_epoch, run.cfg.optim.epochs, run.global_batch)
+    return notes + ([few] if few else [])
+
+
+def few_steps_warning(total: int, per_epoch: int, epochs: int, batch: int) -> Optional[str]:
+    """One line when a run has fewer than :data:`FEW_STEPS` optimizer steps, with the fix; None otherwise."""
+    if total >= FEW_STEPS:
+        return None
+    epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    return (f"warning: only {total} optimizer steps ({per_epoch} an epoch of batch {batch} x {epochs_text}): the lr "
+            "schedule's warm-up and decay have almost nothing to work with and the model will learn little; raise "
+            "optim.epochs or lower optim.batch_size (for a small image folder: configs/own_images_cpu.yaml)")
 
 
 def model_forward(forward: torch.nn.Module, plan: CompilePlan) -> Any:

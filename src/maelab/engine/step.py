@@ -16,7 +16,7 @@ from maelab.data import augment
 from maelab.engine.addons import AddOn, StepOutput, all_frozen
 from maelab.engine.device import autocast
 from maelab.engine.run import Run
-from maelab.masking import draw_mask
+from maelab.masking import MaskRatio, draw_mask, round_ratio
 from maelab.seeds import derive_seed
 from maelab.shard import Shard
 
@@ -63,11 +63,12 @@ class StepStreams:
         return self.generators
 
 
-def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, generators: StepGenerators,
+def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: MaskRatio | float | Tensor, generators: StepGenerators,
                logs: Optional[dict[str, Tensor]] = None) -> Tensor:
     """One optimizer step on a uint8 batch [B, H, W, 3]; returns the reconstruction loss as a device tensor
-    (no host sync). Under torchrun the batch is this rank's shard, ``ratio`` (per-sample: [world_size x B]) is
-    the global batch's, and the loss and logs returned are the means over the ranks.
+    (no host sync). ``ratio``: the step's mask ratio as :meth:`Run.mask_ratio` rounds it (a float or per-sample
+    tensor is rounded here). Under torchrun the batch is this rank's shard, ``ratio`` (per-sample: [world_size x B])
+    is the global batch's, and the loss and logs returned are the means over the ranks.
 
     With ``optim.accum_steps`` K > 1 the batch is K micro-batches of ``optim.batch_size``: each draws its rows of
     the step's random numbers as a rank of a K-times larger world would (the generators rewound to the step's
@@ -79,6 +80,7 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: float | Tensor, gene
     (detached device tensors) are written into ``logs`` when it is given.
     """
     k = run.cfg.optim.accum_steps
+    ratio = round_ratio(run.model.spec.num_patches, ratio)
     addons = run.active_addons()
     start = generators.state() if k > 1 else None
     losses, objectives = [], []
@@ -106,16 +108,14 @@ def mean_of(values: list[Tensor]) -> Tensor:
     return values[0] if len(values) == 1 else torch.stack(values).mean()
 
 
-def forward_objective(run: Run, imgs_u8: Tensor, ratio: float | Tensor, generators: StepGenerators, shard: Shard,
+def forward_objective(run: Run, imgs_u8: Tensor, ratio: MaskRatio, generators: StepGenerators, shard: Shard,
                       addons: list[AddOn]) -> tuple[Tensor, Tensor, StepOutput]:
     """The forward half of a step on one (micro-)batch [B, H, W, 3], ``shard``: its rows of the global draws.
     Augment and normalise, draw the mask, forward, the objective (the loss + the add-ons' terms, in autocast).
     Returns (loss, objective, the StepOutput the add-ons read)."""
     imgs = augment(imgs_u8, run.cfg.aug, run.model.spec.img_size, generators.augment, shard)
     imgs = run.normalize(imgs)
-    if isinstance(ratio, Tensor):  # per-sample ratios come for the global batch
-        ratio = shard.rows(ratio)
-    mask = draw_mask(len(imgs), run.model.spec.num_patches, ratio, imgs.device, generators.mask, shard)
+    mask = draw_mask(len(imgs), run.model.spec.num_patches, ratio.rows(shard), imgs.device, generators.mask, shard)
     with autocast(run.device, run.precision):
         loss, pred = run.forward(imgs, mask)
         out = StepOutput(run.model, imgs, loss, pred, mask)

@@ -77,17 +77,20 @@ def _name(base: str, random_init: bool) -> str:
 
 
 def _extract(run: LoadedRun, data: Dataset, x: torch.Tensor, wanted: list[Feature],
-             generator: Optional[torch.Generator] = None, dist: Optional[Dist] = None) -> dict[Feature, torch.Tensor]:
+             generator: Optional[torch.Generator] = None, dist: Optional[Dist] = None,
+             split: Optional[str] = None) -> dict[Feature, torch.Tensor]:
     """Pooled features {(layer, pool): [N, D]} of x [N, H, W, 3] uint8 from the run's frozen encoder, one forward
-    pass per image; augmented when a generator is given.
+    pass per image; augmented when a generator is given. ``split`` names the images in the progress shown (with
+    train.progress, on rank 0, once it takes a while: :func:`maelab.progress.phase`); None shows none.
 
     Under torchrun (``dist``) each rank extracts its block of the images and every rank gets them all.
     """
     dist = dist or Dist()
     lo, hi = dist.block(len(x))
+    shown = f"features of the {split} images" if split and run.cfg.train.progress and dist.is_main else None
     local = extract_layers(run.model.encoder, x[lo:hi], run.model.spec.img_size, data.mean, data.std, wanted,
                            run.cfg.eval.batch_size, aug=run.cfg.aug if generator is not None else None,
-                           generator=generator)
+                           generator=generator, progress=shown)
     return {f: dist.gather_rows(t, len(x)) for f, t in local.items()}
 
 
@@ -103,7 +106,8 @@ def frozen_features(run: LoadedRun, data: Dataset, wanted: list[Feature], dist: 
     use = run.cfg.eval.feature_cache and not dist.enabled
     cache = FeatureCache(cache_root(run.run_dir), cache_key(run, data)) if use else None
     train, test = (cached_features(cache, split, wanted, len(x), run.device,
-                                   lambda missing, x=x: _extract(run, data, x, missing, dist=dist))
+                                   lambda missing, x=x, split=split: _extract(run, data, x, missing, dist=dist,
+                                                                              split=split))
                    for split, x in (("train", data.x_train), ("test", data.x_test)))
     return train, test, cache
 
@@ -132,7 +136,7 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
         _to_rank_device(run, dist)
         data, start = dist.main_first(run.dataset), time.perf_counter()
         if cfg.augment:  # Keras-style: crop + flip features of the training images, re-extracted every epoch
-            test, cache = _extract(run, data, data.x_test, wanted, dist=dist), None
+            test, cache = _extract(run, data, data.x_test, wanted, dist=dist, split="test"), None
             gen = torch.Generator(device=run.device)
 
             def train(epoch: int) -> dict[str, torch.Tensor]:  # each rank augments its block with its own seed
@@ -147,8 +151,8 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
         bad = {p.name: why for p in chosen if (why := features_undefined(  # augmented: the test features tell
             run.model.encoder, *([] if cfg.augment else [train[p.name]]), test_in[p.name]))}
         good = {k: v for k, v in test_in.items() if k not in bad}  # the heads trained: on finite features only
-        metrics = train_probes(train, data.y_train, good, data.y_test, data.num_classes, cfg,
-                               run.cfg.train.seed) if good else {}
+        metrics = train_probes(train, data.y_train, good, data.y_test, data.num_classes, cfg, run.cfg.train.seed,
+                               progress=run.cfg.train.progress and dist.is_main) if good else {}
         summary = undefined_protocols(probe_summary(
             chosen, {**metrics, **{k: {"top1": -1.0, "top5": -1.0} for k in bad}},
             {k: v.shape[1] for k, v in test_in.items()}, cfg, len(data.x_train), len(data.x_test)), chosen, bad)
@@ -240,7 +244,8 @@ def scratch_from_config(cfg: Config) -> tuple[Path, dict[str, Any]]:
         dist.main_only(check_run_dir, out_dir, cfg.name, cfg.overwrite)
         device = dist.device(resolve_device(cfg.train.device))
         configure_backends(device, cfg.train.tf32, cfg.train.deterministic)
-        data = dist.main_first(load_dataset, cfg.data, cfg.train.seed).to(device)
+        data = dist.main_first(load_dataset, cfg.data, cfg.train.seed,
+                               progress=cfg.train.progress and dist.is_main).to(device)
         steps_per_epoch(len(data.x_train), cfg.finetune.batch_size, dist.world_size, key="finetune.batch_size")
         run_dir = dist.main_only(prepare_run_dir, out_dir, cfg.name, cfg.overwrite)  # checked: now replace
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)

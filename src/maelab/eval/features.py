@@ -14,6 +14,7 @@ from maelab.data import augment, eval_transform
 from maelab.data.normalize import Normalizer
 from maelab.eval.protocols import FINAL, Feature
 from maelab.models.vit import ViTEncoder
+from maelab.progress import phase
 from maelab.shard import WHOLE, Shard
 
 
@@ -51,14 +52,16 @@ def extract_features(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tup
 @torch.no_grad()
 def extract_layers(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tuple[float, ...],
                    std: tuple[float, ...], wanted: Sequence[Feature], batch_size: int = 500,
-                   aug: Optional[AugConfig] = None, generator: Optional[torch.Generator] = None
-                   ) -> dict[Feature, Tensor]:
+                   aug: Optional[AugConfig] = None, generator: Optional[torch.Generator] = None,
+                   progress: Optional[str] = None) -> dict[Feature, Tensor]:
     """Pooled features of several layers from one forward pass per batch, encoder in eval mode.
 
     x_u8 [N, H, W, 3] uint8 -> {(layer, pool): [N, D] float32} for each (layer, pool) in ``wanted``: layer
     ``final`` is the encoder's final-normed output (``forward_features``), ``blockK`` the raw output of block K
     (1-based) before that norm (``forward_intermediates``); pool ``mean`` (patch tokens) or ``cls``. ``x_u8`` may
     live on another device than the encoder (a memory-mapped set on the CPU): each batch is moved to it.
+    ``progress``: the name the extraction's progress is shown under once it takes a while
+    (:func:`maelab.progress.phase`; CIFAR-10's 50,000 images take minutes on a CPU); None shows nothing.
     """
     depth, device = len(encoder.blocks), next(encoder.parameters()).device
     layers = list(dict.fromkeys(layer for layer, _ in wanted))
@@ -66,13 +69,15 @@ def extract_layers(encoder: ViTEncoder, x_u8: Tensor, img_size: int, mean: tuple
     was_training = encoder.training
     encoder.eval()
     out: dict[Feature, list[Tensor]] = {f: [] for f in wanted}
-    for start in range(0, len(x_u8), batch_size):
-        imgs = prepare(x_u8[start:start + batch_size].to(device), img_size, mean, std, aug, generator)
-        raw = dict(zip(blocks, encoder.forward_intermediates(imgs, [b - 1 for b in blocks]), strict=True))
-        tokens = {layer: encoder.norm(raw[depth]) if layer == FINAL else raw[int(layer.removeprefix("block"))]
-                  for layer in layers}
-        for layer, pool in wanted:
-            out[(layer, pool)].append(pool_tokens(tokens[layer], pool).float())
+    with phase(len(x_u8), progress or "features", "image", enabled=progress is not None) as bar:
+        for start in range(0, len(x_u8), batch_size):
+            imgs = prepare(x_u8[start:start + batch_size].to(device), img_size, mean, std, aug, generator)
+            raw = dict(zip(blocks, encoder.forward_intermediates(imgs, [b - 1 for b in blocks]), strict=True))
+            tokens = {layer: encoder.norm(raw[depth]) if layer == FINAL else raw[int(layer.removeprefix("block"))]
+                      for layer in layers}
+            for layer, pool in wanted:
+                out[(layer, pool)].append(pool_tokens(tokens[layer], pool).float())
+            bar.update(len(imgs))
     encoder.train(was_training)
     return {f: torch.cat(parts) for f, parts in out.items()}
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from maelab.config import ProbeConfig
 from maelab.errors import DataError
 from maelab.eval.metrics import accuracies
+from maelab.progress import phase
 from maelab.schedules import LRSchedule
 from maelab.seeds import torch_generator
 
@@ -42,7 +43,8 @@ def train_probe(train_feats: Tensor | Callable[[int], Tensor], train_labels: Ten
 
 
 def train_probes(train_feats: Features | Callable[[int], Features], train_labels: Tensor, test_feats: Features,
-                 test_labels: Tensor, num_classes: int, cfg: ProbeConfig, seed: int = 0) -> dict[str, dict[str, Any]]:
+                 test_labels: Tensor, num_classes: int, cfg: ProbeConfig, seed: int = 0,
+                 progress: bool = False) -> dict[str, dict[str, Any]]:
     """Train one independent head per entry of ``test_feats`` and return each head's test top-1/top-5 (%; top-5
     null with its reason under "undefined" on 5 classes or fewer).
 
@@ -51,7 +53,9 @@ def train_probes(train_feats: Features | Callable[[int], Features], train_labels
     ``torch.manual_seed(seed)`` and has its own optimizer; batches follow a permutation seeded by (seed, epoch),
     the same for every head; a set smaller than one batch is one batch per epoch. So each head is exactly what a
     run probing it alone gives. The last epoch's head is evaluated (no selection on the test set). Raises
-    DataError for fewer than 2 training images (BatchNorm's batch statistics need 2).
+    DataError for fewer than 2 training images (BatchNorm's batch statistics need 2). ``progress``: show the
+    epochs once they take a while (:func:`maelab.progress.phase`: a cached-feature probe of a small set is silent,
+    the augmented probe re-extracting 50,000 images an epoch is not).
     """
     feats_at = train_feats if callable(train_feats) else (lambda epoch: train_feats)
     n, device = len(train_labels), train_labels.device
@@ -65,12 +69,14 @@ def train_probes(train_feats: Features | Callable[[int], Features], train_labels
     opts = {name: probe_optimizer(head.parameters(), cfg) for name, head in heads.items()}
     steps_per_epoch = max(n // cfg.batch_size, 1)
     schedule = LRSchedule.for_probe(cfg, steps_per_epoch)
-    for epoch in range(cfg.epochs):
-        feats = feats_at(epoch)
-        order = torch.randperm(n, generator=torch_generator(seed, "probe-order", epoch)).to(device)
-        for name, head in heads.items():
-            _train_epoch(head, opts[name], feats[name], train_labels, order, epoch * steps_per_epoch,
-                         steps_per_epoch, cfg, schedule)
+    with phase(cfg.epochs, "probe", "epoch", enabled=progress) as bar:
+        for epoch in range(cfg.epochs):
+            feats = feats_at(epoch)
+            order = torch.randperm(n, generator=torch_generator(seed, "probe-order", epoch)).to(device)
+            for name, head in heads.items():
+                _train_epoch(head, opts[name], feats[name], train_labels, order, epoch * steps_per_epoch,
+                             steps_per_epoch, cfg, schedule)
+            bar.update()
     return {name: evaluate_head(head, test_feats[name], test_labels) for name, head in heads.items()}
 
 

@@ -39,7 +39,7 @@ class _PerImage:
 
 # why a per-image value is NaN (``psnr_full`` / ``ssim_full`` never are; ``*_zero_pred`` share their metric's reason)
 NAN_REASONS = {"psnr_masked": PSNR_EMPTY, "ssim_masked": SSIM_EMPTY}
-SHARPNESS_UNDEFINED = ("the targets have no edges: no masked pixel of the {n} test images has a gradient magnitude "
+SHARPNESS_UNDEFINED = ("the targets have no edges: no masked pixel of the {n} {split} images has a gradient magnitude "
                        f"above {EDGE_TOLERANCE:g} (single-colour or flat images)")
 
 
@@ -84,10 +84,11 @@ class Sharpness:
         self.original_max = max(self.original_max, float(o_max.max()))
         self.images += len(recon)
 
-    def write(self, result: dict[str, Any]) -> None:
-        """``result["sharpness_ratio"]``, or null with the reason."""
+    def write(self, result: dict[str, Any], split: str = "test") -> None:
+        """``result["sharpness_ratio"]``, or null with the reason (naming the images' ``split``: test | train)."""
         if self.original_max <= EDGE_TOLERANCE:
-            set_undefined(result, "sharpness_ratio", SHARPNESS_UNDEFINED.format(n=self.images))
+            words = "training" if split == "train" else split
+            set_undefined(result, "sharpness_ratio", SHARPNESS_UNDEFINED.format(n=self.images, split=words))
         else:
             result["sharpness_ratio"] = self.recon / self.original
 
@@ -147,7 +148,7 @@ def evaluate_reconstruction(model: MAE, data: Dataset, cfg: ReconConfig, batch_s
     result: dict[str, Any] = {}
     for name in per_image.values:
         mean_over_images(result, name, per_image.all(name), NAN_REASONS.get(name.removesuffix("_zero_pred"), ""))
-    sharp.write(result)
+    sharp.write(result, split)
     if not_finite:
         undefined_predictions(result, f"the model's reconstructions are not finite ({not_finite} of {len(x)} "
                                       f"images): {non_finite_cause(model)}")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from maelab.engine.device import autocast
-from maelab.engine.numerics import optimizer_step
+from maelab.engine.update import optimizer_step
 from maelab.gan.losses import adaptive_weight, d_loss, g_loss, r1_penalty
 from maelab.gan.state import GanState
 from maelab.models.patches import patchify, unpatchify

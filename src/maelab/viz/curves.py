@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,12 +56,23 @@ def curve_panels(records: Sequence[dict[str, Any]]) -> list[Panel]:
     ratio = Panel("mask ratio", EPOCH_LABEL, ylim=(-0.03, 1.03))
     ratio.add(epochs, epoch_number, "mask_ratio", "mask ratio seen by the encoder", "o-")
     knn = Panel("k-NN top-1 (%)", EPOCH_LABEL, ylim=(0.0, None))  # an accuracy axis starts at zero
-    knn.add(epochs, epoch_number, "knn_top1", "k-NN top-1", "o-")
+    knn.add(epochs, epoch_number, "knn_top1", knn_label(epochs), "o-")
     per_step = any("d_loss" in r or "g_adv" in r for r in steps)
     gan = Panel("GAN loss", STEP_LABEL if per_step else EPOCH_LABEL)
     for key, label in (("d_loss", "discriminator loss (d_loss)"), ("g_adv", "generator adversarial loss (g_adv)")):
         gan.add(steps if per_step else epochs, step_number if per_step else epoch_number, key, label, "-")
     return [p for p in (loss, ratio, knn, gan) if p.series]
+
+
+def knn_label(epochs: Sequence[dict[str, Any]]) -> str:
+    """"k-NN top-1", naming the data when the monitor measured other data than the run's (its records'
+    ``knn_data`` with a tag: eval.knn_data), e.g. "k-NN top-1 on folder pets"."""
+    other = [r["knn_data"] for r in epochs if isinstance(r.get("knn_data"), dict) and r["knn_data"].get("tag")]
+    if not other:
+        return "k-NN top-1"
+    data = other[-1]
+    folder = f" {Path(data['root']).name}" if data.get("name") == "folder" and data.get("root") else ""
+    return f"k-NN top-1 on {data.get('name')}{folder}"
 
 
 def curves_figure(records: Sequence[dict[str, Any]], title: str = "Training curves") -> Figure:
