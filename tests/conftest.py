@@ -13,10 +13,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Every CPU fast path in the tests (MAELAB_CPU_KERNELS=1), as before a timing chose them: a timing on a loaded
-# machine could choose otherwise in a test's subprocess than in the test, and their numbers would differ by float
-# rounding. tests/models/cpu/test_choice.py tests the timed choice (the default).
-os.environ.setdefault("MAELAB_CPU_KERNELS", "1")
+# PyTorch's ops in the tests (MAELAB_CPU_KERNELS=0), the path CUDA runs and the one the timing picks on AVX2 CPUs:
+# a timing on a loaded machine could choose otherwise in a test's subprocess than in the test, and their numbers
+# would differ by float rounding; and on an AVX2 CPU maelab's attention kernel made every training test 1.6x
+# slower. The fast paths have their own tests (tests/models/cpu/, where every one is on), the timed choice too.
+os.environ.setdefault("MAELAB_CPU_KERNELS", "0")
 
 
 def shared_data_dir() -> Path | None:
@@ -34,7 +35,15 @@ def cpu_kernel_built() -> None:
     from torch's extension cache instead of building it at the same time."""
     from maelab.models.cpu import build
 
-    build.available()
+    before = os.environ.get(build.ENV)
+    os.environ[build.ENV] = "1"  # built whatever the suite's setting: tests/models/cpu/ turns it on
+    try:
+        build.available()
+    finally:
+        if before is None:
+            del os.environ[build.ENV]
+        else:
+            os.environ[build.ENV] = before
 
 
 @pytest.fixture(scope="session")
