@@ -94,6 +94,16 @@ def after_banner(err: str) -> list[str]:
     return kept
 
 
+@pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory) -> Path:
+    """A run of the tiny config trained one epoch, shared by the session: tests copy it before they change it."""
+    from maelab.config import load_config
+    from maelab.engine.pretrain import pretrain
+
+    return pretrain(load_config(None, [*TINY, "optim.epochs=1", "train.tensorboard=false",
+                                       f"out_dir={tmp_path_factory.mktemp('one_epoch') / 'run'}"]))
+
+
 @pytest.fixture
 def tiny() -> list[str]:
     return list(TINY)

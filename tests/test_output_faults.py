@@ -8,21 +8,12 @@ import shutil
 import pytest
 
 from maelab.cli import main
-from maelab.config import load_config
-from maelab.engine.pretrain import pretrain
-from tests.conftest import TINY
 from tests.full_disk import full_disk_at, listing
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return pretrain(load_config(None, [*TINY, "optim.epochs=1", "train.tensorboard=false",
-                                       f"out_dir={tmp_path_factory.mktemp('faults') / 'run'}"]))
-
-
 @pytest.fixture
-def run_dir(trained, tmp_path):
-    return shutil.copytree(trained, tmp_path / "run")
+def run_dir(one_epoch_run, tmp_path):
+    return shutil.copytree(one_epoch_run, tmp_path / "run")
 
 
 def one_error(capsys):

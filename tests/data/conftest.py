@@ -9,7 +9,7 @@ import socket
 import tarfile
 import threading
 from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -71,21 +71,27 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def serve_dir() -> Iterator[Callable[[Path], str]]:
-    """``serve_dir(folder)`` serves ``folder`` on 127.0.0.1 (a free port) and returns its base URL."""
+def http_server() -> Iterator[Callable[[Callable[..., BaseHTTPRequestHandler]], str]]:
+    """``http_server(handler)`` serves ``handler`` on 127.0.0.1 (a free port) and returns its base URL; every server
+    started is shut down after the test."""
     servers: list[ThreadingHTTPServer] = []
 
-    def serve(directory: Path) -> str:
-        handler = functools.partial(_QuietHandler, directory=str(directory))
+    def start(handler: Callable[..., BaseHTTPRequestHandler]) -> str:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
 
-    yield serve
+    yield start
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def serve_dir(http_server) -> Callable[[Path], str]:
+    """``serve_dir(folder)`` serves ``folder`` on 127.0.0.1 (a free port) and returns its base URL."""
+    return lambda directory: http_server(functools.partial(_QuietHandler, directory=str(directory)))
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -154,20 +153,12 @@ class _CutShort(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cut_short_url():
-    servers = []
-
+def cut_short_url(http_server):
     def serve(body: bytes, announce: bool = True) -> str:
         handler = type("Handler", (_CutShort,), {"body": body, "announce": announce})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/{ARCHIVE}"
+        return f"{http_server(handler)}/{ARCHIVE}"
 
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return serve
 
 
 def test_a_download_cut_short_says_so_not_that_the_archive_is_wrong(tmp_path, site, cut_short_url,

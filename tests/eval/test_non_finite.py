@@ -8,22 +8,13 @@ import pytest
 import torch
 
 from maelab.cli import main
-from maelab.config import load_config
-from maelab.engine.pretrain import pretrain
 from maelab.run_layout import RunLayout
 from maelab.undefined import reason_of
-from tests.conftest import TINY
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return pretrain(load_config(None, [*TINY, "optim.epochs=1", "train.tensorboard=false",
-                                       f"out_dir={tmp_path_factory.mktemp('nan_eval') / 'run'}"]))
 
 
 @pytest.fixture
-def nan_run(trained, tmp_path):
-    run_dir = shutil.copytree(trained, tmp_path / "run")
+def nan_run(one_epoch_run, tmp_path):
+    run_dir = shutil.copytree(one_epoch_run, tmp_path / "run")
     path = RunLayout(run_dir).checkpoint
     state = torch.load(path, map_location="cpu", weights_only=False)
     key = next(k for k in state["model"] if k.endswith("cls_token"))
@@ -69,7 +60,7 @@ def test_finetuning_nan_weights_trains_nothing_and_says_why(nan_run):
     assert "not finite" in reason_of(finetune, "top1") and key in reason_of(finetune, "top1")
 
 
-def test_the_same_evaluations_of_finite_weights_are_numbers(trained, tmp_path):
-    run_dir = shutil.copytree(trained, tmp_path / "run")
+def test_the_same_evaluations_of_finite_weights_are_numbers(one_epoch_run, tmp_path):
+    run_dir = shutil.copytree(one_epoch_run, tmp_path / "run")
     assert main(["knn", str(run_dir)]) == 0
     assert isinstance(result(run_dir, "knn")["top1"], float)
