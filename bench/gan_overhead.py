@@ -66,7 +66,7 @@ def main() -> None:
         plain = make_run(args.preset, args.device, args.batch, [], Path(tmp) / "plain")
         gan = make_run(args.preset, args.device, args.batch, gan_overrides, Path(tmp) / "gan")
         g = gan.cfg.gan
-        d_params = sum(p.numel() for p in gan.gan.disc.parameters())
+        d_params = sum(p.numel() for p in gan.addon("gan").disc.parameters())
         print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
               f"threads {torch.get_num_threads()}, device {args.device}, preset {args.preset}, batch {args.batch}, "
               f"precision {gan.precision}")

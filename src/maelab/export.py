@@ -23,7 +23,8 @@ from maelab.errors import UserError, output_error, require_folder
 from maelab.export_record import check_replaceable, record_export
 from maelab.interop.hf_folder import write_hf_folder
 from maelab.interop.timm import timm_kwargs, to_timm
-from maelab.models.kernels import TORCH, TorchKernels
+from maelab.models.cpu import use_kernels
+from maelab.models.cpu.choice import Choice
 from maelab.models.state_keys import upgrade_state_dict
 from maelab.models.vit import ViTEncoder
 from maelab.presets import ModelSpec
@@ -170,17 +171,17 @@ def _export_timm(run: LoadedRun, out: Path, provenance: dict) -> Written:
 
 
 def load_encoder(weights: str | Path, meta: Optional[str | Path] = None,
-                 kernels: TorchKernels = TORCH) -> tuple[ViTEncoder, dict]:
+                 kernels: Optional[Choice] = None) -> tuple[ViTEncoder, dict]:
     """Rebuild the encoder from an export (no pickle involved); returns it (eval mode) and the JSON metadata.
 
-    ``kernels``: PyTorch's ops by default, or a device's fast paths (``maelab.models.cpu.kernels_for("cpu")``:
-    the same floats as the run's own encoder on the CPU)."""
+    ``kernels``: PyTorch's ops by default (None), or the CPU's fast paths (a ``maelab.models.cpu.kernels_for``
+    answer: the same floats as the run's own encoder on the CPU)."""
     weights = Path(weights)
     meta_path = Path(meta) if meta else weights.with_suffix(".json")
     if not weights.is_file() or not meta_path.is_file():
         raise UserError(f"export not found ({weights}, {meta_path}): run `maelab export RUN_DIR` first")
     info = json.loads(meta_path.read_text())
     spec = ModelSpec(**info["spec"])
-    encoder = ViTEncoder.from_spec(spec, kernels=kernels)
+    encoder = use_kernels(ViTEncoder.from_spec(spec), kernels)
     encoder.load_state_dict(upgrade_state_dict(load_file(str(weights))))  # an older export's names too
     return encoder.eval(), info

@@ -50,19 +50,19 @@ def step(run, logs=None):
 
 def test_generator_step_leaves_d_unchanged(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.adaptive=true")
-    d_before, g_before = params(run.gan.disc), params(run.model)
+    d_before, g_before = params(run.addon("gan").disc), params(run.model)
     imgs, loss, fake, _ = forward(run)
-    with frozen(run.gan.disc):
-        assert not any(p.requires_grad for p in run.gan.disc.parameters())
-        term, logs = adversarial_term(run.gan, fake, None, loss, run.model.decoder.head.weight)
+    with frozen(run.addon("gan").disc):
+        assert not any(p.requires_grad for p in run.addon("gan").disc.parameters())
+        term, logs = adversarial_term(run.addon("gan"), fake, None, loss, run.model.decoder.head.weight)
         objective = loss + term
         objective.backward()
-    assert all(p.requires_grad for p in run.gan.disc.parameters())
-    assert all(p.grad is None for p in run.gan.disc.parameters())
+    assert all(p.requires_grad for p in run.addon("gan").disc.parameters())
+    assert all(p.grad is None for p in run.addon("gan").disc.parameters())
     for group in run.optimizer.param_groups:
         group["lr"] = 1e-3
     run.optimizer.step()
-    assert same(d_before, params(run.gan.disc))
+    assert same(d_before, params(run.addon("gan").disc))
     assert not same(g_before, params(run.model))
     assert set(logs) == {"g_adv", "gan_weight"} and all(not v.requires_grad for v in logs.values())
 
@@ -70,13 +70,13 @@ def test_generator_step_leaves_d_unchanged(tmp_path, tiny):
 def test_discriminator_step_leaves_the_mae_unchanged(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.r1=1.0")
     imgs, _, fake, _ = forward(run)
-    d_before, g_before = params(run.gan.disc), params(run.model)
+    d_before, g_before = params(run.addon("gan").disc), params(run.model)
     with pytest.raises(ValueError, match="fake.detach"):
-        discriminator_step(run.gan, imgs, fake, None)
-    _, logs = discriminator_step(run.gan, imgs, fake.detach(), None)
+        discriminator_step(run.addon("gan"), imgs, fake, None)
+    _, logs = discriminator_step(run.addon("gan"), imgs, fake.detach(), None)
     assert same(g_before, params(run.model))
     assert all(p.grad is None for p in run.model.parameters())
-    assert not same(d_before, params(run.gan.disc))
+    assert not same(d_before, params(run.addon("gan").disc))
     assert set(logs) == GAN_KEYS - {"g_adv", "gan_weight"} | {"r1"}
 
 
@@ -84,8 +84,8 @@ def test_d_step_logs_mean_logits_and_its_loss(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.loss=hinge")
     imgs, _, fake, _ = forward(run)
     with torch.no_grad():
-        real_logits, fake_logits = run.gan.disc(imgs), run.gan.disc(fake)
-    total, logs = discriminator_step(run.gan, imgs, fake.detach(), None)
+        real_logits, fake_logits = run.addon("gan").disc(imgs), run.addon("gan").disc(fake)
+    total, logs = discriminator_step(run.addon("gan"), imgs, fake.detach(), None)
     assert torch.allclose(logs["d_real"], real_logits.mean(), atol=1e-6)
     assert torch.allclose(logs["d_fake"], fake_logits.mean(), atol=1e-6)
     expected = 0.5 * (torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean())
@@ -95,8 +95,8 @@ def test_d_step_logs_mean_logits_and_its_loss(tmp_path, tiny):
 def test_fixed_weight_is_the_configured_lambda(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.weight=0.25")
     _, loss, fake, _ = forward(run)
-    with frozen(run.gan.disc):
-        term, logs = adversarial_term(run.gan, fake, None, loss, run.model.decoder.head.weight)
+    with frozen(run.addon("gan").disc):
+        term, logs = adversarial_term(run.addon("gan"), fake, None, loss, run.model.decoder.head.weight)
         objective = loss + term
     assert logs["gan_weight"].item() == 0.25
     assert torch.equal(objective, loss + 0.25 * logs["g_adv"])
@@ -107,10 +107,10 @@ def test_adaptive_weight_is_the_gradient_ratio_at_the_decoder_head(tmp_path, tin
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.adaptive=true", "gan.weight=0.5")
     head = run.model.decoder.head.weight
     _, loss, fake, _ = forward(run)
-    with frozen(run.gan.disc):
-        term, logs = adversarial_term(run.gan, fake, None, loss, head)
+    with frozen(run.addon("gan").disc):
+        term, logs = adversarial_term(run.addon("gan"), fake, None, loss, head)
         objective = loss + term
-        adv = g_loss("vanilla", run.gan.disc(fake))
+        adv = g_loss("vanilla", run.addon("gan").disc(fake))
     g_rec = torch.autograd.grad(loss, head, retain_graph=True)[0]
     g_adv = torch.autograd.grad(adv, head, retain_graph=True)[0]
     weight = logs["gan_weight"]
@@ -124,29 +124,29 @@ def test_adaptive_weight_is_the_gradient_ratio_at_the_decoder_head(tmp_path, tin
 def test_start_epoch_gates_the_adversarial_term_and_the_d_step(tmp_path, tiny):
     plain = make_run(tmp_path / "p", tiny)
     gated = make_run(tmp_path / "g", tiny, "gan.enabled=true", "gan.start_epoch=1")
-    assert plain.gan is None and gated.gan is not None
-    d_before = params(gated.gan.disc)
+    assert plain.addon("gan") is None and gated.addon("gan") is not None
+    d_before = params(gated.addon("gan").disc)
     logs = {}
     assert torch.equal(step(plain), step(gated, logs))
     assert logs == {}
     assert same(params(plain.model), params(gated.model))  # G's loss was the reconstruction loss exactly
-    assert same(d_before, params(gated.gan.disc))  # and D did not step
+    assert same(d_before, params(gated.addon("gan").disc))  # and D did not step
     gated.step = gated.steps_per_epoch  # epoch 1
     step(gated, logs)
     assert set(logs) == GAN_KEYS
-    assert not same(d_before, params(gated.gan.disc))
+    assert not same(d_before, params(gated.addon("gan").disc))
 
 
 @pytest.mark.parametrize("kind", GAN_LOSSES)
 def test_every_loss_trains_both_networks(tmp_path, tiny, kind):
     run = make_run(tmp_path, tiny, "gan.enabled=true", f"gan.loss={kind}", "gan.conditional=true",
                    "gan.spectral_norm=true")
-    d_before, g_before = params(run.gan.disc), params(run.model)
+    d_before, g_before = params(run.addon("gan").disc), params(run.model)
     logs = {}
     loss = step(run, logs)
     assert torch.isfinite(loss) and set(logs) == GAN_KEYS
     assert all(torch.isfinite(v) for v in logs.values())
-    assert not same(d_before, params(run.gan.disc)) and not same(g_before, params(run.model))
+    assert not same(d_before, params(run.addon("gan").disc)) and not same(g_before, params(run.model))
 
 
 def test_the_adversarial_term_changes_the_mae_update(tmp_path, tiny):
@@ -167,16 +167,16 @@ def test_masked_input_zeroes_the_masked_patches():
 
 def test_conditional_d_reads_six_channels(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "gan.conditional=true")
-    assert run.gan.disc.net[0].in_channels == 6
+    assert run.addon("gan").disc.net[0].in_channels == 6
 
 
 def test_d_has_its_own_adam(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true")
-    opt = run.gan.optimizer
+    opt = run.addon("gan").optimizer
     assert type(opt) is torch.optim.Adam and opt is not run.optimizer
     assert opt.param_groups[0]["lr"] == 2e-4 and opt.param_groups[0]["betas"] == (0.5, 0.999)
-    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in run.gan.disc.parameters()}
-    assert not {id(p) for p in run.gan.disc.parameters()} & {id(p) for g in run.optimizer.param_groups
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in run.addon("gan").disc.parameters()}
+    assert not {id(p) for p in run.addon("gan").disc.parameters()} & {id(p) for g in run.optimizer.param_groups
                                                               for p in g["params"]}
 
 
@@ -198,7 +198,7 @@ def test_a_short_run_with_the_gan_logs_and_trains_d(tmp_path, tiny):
     assert all(GAN_KEYS <= set(r) for r in records)
     state = load_checkpoint(checkpoint_path(run_dir))
     assert set(state["gan"]) == {"disc", "optimizer"}  # fp32: no scaler
-    fresh = build_run(load_config(None, args[:-1]), tmp_path / "fresh").gan.disc.state_dict()
+    fresh = build_run(load_config(None, args[:-1]), tmp_path / "fresh").addon("gan").disc.state_dict()
     assert not all(torch.equal(fresh[k], state["gan"]["disc"][k]) for k in fresh)
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert epochs[-1]["loss"] < epochs[0]["loss"]
@@ -223,17 +223,17 @@ def test_resume_with_the_gan_is_bit_exact(tmp_path, tiny):
 
 def test_fp16_gives_d_its_own_scaler_and_checkpoints_it(tmp_path, tiny):
     run = make_run(tmp_path, tiny, "gan.enabled=true", "train.precision=fp16", "gan.adaptive=true")
-    assert run.gan.scaler is not None and run.gan.scaler is not run.scaler
+    assert run.addon("gan").scaler is not None and run.addon("gan").scaler is not run.scaler
     logs = {}
     loss = train_step(run, run.data.x_train[:16], 1e-3, 0.75, step_generators(0, 0), logs)
     assert torch.isfinite(loss) and all(torch.isfinite(v) for v in logs.values())
     assert logs["gan_weight"].item() > 0  # the scaled adaptive weight did not underflow
-    run.gan.scaler.update(1234.0)
+    run.addon("gan").scaler.update(1234.0)
     state = copy.deepcopy(checkpoint_state(run))
     assert state["gan"]["scaler"]["scale"] == 1234.0
     fresh = make_run(tmp_path / "fresh", tiny, "gan.enabled=true", "train.precision=fp16", "gan.adaptive=true")
     restore(fresh, state)
-    assert fresh.gan.scaler.get_scale() == 1234.0
+    assert fresh.addon("gan").scaler.get_scale() == 1234.0
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -156,7 +156,7 @@ def test_stop_policy_names_the_first_step_with_non_finite_gradients_numbered_fro
 
 def test_check_weights_names_the_non_finite_tensors():
     class Run:
-        model, gan, step = torch.nn.Linear(3, 2), None, 7
+        model, addons, step = torch.nn.Linear(3, 2), [], 7
 
     run = Run()
     run.check = NanPolicy("stop", 10, torch.device("cpu"))

@@ -32,8 +32,8 @@ def poison(monkeypatch, bad_steps):
 def state(run):
     """Everything a step may change: the MAE's and D's weights and optimizer states."""
     parts = [run.model.state_dict(), run.optimizer.state_dict()["state"]]
-    if run.gan is not None:
-        parts += [run.gan.disc.state_dict(), run.gan.optimizer.state_dict()["state"]]
+    if run.addon("gan") is not None:
+        parts += [run.addon("gan").disc.state_dict(), run.addon("gan").optimizer.state_dict()["state"]]
     return copy.deepcopy(parts)
 
 

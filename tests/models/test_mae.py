@@ -278,8 +278,13 @@ def test_forward_decodes_the_masked_patches_only_with_the_full_decoders_loss_and
     grads = grads_of(loss)
     seen.clear()
     # the reference: facebookresearch/mae's decoder on every token, its loss over the masked patches
-    full_pred = model.decoder(model.encoder(imgs, mask.ids_keep), mask.ids_restore)
-    assert seen == {"mlp": (4, 65, 64), "head": (4, 64, 64)}
+    dec = model.decoder
+    x = dec.unshuffle(dec.embed(model.encoder(imgs, mask.ids_keep)), mask.ids_restore, None) + dec.pos_embed
+    for block in dec.blocks:
+        x = block(x)
+    full_pred = dec.head(dec.norm(x))[:, 1:]  # every token through every layer, the cls token's prediction dropped
+    assert seen == {"mlp": (4, 65, 64), "head": (4, 65, 64)}
+    torch.testing.assert_close(dec(model.encoder(imgs, mask.ids_keep), mask.ids_restore), full_pred)  # all patches
     errors = ((full_pred - model.target(imgs)) ** 2).mean(-1)
     full_loss = (errors * mask.binary).sum() / mask.binary.sum()
     torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=1e-7)

@@ -69,7 +69,7 @@ def test_attention_weights_are_what_the_block_weighs_its_values_with():
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 17))
     v = attn.qkv(x).view(2, 17, 3, 2, 16)[:, :, 2].transpose(1, 2)  # [2, heads, 17, 16]
     by_hand = (weights @ v).transpose(1, 2).reshape(2, 17, 32)
-    torch.testing.assert_close(by_hand, attn.attend(x), rtol=1e-5, atol=1e-6)  # the forward's own attention
+    torch.testing.assert_close(by_hand, attn.attend(attn.qkv(x)), rtol=1e-5, atol=1e-6)  # the forward's own attention
 
 
 @pytest.mark.parametrize("registers", [0, 2])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from maelab.atomic import write_text_atomic
+from maelab.models.cpu import kernels_in
 from maelab.run_layout import RunLayout
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def compiled(run: Run) -> str:
 
 def cpu_kernels(model: torch.nn.Module) -> Optional[str]:
     """The CPU fast paths in use and how they were chosen (:mod:`maelab.models.cpu.choice`); None with PyTorch's."""
-    choice = getattr(getattr(model, "kernels", None), "choice", None)
+    choice = kernels_in(model)
     return None if choice is None else choice.summary()
 
 

@@ -9,6 +9,7 @@ model's forward compiled where it does not, and eager on the CPU; a run that fal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -51,16 +52,18 @@ def whole_step_unsupported() -> Optional[str]:
     return f"torch {torch.__version__} has no {' or '.join(missing)} (the whole step needs torch >= 2.11)"
 
 
-def plan_compile(cfg: Config, device: torch.device, precision: str, world_size: int = 1) -> CompilePlan:
+def plan_compile(cfg: Config, device: torch.device, precision: str, world_size: int = 1,
+                 addons: Sequence[str] = ()) -> CompilePlan:
     """The run's compile plan. Raises ConfigError where an explicit setting cannot take effect: a
     ``train.compile_scope`` or ``compile_mode`` on a run that compiles nothing (the CPU's default), or
-    ``train.compile_scope=step`` where the step cannot compile (under torchrun, fp16, a torch before 2.11)."""
+    ``train.compile_scope=step`` where the step cannot compile (under torchrun, fp16, a torch before 2.11, with an
+    add-on: ``addons`` names those the run built beyond what the config's own conflicts name)."""
     train = cfg.train
     wanted = train.compile if train.compile is not None else device.type == "cuda"
     if not wanted:
         _refuse_unused(train.compile_scope, train.compile_mode)
         return CompilePlan(note="compile: none (train.compile=false)" if device.type == "cuda" else None)
-    scope, obstacles = train.compile_scope, _whole_step_obstacles(cfg, device, precision, world_size)
+    scope, obstacles = train.compile_scope, _whole_step_obstacles(cfg, device, precision, world_size, addons)
     if scope == "step" and obstacles:
         reason, fix = obstacles[0]
         raise ConfigError(f"train.compile_scope=step cannot run here: {reason}; {fix}")
@@ -94,8 +97,8 @@ def _note(scope: str, cuda_graphs: bool, why_not: list[str]) -> str:
     return f"compile: {what} (train.compile=false turns compiling off)"
 
 
-def _whole_step_obstacles(cfg: Config, device: torch.device, precision: str,
-                          world_size: int) -> list[tuple[str, str]]:
+def _whole_step_obstacles(cfg: Config, device: torch.device, precision: str, world_size: int,
+                          addons: Sequence[str] = ()) -> list[tuple[str, str]]:
     """Why this run cannot compile its whole step: (reason, fix) pairs, one per obstacle (empty: it can)."""
     obstacles = []
     if device.type != "cuda" and cfg.train.compile_scope is None:
@@ -109,6 +112,8 @@ def _whole_step_obstacles(cfg: Config, device: torch.device, precision: str,
     conflicts = whole_step_conflicts(cfg)
     if conflicts:
         obstacles.append((f"it cannot hold {', '.join(conflicts)}", "use train.compile_scope=model"))
+    if addons:  # the compiled step runs no add-on (maelab.addons): the eager step does
+        obstacles.append((f"it cannot hold the add-on {', '.join(addons)}", "use train.compile_scope=model"))
     unsupported = whole_step_unsupported()
     if unsupported:
         obstacles.append((unsupported, "install torch >= 2.11, or use train.compile_scope=model"))

@@ -23,7 +23,8 @@ What makes the step capturable (issue 16; docs/performance.md has the figures):
 On CUDA this is the default wherever the config allows it, replayed as CUDA graphs (``maelab.engine.compile_plan``);
 the CPU trains eager (inductor's C++ build takes minutes there and is not faster). What the plain step adds and this
 one cannot hold (the GAN, gradient accumulation, per-sample ratios, fp16's GradScaler, ``train.on_nan=skip``) is
-refused by the config when asked for, and makes the default fall back to the model's compile; so does torchrun.
+refused by the config when asked for, and makes the default fall back to the model's compile; so do torchrun and
+any add-on the run builds (:mod:`maelab.addons`: the compile plan is made again with their names).
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
 from maelab.data.augment import AugDraws, apply_augment, draw_augment
-from maelab.engine.device import autocast
 from maelab.engine.step import StepGenerators
-from maelab.engine.update import plain_update, with_grads
 from maelab.masking import MaskRatio, mask_from_noise, mask_noise, round_ratio
+from maelab.precision import autocast
+from maelab.update_paths import plain_update, with_grads
 
 
 class CompiledStep:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
 
 from maelab.errors import ConfigError
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+from maelab.precision import DTYPES, autocast  # noqa: F401 - below the engine (gan/ computes in it too); from here too
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,11 +56,3 @@ def configure_backends(device: torch.device, tf32: bool, deterministic: bool) ->
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(deterministic)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context for a step (a no-op for fp32)."""
-    dtype = DTYPES[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -17,7 +17,7 @@ from maelab.engine.kept import resolve_checkpoint
 from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
 from maelab.models import MAE, build_mae, resolve_spec
-from maelab.models.cpu import kernels_for
+from maelab.models.cpu import kernels_for, use_kernels
 from maelab.models.cpu.choice import encoder_workload
 from maelab.run_layout import RunLayout
 
@@ -78,9 +78,9 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
     configure_backends(dev, cfg.train.tf32, cfg.train.deterministic)  # TF32 for the probe's and k-NN's matmuls
     torch.manual_seed(cfg.train.seed)
     spec = resolve_spec(cfg.model)
-    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss,  # evaluations extract features: no backward
-                      kernels_for(dev, resolve_precision(cfg.train.precision, dev),
-                                  encoder_workload(spec, cfg.eval.batch_size, training=False)))
+    model = use_kernels(build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss),  # evaluations: no backward
+                        kernels_for(dev, resolve_precision(cfg.train.precision, dev),
+                                    encoder_workload(spec, cfg.eval.batch_size, training=False)))
     saved = load_config(None, [], base=state["config"])
     if not random_init:
         changed = changed_model_settings(saved, cfg)

@@ -13,7 +13,7 @@ and no optimizer step count changes. With a fused optimizer (the engine's choice
 decided on the device through the fused kernels' ``found_inf`` input, the mechanism GradScaler uses, so there is no
 host sync per step; a non-fused optimizer is checked on the host. Under fp16 the GradScaler does the skipping: a
 non-finite loss poisons the gradients so that the scaler sees an overflow (and halves its scale, as it does for
-any overflow). The update paths are :mod:`maelab.engine.update`'s. Skipped steps are counted (``skipped_steps`` in
+any overflow). The update paths are :mod:`maelab.update_paths`'. Skipped steps are counted (``skipped_steps`` in
 metrics.jsonl, per logged step and per epoch); more than ``train.max_skipped_steps`` in a row stop the run.
 """
 
@@ -85,7 +85,7 @@ class NanPolicy:
         self._watched: Optional[Tensor] = None  # stop: this step's flag, until add() knows its number
 
     def guard(self, loss: Tensor) -> Optional[Tensor]:
-        """The ``guard`` of :func:`maelab.engine.update.optimizer_step`: the loss under skip, None under stop."""
+        """The ``guard`` of :func:`maelab.update_paths.optimizer_step`: the loss under skip, None under stop."""
         return loss if self.skip else None
 
     def watch(self, grads_bad: Optional[Tensor]) -> None:
@@ -129,11 +129,11 @@ class NanPolicy:
             )
 
     def check_weights(self, run: Any) -> None:
-        """Raise before a checkpoint when a weight of ``run`` (its MAE, and its discriminator when it has one) is
-        NaN or infinite: such weights are never written (one host sync)."""
+        """Raise before a checkpoint when a weight of ``run`` (its MAE, and each add-on's tensors: the GAN's
+        discriminator) is NaN or infinite: such weights are never written (one host sync)."""
         named = {f"model.{k}": v for k, v in run.model.state_dict().items()}
-        if run.gan is not None:
-            named.update({f"gan.disc.{k}": v for k, v in run.gan.disc.state_dict().items()})
+        for addon in run.addons:
+            named.update({f"{addon.name}.{k}": v for k, v in addon.named_tensors().items()})
         bad = non_finite_tensors(named)
         if bad:
             raise NonFiniteLossError(f"the weights became non-finite by step {run.step} ({_names(bad)}); they were "

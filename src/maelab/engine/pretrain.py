@@ -60,7 +60,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
         lr, ratio = run.lr_schedule(run.step), run.mask_ratio(epoch, run.step)
         seen = ratio.effective  # what the encoder sees (per-sample: the batch's mean)
         ratio_sum += seen
-        logs: dict[str, Tensor] = {}  # the GAN phases' device-side logs (empty while the GAN is off)
+        logs: dict[str, Tensor] = {}  # the add-ons' device-side logs (empty while none is active)
         generators = streams.at(run.step)
         batch = run.data.x_train[batches[index]].to(run.device, non_blocking=True)  # a no-op unless memory-mapped
         stats.add(index, step_fn(run, batch, lr, ratio, generators, logs))
@@ -75,8 +75,8 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
             record = {"epoch": epoch, "step": run.step, "loss": stats.values[-1], "lr": lr,
                       "mask_ratio": seen, "img_per_s": images_since_log / max(now - t_log, 1e-9),
                       **host_floats(logs), **run.nan.log_fields()}
-            if run.gan is not None:
-                record.update(run.gan.collapse.update(record))
+            for addon in run.addons:  # e.g. the GAN's collapse watch
+                record.update(addon.on_log(record))
             logger.log("step", record)
             t_log, images_since_log = now, 0
             if bar is not None:

@@ -9,24 +9,21 @@ from typing import Any, Optional
 
 import torch
 
+from maelab.addons import AddOn, AddOnContext, build_addons
 from maelab.config import Config, persisted, to_dict
 from maelab.data import Dataset, load_dataset, steps_per_epoch
 from maelab.data.normalize import Normalizer
-from maelab.engine.addons import AddOn
 from maelab.engine.compile_cache import check_compile_cache
 from maelab.engine.compile_plan import CompilePlan, plan_compile
 from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.distributed import Dist, resume_step
 from maelab.engine.numerics import NanPolicy
 from maelab.engine.optim import build_optimizer
-from maelab.engine.state_fit import changed_settings, require_fit
 from maelab.engine.update import Updater
-from maelab.gan.addon import Gan, build_gan
-from maelab.gan.state import DISC_SHAPE
 from maelab.interop.init_from import load_init_weights
 from maelab.masking import MaskRatio, round_ratio
 from maelab.models import MAE, build_mae, resolve_spec
-from maelab.models.cpu import kernels_for
+from maelab.models.cpu import kernels_for, kernels_in, use_kernels
 from maelab.models.cpu.choice import mae_workload
 from maelab.schedules import LRSchedule, mask_ratio_at, mask_ratios_at, mask_schedule_warning
 
@@ -48,7 +45,7 @@ class Run:
     total_steps: int
     lr_schedule: LRSchedule  # optim.*'s warm-up and cosine, per iteration
     step: int = 0
-    gan: Optional[Gan] = None  # the discriminator and its optimizer; None unless gan.enabled
+    addons: list[AddOn] = dataclasses.field(default_factory=list)  # built from the config: maelab.addons
     dist: Dist = dataclasses.field(default_factory=Dist)  # this process's rank under torchrun (Dist(): alone)
     compile: CompilePlan = dataclasses.field(default_factory=CompilePlan)  # eager, the model's forward or the step
 
@@ -78,7 +75,11 @@ class Run:
     def active_addons(self) -> list[AddOn]:
         """The add-ons that train at the current step (the GAN: gan.enabled and epoch >= gan.start_epoch)."""
         epoch = self.step // self.steps_per_epoch
-        return [a for a in ([self.gan] if self.gan is not None else []) if a.active(epoch)]
+        return [a for a in self.addons if a.active(epoch)]
+
+    def addon(self, name: str) -> Optional[AddOn]:
+        """The run's add-on called ``name`` (its checkpoint key), or None when the config leaves it off."""
+        return next((a for a in self.addons if a.name == name), None)
 
     def mask_ratio(self, epoch: int, step: int) -> MaskRatio:
         """The step's mask ratio, rounded to whole patches once: the step draws its masks with it and the log reads
@@ -117,15 +118,17 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
     # chosen once: the CPU's fast paths measured faster at this model's shapes (a resume: those it trained with)
     kernels = kernels_for(device, precision, mae_workload(spec, cfg.optim.step_batch, typical_ratio(cfg.mask)),
                           recorded=(checkpoint or {}).get("cpu_kernels"))
-    model = build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss, kernels)
+    model = use_kernels(build_mae(spec, cfg.model.norm_pix_loss, cfg.model.loss), kernels)
     if cfg.model.init_from and checkpoint is None:  # a resume takes its weights from the checkpoint
         load_init_weights(model, cfg)
     model = model.to(device)
     optimizer = build_optimizer(model, cfg.optim, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    gan = build_gan(cfg.gan, spec.img_size, device, precision) if cfg.gan.enabled else None  # after the MAE's init
-    if gan is not None and dist.enabled:
-        gan.sync_grads = lambda: dist.average_grads(gan.disc)
+    # after the MAE's init and optimizer, so that its draws are the same with any add-on on or off
+    addons = build_addons(cfg, AddOnContext(spec, device, precision, dist.average_grads if dist.enabled else None),
+                          reserved=CHECKPOINT_KEYS)
+    if plan.scope == "step" and addons:  # the whole step compiled holds none: the config's own conflicts say so
+        plan = plan_compile(cfg, device, precision, dist.world_size, [a.name for a in addons])
     forward = dist.wrap(model)
     run = Run(
         cfg=cfg, run_dir=run_dir, device=device, precision=precision, data=data, model=model,
@@ -134,7 +137,8 @@ def build_run(cfg: Config, run_dir: Path, checkpoint: Optional[dict] = None, dis
                         NanPolicy(cfg.train.on_nan, cfg.train.max_skipped_steps, device)),
         normalize=Normalizer(data.mean, data.std, device),
         steps_per_epoch=spe, total_steps=cfg.optim.epochs * spe,
-        lr_schedule=LRSchedule.for_pretraining(cfg.optim, spe, dist.world_size), gan=gan, dist=dist, compile=plan,
+        lr_schedule=LRSchedule.for_pretraining(cfg.optim, spe, dist.world_size), addons=addons, dist=dist,
+        compile=plan,
     )
     if checkpoint is not None:
         restore(run, checkpoint)
@@ -148,7 +152,7 @@ def typical_ratio(mask: Any) -> float:
 
 def cpu_kernels_state(model: torch.nn.Module) -> dict[str, Any]:
     """{"cpu_kernels": the CPU fast paths the model computes with} for a checkpoint; {} for PyTorch's ops."""
-    choice = getattr(getattr(model, "kernels", None), "choice", None)
+    choice = kernels_in(model)
     return {} if choice is None else {"cpu_kernels": choice.as_dict()}
 
 
@@ -186,6 +190,10 @@ def model_forward(forward: torch.nn.Module, plan: CompilePlan) -> Any:
     return torch.compile(forward, **plan.options())
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "epoch", "steps_per_epoch", "global_batch", "world_size", "config",
+                   "data_source", "threads", "cpu_kernels", "rng", "scaler")  # the engine's keys: no add-on's name
+
+
 def checkpoint_state(run: Run) -> dict[str, Any]:
     """What a checkpoint holds: weights, optimizer, scaler, position, RNG states and the config."""
     state = {
@@ -204,8 +212,8 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
     }
     if run.scaler is not None:
         state["scaler"] = run.scaler.state_dict()
-    if run.gan is not None:
-        state["gan"] = run.gan.state_dict()  # D, its optimizer and its scaler
+    for addon in run.addons:  # each under its name (the GAN's D, its optimizer and scaler under "gan")
+        state[addon.name] = addon.state_dict()
     if run.device.type == "cuda":
         state["rng"]["cuda"] = torch.cuda.get_rng_state(run.device)
     return state
@@ -217,12 +225,9 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scaler is not None and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
-    if run.gan is not None and "gan" in state:  # a run that turns the GAN on when resumed starts with a fresh D
-        shaping = {k: v for k, v in state["config"]["gan"].items() if k in DISC_SHAPE}
-        require_fit(run.gan.disc, state["gan"]["disc"], f"the discriminator saved in {run.run_dir}'s checkpoint",
-                    changed_settings(shaping, {k: getattr(run.cfg.gan, k) for k in shaping}, "gan"),
-                    "Drop those gan.* overrides to resume, or start a new run with them")
-        run.gan.load_state_dict(state["gan"])
+    for addon in run.addons:  # one turned on when resumed starts afresh (the GAN: a new D)
+        if addon.name in state:  # a state that no longer fits is refused, naming the changed settings
+            addon.load_state_dict(state[addon.name], state["config"], f"{run.run_dir}'s checkpoint")
     torch.set_rng_state(state["rng"]["torch"])
     if run.device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)

@@ -12,11 +12,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from maelab.addons import AddOn, StepOutput, all_frozen
 from maelab.data import augment
-from maelab.engine.addons import AddOn, StepOutput, all_frozen
-from maelab.engine.device import autocast
 from maelab.engine.run import Run
 from maelab.masking import MaskRatio, draw_mask, round_ratio
+from maelab.precision import autocast
 from maelab.seeds import derive_seed
 from maelab.shard import Shard
 
@@ -75,7 +75,7 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: MaskRatio | float | 
     start for each), the gradients of their objectives / K add up, and one optimizer step follows: the update of
     the whole batch. The loss returned is the micro-batches' mean.
 
-    Add-ons (:mod:`maelab.engine.addons`; the GAN from gan.start_epoch) add their terms to the objective with
+    Add-ons (:mod:`maelab.addons`, the run's list; the GAN from gan.start_epoch) add their terms to the objective with
     their own parameters frozen, and act after the MAE's step (the GAN: one discriminator step); their logs
     (detached device tensors) are written into ``logs`` when it is given.
     """
@@ -94,7 +94,7 @@ def train_step(run: Run, imgs_u8: Tensor, lr: float, ratio: MaskRatio | float | 
             losses.append(loss)
             objectives.append(objective)
         skipped = run.updater.apply(lr, mean_of(objectives))
-    for addon in addons:  # with the GAN, accum_steps is 1 (the config refuses more): ``out`` is the whole batch's
+    for addon in addons:  # ``out``: the last micro-batch's (the whole batch's with the GAN: the config refuses accum)
         addon.after_step(out, skipped)
         if logs is not None:
             logs.update(run.dist.mean_dict(addon.step_logs()))

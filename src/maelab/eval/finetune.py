@@ -20,9 +20,8 @@ from maelab.engine.device import autocast
 from maelab.engine.distributed import Dist
 from maelab.eval.features import pool_tokens, prepare
 from maelab.eval.metrics import accuracies
-from maelab.models.cpu import kernels_for
-from maelab.models.cpu.choice import encoder_workload
-from maelab.models.kernels import TORCH, TorchKernels
+from maelab.models.cpu import kernels_for, use_kernels
+from maelab.models.cpu.choice import Choice, encoder_workload
 from maelab.models.vit import ViTEncoder
 from maelab.presets import ModelSpec
 from maelab.schedules import LRSchedule
@@ -33,10 +32,10 @@ class Classifier(nn.Module):
     """ViT encoder + pooling + (LayerNorm for mean pooling) + linear head: imgs [N, 3, H, W] -> logits [N, C]."""
 
     def __init__(self, spec: ModelSpec, num_classes: int, pool: str = "mean", drop_path: float = 0.0,
-                 kernels: TorchKernels = TORCH) -> None:
+                 kernels: Optional[Choice] = None) -> None:
         super().__init__()
         self.pool = pool
-        self.encoder = ViTEncoder.from_spec(spec, drop_path, kernels)
+        self.encoder = use_kernels(ViTEncoder.from_spec(spec, drop_path), kernels)  # the CPU's fast paths, if any
         self.fc_norm = nn.LayerNorm(spec.embed_dim, eps=1e-6) if pool == "mean" else nn.Identity()
         self.head = nn.Linear(spec.embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)

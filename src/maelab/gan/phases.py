@@ -20,11 +20,11 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from maelab.engine.device import autocast
-from maelab.engine.update import optimizer_step
 from maelab.gan.losses import adaptive_weight, d_loss, g_loss, r1_penalty
 from maelab.gan.state import GanState
 from maelab.models.patches import patchify, unpatchify
+from maelab.precision import autocast
+from maelab.update_paths import optimizer_step
 
 
 def masked_input(imgs: Tensor, mask: Tensor, patch_size: int) -> Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from maelab.config import GanConfig
 from maelab.gan.discriminator import PatchDiscriminator
+from maelab.state_fit import changed_settings, require_fit
 
 
 @dataclass
@@ -25,7 +26,7 @@ class CollapseWatch:
     streak: int = 0
     warned: bool = False
 
-    def update(self, record: dict[str, Any]) -> dict[str, Any]:
+    def update(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Read a step record's ``d_loss`` (absent while D is off); returns the fields to add to it."""
         if "d_loss" not in record or self.patience == 0 or self.warned:
             return {}
@@ -60,12 +61,22 @@ class GanState:
         return epoch >= self.cfg.start_epoch
 
     def state_dict(self) -> dict:
+        """What a checkpoint keeps of the GAN (under "gan"): D, its optimizer and, under fp16, its scaler."""
         state = {"disc": self.disc.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, saved_config: Optional[Mapping[str, Any]] = None,
+                        source: str = "the checkpoint") -> None:
+        """Restore :meth:`state_dict`'s ``state``. With the checkpoint's config (``saved_config``, a dict) a D whose
+        shapes the changed gan.* settings (:data:`DISC_SHAPE`) no longer fit is one clear error naming them and
+        ``source``, before anything is loaded."""
+        if saved_config is not None:
+            shaping = {k: v for k, v in saved_config.get("gan", {}).items() if k in DISC_SHAPE}
+            require_fit(self.disc, state["disc"], f"the discriminator saved in {source}",
+                        changed_settings(shaping, {k: getattr(self.cfg, k) for k in shaping}, "gan"),
+                        "Drop those gan.* overrides to resume, or start a new run with them")
         self.disc.load_state_dict(state["disc"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and "scaler" in state:

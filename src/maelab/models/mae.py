@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from maelab.masking import Mask
-from maelab.models.kernels import TORCH, TorchKernels
 from maelab.models.patches import patchify, unpatchify
 from maelab.models.vit import (
     Block,
@@ -36,9 +35,8 @@ class MAEDecoder(nn.Module):
     the mask token, so the decoder sees each sample's own visible patches and mask tokens everywhere else.
     """
 
-    def __init__(self, spec: ModelSpec, kernels: TorchKernels = TORCH) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        self.kernels = kernels
         dim = spec.decoder_embed_dim
         self.embed = nn.Linear(spec.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -46,49 +44,51 @@ class MAEDecoder(nn.Module):
         pos = torch.cat([torch.zeros(1, dim), sincos_pos_embed(dim, spec.grid, spec.pos_embed_order)]).unsqueeze(0)
         self.register_buffer("pos_embed", pos, persistent=False)
         self.blocks = nn.ModuleList(
-            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim, kernels=kernels, norm_eps=spec.norm_eps)
+            Block(dim, spec.decoder_num_heads, spec.decoder_mlp_dim, norm_eps=spec.norm_eps)
             for _ in range(spec.decoder_depth)
         )
         self.norm = nn.LayerNorm(dim, eps=spec.norm_eps)
         self.head = nn.Linear(dim, spec.patch_size**2 * 3)
 
-    def token_table(self, x: Tensor) -> Tensor:
-        """x [N, 1 + K, D] embedded latents -> [N, K + 2, D]: cls, the K visible tokens, the mask token."""
-        return torch.cat([x, self.mask_token.to(x.dtype).expand(x.shape[0], 1, -1)], dim=1)
-
-    @staticmethod
-    def token_index(ids_restore: Tensor, num_visible: int, keep_valid: Optional[Tensor]) -> Tensor:
-        """Where each decoder input comes from in :meth:`token_table`: [N, 1 + L] int64.
-
-        Position 0 is the cls token; patch j (in patch order) is visible token ``ids_restore[j]`` when that is
-        below ``num_visible`` (and not padding, per ``keep_valid`` [N, K]), else the mask token (index K + 1).
-        One gather then builds the whole input: no L mask tokens concatenated, no second pass to unshuffle.
-        """
-        visible = ids_restore < num_visible
-        if keep_valid is not None:  # per-sample ratios: padded encoder slots become mask tokens too
-            valid = torch.gather(keep_valid, 1, ids_restore.clamp(max=num_visible - 1))
-            visible = visible & valid
-        index = torch.where(visible, ids_restore + 1, num_visible + 1)
-        return torch.cat([torch.zeros_like(index[:, :1]), index], dim=1)
-
     def forward(self, latent: Tensor, ids_restore: Tensor, keep_valid: Optional[Tensor] = None,
                 ids_masked: Optional[Tensor] = None) -> Tensor:
         """-> predictions [N, L, p*p*3] in patch order, or [N, M, p*p*3] for the patch indices ``ids_masked``
-        [N, M] only.
+        [N, M] only (the masked patches: all the loss reads).
 
-        With ``ids_masked`` (the masked patches, all the loss reads), the last block still lets every token be a key,
-        but its projection and MLP, the norm and the head run on those M rows alone: the same predictions for
-        them, and a quarter less of the last block's and the head's work at ratio 0.75.
+        Only the predicted rows leave the last block: they still attend to every token, but its projection and
+        MLP, the norm and the head skip the rows nobody reads (the visible patches, the cls token): the same
+        predictions as facebookresearch/mae's decoder on every token, a quarter less of that work at ratio 0.75.
         """
-        x = self.kernels.linear(latent, self.embed)
-        x = gather_rows(self.token_table(x), self.token_index(ids_restore, x.shape[1] - 1, keep_valid))
-        x = x + self.pos_embed  # the cls token, then the patches in patch order
-        rows = None if ids_masked is None else ids_masked + 1  # token rows: the cls token comes first
-        for i, block in enumerate(self.blocks):
-            x = block(x, rows=rows if i == len(self.blocks) - 1 else None)
-        if rows is None:
-            return self.kernels.linear(self.norm(x[:, 1:]), self.head)  # the cls token needs no prediction
-        return self.kernels.linear(self.norm(x if len(self.blocks) else gather_rows(x, rows)), self.head)
+        x = self.embed(latent)  # [N, 1 + K, D_dec]
+        x = self.unshuffle(x, ids_restore, keep_valid)  # [N, 1 + L, D_dec]: cls, then every patch in patch order
+        x = x + self.pos_embed
+        rows = self.predicted_rows(ids_restore, ids_masked)  # [N, M]: the token rows to predict
+        for block in self.blocks[:-1]:
+            x = block(x)
+        x = self.blocks[-1](x, rows=rows) if len(self.blocks) else gather_rows(x, rows)  # [N, M, D_dec]
+        return self.head(self.norm(x))
+
+    def unshuffle(self, x: Tensor, ids_restore: Tensor, keep_valid: Optional[Tensor]) -> Tensor:
+        """x [N, 1 + K, D] (cls, the K encoded patches) -> [N, 1 + L, D]: the cls token, then each patch in patch
+        order: its latent where it was visible, the mask token where it was masked (facebookresearch/mae's
+        ``x_ = torch.cat([x[:, 1:], mask_tokens]); torch.gather(x_, 1, ids_restore)``)."""
+        n, k1, d = x.shape
+        mask_token = self.mask_token.to(x.dtype)
+        visible = x[:, 1:]
+        if keep_valid is not None:  # per-sample ratios: the padding slots hold masked patches
+            visible = torch.where(keep_valid.unsqueeze(-1), visible, mask_token)
+        tokens = torch.cat([x[:, :1], visible, mask_token.expand(n, ids_restore.shape[1] + 1 - k1, d)], dim=1)
+        order = torch.cat([torch.zeros_like(ids_restore[:, :1]), ids_restore + 1], dim=1)  # the cls token stays first
+        return gather_rows(tokens, order)
+
+    @staticmethod
+    def predicted_rows(ids_restore: Tensor, ids_masked: Optional[Tensor]) -> Tensor:
+        """The decoder's token rows whose predictions are asked for: [N, M] int64, ``ids_masked`` + 1 (the cls
+        token is row 0), or every patch's row 1 .. L when ``ids_masked`` is None."""
+        if ids_masked is not None:
+            return ids_masked + 1
+        n, length = ids_restore.shape
+        return torch.arange(1, length + 1, device=ids_restore.device).expand(n, length)
 
 
 class MAEOutput(NamedTuple):
@@ -101,15 +101,13 @@ class MAEOutput(NamedTuple):
 class MAE(nn.Module):
     """Masked autoencoder. The model computes; the ratio comes from the caller (a schedule)."""
 
-    def __init__(self, spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse",
-                 kernels: TorchKernels = TORCH) -> None:
+    def __init__(self, spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> None:
         super().__init__()
         self.spec = spec
         self.norm_pix_loss = norm_pix_loss
         self.loss_type = loss
-        self.kernels = kernels  # how the blocks compute (maelab.models.kernels), chosen once by the caller
-        self.encoder = ViTEncoder.from_spec(spec, kernels=kernels)
-        self.decoder = MAEDecoder(spec, kernels)
+        self.encoder = ViTEncoder.from_spec(spec)
+        self.decoder = MAEDecoder(spec)
         self.apply(init_weights)
         trunc_normal_tokens(self.encoder.cls_token, self.decoder.mask_token)
         if self.encoder.registers is not None:  # drawn last: without registers the RNG stream is unchanged
@@ -147,9 +145,12 @@ class MAE(nn.Module):
         per-sample ratios the encoder's input is padded to the largest visible count and the padding hidden from
         attention by a key mask. :meth:`reconstruct` turns the predictions into images.
         """
-        patches = patchify(imgs, self.spec.patch_size)  # cut once: the encoder's input and the loss target
-        latent = self.encoder(imgs, mask.ids_keep, mask.keep_valid, patches)
-        pred = self.decoder(latent, mask.ids_restore, mask.keep_valid, mask.ids_masked)
+        patches = patchify(imgs, self.spec.patch_size)  # [N, L, P]: the image as a sequence of patches
+        # encoder: the visible patches only, embedded with their positions, a cls token, the ViT blocks
+        latent = self.encoder(imgs, mask.ids_keep, mask.keep_valid, patches)  # [N, 1 + K, D]
+        # decoder: the latents back in patch order with a mask token at every masked patch, light blocks, a head
+        pred = self.decoder(latent, mask.ids_restore, mask.keep_valid, mask.ids_masked)  # [N, M, P]
+        # loss: the mean error of the predicted pixels over the masked patches (normalised per patch: norm_pix)
         target = self.target(imgs, gather_rows(patches, mask.ids_masked))
         return MAEOutput(self.masked_loss(pred, target, mask.weights), pred)
 
@@ -169,11 +170,10 @@ class MAE(nn.Module):
         return unpatchify(patches * (1 - m) + full * m, p)
 
 
-def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse",
-              kernels: TorchKernels = TORCH) -> MAE:
-    """Construct an MAE from a resolved spec; ``kernels``: PyTorch's (the default) or a device's fast paths
-    (:func:`maelab.models.cpu.kernels_for`), chosen once here."""
-    return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss, kernels=kernels)
+def build_mae(spec: ModelSpec, norm_pix_loss: bool = False, loss: str = "mse") -> MAE:
+    """Construct an MAE from a resolved spec (fresh weights). The CPU's fast paths, where a run uses them, are
+    put in afterwards (:func:`maelab.models.cpu.use_kernels`)."""
+    return MAE(spec, norm_pix_loss=norm_pix_loss, loss=loss)
 
 
 __all__ = ["MAE", "MAEDecoder", "MAEOutput", "build_mae", "normalize_patches"]

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maelab.models.kernels import TORCH, TorchKernels, split_heads
-from maelab.models.patches import patchify
+from maelab.models.patches import flat_rows, gather_rows, patchify, scatter_rows
 from maelab.presets import ModelSpec
 
 
@@ -36,28 +35,6 @@ def sincos_pos_embed(dim: int, grid: int, order: str = "hw") -> Tensor:
     return torch.cat(halves, dim=1).float()
 
 
-def flat_rows(rows: Tensor, length: int) -> Tensor:
-    """rows [N, M] int64 (indices below ``length``) -> [N * M] indices into the N * length rows of a flattened batch."""
-    return (rows + torch.arange(rows.shape[0], device=rows.device).unsqueeze(1) * length).reshape(-1)
-
-
-def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
-    """x [N, T, D], rows [N, M] int64 -> x's rows [N, M, D].
-
-    ``index_select`` on the flattened batch copies whole rows: 3-7x faster than ``torch.gather`` with an
-    expanded index on the CPU, 2-3x with its backward (docs/performance.md).
-    """
-    n, t, d = x.shape
-    return x.reshape(n * t, d).index_select(0, flat_rows(rows, t)).view(n, rows.shape[1], d)
-
-
-def scatter_rows(values: Tensor, rows: Tensor, length: int) -> Tensor:
-    """values [N, M, D] placed at rows [N, M] (distinct per sample) of zeros [N, length, D]."""
-    n, m, d = values.shape
-    zeros = values.new_zeros(n * length, d)
-    return zeros.index_copy(0, flat_rows(rows, length), values.reshape(n * m, d)).view(n, length, d)
-
-
 class PatchEmbed(nn.Module):
     """Non-overlapping patches to tokens: imgs [N, 3, H, W] -> [N, L, D].
 
@@ -78,23 +55,44 @@ class PatchEmbed(nn.Module):
         return F.linear(patches, w.permute(0, 2, 3, 1).reshape(w.shape[0], -1), self.proj.bias)
 
 
+def split_heads(qkv: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """qkv [N, T, 3 * D] -> q, k, v, each a [N, heads, T, D / heads] view."""
+    n, t, d3 = qkv.shape
+    return qkv.view(n, t, 3, heads, d3 // (3 * heads)).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def sdpa_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) -> Tensor:
+    """Multi-head softmax attention softmax(q kᵀ / √d) v (Vaswani et al. 2017), PyTorch's
+    ``F.scaled_dot_product_attention``: qkv [N, T, 3 * D] -> [N, T, D], the heads concatenated.
+
+    ``key_mask`` [N, T] bool hides the keys where False."""
+    n, t, d3 = qkv.shape
+    q, k, v = split_heads(qkv, heads)
+    keys = None if key_mask is None else key_mask[:, None, None, :]  # [N, 1, 1, T], True = attend
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keys).transpose(1, 2).reshape(n, t, d3 // 3)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention: x [N, T, D] -> [N, T, D]; ``key_mask`` [N, T] bool hides keys where False.
 
-    One fused qkv projection, then ``kernels.attention`` (PyTorch's scaled-dot-product attention, or the CPU's
-    fast paths: :mod:`maelab.models.cpu`), then the output projection.
+    One fused qkv projection, softmax attention per head (:meth:`attend`), the output projection.
     """
 
-    def __init__(self, dim: int, num_heads: int, kernels: TorchKernels = TORCH) -> None:
+    def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
-        self.kernels = kernels
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
         """x [N, T, D] -> [N, T, D], or [N, M, D] for the tokens ``rows`` [N, M] only (every token is a key)."""
-        return self.proj(self.attend(x, key_mask, rows))
+        out = self.attend(self.qkv(x), key_mask)  # softmax(q kᵀ / √d) v per head, heads side by side
+        return self.proj(out if rows is None else gather_rows(out, rows))
+
+    def attend(self, qkv: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
+        """The attention itself: qkv [N, T, 3 * D] (the fused projection's output) -> [N, T, D]
+        (:func:`sdpa_attention`)."""
+        return sdpa_attention(qkv, self.num_heads, key_mask)
 
     def weights(self, x: Tensor) -> Tensor:
         """The attention probabilities softmax(q kᵀ / √d) of every head (Vaswani et al. 2017): x [N, T, D] ->
@@ -102,11 +100,6 @@ class Attention(nn.Module):
         with, computed explicitly (for attention maps; the forward never materialises it)."""
         q, k, _ = split_heads(F.linear(x, self.qkv.weight, self.qkv.bias), self.num_heads)
         return torch.softmax((q.float() @ k.float().transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
-
-    def attend(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
-        """:meth:`forward` without the output projection: x [N, T, D] -> [N, T or M, D]."""
-        out = self.kernels.attention(self.kernels.linear(x, self.qkv), self.num_heads, key_mask)
-        return out if rows is None else gather_rows(out, rows)
 
 
 class DropPath(nn.Module):
@@ -137,28 +130,25 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), each residual branch through
-    stochastic depth. x: [N, T, D]. ``kernels``: how the linears, residual adds and attention are computed."""
+    """Pre-norm transformer block (ViT, Dosovitskiy et al. 2021; timm's ``Block``): x [N, T, D] -> [N, T, D].
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, drop_path: float = 0.0,
-                 kernels: TorchKernels = TORCH, norm_eps: float = 1e-6) -> None:
+    ``rows`` [N, M] int64 asks for the outputs of those tokens only, [N, M, D]: they still attend to every token,
+    and the projection, the residuals and the MLP run on the M rows alone (the MAE decoder's last block, whose
+    loss reads the masked patches only)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, drop_path: float = 0.0, norm_eps: float = 1e-6) -> None:
         super().__init__()
-        self.kernels = kernels
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, kernels)
+        self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, mlp_dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
-        """x [N, T, D] -> [N, T, D]; with ``rows`` [N, M] int64, the outputs of those tokens only, [N, M, D]:
-        they attend to every token, and the projection, residuals and MLP run on the M rows alone."""
-        k = self.kernels
-        h = self.attn.attend(self.norm1(x), key_mask, rows)
+        h = self.attn(self.norm1(x), key_mask, rows)
         x = x if rows is None else gather_rows(x, rows)
-        x = k.residual(x, h, self.attn.proj, self.drop_path)  # x + drop_path(proj(h))
-        h = self.mlp.act(k.linear(self.norm2(x), self.mlp.fc1))
-        return k.residual(x, h, self.mlp.fc2, self.drop_path)  # x + drop_path(fc2(act(fc1(norm2(x)))))
+        x = x + self.drop_path(h)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class ViTEncoder(nn.Module):
@@ -174,8 +164,8 @@ class ViTEncoder(nn.Module):
     """
 
     def __init__(self, img_size: int, patch_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int,
-                 drop_path: float = 0.0, registers: int = 0, kernels: TorchKernels = TORCH,
-                 pos_embed_order: str = "hw", norm_eps: float = 1e-6) -> None:
+                 drop_path: float = 0.0, registers: int = 0, pos_embed_order: str = "hw",
+                 norm_eps: float = 1e-6) -> None:
         super().__init__()
         grid = img_size // patch_size
         self.patch_size = patch_size
@@ -189,14 +179,14 @@ class ViTEncoder(nn.Module):
         self.register_buffer("pos_embed", sincos_pos_embed(dim, grid, pos_embed_order).unsqueeze(0),
                              persistent=False)
         rates = torch.linspace(0, drop_path, depth).tolist()
-        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_dim, r, kernels, norm_eps) for r in rates)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_dim, r, norm_eps) for r in rates)
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, drop_path: float = 0.0, kernels: TorchKernels = TORCH) -> ViTEncoder:
+    def from_spec(cls, spec: ModelSpec, drop_path: float = 0.0) -> ViTEncoder:
         """The encoder of the architecture ``spec`` (fresh weights)."""
         return cls(spec.img_size, spec.patch_size, spec.embed_dim, spec.depth, spec.num_heads, spec.mlp_dim,
-                   drop_path, spec.registers, kernels, spec.pos_embed_order, spec.norm_eps)
+                   drop_path, spec.registers, spec.pos_embed_order, spec.norm_eps)
 
     def _tokens(self, imgs: Tensor) -> Tensor:
         """imgs [N, 3, H, W] -> patch tokens with positions [N, L, D]."""
@@ -299,5 +289,6 @@ def trunc_normal_tokens(*tokens: nn.Parameter, std: float = 0.02) -> None:
         nn.init.normal_(t, std=std)
 
 
-__all__ = ["Attention", "Block", "DropPath", "PatchEmbed", "ViTEncoder", "flat_rows", "gather_rows", "init_weights",
-           "patchify", "scatter_rows", "sincos_pos_embed", "trunc_normal_tokens"]
+__all__ = ["Attention", "Block", "DropPath", "Mlp", "PatchEmbed", "ViTEncoder", "flat_rows", "gather_rows",
+           "init_weights", "patchify", "scatter_rows", "sdpa_attention", "sincos_pos_embed", "split_heads",
+           "trunc_normal_tokens"]

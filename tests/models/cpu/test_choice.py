@@ -7,11 +7,10 @@ import torch
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.pretrain import pretrain, resume
-from maelab.models.cpu import CPUKernels, kernels_for
 from maelab.models.cpu import cache as choice_cache
 from maelab.models.cpu import kernels as cpu_kernels
+from maelab.models.cpu import kernels_for
 from maelab.models.cpu.choice import Choice, choose, mae_workload
-from maelab.models.kernels import TORCH
 from maelab.presets import PRESETS
 from tests.conftest import TINY
 
@@ -63,11 +62,11 @@ def test_a_choice_is_timed_once_then_cached_per_shapes_and_threads(auto, monkeyp
     timed = []
     monkeypatch.setattr(cpu_kernels, "choose", lambda w, c: timed.append(w) or Choice("torch", True, "measured"))
     first = kernels_for("cpu", "fp32", MICRO)
-    assert isinstance(first, CPUKernels) and first.choice.how == "measured" and len(timed) == 1
+    assert first.how == "measured" and len(timed) == 1
     assert "CPU kernels timed at this model's shapes" in capsys.readouterr().err
     again = kernels_for("cpu", "fp32", MICRO)
-    assert len(timed) == 1 and again.choice.how == "measured before, cached"
-    assert (again.choice.attention, again.choice.fused_gemms) == (first.choice.attention, first.choice.fused_gemms)
+    assert len(timed) == 1 and again.how == "measured before, cached"
+    assert (again.attention, again.fused_gemms) == (first.attention, first.fused_gemms)
     kernels_for("cpu", "fp32", mae_workload(PRESETS["keras"], batch=8, mask_ratio=0.75))
     threads = torch.get_num_threads()
     torch.set_num_threads(threads + 1)
@@ -81,13 +80,13 @@ def test_a_choice_is_timed_once_then_cached_per_shapes_and_threads(auto, monkeyp
 def test_the_switch_turns_every_path_off_or_on_without_timing(auto, monkeypatch):
     monkeypatch.setattr(cpu_kernels, "choose", lambda *a: pytest.fail("timed"))
     monkeypatch.setenv("MAELAB_CPU_KERNELS", "0")
-    assert kernels_for("cpu", "fp32", MICRO) is TORCH
+    assert kernels_for("cpu", "fp32", MICRO) is None  # PyTorch's ops
     monkeypatch.setenv("MAELAB_CPU_KERNELS", "1")
-    forced = kernels_for("cpu", "fp32", MICRO).choice
+    forced = kernels_for("cpu", "fp32", MICRO)
     assert forced.fused_gemms and forced.attention in ("maelab", "flash") and "MAELAB_CPU_KERNELS=1" in forced.how
     monkeypatch.delenv("MAELAB_CPU_KERNELS")
-    assert kernels_for("cpu", "fp32") is TORCH  # no shapes to time at: PyTorch's ops
-    assert kernels_for("cpu", "bf16", MICRO) is TORCH
+    assert kernels_for("cpu", "fp32") is None  # no shapes to time at: PyTorch's ops
+    assert kernels_for("cpu", "bf16", MICRO) is None
 
 
 def test_a_run_says_and_records_its_cpu_kernels_and_its_resume_keeps_them(auto, monkeypatch, tmp_path, capsys):

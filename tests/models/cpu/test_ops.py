@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from maelab.models.cpu import build as cpu_kernels
 from maelab.models.cpu.ops import small_attention
-from maelab.models.kernels import split_heads
+from maelab.models.vit import split_heads
 
 pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                 reason="no C++ compiler: maelab uses PyTorch's attention kernels")

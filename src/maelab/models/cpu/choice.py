@@ -3,7 +3,7 @@ the model's shapes, on this CPU (the way cuDNN's benchmark mode and Triton's aut
 
 The paths are the attention (maelab's C++ kernel, or PyTorch's fused flash kernels with one gradient copy fewer:
 :mod:`maelab.models.cpu.ops`) and the fused GEMMs (bias added in place, residual accumulated into by ``addmm_``:
-:class:`maelab.models.cpu.kernels.CPUKernels`). A short timing (forward, and backward when the model trains; about
+:mod:`maelab.models.cpu.layers`). A short timing (forward, and backward when the model trains; about
 a second) compares each with PyTorch's op at the shapes of each stack of blocks, weighted by its depth; a path is
 used only when it is at least :data:`MARGIN` faster. The answer is cached per CPU, torch version, thread count and
 shapes beside the kernel's build (:mod:`maelab.models.cpu.cache`), so a machine measures a model's shapes once.

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from maelab.models.kernels import split_heads
+from maelab.models.vit import split_heads
 
 _aten = torch.ops.aten
 HAS_CPU_FLASH = hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu") and hasattr(

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from maelab.models.cpu.layers import fused_linear, fused_residual
 from maelab.models.cpu.ops import QKVAttention, small_attention
-from maelab.models.kernels import TORCH, TorchKernels, sdpa_attention
+from maelab.models.vit import sdpa_attention
 
 Call = Callable[[], None]
 
@@ -34,8 +35,6 @@ def attention_calls(stack, batch: int, training: bool, names: tuple[str, ...], g
 def gemm_calls(stack, batch: int, training: bool, gen: torch.Generator) -> dict[str, Call]:
     """{'fused': call, 'torch': call}: a block's qkv and fc1 linears and its proj and fc2 residual branches on the
     CPU kernels' fused GEMMs and on PyTorch's ops, at ``stack``'s shapes."""
-    from maelab.models.cpu.kernels import CPUKernels
-
     rows, d, m = batch * stack.tokens, stack.dim, stack.mlp_dim
     layers = [nn.Linear(d, 3 * d), nn.Linear(d, d), nn.Linear(d, m), nn.Linear(m, d)]
     with torch.no_grad():
@@ -45,15 +44,16 @@ def gemm_calls(stack, batch: int, training: bool, gen: torch.Generator) -> dict[
     x = torch.randn(1, rows, d, generator=gen).requires_grad_(training)
     hidden = torch.randn(1, rows, m, generator=gen).requires_grad_(training)
 
-    def block(k: TorchKernels) -> Call:
+    def block(linear: Callable[[Tensor, nn.Linear], Tensor], residual: Callable[[Tensor, Tensor, nn.Linear], Tensor]
+              ) -> Call:
         qkv, proj, fc1, fc2 = layers
-        identity = nn.Identity()
 
         def forward() -> Tensor:
-            a = k.linear(x, qkv)[..., :d]
-            y = k.residual(x, a, proj, identity)
-            h = k.linear(y, fc1)
-            return k.residual(y, hidden * h, fc2, identity)
+            a = linear(x, qkv)[..., :d]
+            y = residual(x, a, proj)
+            h = linear(y, fc1)
+            return residual(y, hidden * h, fc2)
         return _run(forward, training)
 
-    return {"fused": block(CPUKernels(attention="torch", fused_gemms=True)), "torch": block(TORCH)}
+    return {"fused": block(fused_linear, fused_residual),
+            "torch": block(lambda h, layer: layer(h), lambda x, h, layer: x + layer(h))}
