@@ -1,4 +1,4 @@
-from maelab.demo import format_table, recon_cells
+from maelab.eval.table import format_table, recon_cells
 
 
 def test_the_demo_table_shows_an_undefined_value_as_a_dash_and_says_why():
@@ -25,32 +25,3 @@ def test_without_cifar10_the_demo_falls_back_to_the_synthetic_set_at_sizes_it_ho
     assert (cfg.data.name, cfg.data.limit_train, cfg.optim.epochs) == ("synthetic", None, 1)
     data = load_dataset(cfg.data, cfg.train.seed)  # the demo's 20,000-image limit would be refused here
     assert len(data.x_train) == cfg.data.synthetic_train
-
-
-def fake_evaluations(monkeypatch):
-    from maelab.eval import commands
-
-    recon = {"psnr_masked": 20.0, "ssim_full": 0.5, "psnr_masked_zero_pred": 18.0, "ssim_full_zero_pred": 0.3}
-    monkeypatch.setattr(commands, "run_probe", lambda *a, **k: (None, {"top1": 41.0}))
-    monkeypatch.setattr(commands, "run_knn", lambda *a, **k: (None, {"top1": 33.0}))
-    monkeypatch.setattr(commands, "run_recon", lambda *a, **k: (None, recon))
-
-
-def test_the_demo_evaluation_shows_its_progress_a_line_per_evaluation_in_a_log(tmp_path, monkeypatch, capsys):
-    from maelab.demo import evaluate
-
-    fake_evaluations(monkeypatch)
-    rows, _ = evaluate(tmp_path)
-    lines = capsys.readouterr().err.splitlines()  # captured: not a terminal
-    assert [line.split(",")[0] for line in lines] == [f"demo evaluation: {i}/6 evaluations ({100 * i / 6:.0f}%)"
-                                                      for i in range(1, 7)]
-    assert "stage=knn, random init" in lines[4] and "\r" not in "".join(lines)
-    assert rows["random init"]["k-NN top-1 %"] == 33.0
-
-
-def test_the_demo_evaluation_is_silent_with_progress_off(tmp_path, monkeypatch, capsys):
-    from maelab.demo import evaluate
-
-    fake_evaluations(monkeypatch)
-    evaluate(tmp_path, progress=False)
-    assert capsys.readouterr().err == ""

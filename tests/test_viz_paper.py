@@ -114,7 +114,7 @@ def test_figures_take_data_overrides_and_name_attention_columns_by_file(runs, sa
 def test_columns_without_files_name_the_test_image_and_its_class():
     cfg = load_config(None, TINY)
     data = load_dataset(cfg.data, cfg.train.seed)
-    samples = pick_samples(data, 32, 4, seed=0, files=eval_image_ids(data, cfg.data, cfg.train.seed))
+    samples = pick_samples(data, 32, 4, seed=0)
     index = sample_indices(data.y_test, 4, 0).tolist()
     assert samples.columns == [f"test image #{i}\n{data.classes[int(data.y_test[i])]}" for i in index]
     maps = torch.rand(4, 3, 8, 8)
@@ -138,7 +138,7 @@ def test_file_names_follow_the_images_the_limits_kept(tmp_path, labelled):
     cfg = load_config(None, [*TINY, "data.name=folder", f"data.root={root}", "data.image_size=8", limit,
                              f"data.cache_dir={tmp_path / 'cache'}"])
     data = load_dataset(cfg.data, cfg.train.seed)
-    names = eval_image_ids(data, cfg.data, cfg.train.seed)
+    names = eval_image_ids(data)
     x, _, _ = data.eval_images()
     assert len(names) == len(x) == (4 if labelled else 6)
     assert [value[n] for n in names] == x[:, 0, 0, 0].tolist()  # each name is the file the image was read from

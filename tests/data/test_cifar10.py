@@ -11,7 +11,8 @@ import torch
 
 from maelab.config import DataConfig
 from maelab.data.cifar10 import CLASSES, TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
-from maelab.data.datasets import balanced_subset, channel_stats, load_dataset
+from maelab.data.datasets import channel_stats, load_dataset
+from maelab.data.subsets import balanced_subset
 from maelab.errors import DataError
 
 ROWS = 4  # images per batch in the fake folders (conftest.FAKE_ROWS)

@@ -5,7 +5,8 @@ import torch
 
 import maelab.data.datasets as datasets
 from maelab.config import DataConfig
-from maelab.data.datasets import Dataset, balanced_subset, channel_stats, load_dataset
+from maelab.data.datasets import Dataset, channel_stats, load_dataset
+from maelab.data.subsets import balanced_subset
 from maelab.errors import DataError
 
 

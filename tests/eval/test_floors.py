@@ -14,7 +14,7 @@ from maelab.engine.pretrain import pretrain
 from tests.conftest import TINY
 from tests.test_cli_unlabeled import make_photos
 
-QUICK = ["probe.epochs=2", "eval.batch_size=128"]
+QUICK = ["probe.epochs=2", "eval.batch_size=128", "train.progress=true"]
 COLUMNS = ["probe top-1 %", "k-NN top-1 %", "PSNR masked dB", "SSIM full"]
 
 
@@ -27,12 +27,12 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def evaluated(trained, tmp_path_factory):
-    """(run directory, stdout) of one `maelab eval RUN` on a copy of the trained run."""
+    """(run directory, stdout, stderr) of one `maelab eval RUN` on a copy of the trained run."""
     run_dir = shutil.copytree(trained, tmp_path_factory.mktemp("evaluated") / "run")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         assert main(["eval", str(run_dir), *QUICK]) == 0
-    return run_dir, out.getvalue()
+    return run_dir, out.getvalue(), err.getvalue()
 
 
 def read(run_dir, name):
@@ -40,7 +40,7 @@ def read(run_dir, name):
 
 
 def test_maelab_eval_prints_the_demo_table_with_the_floors_and_their_differences(evaluated):
-    run_dir, out = evaluated
+    run_dir, out, _ = evaluated
     lines = out.splitlines()
     assert lines[0].split() == " ".join(COLUMNS).split()
     labels = [line[:16].strip() for line in lines[1:6]]
@@ -49,8 +49,15 @@ def test_maelab_eval_prints_the_demo_table_with_the_floors_and_their_differences
     assert lines[-1].startswith(f"wrote {run_dir / 'eval' / 'eval.json'} (from probe.json, knn.json, recon.json")
 
 
+def test_maelab_eval_shows_its_progress_as_a_plain_line_per_evaluation_in_a_log(evaluated):
+    lines = [line for line in evaluated[2].splitlines() if line.startswith("evaluation: ")]
+    assert [line.split(",")[0] for line in lines] == [f"evaluation: {i}/6 evaluations ({100 * i / 6:.0f}%)"
+                                                      for i in range(1, 7)]
+    assert "stage=knn, random init" in lines[4] and "\r" not in evaluated[2]
+
+
 def test_maelab_eval_writes_one_json_whose_numbers_are_the_per_protocol_results(evaluated):
-    run_dir, _ = evaluated
+    run_dir, *_ = evaluated
     result = read(run_dir, "eval")
     pairs = {"probe_top1": ("probe", "top1"), "probe_top5": ("probe", "top5"), "knn_top1": ("knn", "top1"),
              "recon_psnr_masked": ("recon", "psnr_masked"), "recon_ssim_full": ("recon", "ssim_full"),
@@ -68,7 +75,7 @@ def test_maelab_eval_writes_one_json_whose_numbers_are_the_per_protocol_results(
 
 
 def test_the_floors_are_computed_from_fresh_weights(evaluated):
-    run_dir, _ = evaluated
+    run_dir, *_ = evaluated
     for name in ("probe", "knn", "recon"):
         floor, trained = read(run_dir, f"{name}_random_init"), read(run_dir, name)
         assert (floor["random_init"], floor["checkpoint"], floor["step"]) == (True, "random-init", 0)
@@ -77,7 +84,7 @@ def test_the_floors_are_computed_from_fresh_weights(evaluated):
 
 
 def test_every_result_records_the_data_it_used(evaluated):
-    run_dir, _ = evaluated
+    run_dir, *_ = evaluated
     for name in ("probe", "knn", "recon", "probe_random_init"):
         data = read(run_dir, name)["data"]
         assert {k: data[k] for k in ("name", "root", "split", "images", "tag")} == {
@@ -85,7 +92,7 @@ def test_every_result_records_the_data_it_used(evaluated):
 
 
 def test_a_result_on_other_data_is_tagged_and_the_run_s_own_is_kept(evaluated, trained, tmp_path, capsys):
-    run_dir, _ = evaluated
+    run_dir, *_ = evaluated
     own = (run_dir / "eval" / "recon.json").read_bytes()
     assert main(["recon", str(run_dir), "data.limit_test=20"]) == 0
     assert (run_dir / "eval" / "recon.json").read_bytes() == own  # not replaced

@@ -7,7 +7,6 @@ from maelab.data.batching import epoch_batches, epoch_permutation, steps_per_epo
 from maelab.data.cifar10 import find_cifar10, load_cifar10
 from maelab.data.datasets import (
     Dataset,
-    balanced_subset,
     channel_stats,
     find_files,
     load_dataset,
@@ -15,14 +14,16 @@ from maelab.data.datasets import (
     require_labels,
 )
 from maelab.data.download import download_folder
-from maelab.data.folder import load_image_folder, load_unlabeled_folder
+from maelab.data.folder import FolderImages, load_folder, load_image_folder, load_unlabeled_folder
 from maelab.data.locate import find_data
 from maelab.data.pickles import restricted_load
 from maelab.data.props import find_props, load_props
+from maelab.data.subsets import balanced_subset, subset_index
 from maelab.data.synthetic import make_synthetic
 
 __all__ = [
     "Dataset",
+    "FolderImages",
     "augment",
     "balanced_subset",
     "channel_stats",
@@ -36,6 +37,7 @@ __all__ = [
     "find_props",
     "load_cifar10",
     "load_dataset",
+    "load_folder",
     "load_image_folder",
     "load_props",
     "load_unlabeled_folder",
@@ -45,5 +47,6 @@ __all__ = [
     "resized_crop",
     "restricted_load",
     "steps_per_epoch",
+    "subset_index",
     "to_float",
 ]

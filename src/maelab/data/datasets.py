@@ -12,13 +12,14 @@ from torch import Tensor
 from maelab.config import DataConfig
 from maelab.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from maelab.data.cifar10 import TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
-from maelab.data.folder import is_labelled, load_image_folder, load_unlabeled_folder
+from maelab.data.folder import is_labelled, load_folder
 from maelab.data.folder_cache import GIB, FolderStore
 from maelab.data.folder_files import sub_dirs
 from maelab.data.locate import cache_dir
 from maelab.data.props import CLASSES as PROPS_CLASSES
 from maelab.data.props import find_props, load_props
 from maelab.data.roots import DataRootError, check_root
+from maelab.data.subsets import subset_index
 from maelab.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from maelab.data.synthetic import make_synthetic
 from maelab.errors import DataError
@@ -37,7 +38,10 @@ class Dataset:
     [0, 1] units, for normalization. An unlabeled image folder has ``y_train``, ``x_test`` and ``y_test`` None
     (no labels, no test split) and no classes: code that needs them checks :attr:`labelled` (or calls
     :func:`require_labels` on the config first). ``mapped``: the images are memory-mapped from a cache file
-    (:mod:`maelab.data.folder_cache`) and stay on the CPU in :meth:`to`.
+    (:mod:`maelab.data.folder_cache`) and stay on the CPU in :meth:`to`. ``train_files`` / ``test_files``: the
+    file each image was decoded from, relative to ``source`` (``"test/cat/IMG_0412.jpg"``), one per image in the
+    order of ``x_train`` / ``x_test``; None for generated or archived images (synthetic, CIFAR-10, PROPS) and for
+    a missing split. They follow the images wherever a copy or a subset takes them (:meth:`to`, :meth:`subset`).
     """
 
     x_train: Tensor
@@ -50,6 +54,14 @@ class Dataset:
     std: tuple[float, float, float]
     source: Optional[str] = None  # the folder the files were read from (None when generated)
     mapped: bool = False
+    train_files: Optional[tuple[str, ...]] = None
+    test_files: Optional[tuple[str, ...]] = None
+
+    def __post_init__(self) -> None:
+        for files, x, split in ((self.train_files, self.x_train, "train"), (self.test_files, self.x_test, "test")):
+            if files is not None and (x is None or len(files) != len(x)):
+                raise ValueError(f"{split}_files names {len(files)} files for "
+                                 f"{'no' if x is None else len(x)} {split} images: one per image, in their order")
 
     @property
     def num_classes(self) -> int:
@@ -72,6 +84,22 @@ class Dataset:
             return self.x_train, None, "train"
         return self.x_test, self.y_test, "test"
 
+    def eval_files(self) -> Optional[tuple[str, ...]]:
+        """The file of each image :meth:`eval_images` gives, in its order (None where the images come from no
+        files)."""
+        return self.train_files if self.x_test is None else self.test_files
+
+    def subset(self, split: str, index: Tensor) -> Dataset:
+        """A copy whose ``split`` ("train" or "test") keeps the images at ``index: [n] int64`` (CPU), in that
+        order, with their labels and files; the subset is held in memory."""
+        x, y, files = (self.x_train, self.y_train, self.train_files) if split == "train" else \
+            (self.x_test, self.y_test, self.test_files)
+        if x is None:
+            raise ValueError(f"the {self.name} set has no {split} split to take a subset of")
+        taken = (x[index.to(x.device)], None if y is None else y[index.to(y.device)],
+                 None if files is None else tuple(files[i] for i in index.tolist()))
+        return replace(self, **dict(zip((f"x_{split}", f"y_{split}", f"{split}_files"), taken, strict=True)))
+
     def to(self, device: str | torch.device) -> Dataset:
         """A copy with the tensors on ``device``; memory-mapped images stay on the CPU (a set too large for memory
         would not fit on the device either: each batch is moved when it is used), their labels move."""
@@ -89,7 +117,8 @@ def load_dataset(cfg: DataConfig, seed: int, progress: bool = True) -> Dataset:
     cifar10 / props: found (or downloaded) by ``find_cifar10`` / ``find_props``. folder: the images under
     ``data.root``, resized to ``data.image_size`` (labelled or unlabeled, :mod:`maelab.data.folder`). Limits take
     seeded class-balanced subsets (an unlabeled set: a seeded random subset): the training subset depends on
-    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``). A subset is held in memory. ``progress``: show
+    ``seed``, the test subset does not (seed ``TEST_SUBSET_SEED``); images, labels and files are taken by one
+    index (:meth:`Dataset.subset`). A subset is held in memory. ``progress``: show
     the decoding of a folder that takes a while (``train.progress``; :mod:`maelab.progress`). A data.root holding
     another dataset's files than data.name's is refused first (``DataRootError``, :mod:`maelab.data.roots`).
     """
@@ -100,16 +129,14 @@ def load_dataset(cfg: DataConfig, seed: int, progress: bool = True) -> Dataset:
         ds = _load_folder(cfg, progress) if cfg.name == "folder" else \
             {"cifar10": _load_cifar10, "props": _load_props}[cfg.name](cfg)
     if cfg.limit_train is not None:
-        x, y = balanced_subset(ds.x_train, ds.y_train, cfg.limit_train, seed, key="data.limit_train",
-                               split="training set")
-        ds = replace(ds, x_train=x, y_train=y)
+        ds = ds.subset("train", subset_index(len(ds.x_train), ds.y_train, cfg.limit_train, seed,
+                                             key="data.limit_train", split="training set"))
     if cfg.limit_test is not None:
         if ds.x_test is None:
             raise DataError(f"data.limit_test={cfg.limit_test} limits a test split, and data.root={ds.source} is an "
                             "unlabeled folder without one: set data.limit_test=null")
-        x, y = balanced_subset(ds.x_test, ds.y_test, cfg.limit_test, TEST_SUBSET_SEED, key="data.limit_test",
-                               split="test set")
-        ds = replace(ds, x_test=x, y_test=y)
+        ds = ds.subset("test", subset_index(len(ds.x_test), ds.y_test, cfg.limit_test, TEST_SUBSET_SEED,
+                                            key="data.limit_test", split="test set"))
     for split, x in (("training", ds.x_train), ("test", ds.x_test)):
         if x is not None and len(x) == 0:
             raise DataError(f"the {ds.name} {split} set is empty: check data.name and the dataset files")
@@ -161,14 +188,11 @@ def _load_props(cfg: DataConfig) -> Dataset:
 def _load_folder(cfg: DataConfig, progress: bool = True) -> Dataset:
     root = Path(cfg.root).expanduser()
     store = FolderStore(root, cache_dir(cfg), int(cfg.max_memory_gib * GIB))
-    if is_labelled(root):
-        x_train, y_train, x_test, y_test, classes = load_image_folder(root, cfg.image_size, store, progress)
-    else:
-        x_train, y_train, x_test, y_test, classes = (load_unlabeled_folder(root, cfg.image_size, store, progress),
-                                                     None, None, None, [])
-    mean, std = channel_stats(x_train)
-    return Dataset(x_train, y_train, x_test, y_test, classes, "folder", mean, std, source=str(root.resolve()),
-                   mapped=store.mapped(len(x_train) + (0 if x_test is None else len(x_test)), cfg.image_size))
+    f = load_folder(root, cfg.image_size, store, progress)
+    mean, std = channel_stats(f.x_train)
+    return Dataset(f.x_train, f.y_train, f.x_test, f.y_test, f.classes, "folder", mean, std,
+                   source=str(root.resolve()), train_files=f.train_files, test_files=f.test_files,
+                   mapped=store.mapped(len(f.x_train) + (0 if f.x_test is None else len(f.x_test)), cfg.image_size))
 
 
 def find_files(cfg: DataConfig) -> Optional[Path]:
@@ -216,33 +240,3 @@ def channel_stats(x: Tensor) -> tuple[tuple[float, float, float], tuple[float, f
         means.append(float(mean))
         stds.append(float(var.sqrt()) if var > 0 else 1.0)
     return tuple(means), tuple(stds)  # type: ignore[return-value]
-
-
-def balanced_subset(x: Tensor, y: Optional[Tensor], n: int, seed: int, *, key: str = "n",
-                    split: str = "dataset") -> tuple[Tensor, Optional[Tensor]]:
-    """A seeded, class-balanced subset of ``n`` samples, in an order shuffled by ``seed``.
-
-    ``x: [N, ...]``, ``y: [N] int64`` -> ``x: [n, ...]``, ``y: [n]``. Each of the C classes present
-    gets ``n // C`` samples and the first ``n % C`` classes one more. Without labels (``y`` None) the ``n`` samples
-    are a seeded random subset and ``y`` stays None. ``key``/``split`` name the setting and the data in the
-    error raised when ``n`` is too large.
-    """
-    if n <= 0:
-        raise DataError(f"{key}={n} must be positive")
-    if n > len(x):
-        raise DataError(f"{key}={n} is larger than the {split} ({len(x)} images): lower it")
-    g = torch.Generator().manual_seed(seed)
-    if y is None:
-        return x[torch.randperm(len(x), generator=g)[:n].to(x.device)], None
-    y_cpu = y.cpu()
-    classes = torch.unique(y_cpu)
-    picks = []
-    for i, c in enumerate(classes.tolist()):
-        members = (y_cpu == c).nonzero().squeeze(1)
-        want = n // len(classes) + (1 if i < n % len(classes) else 0)
-        if want > len(members):
-            raise DataError(f"{key}={n} needs {want} images of class {c} but the {split} has {len(members)}: lower it")
-        picks.append(members[torch.randperm(len(members), generator=g)[:want]])
-    index = torch.cat(picks)
-    index = index[torch.randperm(len(index), generator=g)]
-    return x[index.to(x.device)], y[index.to(y.device)]

@@ -45,6 +45,7 @@ import functools
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -76,6 +77,29 @@ def is_labelled(root: Path) -> bool:
     return any((root / split).is_dir() for split in SPLITS)
 
 
+@dataclass(frozen=True)
+class FolderImages:
+    """An image folder as decoded: the splits as :func:`load_image_folder` gives them (unlabeled: ``y_train``,
+    ``x_test``, ``y_test``, ``test_files`` None, ``classes`` empty) and the file each image was decoded from,
+    relative to the root with ``/`` separators (``"train/cat/IMG_0412.jpg"``), one per image in their order: the
+    list that was decoded, never listed again."""
+
+    x_train: Tensor  # [N, size, size, 3] uint8
+    y_train: Optional[Tensor]  # [N] int64
+    x_test: Optional[Tensor]  # [M, size, size, 3] uint8
+    y_test: Optional[Tensor]  # [M] int64
+    classes: list[str]
+    train_files: tuple[str, ...]
+    test_files: Optional[tuple[str, ...]]
+
+
+def load_folder(root: Path, size: int, store: Optional[FolderStore] = None, progress: bool = True) -> FolderImages:
+    """Decode the image folder ``root`` in its layout (:func:`is_labelled`), as :func:`load_image_folder` or
+    :func:`load_unlabeled_folder` do, keeping the file of each image."""
+    root = Path(root)
+    return _labelled(root, size, store, progress) if is_labelled(root) else _unlabeled(root, size, store, progress)
+
+
 def load_image_folder(root: Path, size: int, store: Optional[FolderStore] = None, progress: bool = True
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
     """Decode ``root/train`` and ``root/test`` (the labelled layout).
@@ -84,32 +108,46 @@ def load_image_folder(root: Path, size: int, store: Optional[FolderStore] = None
     ``y_test: [M] int64`` and the class names (sorted; label ``i`` is ``classes[i]``). The pixels are held in
     memory, or memory-mapped when ``store`` says the two splits together are too large; ``progress`` shows the
     decoding once it takes a while (:func:`_decode_into`). Raises ``DataError`` for a missing split, no classes, an
-    empty class folder or a file that cannot be decoded.
+    empty class folder or a file that cannot be decoded. :func:`load_folder` gives the files too.
     """
-    root = Path(root)
-    train_dir, test_dir = (_split_dir(root, split) for split in SPLITS)
-    classes = _class_names(train_dir)
-    (train_files, y_train), (test_files, y_test) = (_list_files(d, classes) for d in (train_dir, test_dir))
-    mapped = store is not None and store.mapped(len(train_files) + len(test_files), size)
-    x_train, x_test = (_decode(files, size, f"decoding {split}/", store if mapped else None, split, progress)
-                       for files, split in ((train_files, "train"), (test_files, "test")))
-    return (x_train, torch.tensor(y_train, dtype=torch.int64), x_test, torch.tensor(y_test, dtype=torch.int64),
-            classes)
+    f = _labelled(Path(root), size, store, progress)
+    return f.x_train, f.y_train, f.x_test, f.y_test, f.classes  # type: ignore[return-value]
 
 
 def load_unlabeled_folder(root: Path, size: int, store: Optional[FolderStore] = None, progress: bool = True
                           ) -> Tensor:
     """Every image under ``root`` (any depth, sorted path order) -> ``x: [N, size, size, 3] uint8``, in memory or
     memory-mapped as ``store`` says, with ``progress`` as :func:`load_image_folder`'s. ``DataError`` when it holds
-    no image or a file cannot be decoded."""
-    root = Path(root)
+    no image or a file cannot be decoded. :func:`load_folder` gives the files too."""
+    return _unlabeled(Path(root), size, store, progress).x_train
+
+
+def _labelled(root: Path, size: int, store: Optional[FolderStore], progress: bool) -> FolderImages:
+    train_dir, test_dir = (_split_dir(root, split) for split in SPLITS)
+    classes = _class_names(train_dir)
+    (train_files, y_train), (test_files, y_test) = (_list_files(d, classes) for d in (train_dir, test_dir))
+    mapped = store is not None and store.mapped(len(train_files) + len(test_files), size)
+    x_train, x_test = (_decode(files, size, f"decoding {split}/", store if mapped else None, split, progress)
+                       for files, split in ((train_files, "train"), (test_files, "test")))
+    return FolderImages(x_train, torch.tensor(y_train, dtype=torch.int64), x_test,
+                        torch.tensor(y_test, dtype=torch.int64), classes, _relative(root, train_files),
+                        _relative(root, test_files))
+
+
+def _unlabeled(root: Path, size: int, store: Optional[FolderStore], progress: bool) -> FolderImages:
     _refuse_test_split(root)
     files = image_files(root)
     if not files:
         raise DataError(f"the image folder {root} holds no images ({', '.join(EXTENSIONS)}): set data.root to a "
                         "folder that does")
     mapped = store is not None and store.mapped(len(files), size)
-    return _decode(files, size, f"decoding {root.name}/", store if mapped else None, "unlabeled", progress)
+    x = _decode(files, size, f"decoding {root.name}/", store if mapped else None, "unlabeled", progress)
+    return FolderImages(x, None, None, None, [], _relative(root, files), None)
+
+
+def _relative(root: Path, files: list[Path]) -> tuple[str, ...]:
+    """``files`` (found under ``root``) as paths relative to it, with ``/`` separators."""
+    return tuple(f.relative_to(root).as_posix() for f in files)
 
 
 def _refuse_test_split(root: Path) -> None:

@@ -13,7 +13,7 @@ from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.numerics import non_finite_tensors
 from maelab.errors import UserError
 from maelab.run_layout import RunLayout
-from maelab.viz.image_names import eval_image_ids, short_name
+from maelab.viz.image_names import short_name
 from maelab.viz.plots import compare_figure
 from maelab.viz.run_figures import (
     FIGURE_SEED,
@@ -85,8 +85,7 @@ def write_compare_runs(run_dirs: Sequence[str | Path], labels: Optional[Sequence
         _check_same_grid(first, other)
     data = first.dataset()
     ratio = _check_ratio(_run_ratio(first.cfg) if ratio is None else ratio)
-    samples = pick_samples(data, first.model.spec.img_size, n_images, seed,
-                           eval_image_ids(data, first.cfg.data, first.cfg.train.seed))
+    samples = pick_samples(data, first.model.spec.img_size, n_images, seed)
     recons, shown = [], None
     for label, run in zip(labels, runs, strict=True):
         run_data = data if _same_data(first, run) else run.dataset()

@@ -3,28 +3,19 @@ its place in its split ("test image #12")."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Optional
 
-import torch
-from torch import Tensor
-
-from maelab.config import DataConfig
-from maelab.data import Dataset, balanced_subset
-from maelab.data.datasets import TEST_SUBSET_SEED
-from maelab.data.folder_files import image_files
-from maelab.errors import UserError
+from maelab.data import Dataset
 
 NAME_CHARS = 14  # characters of a column title's line (a column is 1.2 in wide)
 
 
-def eval_image_ids(data: Dataset, cfg: DataConfig, seed: int) -> Optional[list[str]]:
-    """The file name of each image of ``data.eval_images()`` for an image folder, found by listing the folder and
-    taking the subset ``data.limit_*`` took when it was loaded, as :func:`maelab.data.load_dataset` does. None for
-    other data, or when the listing no longer matches the loaded images."""
-    x, y, split = data.eval_images()
-    files = _folder_files(data, cfg, split, y, seed) if cfg.name == "folder" else None
-    return None if files is None or len(files) != len(x) else [f.name for f in files]
+def eval_image_ids(data: Dataset) -> Optional[list[str]]:
+    """The file name (without its folders) of each image of ``data.eval_images()``, in its order, as the loader
+    recorded it (:meth:`maelab.data.Dataset.eval_files`); None where the images come from no files."""
+    files = data.eval_files()
+    return None if files is None else [PurePosixPath(f).name for f in files]
 
 
 def short_name(name: str, width: int = NAME_CHARS) -> str:
@@ -45,29 +36,6 @@ def wrap_name(name: str, width: int = NAME_CHARS) -> str:
     seps = [i + 1 for i, c in enumerate(name) if c in "_-. " and len(name) - width <= i + 1 <= width]
     cut = seps[-1] if seps else width
     return name[:cut] + "\n" + short_name(name[cut:], width)
-
-
-def _folder_files(data: Dataset, cfg: DataConfig, split: str, y: Optional[Tensor], seed: int) -> Optional[list[Path]]:
-    """The files behind ``data``'s ``split`` images in their order (labelled: test/<class>/ per class in class
-    order; unlabeled: the whole tree), limited as loading limited them; None when they cannot be listed again or
-    do not match (other labels)."""
-    root = Path(data.source or cfg.root or "")
-    try:
-        if split == "test":
-            listed = [(f, k) for k, c in enumerate(data.classes) if (root / "test" / c).is_dir()
-                      for f in image_files(root / "test" / c)]
-        else:
-            listed = [(f, -1) for f in image_files(root)]
-    except (OSError, UserError):
-        return None
-    index = torch.arange(len(listed))
-    labels = torch.tensor([k for _, k in listed], dtype=torch.int64) if split == "test" else None
-    limit = cfg.limit_test if split == "test" else cfg.limit_train
-    if limit is not None and 0 < limit <= len(listed):
-        index, labels = balanced_subset(index, labels, limit, TEST_SUBSET_SEED if split == "test" else seed)
-    if labels is not None and (y is None or not torch.equal(labels, y.cpu())):
-        return None
-    return [listed[i][0] for i in index.tolist()]
 
 
 __all__ = ["eval_image_ids", "short_name", "wrap_name"]

@@ -25,7 +25,6 @@ from maelab.run_layout import RunLayout
 from maelab.schedules import LRSchedule, mask_ratio_at
 from maelab.viz.attention import attention_figure, cls_attention_maps
 from maelab.viz.curves import curves_figure
-from maelab.viz.image_names import eval_image_ids
 from maelab.viz.plots import (
     lr_schedule_figure,
     mask_ratios_figure,
@@ -95,8 +94,7 @@ def write_figures(run_dir: str | Path, checkpoint: Optional[str | Path] = None, 
     out_dir = _out_dir(run.run_dir, out, run.tag)
     data = run.dataset()
     head = f"{run.run_dir.name} (step {run.step})"
-    samples = pick_samples(data, run.model.spec.img_size, n_images, seed, eval_image_ids(data, run.cfg.data,
-                                                                                         run.cfg.train.seed))
+    samples = pick_samples(data, run.model.spec.img_size, n_images, seed)
     norm = Normalizer(data.mean, data.std)
     paths = _image_figures(run, samples, norm, _run_ratio(run.cfg) if ratio is None else ratio, ratios, seed,
                            head + _data_note(data, overrides), out_dir)

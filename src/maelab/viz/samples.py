@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,7 +14,7 @@ from maelab.data.normalize import Normalizer
 from maelab.masking import draw_mask
 from maelab.models import MAE
 from maelab.models.patches import patchify, unpatchify
-from maelab.viz.image_names import short_name, wrap_name
+from maelab.viz.image_names import eval_image_ids, short_name, wrap_name
 
 MASK_FILL = 0.5  # masked patches are drawn mid-grey
 
@@ -42,13 +41,13 @@ class Samples:
     columns: list[str] = field(default_factory=list)  # e.g. "IMG_0412.jpg\ncat", "test image #30\ncat"
 
 
-def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int,
-                 files: Optional[Sequence[str]] = None) -> Samples:
+def pick_samples(data: Dataset, img_size: int, n_images: int, seed: int) -> Samples:
     """Class-balanced test images (seeded), resized for the model, with their class names; for a set without a
-    test split (an unlabeled image folder), seeded training images. Each column is titled by the image's file
-    (``files``: one per image of ``data.eval_images()``, :func:`maelab.viz.image_names.eval_image_ids`), else by
-    its place in its split ("test image #30"), above its class."""
+    test split (an unlabeled image folder), seeded training images. Each column is titled by the image's file name
+    where the images come from files (:func:`maelab.viz.image_names.eval_image_ids`), else by its place in its
+    split ("test image #30"), above its class."""
     x, y, split = data.eval_images()
+    files = eval_image_ids(data)
     if y is None:
         index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_images].sort().values
     else:
