@@ -3,7 +3,8 @@ import copy
 import pytest
 import torch
 
-from maelab.engine.numerics import NanPolicy, NonFiniteLossError, optimizer_step
+from maelab.engine.numerics import NanPolicy, NonFiniteLossError
+from maelab.update_paths import optimizer_step
 
 NAN = float("nan")
 

@@ -10,10 +10,11 @@ from maelab.cli import main
 from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.metrics import read_metrics
-from maelab.engine.numerics import NonFiniteLossError, Updater
+from maelab.engine.numerics import NonFiniteLossError
 from maelab.engine.pretrain import pretrain
 from maelab.engine.run import build_run
 from maelab.engine.step import step_generators, train_step
+from maelab.engine.update import Updater
 from maelab.models.mae import MAE, MAEOutput
 from tests.conftest import TINY
 

@@ -9,18 +9,31 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from maelab.ablate.results import SCRATCH, read_status, write_status
 from maelab.ablate.reuse import copy_pretraining, find_pretrained, read_sources, warn
 from maelab.ablate.suite import FLOOR_EVALUATIONS, Suite
+from maelab.config import Config
 from maelab.engine.checkpoint import checkpoint_path
 from maelab.engine.signals import RunInterrupted
 from maelab.errors import UserError
 from maelab.run_layout import RunLayout, epoch_tag
 
-if TYPE_CHECKING:
-    from maelab.ablate.runner import Plan
+
+@dataclasses.dataclass
+class Plan:
+    """One run of the suite."""
+
+    variant: str
+    seed: int
+    run_dir: Path
+    cfg: Config
+    out: Path  # the ablation folder
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} seed {self.seed}"
 
 
 def record_failure(run_dir: Path, error: str, details: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -37,28 +36,13 @@ from maelab.ablate.results import (
     zero_pred_rows,
 )
 from maelab.ablate.reuse import count_matches, read_sources
-from maelab.ablate.run_one import minutes, run_timed, stages
+from maelab.ablate.run_one import Plan, minutes, run_timed, stages
 from maelab.ablate.suite import Suite, SuiteSpec, suite_from_dict
 from maelab.atomic import write_text_atomic
-from maelab.config import Config, to_dict
+from maelab.config import to_dict
 from maelab.config.loading import load_yaml
 from maelab.engine.signals import RunInterrupted, set_deadline
 from maelab.errors import UserError, require_folder
-
-
-@dataclass
-class Plan:
-    """One run of the suite."""
-
-    variant: str
-    seed: int
-    run_dir: Path
-    cfg: Config
-    out: Path  # the ablation folder
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant} seed {self.seed}"
 
 
 def plan_runs(suite: Suite, out: Path) -> list[Plan]:

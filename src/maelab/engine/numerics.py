@@ -27,7 +27,6 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from maelab.engine.update import Updater, optimizer_step  # noqa: F401 - the update paths, importable from here too
 from maelab.errors import UserError
 from maelab.run_layout import RunLayout
 

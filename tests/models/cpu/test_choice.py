@@ -9,7 +9,7 @@ from maelab.engine.checkpoint import checkpoint_path, load_checkpoint
 from maelab.engine.pretrain import pretrain, resume
 from maelab.models.cpu import cache as choice_cache
 from maelab.models.cpu import kernels as cpu_kernels
-from maelab.models.cpu import kernels_for
+from maelab.models.cpu import kernels_for, timing_calls
 from maelab.models.cpu.choice import Choice, choose, mae_workload
 from maelab.presets import PRESETS
 from tests.conftest import TINY
@@ -104,3 +104,21 @@ def test_a_run_says_and_records_its_cpu_kernels_and_its_resume_keeps_them(auto, 
     assert "flash attention with one copy fewer (1.20x PyTorch's), PyTorch's GEMMs; as recorded in the run's " \
         "checkpoint" in capsys.readouterr().err
     assert load_checkpoint(checkpoint_path(out))["cpu_kernels"]["attention"] == "flash"
+
+
+def test_the_timing_backpropagates_a_dense_gradient_as_training_does():
+    """A stride-0 gradient (``.sum().backward()``) sends the matmuls' backward down a slow path training never takes:
+    it made the two-matmul attention look 1.4x slower than PyTorch's where it is 2.4x faster."""
+    seen = []
+    x = torch.randn(4, 3, requires_grad=True)
+
+    def forward():
+        y = x * 2
+        y.register_hook(seen.append)
+        return y
+
+    call = timing_calls.timed_call(forward, training=True)
+    call()
+    call()
+    assert len(seen) == 2 and all(0 not in g.stride() for g in seen) and torch.equal(seen[0], seen[1])
+    assert seen[0].std() > 0  # drawn, not ones

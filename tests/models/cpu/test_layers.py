@@ -11,7 +11,8 @@ from maelab.models import build_mae
 from maelab.models.cpu import kernels_for, kernels_in, use_kernels
 from maelab.models.cpu import ops as cpu_ops
 from maelab.models.cpu.choice import Choice
-from maelab.models.cpu.layers import CPUAttention, FusedBlock, FusedLinear, fused_linear, fused_residual
+from maelab.models.cpu.layers import CPUAttention, FusedBlock, FusedLinear
+from maelab.models.cpu.ops import fused_linear, fused_residual, math_attention
 from maelab.models.vit import Attention, Block, sdpa_attention
 from maelab.presets import PRESETS
 
@@ -79,6 +80,22 @@ def test_training_attention_on_the_flash_kernels_matches_sdpa(shape):
     (grad,), (ref_grad,) = grads(out, [qkv]), grads(ref, [qkv])
     torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-5)
     assert grad.is_contiguous()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_by_two_matmuls_is_sdpa_in_values_and_gradients(masked, monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    qkv = torch.randn(3, 9, 3 * 24, generator=gen, requires_grad=True)
+    keys = (torch.rand(3, 9, generator=gen) > 0.4) | (torch.arange(9) == 0) if masked else None
+    attn = use_kernels(Attention(24, 3), Choice("math", False))
+    with monkeypatch.context() as patched:  # the math path is the one taken: PyTorch's attention is never called
+        patched.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: pytest.fail("sdpa"))
+        out = attn.attend(qkv, keys)
+    ref = sdpa_attention(qkv, 3, keys)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(math_attention(qkv, 3, keys), out)
+    (grad,), (ref_grad,) = grads(out, [qkv]), grads(ref, [qkv])
+    torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-5)
 
 
 def test_a_key_mask_and_inference_take_pytorchs_attention_and_hide_keys():

@@ -13,7 +13,7 @@ import torch
 
 from maelab.atomic import write_text_atomic
 from maelab.models.cpu import build
-from maelab.models.cpu.choice import Choice, Workload
+from maelab.models.cpu.choice import ATTENTION, METHOD, Choice, Workload
 
 FILE_NAME = "maelab_cpu_choices.json"
 
@@ -25,7 +25,9 @@ def cache_file() -> Path:
 
 
 def entry_key(workload: Workload) -> str:
-    return f"{build.extension_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{workload.key()}"
+    paths = "+".join(ATTENTION)  # a new candidate path or timing method measures anew
+    return (f"{build.extension_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{paths}|"
+            f"timing {METHOD}|{workload.key()}")
 
 
 def _entries(path: Path) -> dict:

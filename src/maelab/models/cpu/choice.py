@@ -1,7 +1,8 @@
 """Which of maelab's CPU fast paths a model uses: each only where it is measured faster than PyTorch's own op, at
 the model's shapes, on this CPU (the way cuDNN's benchmark mode and Triton's autotuning choose).
 
-The paths are the attention (maelab's C++ kernel, or PyTorch's fused flash kernels with one gradient copy fewer:
+The paths are the attention (maelab's C++ kernel, PyTorch's fused flash kernels with one gradient copy fewer, or
+two matmuls around a softmax:
 :mod:`maelab.models.cpu.ops`) and the fused GEMMs (bias added in place, residual accumulated into by ``addmm_``:
 :mod:`maelab.models.cpu.layers`). A short timing (forward, and backward when the model trains; about
 a second) compares each with PyTorch's op at the shapes of each stack of blocks, weighted by its depth; a path is
@@ -23,8 +24,9 @@ import torch
 
 MARGIN = 0.03  # a fast path must beat PyTorch's op by 3%: within that the timing cannot tell them apart
 ROUNDS, WARMUP = 5, 1  # timed calls per candidate, taken in turn so that all see the same load; untimed first calls
+METHOD = 2  # the timing's method (2: backward from a dense gradient): a choice timed by another is timed anew
 MAX_BATCH = 64  # images the timing uses at most: per image, a larger batch runs the same loops more often
-ATTENTION = ("maelab", "flash", "torch")  # maelab's C++ kernel, PyTorch's flash kernels via QKVAttention, SDPA
+ATTENTION = ("maelab", "flash", "math", "torch")  # C++ kernel, flash via QKVAttention, two matmuls, PyTorch's SDPA
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class Choice:
     def summary(self) -> str:
         """One line: "flash attention with one copy fewer (1.09x PyTorch's), PyTorch's GEMMs (0.99x); measured"."""
         att = {"maelab": "maelab's C++ attention", "flash": "flash attention with one copy fewer",
-               "torch": "PyTorch's attention"}[self.attention]
+               "math": "attention by two matmuls", "torch": "PyTorch's attention"}[self.attention]
         if self.attention in self.speedups:
             att += f" ({self.speedups[self.attention]:.2f}x PyTorch's)"
         gemm = "fused GEMMs" if self.fused_gemms else "PyTorch's GEMMs"

@@ -19,8 +19,9 @@ from maelab.models.cpu.ops import HAS_CPU_FLASH
 
 def candidates(workload: Workload, built: bool) -> tuple[str, ...]:
     """The attentions worth timing for ``workload``: maelab's where it is built and covers every stack's head dim,
-    the flash path where the model trains (it has no key mask and no no-grad form), PyTorch's always."""
-    names = ["torch"]
+    the flash path where the model trains (it has no key mask and no no-grad form), the two matmuls and PyTorch's
+    always."""
+    names = ["math", "torch"]
     if built and all(s.dim // s.heads in HEAD_DIMS for s in workload.stacks):
         names.insert(0, "maelab")
     if HAS_CPU_FLASH and workload.training:

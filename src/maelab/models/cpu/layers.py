@@ -3,54 +3,45 @@
 results to float rounding, swapped in once when a model is built (:func:`use_kernels`), each only where
 :mod:`maelab.models.cpu.choice` measured it faster than PyTorch's op on this CPU:
 
-- :class:`FusedLinear`: the GEMM first and the bias added in place after: ``addmm`` writes the bias into its whole
-  output before the GEMM accumulates into it, and ``mm`` then ``add_`` costs 5-20% less at these sizes.
-- :class:`FusedBlock` (no stochastic depth): each residual branch's bias added to x and h @ Wᵀ accumulated into
-  that sum in place (one ``addmm_``): no bias broadcast written before the GEMM and no separate residual add, two
-  passes fewer over the activations than ``x + linear(h)``.
-- :class:`CPUAttention`: maelab's own C++ kernel (float32, head dims 16-64) where it is built; else, in training
-  without a key mask, PyTorch's fused flash kernels with one gradient copy fewer
-  (:class:`~maelab.models.cpu.ops.QKVAttention`); else PyTorch's scaled-dot-product attention.
+- :class:`FusedLinear` (:func:`~maelab.models.cpu.ops.fused_linear`): the GEMM first and the bias added in
+  place after: ``addmm`` writes the bias into its whole output before the GEMM accumulates into it, and ``mm``
+  then ``add_`` costs 5-20% less at these sizes.
+- :class:`FusedBlock` (no stochastic depth; :func:`~maelab.models.cpu.ops.fused_residual`): each residual
+  branch's bias added to x and h @ Wᵀ accumulated into that sum in place (one ``addmm_``): no bias broadcast
+  written before the GEMM and no separate residual add, two passes fewer over the activations than
+  ``x + linear(h)``.
+- :class:`CPUAttention`: the attention as two matmuls around a softmax
+  (:func:`~maelab.models.cpu.ops.math_attention`: at a few dozen tokens 1.6-2.2x PyTorch's flash kernel on an
+  AVX2 CPU); or maelab's own C++ kernel (float32, head dims 16-64) where it is built; or, in training without a
+  key mask, PyTorch's fused flash kernels with one gradient copy fewer (:class:`~maelab.models.cpu.ops.QKVAttention`);
+  else PyTorch's scaled-dot-product attention.
 Each falls back to PyTorch's op for inputs it does not cover (another dtype or device, autocast, a bias-less
 linear). The model's own classes are what runs on CUDA and at other precisions.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor, nn
 
-from maelab.models.cpu.choice import Choice
-from maelab.models.cpu.ops import HAS_CPU_FLASH, QKVAttention, small_attention
+from maelab.models.cpu.ops import (
+    HAS_CPU_FLASH,
+    QKVAttention,
+    fused_linear,
+    fused_residual,
+    math_attention,
+    small_attention,
+)
 from maelab.models.patches import gather_rows
 from maelab.models.vit import Attention, Block
 
+if TYPE_CHECKING:
+    from maelab.models.cpu.choice import Choice
+
 HEAD_DIMS = (16, 32, 48, 64)  # head dims the C++ kernel's vectorised path handles (float32)
 CHOICE_ATTR = "maelab_cpu_kernels"  # where use_kernels notes its choice on the module it converted
-
-
-def _fusable(x: Tensor, h: Tensor, linear: nn.Linear) -> bool:
-    """Whether the in-place bias paths apply: CPU tensors of one dtype, no autocast, a bias."""
-    return (x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-            and h.dtype == x.dtype == linear.weight.dtype and linear.bias is not None)
-
-
-def fused_linear(h: Tensor, linear: nn.Linear) -> Tensor:
-    """linear(h) as ``mm`` then the bias added in place: h [..., D_in] -> [..., D_out]."""
-    if not _fusable(h, h, linear):
-        return nn.functional.linear(h, linear.weight, linear.bias)
-    out = h.reshape(-1, h.shape[-1]) @ linear.weight.t()
-    return out.add_(linear.bias).view(*h.shape[:-1], out.shape[-1])
-
-
-def fused_residual(x: Tensor, h: Tensor, linear: nn.Linear) -> Tensor:
-    """x + linear(h) as one in-place ``addmm_`` into x + bias: x [..., D_out], h [..., D_in] -> [..., D_out]."""
-    if not _fusable(x, h, linear):
-        return x + linear(h)
-    out = x.reshape(-1, x.shape[-1]) + linear.bias  # a new 2-D tensor: addmm_ on it, not on a view
-    return out.addmm_(h.reshape(-1, h.shape[-1]), linear.weight.t()).view(x.shape)
 
 
 class FusedLinear(nn.Linear):
@@ -73,13 +64,15 @@ class FusedBlock(Block):
 
 
 class CPUAttention(Attention):
-    """:class:`~maelab.models.vit.Attention` on the attention kernel ``cpu_path`` ('maelab' or 'flash')."""
+    """:class:`~maelab.models.vit.Attention` on the attention kernel ``cpu_path`` ('maelab', 'flash' or 'math')."""
 
     cpu_path = "maelab"
 
     def attend(self, qkv: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
         heads = self.num_heads
         on_cpu = qkv.device.type == "cpu"
+        if self.cpu_path == "math" and on_cpu:
+            return math_attention(qkv, heads, key_mask)
         if (self.cpu_path == "maelab" and on_cpu and qkv.dtype == torch.float32
                 and qkv.shape[-1] // (3 * heads) in HEAD_DIMS):
             return small_attention(qkv, heads, key_mask)
@@ -111,5 +104,4 @@ def kernels_in(module: nn.Module) -> Optional[Choice]:
     return getattr(module, CHOICE_ATTR, None)
 
 
-__all__ = ["CPUAttention", "FusedBlock", "FusedLinear", "HEAD_DIMS", "fused_linear", "fused_residual",
-           "kernels_in", "use_kernels"]
+__all__ = ["CPUAttention", "FusedBlock", "FusedLinear", "HEAD_DIMS", "kernels_in", "use_kernels"]

@@ -1,5 +1,6 @@
-"""The attention ops of maelab's CPU fast path: its own kernel (``csrc/small_attention.cpp``) and PyTorch's fused
-CPU flash kernels with a cheaper backward layout.
+"""The ops of maelab's CPU fast path: its own attention kernel (``csrc/small_attention.cpp``), PyTorch's fused
+CPU flash kernels with a cheaper backward layout, and the linears with the bias (and the residual) added in place
+(:func:`fused_linear`, :func:`fused_residual`).
 
 ``torch.ops.maelab.small_attention_forward`` / ``_backward`` are defined in C++; :func:`register_fakes` gives them
 shape functions, so that torch.compile and other tracers see them as ops instead of stepping around them.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from maelab.models.vit import split_heads
 
@@ -97,4 +98,45 @@ class QKVAttention(torch.autograd.Function):
         return dqkv.view(n, t, 3 * h * d), None
 
 
-__all__ = ["HAS_CPU_FLASH", "QKVAttention", "SmallAttention", "register_fakes", "small_attention"]
+def math_attention(qkv: Tensor, heads: int, key_mask: Optional[Tensor] = None) -> Tensor:
+    """softmax(q kᵀ / √d) v written as two batched matmuls around a softmax: qkv [N, T, 3 * D] -> [N, T, D];
+    ``key_mask`` [N, T] bool hides the keys where False.
+
+    Why by hand: at the few tokens of an MAE on small images (17 in the keras preset's encoder, 65 in its decoder)
+    PyTorch's fused CPU flash kernel spends its time on its tiling, not on the arithmetic. On an AMD EPYC (Zen 3,
+    AVX2, 2 threads) forward + backward took 12.7 against 28.1 ms at [256, 17, 384] with 4 heads and 45.6 against
+    73.4 ms at [256, 65, 192]; at 257 tokens the flash kernel is 2x faster (docs/performance.md). So it is used
+    only where :mod:`maelab.models.cpu.choice` times it faster. q is scaled before the product (T x d values, not
+    T x T)."""
+    n, t, d3 = qkv.shape
+    q, k, v = split_heads(qkv, heads)
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # [N, heads, T, T]
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return torch.matmul(scores.softmax(-1), v).transpose(1, 2).reshape(n, t, d3 // 3)
+
+
+def _fusable(x: Tensor, h: Tensor, linear: nn.Linear) -> bool:
+    """Whether the in-place bias paths apply: CPU tensors of one dtype, no autocast, a bias."""
+    return (x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+            and h.dtype == x.dtype == linear.weight.dtype and linear.bias is not None)
+
+
+def fused_linear(h: Tensor, linear: nn.Linear) -> Tensor:
+    """linear(h) as ``mm`` then the bias added in place: h [..., D_in] -> [..., D_out]."""
+    if not _fusable(h, h, linear):
+        return nn.functional.linear(h, linear.weight, linear.bias)
+    out = h.reshape(-1, h.shape[-1]) @ linear.weight.t()
+    return out.add_(linear.bias).view(*h.shape[:-1], out.shape[-1])
+
+
+def fused_residual(x: Tensor, h: Tensor, linear: nn.Linear) -> Tensor:
+    """x + linear(h) as one in-place ``addmm_`` into x + bias: x [..., D_out], h [..., D_in] -> [..., D_out]."""
+    if not _fusable(x, h, linear):
+        return x + linear(h)
+    out = x.reshape(-1, x.shape[-1]) + linear.bias  # a new 2-D tensor: addmm_ on it, not on a view
+    return out.addmm_(h.reshape(-1, h.shape[-1]), linear.weight.t()).view(x.shape)
+
+
+__all__ = ["HAS_CPU_FLASH", "QKVAttention", "SmallAttention", "fused_linear", "fused_residual", "math_attention",
+           "register_fakes", "small_attention"]
