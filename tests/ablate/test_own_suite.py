@@ -3,6 +3,7 @@ unlabeled image folder shows training images, and the report says so (issue 31).
 
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -11,6 +12,8 @@ from maelab.ablate.page import build_page
 from maelab.ablate.report import build_report
 from maelab.ablate.report_resolution import shown_split
 from maelab.ablate.runner import save_suite
+from maelab.cli import main
+from maelab.errors import ConfigError
 from tests.ablate.conftest import write_suite
 from tests.conftest import REPO
 
@@ -64,3 +67,20 @@ def test_a_run_on_an_unlabeled_folder_shows_training_images(tmp_path):
         (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"data": data}))
         assert shown_split(tmp_path / name) == split
     assert shown_split(tmp_path / "missing") == "test"
+
+
+def test_a_suite_on_a_folder_that_does_not_exist_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_suite(tmp_path / "s", overrides=["data.name=folder", "data.root=my_images", "data.image_size=32"],
+                       evals=["recon"], claims=[])
+    assert main(["ablate", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "variant 'baseline' pretrains on data.root=my_images, which does not exist" in err[0]
+    assert f"read from the folder maelab runs in, {tmp_path}" in err[0] and "nothing was run" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_typo_in_a_suite_file_is_said_to_be_in_the_suite(tmp_path):
+    path = write_suite(tmp_path / "s", variants={"baseline": {}, "linear": {"overrides": ["mask.mn=0.2"]}})
+    with pytest.raises(ConfigError, match=r"variant 'linear': unknown config key 'mask\.mn' in the suite's overrides"):
+        load_suite(path)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from maelab.config import DataConfig, load_config
 from maelab.data import folder
-from maelab.data.datasets import channel_stats, load_dataset
+from maelab.data.datasets import channel_stats, load_dataset, require_labels
 from maelab.data.folder import decode_image, load_image_folder
 from maelab.errors import ConfigError, DataError
 
@@ -276,3 +276,25 @@ def test_a_mode_maelab_cannot_convert_names_the_file_the_mode_and_the_fix(tmp_pa
         decode_image(tmp_path / "print.tif", 4)
     assert str(info.value) == (f"{tmp_path / 'print.tif'} has the Pillow mode CMYK, which maelab cannot make "
                                "8-bit RGB: convert it to an 8-bit RGB PNG")
+
+
+def test_a_relative_folder_that_does_not_exist_says_where_it_was_read_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=f"read from the folder maelab runs in, {tmp_path}: run from the folder"):
+        load_dataset(DataConfig(name="folder", root="../elsewhere", image_size=8), seed=0)
+    with pytest.raises(DataError) as absolute:
+        load_dataset(DataConfig(name="folder", root=str(tmp_path / "gone"), image_size=8), seed=0)
+    assert "read from the folder maelab runs in" not in str(absolute.value)
+
+
+def test_class_folders_at_the_top_are_named_as_classes_to_split(tmp_path):
+    for cls in ("airplane", "cat", "horse", "truck"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / cls / "a.png")
+    with pytest.raises(DataError, match=r"its 4 folders airplane/, cat/, horse/, \.\.\. look like classes .*"
+                                        r"move them into train/<class>/ and test/<class>/"):
+        require_labels(DataConfig(name="folder", root=str(tmp_path)), "probe")
+    Image.new("RGB", (8, 8)).save(tmp_path / "loose.png")  # loose images at the top: an unlabeled tree, no hint
+    with pytest.raises(DataError) as plain:
+        require_labels(DataConfig(name="folder", root=str(tmp_path)), "probe")
+    assert "look like classes" not in str(plain.value)

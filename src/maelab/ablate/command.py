@@ -45,6 +45,7 @@ def _ablate(args: argparse.Namespace) -> int:
     from maelab.ablate.reuse import check_sources, write_sources
     from maelab.ablate.runner import pending_runs, save_suite
     from maelab.ablate.seed_plan import PILOT_SEEDS, read_plan
+    from maelab.ablate.suite import check_data_found
     from maelab.ablate.transfer_command import packed_folder
 
     auto, seeds, max_seeds = _checked_options(args)
@@ -54,6 +55,7 @@ def _ablate(args: argparse.Namespace) -> int:
     plan = read_plan(out) if auto else None
     if plan is not None:  # the pilot is done: the planned seeds from the start
         suite = load_suite(args.suite, plan["seeds"])
+    check_data_found(suite)  # before the folder is made: a wrong data.root is one error, not a suite of failures
     sources = check_sources(out, args.reuse) if args.reuse else None
     command = " ".join(["maelab", *(args.argv or [])])
     if not args.worker:  # a worker is part of its parent's invocation

@@ -37,7 +37,7 @@ from maelab.ablate.results import (
 )
 from maelab.ablate.reuse import count_matches, read_sources
 from maelab.ablate.run_one import Plan, minutes, run_timed, stages
-from maelab.ablate.suite import Suite, SuiteSpec, suite_from_dict
+from maelab.ablate.suite import Suite, SuiteSpec, check_data_found, suite_from_dict
 from maelab.atomic import write_text_atomic
 from maelab.config import to_dict
 from maelab.config.loading import load_yaml
@@ -63,6 +63,7 @@ def plan_runs(suite: Suite, out: Path) -> list[Plan]:
 def start_suite(suite: Suite, out: Path, command: Optional[str]) -> tuple[list[Plan], list[Plan]]:
     """What every way of running a suite does first: save it into ``out`` (refusing another suite's folder), record
     ``command`` (None: the caller recorded it), plan its runs. Returns (every run, the unfinished ones)."""
+    check_data_found(suite)  # before the folder is made: a wrong path is one error, not a suite of failed runs
     save_suite(suite, out)
     if command is not None:
         record_invocation(out, command)

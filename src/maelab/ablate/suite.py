@@ -17,8 +17,9 @@ from omegaconf.errors import OmegaConfBaseException
 from maelab.ablate.results import FLOOR, SCRATCH, ZERO_PRED
 from maelab.config import Config, load_config, read_yaml_mapping
 from maelab.data import require_labels
+from maelab.data.folder import relative_to_cwd
 from maelab.engine.kept import kept_at_end
-from maelab.errors import ConfigError
+from maelab.errors import ConfigError, DataError
 
 EVALUATIONS = ("probe", "knn", "recon", "finetune", "scratch")
 FLOOR_EVALUATIONS = ("probe", "knn", "recon")  # evaluated at random init on the baseline's architecture
@@ -104,7 +105,7 @@ class Suite:
         overrides = ["train.progress=false", *self.spec.overrides, *v.overrides, *extra, f"train.seed={seed}",
                      f"name={self.name}-{variant}", f"out_dir={out_dir}"]
         try:
-            return load_config(path, overrides)
+            return load_config(path, overrides, overrides_from="the suite's overrides and the run's settings")
         except ConfigError as err:
             raise ConfigError(f"suite {self.path}, variant '{variant}': {err}") from None
 
@@ -166,6 +167,19 @@ def _check(suite: Suite) -> None:
                               "and the suite would take it as finished: set optim.epochs instead")
         _check_kept(cfg, spec.eval_epochs, f"{where}, variant '{variant}'")
         _check_labels(suite, variant, cfg)
+
+
+def check_data_found(suite: Suite) -> None:
+    """Refuse to start a suite whose runs or evaluations read an image folder that does not exist (``DataError``,
+    one line naming the variant, the path and where a relative one is read from); checked when the suite starts
+    running, not when it is only loaded (a merge or a report reads it on a machine without the data)."""
+    for variant in suite.variant_names():
+        for extra, what in (((), "pretrains on"), (suite.spec.eval_overrides, "evaluates on")):
+            data = suite.run_config(variant, suite.seeds[0], Path("unused"), extra).data
+            root = Path(data.root).expanduser() if data.name == "folder" and data.root else None
+            if root is not None and not root.is_dir():
+                raise DataError(f"suite {suite.path}, variant '{variant}' {what} data.root={data.root}, which does "
+                                f"not exist{relative_to_cwd(root)}; nothing was run")
 
 
 def _check_kept(cfg: Config, epochs: list[int], where: str) -> None:

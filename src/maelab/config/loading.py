@@ -123,8 +123,9 @@ def _parse_overrides(overrides: list[str]) -> Any:
 
 
 def load_config(path: Optional[str | Path] = None, overrides: list[str] | None = None,
-                base: Optional[dict] = None) -> Config:
-    """Build a validated Config: defaults < ``base`` dict < YAML file < dotted overrides."""
+                base: Optional[dict] = None, overrides_from: str = "the command-line overrides") -> Config:
+    """Build a validated Config: defaults < ``base`` dict < YAML file < dotted overrides (``overrides_from``: where
+    they were written, for the errors)."""
     merged = OmegaConf.structured(Config)
     layers: list[tuple[Any, str]] = []
     if base is not None:
@@ -132,7 +133,7 @@ def load_config(path: Optional[str | Path] = None, overrides: list[str] | None =
     if path is not None:
         layers.extend(_yaml_layers(Path(path)))
     if overrides:
-        layers.append((_parse_overrides(overrides), "the command-line overrides"))
+        layers.append((_parse_overrides(overrides), overrides_from))
     for layer, source in layers:
         refuse_booleans_for_text(OmegaConf.to_container(layer), source, Config)
         try:

@@ -14,7 +14,7 @@ from maelab.data.cifar10 import CLASSES as CIFAR10_CLASSES
 from maelab.data.cifar10 import TRAIN_MEAN, TRAIN_STD, find_cifar10, load_cifar10
 from maelab.data.folder import is_labelled, load_folder
 from maelab.data.folder_cache import GIB, FolderStore
-from maelab.data.folder_files import sub_dirs
+from maelab.data.folder_files import is_image_name, sub_dirs
 from maelab.data.locate import cache_dir
 from maelab.data.props import CLASSES as PROPS_CLASSES
 from maelab.data.props import find_props, load_props
@@ -155,12 +155,24 @@ def require_labels(cfg: DataConfig, what: str, other_fix: str = "") -> None:
              "CIFAR-10 with data.name=cifar10" + (f", or {other_fix}" if other_fix else ""))
     if root.is_dir() and not is_labelled(root):
         raise DataError(f"data.root={root} has no train/<class>/ and test/<class>/ folders (an unlabeled image "
-                        f"folder): {what} needs labels; {fixes}")
+                        f"folder){classes_at_top(root)}: {what} needs labels; {fixes}")
     classes = sub_dirs(root / "train") if (root / "train").is_dir() else []
     if len(classes) == 1:
         raise DataError(f"data.root={root} has one class ({root / 'train' / classes[0]}): {what} would score 100% "
                         f"by construction (every image is of the only class there is); add a second class folder "
                         f"to train/ and test/, or {fixes}")
+
+
+def classes_at_top(root: Path) -> str:
+    """A hint for a folder in torchvision's ImageFolder layout (class folders at its top, no train/ or test/):
+    ", and its folders airplane/, cat/, ... look like classes: move them into train/<class>/ and test/<class>/";
+    "" when it has fewer than two folders or loose images at its top."""
+    folders = sub_dirs(root)
+    if len(folders) < 2 or any(p.is_file() and is_image_name(p.name) for p in root.iterdir()):
+        return ""
+    shown = ", ".join(f"{name}/" for name in folders[:3]) + (", ..." if len(folders) > 3 else "")
+    return (f", and its {len(folders)} folders {shown} look like classes (torchvision's ImageFolder layout): move "
+            "them into train/<class>/ and test/<class>/ (a split of each class's images into both)")
 
 
 def _load_synthetic(cfg: DataConfig, seed: int) -> Dataset:

@@ -67,13 +67,22 @@ WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits a
 FIX = "convert it to an 8-bit RGB PNG"
 
 
+def relative_to_cwd(root: Path) -> str:
+    """" (read from FOLDER, where maelab runs: ...)" for a relative ``root``, "" for an absolute one: a relative
+    data.root saved in a run's config is read from the folder each command runs in."""
+    if root.expanduser().is_absolute():
+        return ""
+    return (f" (a relative data.root is read from the folder maelab runs in, {Path.cwd()}: run from the folder the "
+            "path was written for, or give it as an absolute path)")
+
+
 def is_labelled(root: Path) -> bool:
     """True when ``root`` has the labelled layout (a ``train/`` or ``test/`` folder at its top), False for an
     unlabeled tree. ``DataError`` when ``root`` is not a folder."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"the image folder {root} does not exist: set data.root to a folder of images (any tree "
-                        "to pretrain, or train/<class>/ and test/<class>/ folders for labels)")
+        raise DataError(f"the image folder {root} does not exist{relative_to_cwd(root)}: set data.root to a folder "
+                        "of images (any tree to pretrain, or train/<class>/ and test/<class>/ folders for labels)")
     return any((root / split).is_dir() for split in SPLITS)
 
 
