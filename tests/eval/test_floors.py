@@ -47,6 +47,8 @@ def test_maelab_eval_prints_the_demo_table_with_the_floors_and_their_differences
     assert labels == ["pretrained", "random init", "zero prediction", "Δ random init", "Δ zero pred"]
     assert lines[3][16:48].split() == ["–", "–"]  # predicting zeros has no probe or k-NN
     assert lines[-1].startswith(f"wrote {run_dir / 'eval' / 'eval.json'} (from probe.json, knn.json, recon.json")
+    tested = json.loads((run_dir / "eval" / "probe.json").read_text())["test_images"]
+    assert f"probe and k-NN on {tested} test images: one image is {100 / tested:.2f} points of top-1" in out
 
 
 def test_maelab_eval_shows_its_progress_as_a_plain_line_per_evaluation_in_a_log(evaluated):
