@@ -11,8 +11,8 @@ from maelab.config import load_config
 from maelab.engine.checkpoint import checkpoint_path
 from maelab.engine.loading import load_run
 from maelab.engine.pretrain import pretrain, resume
-from maelab.engine.state_fit import changed_settings, misfits
 from maelab.errors import UserError
+from maelab.state_fit import changed_settings, misfits
 from tests.conftest import TINY
 
 
@@ -58,7 +58,7 @@ def test_the_floor_may_take_any_architecture(run_dir):
 
 
 def test_weights_that_do_not_fit_are_one_error_naming_the_parameters():
-    from maelab.engine.state_fit import load_fitting
+    from maelab.state_fit import load_fitting
 
     with pytest.raises(UserError, match=r"the saved net does not fit .* \(model.depth 2 -> 3\): weight \[2, 4\] "
                                         r"in the checkpoint, \[2, 3\] now. Start a new run"):

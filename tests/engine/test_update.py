@@ -5,8 +5,8 @@ import torch
 
 import maelab.engine.update as update
 from maelab.engine.numerics import NanPolicy
-from maelab.engine.update import (
-    Updater,
+from maelab.engine.update import Updater
+from maelab.update_paths import (
     fused_skip_update,
     host_skip_update,
     plain_update,

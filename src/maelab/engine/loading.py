@@ -14,12 +14,12 @@ from maelab.engine.checkpoint import load_checkpoint
 from maelab.engine.device import configure_backends, resolve_device, resolve_precision
 from maelab.engine.distributed import is_main_process
 from maelab.engine.kept import resolve_checkpoint
-from maelab.engine.state_fit import changed_settings, load_fitting
 from maelab.errors import UserError
 from maelab.models import MAE, build_mae, resolve_spec
 from maelab.models.cpu import kernels_for, use_kernels
 from maelab.models.cpu.choice import encoder_workload
 from maelab.run_layout import RunLayout
+from maelab.state_fit import changed_settings, load_fitting
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The MAE's optimizer update on one screen: :class:`Updater` (lr, backward, then one update path chosen when it is
 built). The update paths themselves, one function each, are :mod:`maelab.update_paths`' (below the engine: the
-add-ons step their own optimizers through them too); they are importable from here as well.
+add-ons step their own optimizers through them too).
 """
 
 from __future__ import annotations
@@ -11,18 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import Tensor
 
-from maelab.update_paths import (  # noqa: F401 - re-exported: the engine's callers import the paths from here
-    Update,
-    bad_step,
-    fused_skip_update,
-    host_skip_update,
-    optimizer_step,
-    plain_update,
-    scaler_update,
-    select_update,
-    watched_update,
-    with_grads,
-)
+from maelab.update_paths import Update, bad_step, select_update, with_grads
 
 if TYPE_CHECKING:
     from maelab.engine.numerics import NanPolicy
