@@ -57,14 +57,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine)")
     parser.add_argument("--set", nargs="*", default=[], help="GAN overrides, e.g. gan.width=16 gan.depth=3")
+    parser.add_argument("--common", nargs="*", default=[],
+                        help="overrides of both runs, e.g. model.depth=4 model.norm_pix_loss=true (a recipe's model)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
     gan_overrides = ["gan.enabled=true", *args.set]
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        plain = make_run(args.preset, args.device, args.batch, [], Path(tmp) / "plain")
-        gan = make_run(args.preset, args.device, args.batch, gan_overrides, Path(tmp) / "gan")
+        plain = make_run(args.preset, args.device, args.batch, args.common, Path(tmp) / "plain")
+        gan = make_run(args.preset, args.device, args.batch, [*args.common, *gan_overrides], Path(tmp) / "gan")
         g = gan.cfg.gan
         d_params = sum(p.numel() for p in gan.addon("gan").disc.parameters())
         print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -88,7 +90,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": args.device, "preset": args.preset, "batch": args.batch, "gan": gan_overrides,
-                       "plain_img_per_s": plain_med, "gan_img_per_s": gan_med, "ratio": ratio_med,
+                       "common": args.common, "plain_img_per_s": plain_med, "gan_img_per_s": gan_med,
+                       "ratio": ratio_med,
                        "rounds": rows}, f, indent=2)
 
 

@@ -64,6 +64,21 @@ def test_bad_yaml_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("typed", ["configs/own_image_cpu.yaml", "configs/own_images_cpu.yml", "own_images_cpu"])
+def test_a_mistyped_config_file_is_answered_with_the_nearest_one(typed):
+    with pytest.raises(ConfigError, match=r"does not exist: did you mean configs/own_images_cpu\.yaml\? "):
+        load_config(typed)
+
+
+def test_a_config_file_like_none_there_gets_no_guess(tmp_path):
+    (tmp_path / "mine.yaml").write_text("name: mine\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "zzz.yaml")
+    assert "did you mean" not in str(info.value)
+    with pytest.raises(ConfigError, match=f"did you mean {tmp_path / 'mine.yaml'}"):
+        load_config(tmp_path / "mien.yaml")
+
+
 def test_a_config_extends_its_base(tmp_path):
     cfg = load_config("configs/seed/aug3.yaml", ["optim.epochs=2"])
     keras = load_config("configs/cifar10_keras.yaml")

@@ -12,7 +12,7 @@ from maelab.ablate.report_cells import p_value, summary_cell
 from maelab.ablate.report_claims import answer_section, claims_section, tested_interval
 from maelab.ablate.report_epochs import epoch_figures, epochs_section
 from maelab.ablate.report_resolution import TestImages, recorded_test_images, shown_split
-from maelab.ablate.report_sections import failures_section, provenance_section
+from maelab.ablate.report_sections import failures_section, provenance_section, took_effect_section
 from maelab.ablate.results import (
     FLOOR,
     PROTOCOLS_NAME,
@@ -94,7 +94,7 @@ def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], 
     parts = [_header(spec, rows), answer_section(spec, rows, METRICS), plan_line(seed_plan), reused,
              _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
              _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell, test_images),
-             epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), _took_effect(spec, rows),
+             epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), took_effect_section(spec, rows),
              _figures(figures), failures_section(rows), provenance_section(invocations)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -167,7 +167,13 @@ def _undefined(rows: list[Row]) -> str:
     lines = ["## Undefined values", "",
              "These values are undefined (shown as – or counted as undefined in the tables) and are left out of "
              "every mean, standard deviation and interval:", ""]
-    lines += [f"- {r.variant} seed {r.seed}, {METRICS.get(r.metric, (r.metric,))[0]}: {r.reason}" for r in undefined]
+    groups: dict[tuple[str, str], dict[str, list[int]]] = {}  # one line per metric and reason (top-5 of 4 classes)
+    for r in undefined:
+        groups.setdefault((r.metric, r.reason), {}).setdefault(r.variant, []).append(r.seed)
+    for (metric, reason), seeds in groups.items():
+        runs = ", ".join(f"{variant} seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}"
+                         for variant, s in seeds.items())
+        lines.append(f"- {METRICS.get(metric, (metric,))[0]}, {runs}: {reason}")
     return "\n".join(lines)
 
 
@@ -191,20 +197,6 @@ def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
             cell, p = (tested_interval(c, dec), p_value(c.used)) if c is not None else (DASH, DASH)
             vs_floor = tested_interval(compare(vals, floor), dec) if floor else DASH
             lines.append(f"| {name} | {summary_cell(rows, name, metric, dec)} | {cell} | {p} | {vs_floor} |")
-    return "\n".join(lines)
-
-
-def _took_effect(spec: SuiteSpec, rows: list[Row]) -> str:
-    if not metrics_in(rows, ["mask_ratio_seen"]):
-        return ""
-    lines = ["## Did each feature take effect?", "",
-             "The mask ratio the encoder actually saw (logged every step, mean over the run), the last epoch's "
-             "training loss and the pretraining time:", "",
-             "| variant | mask ratio seen | final train loss | pretraining s |", "| --- | --- | --- | --- |"]
-    for name in spec.variants:
-        lines.append(f"| {name} | {summary_cell(rows, name, 'mask_ratio_seen', 3)} | "
-                     f"{summary_cell(rows, name, 'final_loss', 4)} | "
-                     f"{summary_cell(rows, name, 'pretrain_seconds', 0)} |")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ from maelab.ablate.suite import Suite, SuiteSpec, check_data_found, suite_from_d
 from maelab.atomic import write_text_atomic
 from maelab.config import to_dict
 from maelab.config.loading import load_yaml
+from maelab.engine.pretrain import notes_said_once
 from maelab.engine.signals import RunInterrupted, set_deadline
 from maelab.errors import UserError, require_folder
 
@@ -97,23 +98,24 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
     where, tried, start = timed_on(workers), set(), time.perf_counter()
     previous = set_deadline(budget.deadline if budget else None)
     try:
-        while (plan := _next_plan([p for p in todo if p.run_dir not in tried and not is_finished(p)], budget,
-                                  measured(plans, where))) is not None:
-            tried.add(plan.run_dir)  # a run that fails (or is held by another worker) is not tried again here
-            with claimed(plan.run_dir) as mine:
-                if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
-                    continue
-                elapsed = time.perf_counter() - start
-                others = [p for p in todo if p.run_dir not in tried and not is_finished(p)]
-                left = len(others)
-                ahead = seconds_left([plan, *others], measured(plans, where), workers)  # this run included
-                eta = "no run timed yet" if ahead is None else f"about {minutes(ahead)} left"
-                if budget is not None:
-                    eta += f"; {minutes(max(budget.left(), 0))} of the time budget left"
-                log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {stages(suite, plan)} "
-                    f"(elapsed {minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
-                run_timed(plan, suite, log, where)
-            collect_and_write(suite, out)
+        with notes_said_once():  # a start note the runs share (too few steps) is said once
+            while (plan := _next_plan([p for p in todo if p.run_dir not in tried and not is_finished(p)], budget,
+                                      measured(plans, where))) is not None:
+                tried.add(plan.run_dir)  # a run that fails (or is held by another worker) is not tried again here
+                with claimed(plan.run_dir) as mine:
+                    if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
+                        continue
+                    elapsed = time.perf_counter() - start
+                    others = [p for p in todo if p.run_dir not in tried and not is_finished(p)]
+                    left = len(others)
+                    ahead = seconds_left([plan, *others], measured(plans, where), workers)  # this run included
+                    eta = "no run timed yet" if ahead is None else f"about {minutes(ahead)} left"
+                    if budget is not None:
+                        eta += f"; {minutes(max(budget.left(), 0))} of the time budget left"
+                    log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {stages(suite, plan)} "
+                        f"(elapsed {minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
+                    run_timed(plan, suite, log, where)
+                collect_and_write(suite, out)
     except RunInterrupted as stopped:
         if not stopped.at_deadline:
             raise

@@ -181,7 +181,9 @@ def read_yaml_mapping(path: Path, what: str = "config file", example: str = "con
     """A YAML file holding a mapping (empty file: {}); a missing file, bad YAML or another type is one
     ConfigError line naming ``what`` and, for a missing file, an ``example`` path."""
     if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist: give a path such as {example}")
+        near = nearest_yaml(path)
+        hint = f"did you mean {near}? " if near else ""
+        raise ConfigError(f"{what} {path} does not exist: {hint}give a path such as {example}")
     try:
         data = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as err:
@@ -191,6 +193,16 @@ def read_yaml_mapping(path: Path, what: str = "config file", example: str = "con
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping of keys, not a {type(data).__name__}")
     return data
+
+
+def nearest_yaml(path: Path) -> Optional[str]:
+    """The YAML file nearest by name to a missing ``path`` (a typo: ``own_image_cpu.yaml``, or a name without its
+    folder or suffix: ``own_images_cpu``), among those beside it and in ./configs; None when none is close."""
+    folders = {path.parent, Path("configs")} if str(path.parent) != "." else {Path("."), Path("configs")}
+    files = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.y*ml"))]
+    by_name = {f.name: f for f in files} | {f.stem: f for f in files}
+    close = difflib.get_close_matches(path.name, list(by_name), n=1, cutoff=0.8)
+    return str(by_name[close[0]]) if close else None
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"

@@ -95,8 +95,19 @@ def banner_lines(facts: dict[str, Any]) -> list[str]:
             f"on {facts['device']} ({facts['device_name']}), {facts['precision']}, "
             f"{counted(facts['threads'], 'CPU thread')}{ranks}; compiled: {facts['compiled']}"
             + (f"; CPU kernels: {facts['cpu_kernels']}" if facts.get("cpu_kernels") else ""),
-            f"global batch {facts['global_batch']}, {facts['steps_per_epoch']} steps an epoch × {facts['epochs']}, "
-            f"peak lr {facts['peak_lr']:.3g} after {facts['warmup_steps']} warm-up steps"]
+            f"global batch {facts['global_batch']}, {facts['steps_per_epoch']} steps an epoch × {facts['epochs']}"
+            f"{left_out(d['train_images'], facts['global_batch'])}, peak lr {facts['peak_lr']:.3g} after "
+            f"{facts['warmup_steps']} warm-up steps"]
+
+
+def left_out(images: int, global_batch: int) -> str:
+    """" (the last 12 of 60 images of each shuffled epoch left out: ...)" when the batches do not divide the
+    training set (the last partial batch is dropped, as facebookresearch/mae's loader does); "" when they do."""
+    rest = images % global_batch
+    if rest == 0:
+        return ""
+    return (f" (each epoch leaves out {rest} of the {images:,} images, the last partial batch of a new shuffle: "
+            "every image is seen over the epochs)")
 
 
 def thread_warning(trained_with: Optional[int], facts: dict[str, Any]) -> Optional[str]:

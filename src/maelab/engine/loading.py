@@ -43,8 +43,7 @@ class LoadedRun:
 
     def dataset(self, seed: Optional[int] = None) -> Dataset:
         """The run's dataset (same name, limits and seed as in pretraining), on the run's device."""
-        cfg = with_saved_data_source(self.cfg, self.data_source)
-        return load_dataset(cfg.data, self.cfg.train.seed if seed is None else seed,  # progress: rank 0's
+        return load_dataset(self.cfg.data, self.cfg.train.seed if seed is None else seed,  # progress: rank 0's
                             progress=self.cfg.train.progress and is_main_process()).to(self.device)
 
 
@@ -82,6 +81,9 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
                         kernels_for(dev, resolve_precision(cfg.train.precision, dev),
                                     encoder_workload(spec, cfg.eval.batch_size, training=False)))
     saved = load_config(None, [], base=state["config"])
+    found = with_saved_data_source(cfg, state.get("data_source"), saved.data.root)
+    if found is not cfg:  # the run's own data, from where it was found: still the run's own (data_tag)
+        cfg, saved = found, replace(saved, data=replace(saved.data, root=found.data.root))
     if not random_init:
         changed = changed_model_settings(saved, cfg)
         what = f"the MAE saved in {path}"
@@ -97,9 +99,19 @@ def load_run(run_dir: str | Path, checkpoint: Optional[str | Path] = None, devic
                      tag=None if random_init else RunLayout(run_dir).checkpoint_tag(path), trained_data=saved.data)
 
 
-def with_saved_data_source(cfg: Config, source: Optional[str]) -> Config:
-    """On resume, read the data from where the run found it when it is not found the usual way
-    (e.g. $MAELAB_DATA_DIR was set for the first run but not for this one)."""
-    if cfg.data.name not in ("cifar10", "props") or cfg.data.root is not None or not source or on_disk(cfg.data):
+def with_saved_data_source(cfg: Config, source: Optional[str], trained_root: Optional[str]) -> Config:
+    """Read the data from where the run found it (``source``, absolute, kept in its checkpoints) when the run's own
+    data is not found the usual way: CIFAR-10 or PROPS found through $MAELAB_DATA_DIR by the first run but not set
+    for this one, or a relative data.root (as typed, e.g. ``my_images``) opened from another folder than the one the
+    run started in. ``trained_root`` is the data.root the run trained with: a data.root changed for this use
+    (``maelab eval RUN data.root=other``) is never replaced."""
+    if not source or cfg.data.root != trained_root:
+        return cfg
+    if cfg.data.root is None:
+        if cfg.data.name not in ("cifar10", "props") or on_disk(cfg.data):
+            return cfg
+    elif Path(cfg.data.root).expanduser().is_absolute() or Path(cfg.data.root).expanduser().exists():
+        return cfg
+    elif not Path(source).is_dir():
         return cfg
     return replace(cfg, data=replace(cfg.data, root=source))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -222,9 +222,29 @@ def pretrain(cfg: Config, monitors: Monitors = no_monitors) -> Path:
     return run_dir
 
 
+_said: Optional[set[str]] = None  # inside notes_said_once(): the notes printed so far
+
+
+@contextmanager
+def notes_said_once() -> Iterator[None]:
+    """Within this block each start note is printed once: a suite's ten runs that are all too short for their lr
+    schedule get one warning, not ten (``maelab ablate`` runs its runs inside one)."""
+    global _said
+    outer, _said = _said, set() if _said is None else _said
+    try:
+        yield
+    finally:
+        _said = outer
+
+
 def print_notes(run: Run) -> None:
-    """The run's start notes (:func:`maelab.engine.run.start_notes`), one line each on stderr."""
+    """The run's start notes (:func:`maelab.engine.run.start_notes`), one line each on stderr (inside
+    :func:`notes_said_once`, a note already printed there is not printed again)."""
     for note in start_notes(run):
+        if _said is not None:
+            if note in _said:
+                continue
+            _said.add(note)
         print(f"maelab: {note}", file=sys.stderr, flush=True)
 
 
@@ -262,7 +282,7 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
             "drop those overrides, or start a new run"
         )
     check_trains(run_dir, state, cfg)
-    cfg = with_saved_data_source(cfg, state.get("data_source"))
+    cfg = with_saved_data_source(cfg, state.get("data_source"), state["config"]["data"].get("root"))
     hooks = hooks_for(cfg, monitors)
     # under another world size: see distributed.resume_step; the lock: refused while another process trains it
     with distributed(cfg.train.device) as dist, run_lock(run_dir, dist, step=int(state["step"])):

@@ -162,24 +162,37 @@ FEW_STEPS = 100  # a run of fewer optimizer steps than this is warned about when
 def start_notes(run: Run) -> list[str]:
     """The lines a run prints when it starts about choices made for it: what is compiled (and why not the whole
     step), fp16 where ``train.precision=auto`` found a card without bf16, a mask schedule that cannot reach
-    ``mask.max``, and a run too short for its lr schedule."""
+    ``mask.max``, a run too short for its lr schedule, and an image folder loaded at another size than the model's."""
     notes = [run.compile.note] if run.compile.note else []
     if run.cfg.train.precision == "auto" and run.precision == "fp16":
         notes.append(f"precision: fp16 with a loss scaler ({torch.cuda.get_device_name(run.device)} has no bf16)")
     schedule = mask_schedule_warning(run.cfg.mask, run.cfg.optim.epochs, run.steps_per_epoch)
     notes += [schedule] if schedule else []  # said once, at the start (the schedule itself is a pure function)
     few = few_steps_warning(run.total_steps, run.steps_per_epoch, run.cfg.optim.epochs, run.global_batch)
-    return notes + ([few] if few else [])
+    resized = resize_note(run.data.image_size, run.model.spec.img_size) if run.cfg.data.name == "folder" else None
+    return notes + [note for note in (few, resized) if note]
+
+
+def resize_note(stored: int, model: int) -> Optional[str]:
+    """One line when an image folder is loaded at another size than the model's input (data.image_size against
+    model.img_size): every step then resizes each image again; None when they agree."""
+    if stored == model:
+        return None
+    return (f"warning: the images are loaded at data.image_size={stored} px and resized to the model's {model} px "
+            f"at every step (a second resampling, and time): set data.image_size={model}, or model.img_size={stored} "
+            "to train at that size")
 
 
 def few_steps_warning(total: int, per_epoch: int, epochs: int, batch: int) -> Optional[str]:
-    """One line when a run has fewer than :data:`FEW_STEPS` optimizer steps, with the fix; None otherwise."""
+    """One line when a run has fewer than :data:`FEW_STEPS` optimizer steps, with the epochs that would reach it;
+    None otherwise."""
     if total >= FEW_STEPS:
         return None
     epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
     return (f"warning: only {total} optimizer steps ({per_epoch} an epoch of batch {batch} x {epochs_text}): the lr "
             "schedule's warm-up and decay have almost nothing to work with and the model will learn little; raise "
-            "optim.epochs or lower optim.batch_size (for a small image folder: configs/own_images_cpu.yaml)")
+            f"optim.epochs (optim.epochs={-(-FEW_STEPS // per_epoch)} gives {FEW_STEPS} steps) or lower "
+            "optim.batch_size")
 
 
 def model_forward(forward: torch.nn.Module, plan: CompilePlan) -> Any:
