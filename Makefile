@@ -25,7 +25,7 @@ lint: $(STAMP)
 # two one-thread pytest workers: on 2 cores 10.7 min where one two-thread process took 15.3 (docs/performance.md)
 PYTEST_WORKERS ?= 2
 test: lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -18,7 +18,7 @@ OVERRIDE = st.tuples(st.one_of(st.sampled_from(KEYS), st.text(alphabet="abcdefgm
                                                               max_size=15)), VALUES).map("=".join)
 
 
-@settings(derandomize=True, max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OVERRIDE, min_size=1, max_size=3))
 def test_overrides_give_a_config_or_one_clear_error(overrides):
     try:

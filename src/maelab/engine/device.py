@@ -55,4 +55,5 @@ def configure_backends(device: torch.device, tf32: bool, deterministic: bool) ->
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # only on a change: the call imports
+        torch.use_deterministic_algorithms(deterministic)  # torch._inductor.config (3 s of a CLI command's start)

@@ -34,8 +34,6 @@ from maelab.models import resolve_spec
 from maelab.run_layout import FLOOR_SUFFIX, RunLayout
 from maelab.seeds import derive_seed
 from maelab.undefined import dumps, set_undefined
-from maelab.viz.probe_plots import FIGURE_NAME as PROBE_FIGURE
-from maelab.viz.probe_plots import write_probe_by_depth
 
 
 def write_result(run_dir: Path, name: str, result: dict[str, Any], tag: Optional[str] = None) -> Path:
@@ -159,8 +157,10 @@ def run_probe(run_dir: str | Path, overrides: list[str], checkpoint: Optional[st
         result = {**summary, "epochs": cfg.epochs, "pool": cfg.pool, "seconds": time.perf_counter() - start,
                   "feature_seconds": feature_seconds, "feature_cache": str(cache.dir) if cache else None,
                   "train_images": len(data.x_train), "test_images": len(data.x_test), **_provenance(run, "probe", data)}
-        if cfg.layers == "all":
-            result["figure"] = str(RunLayout(run.run_dir).figures_of(run.tag) / PROBE_FIGURE)
+        if cfg.layers == "all":  # matplotlib only then: its import is 1.2 s of every evaluation's start
+            from maelab.viz.probe_plots import FIGURE_NAME, write_probe_by_depth
+
+            result["figure"] = str(RunLayout(run.run_dir).figures_of(run.tag) / FIGURE_NAME)
         path = dist.main_only(write_result, run.run_dir, _name("probe", random_init), result, run.tag)
         if cfg.layers == "all":
             dist.main_only(write_probe_by_depth, run.run_dir, tag=run.tag,  # the floor on the same data

@@ -20,7 +20,6 @@ from maelab.engine.run import Run
 from maelab.errors import DataError
 from maelab.eval.data_tag import data_record, data_tag
 from maelab.eval.knn import encoder_knn_top1
-from maelab.viz.image_monitor import ReconstructionImages
 
 
 @dataclass
@@ -103,6 +102,8 @@ def epoch_hooks(cfg: Config) -> Sequence[EpochHook]:
     reconstruction images when train.log_images_every > 0."""
     hooks: list[EpochHook] = [knn_monitor(cfg)] if cfg.eval.knn_every else []
     if cfg.train.log_images_every:
+        from maelab.viz.image_monitor import ReconstructionImages  # matplotlib: 1.2 s of every pretrain's start
+
         hooks.append(ReconstructionImages(cfg.train.log_images_every))
     return hooks
 
