@@ -10,6 +10,27 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import (before any thread): os.umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()
+
+
+def temp_beside(path: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``path``'s folder, with the permissions a plain ``open`` would give (0666 less the
+    umask): mkstemp makes its file 0600, which the rename would hand on to a checkpoint, result or figure that other
+    users of a shared cluster folder could then not read."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)
+    except OSError:  # a file system without permissions (some network mounts): mkstemp's are kept
+        pass
+    return fd, tmp
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """An open temporary file beside ``path`` (``mode`` "w" or "wb") that replaces ``path`` when the block ends
@@ -18,7 +39,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     disk) is given ``path`` as its ``filename``, so that whoever reports it can say which file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = temp_beside(path, path.name)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
             yield f

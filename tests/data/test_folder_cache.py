@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from maelab.config import DataConfig
-from maelab.data import folder_cache
 from maelab.data.datasets import load_dataset
 from maelab.data.folder_cache import FolderStore, decoded_bytes
 from maelab.errors import DataError
@@ -132,7 +131,7 @@ def test_an_unwritable_cache_folder_is_one_line_naming_the_fixes(tmp_path, monke
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(folder_cache.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("maelab.atomic.tempfile.mkstemp", refuse)  # folder_cache: atomic.temp_beside
     with pytest.raises(DataError, match=r"cannot write the image cache in .* \(Permission denied\): set "
                                         r"data.cache_dir to a writable folder, or raise data.max_memory_gib"):
         load_dataset(folder_cfg(make_tree(tmp_path / "photos"), tmp_path / "cache", 0), seed=0)

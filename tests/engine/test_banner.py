@@ -86,3 +86,6 @@ def test_an_image_folder_loaded_at_another_size_than_the_models_is_warned_about(
         err = capsys.readouterr().err
         assert ("loaded at data.image_size=40 px and resized to the model's 32 px at every step" in err) == warned
         assert ("set data.image_size=32, or model.img_size=40" in err) == warned
+    from maelab.engine.run import resize_note
+
+    assert resize_note(32, 48, 6).endswith("set data.image_size=48")  # 32 px is no whole number of 6-px patches

@@ -78,7 +78,7 @@ def no_write_permission(monkeypatch, fail_at):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("maelab.engine.checkpoint.tempfile.mkstemp", mkstemp)
+    monkeypatch.setattr("maelab.atomic.tempfile.mkstemp", mkstemp)  # checkpoint.py: atomic.temp_beside
 
 
 @pytest.mark.parametrize("fault,reason,fix", [

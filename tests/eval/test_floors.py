@@ -142,3 +142,15 @@ def test_an_unlabeled_run_gets_reconstruction_and_one_line_saying_probe_and_knn_
     assert probe["value"] is None and "needs labels" in probe["undefined"]["value"]
     assert sorted(p.name for p in (out / "eval").glob("*.json")) == ["eval.json", "recon.json",
                                                                     "recon_random_init.json"]
+
+
+def test_an_encoder_below_its_random_init_floor_is_said_to_be_so_with_its_steps(evaluated):
+    run_dir, out, _ = evaluated
+    below = [name for name in ("probe", "knn")
+             if read(run_dir, name)["top1"] < read(run_dir, f"{name}_random_init")["top1"]]
+    assert ("below the random-init floor on" in out) == bool(below)  # this tiny run's own numbers decide
+    from maelab.eval.floors import below_floor_note
+
+    (note,) = below_floor_note({"probe top-1 %": -12.5, "k-NN top-1 %": 0.4, "PSNR masked dB": -1.0}, 180)
+    assert note.startswith("below the random-init floor on probe top-1 %: ") and "180 optimizer steps" in note
+    assert below_floor_note({"probe top-1 %": 2.0, "k-NN top-1 %": None}, 180) == []

@@ -6,7 +6,7 @@ import torch
 
 from maelab.addons import AddOnContext, build_addons
 from maelab.config import load_config, persisted, to_dict
-from maelab.errors import UserError
+from maelab.errors import ConfigError, UserError
 from maelab.gan.addon import from_config
 from maelab.gan.phases import discriminator_step
 from maelab.presets import resolve_spec
@@ -26,6 +26,16 @@ def test_the_factory_builds_the_gan_only_when_enabled():
     (gan,) = build_addons(on, context(on))
     assert gan.name == "gan" and gan.disc.net[0].in_channels == 3
     assert set(gan.named_tensors()) == {f"disc.{k}" for k in gan.disc.state_dict()}
+
+
+@pytest.mark.parametrize("start,epochs,refused", [(3, 3, True), (5, 3, True), (2, 3, False)])
+def test_a_gan_that_would_start_after_the_last_epoch_is_refused_before_it_trains(start, epochs, refused):
+    cfg = load_config(None, [*SMALL, "gan.enabled=true", f"gan.start_epoch={start}", f"optim.epochs={epochs}"])
+    if not refused:
+        assert from_config(cfg, context(cfg)) is not None  # epoch 2 of 0..2: the last one trains with D
+        return
+    with pytest.raises(ConfigError, match=f"gan.start_epoch={start} is not before the last epoch"):
+        from_config(cfg, context(cfg))
 
 
 def test_under_torchrun_the_d_step_averages_ds_gradients_through_the_context():

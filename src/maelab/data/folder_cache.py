@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maelab.atomic import temp_beside
 from maelab.errors import DataError
 
 # change when the decoding rules change: every cache is then rebuilt. 2: EXIF Orientation applied (caches of format
@@ -76,7 +76,7 @@ class FolderStore:
     def _write(self, path: Path, files: list[Path], size: int, fill: Fill, desc: str) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+            fd, tmp = temp_beside(path, path.stem)
             os.close(fd)
         except OSError as err:
             raise DataError(f"cannot write the image cache in {path.parent} ({err.strerror or type(err).__name__}): "

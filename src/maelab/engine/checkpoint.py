@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from maelab.atomic import temp_beside
 from maelab.errors import UserError, output_error, resume_hint
 from maelab.models.state_keys import upgrade_state_dict
 from maelab.run_layout import RunLayout
@@ -30,7 +30,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        fd, tmp = temp_beside(path, path.name + ".")
     except OSError as err:
         raise output_error(err, path, "checkpoint", resume_hint(path.parent.parent)) from None
     try:

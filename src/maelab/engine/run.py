@@ -169,18 +169,20 @@ def start_notes(run: Run) -> list[str]:
     schedule = mask_schedule_warning(run.cfg.mask, run.cfg.optim.epochs, run.steps_per_epoch)
     notes += [schedule] if schedule else []  # said once, at the start (the schedule itself is a pure function)
     few = few_steps_warning(run.total_steps, run.steps_per_epoch, run.cfg.optim.epochs, run.global_batch)
-    resized = resize_note(run.data.image_size, run.model.spec.img_size) if run.cfg.data.name == "folder" else None
+    spec, folder = run.model.spec, run.cfg.data.name == "folder"
+    resized = resize_note(run.data.image_size, spec.img_size, spec.patch_size) if folder else None
     return notes + [note for note in (few, resized) if note]
 
 
-def resize_note(stored: int, model: int) -> Optional[str]:
+def resize_note(stored: int, model: int, patch: int) -> Optional[str]:
     """One line when an image folder is loaded at another size than the model's input (data.image_size against
-    model.img_size): every step then resizes each image again; None when they agree."""
+    model.img_size): every step then resizes each image again; None when they agree. Training at the stored size
+    is offered only where the patch size divides it."""
     if stored == model:
         return None
+    other = f", or model.img_size={stored} to train at that size" if stored % patch == 0 else ""
     return (f"warning: the images are loaded at data.image_size={stored} px and resized to the model's {model} px "
-            f"at every step (a second resampling, and time): set data.image_size={model}, or model.img_size={stored} "
-            "to train at that size")
+            f"at every step (a second resampling, and time): set data.image_size={model}{other}")
 
 
 def few_steps_warning(total: int, per_epoch: int, epochs: int, batch: int) -> Optional[str]:

@@ -54,6 +54,7 @@ def evaluate_against_floors(run_dir: str | Path, overrides: list[str], checkpoin
                 paths[f"{name}_random_init" if random_init else name] = str(path)
                 bar.update()
     rows, notes = table_rows(results, skipped)
+    notes += below_floor_note(rows["Δ random init"], run.step)
     tag = join_tags(run.tag, data_tag(run.trained_data, run.cfg.data))  # the per-protocol results' (trained) tag
     return {**eval_result(results, paths, skipped), "tag": tag}, rows, notes
 
@@ -76,6 +77,19 @@ def table_rows(results: Results, skipped: Optional[str]) -> tuple[dict[str, dict
     rows["Δ random init"] = _minus(rows["pretrained"], rows["random init"])
     rows["Δ zero pred"] = _minus(rows["pretrained"], rows["zero prediction"])
     return rows, notes
+
+
+def below_floor_note(gains: dict[str, Optional[float]], step: int) -> list[str]:
+    """One line when the pretrained encoder probes or classifies by k-NN worse than its random-init floor (a
+    negative Δ): on a small folder the usual cause is too little pretraining, as MAE's own results and this
+    project's own-images recipe found (docs/recipes.md). Empty otherwise."""
+    below = [column for column in LABELLED.values() if is_defined(gains.get(column)) and gains[column] < 0]
+    if not below:
+        return []
+    return [f"below the random-init floor on {' and '.join(below)}: this encoder learned less than its random "
+            f"weights hold, the usual sign of too little pretraining (this checkpoint: {step:,} optimizer steps; the "
+            "own-images recipe trains 2,300, docs/recipes.md): pretrain longer, or check the "
+            "run's loss curve (maelab figures RUN)"]
 
 
 def resolution(probe: dict[str, Any]) -> str:
