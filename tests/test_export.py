@@ -102,6 +102,25 @@ def test_a_re_export_replaces_the_earlier_export_and_says_so(trained, tmp_path, 
     assert "replaced the earlier export's maelab.json, model.safetensors" in capsys.readouterr().out
 
 
+def test_another_format_into_an_export_folder_removes_what_is_left_of_the_one_it_overwrote(trained, tmp_path,
+                                                                                          capsys):
+    from transformers import ViTMAEForPreTraining
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("my notes")
+    for fmt in ("safetensors", "hf", "timm"):  # timm writes model.safetensors and maelab.json over hf's
+        assert main(["export", str(trained), "--format", fmt, "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "removed the earlier export's config.json, preprocessor_config.json (not part of this export" in out
+    assert sorted(p.name for p in folder.iterdir()) == [".maelab-export.json", "encoder.json", "encoder.safetensors",
+                                                        "maelab.json", "model.safetensors", "notes.txt"]
+    # no HF folder half replaced by timm's weights (transformers 5 would load them under a default config)
+    assert main(["export", str(trained), "--format", "hf", "--out", str(folder)]) == 0
+    model, info = ViTMAEForPreTraining.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and (folder / "encoder.json").is_file()
+
+
 def test_an_export_folder_written_before_exports_were_recorded_is_still_refreshed(trained, tmp_path, capsys):
     folder = tmp_path / "old"
     for fmt in ("safetensors", "hf"):

@@ -20,7 +20,7 @@ from maelab.atomic_output import make_folder, output_failure
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.numerics import non_finite_tensors
 from maelab.errors import UserError, output_error, require_folder
-from maelab.export_record import check_replaceable, record_export
+from maelab.export_record import check_replaceable, record_export, remove_stale
 from maelab.interop.hf_folder import write_hf_folder
 from maelab.interop.timm import timm_kwargs, to_timm
 from maelab.models.cpu import use_kernels
@@ -65,10 +65,11 @@ class Written(list):
     files of an earlier maelab export."""
 
     replaced: list[Path]
+    removed: list[Path]  # an earlier export's files this one does not write (export_record.remove_stale)
 
     def __init__(self) -> None:
         super().__init__()
-        self.replaced = []
+        self.replaced, self.removed = [], []
 
 
 @contextmanager
@@ -91,9 +92,11 @@ def staged(out: Path, written: Optional[Written] = None) -> Iterator[Path]:
         record_export(out, names)  # first: a name it lists is maelab's, or is about to be
         for name in names:
             os.replace(stage / name, out / name)
+        removed = remove_stale(out, names)
         if written is not None:
             written.extend(out / name for name in names)
             written.replaced.extend(out / name for name in replaced)
+            written.removed.extend(out / name for name in removed)
     except Exception as err:  # noqa: BLE001 - an I/O error becomes one line; any other propagates as it is
         failure = output_failure(err, out, "export", EXPORT_AGAIN)
         if failure is None:

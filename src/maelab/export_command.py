@@ -15,6 +15,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if written.replaced:
         print(f"replaced the earlier export's {', '.join(p.name for p in written.replaced)} in {written[0].parent}")
+    if written.removed:
+        print(f"removed the earlier export's {', '.join(p.name for p in written.removed)} (not part of this "
+              "export: a folder holds one export)")
     return 0
 
 

@@ -67,8 +67,41 @@ def check_replaceable(out: Path, names: Sequence[str]) -> list[str]:
     return present
 
 
+def recorded_groups(out: Path) -> list[set[str]]:
+    """The sets of names each earlier export wrote together into ``out`` (its record's ``exports``; for a record or
+    folder from before groups were kept, the files each export's metadata file comes with: :data:`EARLIER`)."""
+    groups = _read_json(Path(out) / RECORD).get("exports")
+    if isinstance(groups, list) and all(isinstance(g, list) for g in groups):
+        return [{n for n in g if isinstance(n, str)} for g in groups]
+    return [set(written) for meta, (is_maelab, written) in EARLIER.items()
+            if (Path(out) / meta).is_file() and is_maelab(_read_json(Path(out) / meta))]
+
+
+def remove_stale(out: Path, names: Sequence[str]) -> list[str]:
+    """Delete what remains of each earlier export into ``out`` that this export (``names``) overwrote in part: an
+    ``hf`` folder exported again as ``timm`` would otherwise keep hf's config.json beside timm's weights, which
+    ``from_pretrained`` loads as random weights. An earlier export this one shares no file with stays (a
+    safetensors export beside a timm one). Records the groups left; returns the names removed (the user's own files
+    are never among them)."""
+    new, kept, stale = set(names), [], set()
+    for group in recorded_groups(out):
+        if group & new:
+            stale |= group - new
+        else:
+            kept.append(group)
+    stale = {n for n in stale if n != RECORD and (Path(out) / n).is_file()}
+    for name in sorted(stale):
+        (Path(out) / name).unlink()
+    groups = [*kept, new]
+    with atomic_file(Path(out) / RECORD) as f:
+        f.write(json.dumps({"written_by": "maelab export", "files": sorted(set().union(*groups)),
+                            "exports": [sorted(g) for g in groups]}, indent=2) + "\n")
+    return sorted(stale)
+
+
 def record_export(out: Path, names: Sequence[str]) -> None:
     """Add ``names`` to the record of ``out`` (written atomically; an OSError propagates)."""
     files = sorted(recorded_names(out) | set(names))
+    record = _read_json(Path(out) / RECORD)
     with atomic_file(Path(out) / RECORD) as f:
-        f.write(json.dumps({"written_by": "maelab export", "files": files}, indent=2) + "\n")
+        f.write(json.dumps({**record, "written_by": "maelab export", "files": files}, indent=2) + "\n")
