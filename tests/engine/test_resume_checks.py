@@ -75,3 +75,27 @@ def test_fewer_epochs_than_already_trained_are_refused_so_config_never_contradic
         resume(stopped, ["optim.epochs=1"])
     assert files(stopped) == before
     assert yaml.safe_load((stopped / "config.yaml").read_text())["optim"]["epochs"] == 3
+
+
+def test_extending_a_finished_run_says_the_lr_schedule_restarts_with_both_values(tmp_path, tiny, capsys):
+    from maelab.schedules import LRSchedule
+
+    run_dir = pretrain(load_config(None, [*tiny, "optim.epochs=2", f"out_dir={tmp_path / 'r'}"]))
+    state = load_checkpoint(checkpoint_path(run_dir))
+    capsys.readouterr()
+    resume(run_dir, ["optim.epochs=4"])
+    err = capsys.readouterr().err
+    saved, step = load_config(None, [], base=state["config"]).optim, int(state["step"])  # 8 steps: 4 an epoch
+    old = LRSchedule.for_pretraining(saved, 4)
+    new = LRSchedule.for_pretraining(load_config(None, [*tiny, "optim.epochs=4"]).optim, 4)
+    assert (f"the lr schedule changed with this resume (optim.epochs 2 -> 4: 8 -> 16 steps, warm-up "
+            f"{old.warmup_steps} -> {new.warmup_steps}): the lr goes from {old(step):.3g} to {new(step):.3g} at step "
+            f"{step}") in err
+    capsys.readouterr()
+    resume(run_dir, ["optim.epochs=5"])  # each change is said; a resume that keeps the schedule says nothing
+    assert "optim.epochs 4 -> 5" in capsys.readouterr().err
+    stopped = pretrain(load_config(None, [*tiny, "optim.epochs=2", "train.stop_after_epochs=1",
+                                          f"out_dir={tmp_path / 's'}"]))
+    capsys.readouterr()
+    resume(stopped, [])
+    assert "the lr schedule changed" not in capsys.readouterr().err

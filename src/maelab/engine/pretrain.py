@@ -25,7 +25,7 @@ from maelab.engine.loading import with_saved_data_source
 from maelab.engine.log_sinks import check_sinks, open_sinks
 from maelab.engine.metrics import MetricsLogger, NullLogger, drop_metrics_after
 from maelab.engine.numerics import NonFiniteLossError
-from maelab.engine.resume_checks import check_trains
+from maelab.engine.resume_checks import check_trains, schedule_change_note
 from maelab.engine.run import Run, build_run, checkpoint_state, start_notes
 from maelab.engine.run_dir import check_run_dir, prepare_run_dir
 from maelab.engine.run_lock import run_lock
@@ -290,6 +290,9 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
         dist.main_only(print_notes, run)
         dist.main_only(save_config, cfg, RunLayout(run_dir).config)
         dist.main_only(announce, run, state.get("threads"))
+        changed = schedule_change_note(state, cfg, run.steps_per_epoch, dist.world_size)
+        if changed:
+            dist.main_only(print, f"maelab: {changed}", file=sys.stderr, flush=True)
         dist.main_only(drop_metrics_after, run_dir, int(state["step"]))  # the checkpoint's own step numbering
         train(run, hooks)
     return run_dir
