@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from maelab.cli import main
 from maelab.config import load_config, to_dict
 from maelab.config.show import field_comments, show_config
 
@@ -60,3 +61,11 @@ def test_a_model_size_left_null_says_the_presets_value():
     lines = show_config(load_config(None, ["model.preset=keras", "model.depth=3"])).splitlines()
     assert "  img_size: null  # null: the preset's 48" in lines
     assert "  depth: 3" in lines
+
+
+def test_a_folder_recipe_shows_without_a_folder_and_marks_data_root_as_required(capsys):
+    assert main(["config", "show", "-c", "configs/own_images_cpu.yaml"]) == 0
+    captured = capsys.readouterr()
+    assert "  root: REQUIRED-your-image-folder" in captured.out and "give data.root=DIR to train" in captured.err
+    assert "  epochs: 100" in captured.out  # the recipe's own values
+    assert main(["config", "show", "-c", "configs/own_images_cpu.yaml", "optim.epochz=3"]) == 2  # others still refused

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+ROOT_NEEDED = "REQUIRED-your-image-folder"  # what `config show` prints for a folder recipe's missing data.root
 SHOW_HELP = "print the resolved config (defaults < -c FILE < overrides) as YAML, each key with its documentation"
 
 
@@ -14,8 +15,16 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     one-line ConfigError (exit 2)."""
     from maelab.config import load_config
     from maelab.config.show import show_config
+    from maelab.errors import ConfigError
 
-    cfg = load_config(args.config, args.overrides)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:  # a recipe for one's own folder is worth reading before there is a folder
+        if "data.name=folder needs data.root" not in str(err):
+            raise
+        cfg = load_config(args.config, [*args.overrides, f"data.root={ROOT_NEEDED}"])
+        print(f"maelab: data.root is not set and data.name=folder needs it: shown as {ROOT_NEEDED}; give "
+              "data.root=DIR to train", file=sys.stderr)
     if cfg.model.init_from:  # as pretrain: the HF folder's architecture (imported only then: it loads torch)
         from maelab.interop.init_from import with_init_from
 
