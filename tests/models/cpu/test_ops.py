@@ -110,6 +110,17 @@ def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monk
     assert len(messages) == 1 and "could not be built" in messages[0] and cpu_kernels.ENV in messages[0]
 
 
+@pytest.mark.parametrize("seconds,said", [(2.6, True), (0.0, False)])
+def test_a_build_that_takes_a_while_says_so_when_it_starts(tmp_path, monkeypatch, capfd, seconds, said):
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    heard = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: (time.sleep(seconds), heard.append(capfd.readouterr())))
+    cpu_kernels.build(name="maelab_slow_build_test")
+    assert ("building the CPU attention kernel (once per checkout" in heard[0].err) == said  # before it ended
+
+
 def test_a_lock_left_by_a_killed_build_is_cleared_when_stale(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     from torch.utils.cpp_extension import _get_build_directory

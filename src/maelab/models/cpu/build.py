@@ -18,6 +18,7 @@ import hashlib
 import os
 import platform
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -123,6 +124,11 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
     name = name or extension_name()
     _ninja_on_path()
     start = time.perf_counter()
+    # a cache hit loads in well under 2 s; a build takes ~30 s on 2 cores: said when it starts, not only at its end
+    building = threading.Timer(2.0, print, ("maelab: building the CPU attention kernel (once per checkout, about "
+                                            "30 s on 2 cores) ...",), {"file": sys.stderr, "flush": True})
+    building.daemon = True
+    building.start()
     try:
         with build_lock(name):
             load(name=name, sources=[str(source)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
@@ -132,6 +138,8 @@ def build(source: Path = SOURCE, name: Optional[str] = None) -> bool:
         warnings.warn(f"maelab: the CPU attention kernel could not be built ({first}); using PyTorch's "
                       f"attention kernels instead (slower). Set {ENV}=0 to skip the build.", stacklevel=2)
         return False
+    finally:
+        building.cancel()
     seconds = time.perf_counter() - start
     if seconds > 2:  # compiled now, not loaded from torch's extension cache
         print(f"maelab: built the CPU attention kernel in {seconds:.0f} s (once per checkout; torch's extension "
