@@ -20,7 +20,20 @@ def test_ablate_from_the_cli_writes_results_and_a_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[1/1] baseline seed 0" in printed and f"wrote {out / 'report.md'}" in printed
     assert (out / "results.csv").is_file() and (out / "figures" / "accuracy.png").is_file()
-    assert "maelab ablate" in (out / "report.md").read_text()  # the command that produced it
+    text = (out / "report.md").read_text()
+    assert "maelab ablate" in text  # the command that produced it
+    assert "(docs/ablation.md, *Statistics and verdicts*, says why)" in text  # a suite without claims
+    assert "| **baseline** |" in text and "(baseline) |" not in text  # the baseline named once
+
+
+def test_an_undefined_value_of_a_metric_no_table_shows_is_not_listed(suite_copy):
+    path, out = suite_copy
+    probe = out / "runs" / "linear" / "seed0" / "eval" / "probe.json"
+    result = json.loads(probe.read_text())
+    probe.write_text(json.dumps({**result, "top5": None, "undefined": {"top5": "top-5 of 4 classes is 100%"}}))
+    collect_and_write(load_suite(path), out)
+    assert "## Undefined values" not in build_report(out, figures=False).read_text()  # top-5: in results.csv only
+    assert any(r.metric == "probe_top5" and r.status == "undefined" for r in read_results(out / "results.csv"))
 
 
 def test_report_has_every_section_and_the_numbers_of_the_csv(suite_copy):

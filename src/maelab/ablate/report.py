@@ -24,6 +24,7 @@ from maelab.ablate.results import (
     by_seed,
     read_results,
     seed_of,
+    split_epoch,
     undefined_of,
     values_of,
 )
@@ -92,7 +93,7 @@ def render(spec: SuiteSpec, rows: list[Row], invocations: list[dict[str, Any]], 
     naming the runs whose pretraining came from another folder; ``test_images``: each accuracy's test images, for
     its resolution)."""
     parts = [_header(spec, rows), answer_section(spec, rows, METRICS), plan_line(seed_plan), reused,
-             _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(rows),
+             _probe_line(probe_protocols or {}), _headline(spec, rows), _undefined(spec, rows),
              _differences(spec, rows), claims_section(spec, rows, METRICS, summary_cell, test_images),
              epochs_section(spec, rows, METRICS, ACCURACY, summary_cell), took_effect_section(spec, rows),
              _figures(figures), failures_section(rows), provenance_section(invocations)]
@@ -112,7 +113,8 @@ def metrics_in(rows: list[Row], wanted: tuple[str, ...] | list[str]) -> list[str
 
 def _header(spec: SuiteSpec, rows: list[Row]) -> str:
     seeds = sorted({r.seed for r in rows})
-    lines = [f"# Ablation: {spec.name}", "", spec.description.strip(), "",
+    described = [spec.description.strip(), ""] if spec.description.strip() else []
+    lines = [f"# Ablation: {spec.name}", "", *described,
              f"Seeds: {', '.join(map(str, seeds)) or 'none finished yet'}. Mean ± sample std over seeds; "
              "differences are paired 95% intervals (Welch's where seeds do not pair). Every run's files are "
              "under `runs/<variant>/seed<k>/`.", "",
@@ -149,8 +151,9 @@ def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
              "| variant | " + " | ".join(METRICS[m][0] for m in metrics) + " |",
              "| --- |" + " --- |" * len(metrics)]
     names = [*variants_in(spec, rows), FLOOR, ZERO_PRED]
+    named = "" if spec.baseline == "baseline" else " (baseline)"
     labels = {FLOOR: "random-init encoder (floor)", ZERO_PRED: "predicting zeros (floor)",
-              SCRATCH: f"{SCRATCH_LABEL}, fine-tune floor", spec.baseline: f"**{spec.baseline}** (baseline)"}
+              SCRATCH: f"{SCRATCH_LABEL}, fine-tune floor", spec.baseline: f"**{spec.baseline}**{named}"}
     for name in names:
         own = [SCRATCH_FLOOR.get(m, m) if name == SCRATCH else m for m in metrics]  # scratch's own accuracy
         if any(values_of(rows, name, m) or undefined_of(rows, name, m) for m in own):
@@ -159,9 +162,11 @@ def _headline(spec: SuiteSpec, rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _undefined(rows: list[Row]) -> str:
-    """Each undefined value with its reason: "–" in the tables, left out of every mean and interval."""
-    undefined = [r for r in rows if r.status == UNDEFINED]
+def _undefined(spec: SuiteSpec, rows: list[Row]) -> str:
+    """Each undefined value of a metric the report shows, with its reason: "–" in the tables, left out of every
+    mean and interval (one not shown, e.g. top-5 on 4 classes, is only in results.csv)."""
+    shown = {*HEADLINE, "scratch_top1", *(c.metric for c in spec.claims)}
+    undefined = [r for r in rows if r.status == UNDEFINED and split_epoch(r.metric)[0] in shown]
     if not undefined:
         return ""
     lines = ["## Undefined values", "",
@@ -182,8 +187,9 @@ def _differences(spec: SuiteSpec, rows: list[Row]) -> str:
               "budget" if any(r.variant == SCRATCH for r in rows) else "the random-init encoder")
     lines = ["## Differences to the baseline and to the floor", "",
              f"Δ = variant − {spec.baseline} (or − the floor of the same seed: {floors}), with its 95% interval "
-             "and two-sided p-value: paired over the seeds both sides ran (2 or more), Welch's otherwise (the "
-             "claims section says why). An interval that excludes 0 is a difference these seeds can show."]
+             "and two-sided p-value: paired over the seeds both sides ran (2 or more), Welch's otherwise "
+             f"({'the claims section' if spec.claims else 'docs/ablation.md, *Statistics and verdicts*,'} says "
+             "why). An interval that excludes 0 is a difference these seeds can show."]
     for metric in metrics_in(rows, HEADLINE):
         label, dec = METRICS[metric]
         floor_variant, floor_metric = floor_of(rows, metric)
