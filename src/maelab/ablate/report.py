@@ -223,12 +223,13 @@ def write_report_figures(out: Path, spec: SuiteSpec, rows: list[Row]) -> dict[st
     names = variants_in(spec, rows)
     accuracy = metrics_in(rows, (*ACCURACY, "finetune_top1"))
     if accuracy:
-        values = {m: {n: values_of(rows, n, m) for n in names if values_of(rows, n, m)} for m in accuracy}
-        floors = {m: values_of(rows, *floor_of(rows, m)) for m in accuracy}
+        label = {m: METRICS[m][0] for m in accuracy}  # the legend in words ("linear probe top-1 %"), as the tables
+        values = {label[m]: {n: values_of(rows, n, m) for n in names if values_of(rows, n, m)} for m in accuracy}
+        floors = {label[m]: values_of(rows, *floor_of(rows, m)) for m in accuracy}
         scratch = [m for m in accuracy if floor_of(rows, m)[0] == SCRATCH]
         fig = variant_bars_figure(values, floors, "top-1 accuracy (%)",
                                   f"{spec.name}: accuracy per variant\n(mean ± std, dots = seeds)",
-                                  {m: SCRATCH_LABEL for m in scratch})
+                                  {label[m]: SCRATCH_LABEL for m in scratch})
         made["Accuracy per variant" + _fig_no(spec, 6)] = _save(fig, fig_dir / "accuracy.png", out)
     made.update(epoch_figures(out, spec, rows, METRICS, ACCURACY, fig_dir))  # the suite's eval_epochs
     curves = _epoch_curves(out, spec, "mask_ratio")
