@@ -28,14 +28,16 @@ def test_a_run_says_what_it_trains_on_and_keeps_it_in_the_run_folder(tmp_path, t
 
 
 def test_a_run_of_few_steps_is_warned_about_in_one_line_and_a_longer_one_is_not():
-    from maelab.engine.run import FEW_STEPS, few_steps_warning
+    from maelab.engine.run import SHORT_RUN, few_steps_warning
 
     line = few_steps_warning(21, 1, 21, 256)  # the README's old folder example: 21 steps at batch 256
     assert line is not None and "\n" not in line
     assert "raise optim.epochs (" in line and "or lower optim.batch_size" in line
     assert "optim.epochs=100 gives 100 steps" in line  # 1 step an epoch
     assert "optim.epochs=5 gives 100 steps" in few_steps_warning(46, 23, 2, 128)
-    assert few_steps_warning(FEW_STEPS, 23, 5, 128) is None and few_steps_warning(2300, 23, 100, 128) is None
+    milder = few_steps_warning(180, 6, 30, 128)  # the newcomer's run that ended below its floor
+    assert "can end below its random-init floor" in milder and "optim.epochs=84 gives 500 steps" in milder
+    assert few_steps_warning(SHORT_RUN, 23, 22, 128) is None and few_steps_warning(2300, 23, 100, 128) is None
 
 
 def test_a_cpu_resume_with_another_thread_count_is_warned_about_and_recorded(tmp_path, tiny, capsys):

@@ -156,7 +156,10 @@ def cpu_kernels_state(model: torch.nn.Module) -> dict[str, Any]:
     return {} if choice is None else {"cpu_kernels": choice.as_dict()}
 
 
-FEW_STEPS = 100  # a run of fewer optimizer steps than this is warned about when it starts
+FEW_STEPS = 100  # a run of fewer optimizer steps than this is warned about when it starts: it learns little
+# ... and one of fewer than this, more mildly: a newcomer's 180-step run of the own-images recipe ended below its
+# random-init floor, and the gan_lowdata suite's 150 steps learned little where 2,350 learned shapes
+SHORT_RUN = 500
 
 
 def start_notes(run: Run) -> list[str]:
@@ -186,14 +189,17 @@ def resize_note(stored: int, model: int, patch: int) -> Optional[str]:
 
 
 def few_steps_warning(total: int, per_epoch: int, epochs: int, batch: int) -> Optional[str]:
-    """One line when a run has fewer than :data:`FEW_STEPS` optimizer steps, with the epochs that would reach it;
-    None otherwise."""
-    if total >= FEW_STEPS:
+    """One line when a run has fewer than :data:`SHORT_RUN` optimizer steps (stronger under :data:`FEW_STEPS`),
+    with the epochs that would reach that many; None otherwise."""
+    if total >= SHORT_RUN:
         return None
     epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
-    return (f"warning: only {total} optimizer steps ({per_epoch} an epoch of batch {batch} x {epochs_text}): the lr "
-            "schedule's warm-up and decay have almost nothing to work with and the model will learn little; raise "
-            f"optim.epochs (optim.epochs={-(-FEW_STEPS // per_epoch)} gives {FEW_STEPS} steps) or lower "
+    target = FEW_STEPS if total < FEW_STEPS else SHORT_RUN
+    why = ("the lr schedule's warm-up and decay have almost nothing to work with and the model will learn little"
+           if total < FEW_STEPS else "MAE pretraining usually needs thousands, and a run this short can end below "
+           "its random-init floor")
+    return (f"warning: only {total} optimizer steps ({per_epoch} an epoch of batch {batch} x {epochs_text}): {why}; "
+            f"raise optim.epochs (optim.epochs={-(-target // per_epoch)} gives {target} steps) or lower "
             "optim.batch_size")
 
 
