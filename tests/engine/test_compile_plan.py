@@ -64,7 +64,8 @@ def test_a_torch_that_cannot_trace_the_step_is_refused_in_one_line_or_skipped_by
 
 
 def test_the_run_holds_its_plan_and_trains_with_the_step_it_names(tmp_path, tiny):
-    run = build_run(load_config(None, [*tiny, "train.tensorboard=false"]), tmp_path / "run")
+    run = build_run(load_config(None, [*tiny, "train.tensorboard=false", "optim.epochs=125"]),  # 500 steps: not short
+                    tmp_path / "run")
     assert run.compile.scope is None and step_function(run) is train_step and start_notes(run) == []
 
 
