@@ -121,6 +121,16 @@ def test_another_format_into_an_export_folder_removes_what_is_left_of_the_one_it
     assert not info["missing_keys"] and not info["unexpected_keys"] and (folder / "encoder.json").is_file()
 
 
+def test_exported_weights_get_the_mode_a_plain_open_gives(trained, tmp_path, monkeypatch):
+    from maelab import atomic
+
+    monkeypatch.setattr(atomic, "UMASK", 0o022)  # safetensors' save_file alone writes 0600
+    for fmt in ("safetensors", "hf"):
+        assert main(["export", str(trained), "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / fmt).iterdir()
+                if p.suffix == ".safetensors"} in ({"encoder.safetensors": "0o644"}, {"model.safetensors": "0o644"})
+
+
 def test_an_export_folder_written_before_exports_were_recorded_is_still_refreshed(trained, tmp_path, capsys):
     folder = tmp_path / "old"
     for fmt in ("safetensors", "hf"):

@@ -16,6 +16,7 @@ from typing import Optional
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from maelab import atomic
 from maelab.atomic_output import make_folder, output_failure
 from maelab.engine.loading import LoadedRun, load_run
 from maelab.engine.numerics import non_finite_tensors
@@ -90,7 +91,8 @@ def staged(out: Path, written: Optional[Written] = None) -> Iterator[Path]:
         names = sorted(path.name for path in stage.iterdir())
         replaced = check_replaceable(out, names)
         record_export(out, names)  # first: a name it lists is maelab's, or is about to be
-        for name in names:
+        for name in names:  # safetensors' save_file writes 0600 whatever the umask: the mode an open would give
+            os.chmod(stage / name, 0o666 & ~atomic.UMASK)
             os.replace(stage / name, out / name)
         removed = remove_stale(out, names)
         if written is not None:

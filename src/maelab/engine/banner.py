@@ -97,7 +97,7 @@ def banner_lines(facts: dict[str, Any]) -> list[str]:
             + (f"; CPU kernels: {facts['cpu_kernels']}" if facts.get("cpu_kernels") else ""),
             f"global batch {facts['global_batch']}, {facts['steps_per_epoch']} steps an epoch × {facts['epochs']}"
             f"{left_out(d['train_images'], facts['global_batch'])}, peak lr {facts['peak_lr']:.3g} after "
-            f"{facts['warmup_steps']} warm-up steps"]
+            f"{counted(facts['warmup_steps'], 'warm-up step')}"]
 
 
 def left_out(images: int, global_batch: int) -> str:
