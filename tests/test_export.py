@@ -124,7 +124,7 @@ def test_another_format_into_an_export_folder_removes_what_is_left_of_the_one_it
 def test_exported_weights_get_the_mode_a_plain_open_gives(trained, tmp_path, monkeypatch):
     from maelab import atomic
 
-    monkeypatch.setattr(atomic, "UMASK", 0o022)  # safetensors' save_file alone writes 0600
+    monkeypatch.setattr(atomic, "FILE_MODE", 0o644)  # as under umask 022; safetensors' save_file alone writes 0600
     for fmt in ("safetensors", "hf"):
         assert main(["export", str(trained), "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
         assert {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / fmt).iterdir()

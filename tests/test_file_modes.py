@@ -22,7 +22,7 @@ def test_an_atomic_file_gets_the_mode_a_plain_open_gives(tmp_path):
 
 
 def test_a_runs_checkpoint_and_metrics_are_readable_by_others_under_umask_022(tmp_path, tiny, monkeypatch):
-    monkeypatch.setattr(atomic, "UMASK", 0o022)
+    monkeypatch.setattr(atomic, "FILE_MODE", 0o644)  # as under umask 022
     run = pretrain(load_config(None, [*tiny, "optim.epochs=1", f"out_dir={tmp_path / 'run'}"]))
     assert mode(run / "checkpoints" / "last.pt") == 0o644
     written = [p for p in run.rglob("*") if p.is_file()]

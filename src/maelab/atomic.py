@@ -17,6 +17,7 @@ def _process_umask() -> int:
 
 
 UMASK = _process_umask()
+FILE_MODE = 0o666 & ~UMASK  # what a plain open gives a new file under this process's umask
 
 
 def temp_beside(path: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, str]:
@@ -25,7 +26,7 @@ def temp_beside(path: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, str
     users of a shared cluster folder could then not read."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
-        os.fchmod(fd, 0o666 & ~UMASK)
+        os.fchmod(fd, FILE_MODE)
     except OSError:  # a file system without permissions (some network mounts): mkstemp's are kept
         pass
     return fd, tmp

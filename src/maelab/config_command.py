@@ -14,14 +14,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     """Print the config ``pretrain`` would run with for the same -c and overrides; a bad key or value is the same
     one-line ConfigError (exit 2)."""
     from maelab.config import load_config
+    from maelab.config.data import MissingDataRoot
     from maelab.config.show import show_config
-    from maelab.errors import ConfigError
 
     try:
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:  # a recipe for one's own folder is worth reading before there is a folder
-        if "data.name=folder needs data.root" not in str(err):
-            raise
+    except MissingDataRoot:  # a recipe for one's own folder is worth reading before there is a folder
         cfg = load_config(args.config, [*args.overrides, f"data.root={ROOT_NEEDED}"])
         print(f"maelab: data.root is not set and data.name=folder needs it: shown as {ROOT_NEEDED}; give "
               "data.root=DIR to train", file=sys.stderr)

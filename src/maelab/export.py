@@ -92,7 +92,7 @@ def staged(out: Path, written: Optional[Written] = None) -> Iterator[Path]:
         replaced = check_replaceable(out, names)
         record_export(out, names)  # first: a name it lists is maelab's, or is about to be
         for name in names:  # safetensors' save_file writes 0600 whatever the umask: the mode an open would give
-            os.chmod(stage / name, 0o666 & ~atomic.UMASK)
+            os.chmod(stage / name, atomic.FILE_MODE)
             os.replace(stage / name, out / name)
         removed = remove_stale(out, names)
         if written is not None:

@@ -55,8 +55,12 @@ class DataConfig:
                 raise ConfigError(f"data.{key} names the archive that data.name=cifar10 or props downloads, and "
                                   f"data.name={self.name} downloads nothing: drop data.{key}")
         if self.name == "folder" and not self.root:
-            raise ConfigError("data.name=folder needs data.root: a folder of images (any tree for pretraining, or "
+            raise MissingDataRoot("data.name=folder needs data.root: a folder of images (any tree for pretraining, or "
                               "train/<class>/ and test/<class>/ for labels)")
+
+
+class MissingDataRoot(ConfigError):
+    """data.name=folder without data.root (``maelab config show`` still shows such a recipe)."""
 
 
 @dataclass

@@ -101,8 +101,8 @@ def banner_lines(facts: dict[str, Any]) -> list[str]:
 
 
 def left_out(images: int, global_batch: int) -> str:
-    """" (the last 12 of 60 images of each shuffled epoch left out: ...)" when the batches do not divide the
-    training set (the last partial batch is dropped, as facebookresearch/mae's loader does); "" when they do."""
+    """" (each epoch leaves out 12 of the 60 images, ...)" when the global batches do not divide the training set
+    (the last partial batch is dropped, as facebookresearch/mae's loader does); "" when they do."""
     rest = images % global_batch
     if rest == 0:
         return ""
