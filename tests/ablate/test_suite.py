@@ -101,3 +101,36 @@ def test_a_suite_on_an_unlabeled_folder_refuses_labelled_evaluations_before_runn
 def test_a_variant_named_like_the_suites_own_runs_is_refused(tmp_path, name):
     with pytest.raises(ConfigError, match=f"variant name '{name}' is reserved .*: rename the variant"):
         load_suite(write_suite(tmp_path, variants={"baseline": {}, name: {}}))
+
+
+def _cifar_suite(tmp_path: Path, url: str, md5: str = "ab" * 16) -> Path:
+    data = ["data.name=cifar10", f"data.url={url}", f"data.md5={md5}", f"data.cache_dir={tmp_path / 'cache'}"]
+    return write_suite(tmp_path / "s", overrides=data, evals=["recon"], claims=[])
+
+
+def test_a_suite_on_cifar10_found_nowhere_is_one_error_before_any_run(tmp_path, monkeypatch, capsys):
+    from maelab.cli import main
+
+    monkeypatch.delenv("MAELAB_DATA_DIR", raising=False)
+    path = _cifar_suite(tmp_path, (tmp_path / "nowhere.tar.gz").as_uri())
+    assert main(["ablate", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("maelab: downloading")]
+    assert len(err) == 1 and "CIFAR-10 not found" in err[0] and "download of" in err[0]
+    assert "variant 'baseline' pretrains on it: nothing was run" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_suite_downloads_its_dataset_once_before_its_runs_start(tmp_path, monkeypatch, capsys):
+    from maelab.ablate.suite import check_data_found
+    from tests.data.conftest import make_archive, make_fake_cifar
+
+    monkeypatch.delenv("MAELAB_DATA_DIR", raising=False)
+    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    md5 = make_archive(archive, make_fake_cifar(tmp_path / "source"))
+    suite = load_suite(_cifar_suite(tmp_path, archive.as_uri(), md5))  # 2 variants, pretrained and evaluated
+    check_data_found(suite)
+    assert capsys.readouterr().err.count("maelab: downloading") == 1
+    assert (tmp_path / "cache" / "cifar-10-batches-py" / "data_batch_1").is_file()
+    check_data_found(suite)  # found in the cache now
+    assert "downloading" not in capsys.readouterr().err

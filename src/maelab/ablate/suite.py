@@ -15,8 +15,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from maelab.ablate.results import FLOOR, SCRATCH, ZERO_PRED
-from maelab.config import Config, load_config, read_yaml_mapping
+from maelab.config import Config, DataConfig, load_config, read_yaml_mapping
 from maelab.data import require_labels
+from maelab.data.datasets import find_files
 from maelab.data.folder import relative_to_cwd
 from maelab.engine.kept import kept_at_end
 from maelab.errors import ConfigError, DataError
@@ -170,16 +171,30 @@ def _check(suite: Suite) -> None:
 
 
 def check_data_found(suite: Suite) -> None:
-    """Refuse to start a suite whose runs or evaluations read an image folder that does not exist (``DataError``,
-    one line naming the variant, the path and where a relative one is read from); checked when the suite starts
-    running, not when it is only loaded (a merge or a report reads it on a machine without the data)."""
+    """Refuse to start a suite whose runs or evaluations read data that is not there (``DataError``, one line
+    naming the variant and the path or the dataset, ending "nothing was run"): an image folder that does not exist
+    (and where a relative one is read from), or CIFAR-10 / PROPS found nowhere and not downloadable. A dataset to
+    download is downloaded here, once, before any worker starts. Checked when the suite starts running, not when
+    it is only loaded (a merge or a report reads it on a machine without the data)."""
+    seen: set[tuple] = set()
     for variant in suite.variant_names():
         for extra, what in (((), "pretrains on"), (suite.spec.eval_overrides, "evaluates on")):
             data = suite.run_config(variant, suite.seeds[0], Path("unused"), extra).data
-            root = Path(data.root).expanduser() if data.name == "folder" and data.root else None
-            if root is not None and not root.is_dir():
-                raise DataError(f"suite {suite.path}, variant '{variant}' {what} data.root={data.root}, which does "
-                                f"not exist{relative_to_cwd(root)}; nothing was run")
+            key = (data.name, data.root, data.cache_dir, data.download, data.url, data.md5)
+            if key not in seen:
+                seen.add(key)
+                _check_found(data, f"suite {suite.path}, variant '{variant}' {what}")
+
+
+def _check_found(data: DataConfig, where: str) -> None:
+    root = Path(data.root).expanduser() if data.name == "folder" and data.root else None
+    if root is not None and not root.is_dir():
+        raise DataError(f"{where} data.root={data.root}, which does not exist{relative_to_cwd(root)}; nothing was run")
+    if data.name in ("cifar10", "props"):
+        try:
+            find_files(data)  # found on disk, or downloaded into the cache now (once, not by every run)
+        except DataError as err:
+            raise DataError(f"{err}; {where} it: nothing was run") from None
 
 
 def _check_kept(cfg: Config, epochs: list[int], where: str) -> None:
