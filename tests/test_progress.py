@@ -111,3 +111,25 @@ def test_pretraining_on_a_terminal_draws_the_bar(tmp_path):
     os.close(parent)
     assert proc.wait(timeout=60) == 0
     assert b"pretrain: 100%" in shown and b"4/4" in shown and b"\rpretrain:" in shown  # drawn over itself
+
+
+def test_the_closing_progress_line_shows_the_last_steps_loss_not_the_last_logged_one(tmp_path, monkeypatch, capsys):
+    import maelab.engine.pretrain as loop
+    from maelab.config import load_config
+
+    losses = []
+
+    def recording(run):
+        def step(*args):
+            loss = loop.train_step(*args)
+            losses.append(float(loss))
+            return loss
+        return step
+
+    monkeypatch.setattr(loop, "step_function", recording)
+    # 4 steps, logged at step 3 only: the bar's figures were the 3rd step's at the end
+    loop.pretrain(load_config(None, [*TINY, "optim.epochs=1", "train.log_every=3", "train.progress=true",
+                                     "train.tensorboard=false", f"out_dir={tmp_path / 'run'}"]))
+    closing = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain: 4/4")]
+    assert len(losses) == 4 and f"{losses[2]:.4f}" != f"{losses[3]:.4f}"
+    assert len(closing) == 1 and f"loss={losses[3]:.4f} lr=" in closing[0]

@@ -55,7 +55,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
     streams = StepStreams(cfg.train.seed, run.device)
     t_epoch = t_log = time.perf_counter()
     images_since_log = 0
-    lr = ratio_sum = 0.0  # ratio_sum: the ratios the encoder saw, for the epoch's mean
+    lr = seen = ratio_sum = 0.0  # ratio_sum: the ratios the encoder saw, for the epoch's mean
     for index in range(start_index, run.steps_per_epoch):
         lr, ratio = run.lr_schedule(run.step), run.mask_ratio(epoch, run.step)
         seen = ratio.effective  # what the encoder sees (per-sample: the batch's mean)
@@ -79,9 +79,7 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
                 record.update(addon.on_log(record))
             logger.log("step", record)
             t_log, images_since_log = now, 0
-            if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ratio=f"{seen:.2f}",
-                                img_s=f"{record['img_per_s']:.0f}")
+            show(bar, record["loss"], lr, seen, record["img_per_s"])
         if bar is not None:
             bar.update(1)
         if stop is not None and stop.requested and index < run.steps_per_epoch - 1:
@@ -98,7 +96,15 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
               **log_means, **run.nan.epoch_fields()}
     if record["loss"] is None:
         set_undefined(record, "loss", ALL_SKIPPED)
+    if stats.values:  # the bar's figures at the epoch's end are its last step's, not those of the last log step
+        show(bar, stats.values[-1], lr, seen, record["img_per_s"])
     return record
+
+
+def show(bar: Optional[Progress], loss: float, lr: float, ratio: float, img_per_s: float) -> None:
+    """The figures after the progress count: a step's loss, lr and mask ratio, and img/s (None: no bar)."""
+    if bar is not None:
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", ratio=f"{ratio:.2f}", img_s=f"{img_per_s:.0f}")
 
 
 def read_and_check(run: Run, stats: EpochStats, upto: int) -> None:
