@@ -20,7 +20,6 @@ from torch import Tensor
 
 from maelab.addons import AddOnContext, StepOutput
 from maelab.config import Config, GanConfig
-from maelab.errors import ConfigError
 from maelab.gan.discriminator import build_discriminator
 from maelab.gan.phases import adversarial_term, discriminator_step, frozen, masked_input
 from maelab.gan.state import CollapseWatch, GanState
@@ -73,10 +72,6 @@ def from_config(cfg: Config, context: AddOnContext) -> Optional[Gan]:
     precision; under torchrun D's gradients are averaged over the ranks before each D step."""
     if not cfg.gan.enabled:
         return None
-    if cfg.gan.start_epoch >= cfg.optim.epochs:  # the run would train as the plain MAE, saying it trained a GAN
-        raise ConfigError(f"gan.start_epoch={cfg.gan.start_epoch} is not before the last epoch (optim.epochs="
-                          f"{cfg.optim.epochs}, counted from 0): the adversarial term would never run; lower "
-                          "gan.start_epoch, raise optim.epochs, or set gan.enabled=false")
     gan = build_gan(cfg.gan, context.spec.img_size, context.device, context.precision)
     if context.average_grads is not None:
         average = context.average_grads
