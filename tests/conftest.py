@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 # would differ by float rounding; and on an AVX2 CPU maelab's attention kernel made every training test 1.6x
 # slower. The fast paths have their own tests (tests/models/cpu/, where every one is on), the timed choice too.
 os.environ.setdefault("MAELAB_CPU_KERNELS", "0")
+# So no test outside tests/models/cpu/ builds maelab's CPU kernel, and no subprocess a test starts (or kills) loads
+# it: its first test builds it there (a fresh clone: ~25 s, under the build's lock), while the other worker goes on.
 
 
 def shared_data_dir() -> Path | None:
@@ -27,23 +29,6 @@ def shared_data_dir() -> Path | None:
         if c and (Path(c) / "cifar-10-batches-py").is_dir():
             return Path(c).resolve()
     return None
-
-
-@pytest.fixture(scope="session", autouse=True)
-def cpu_kernel_built() -> None:
-    """Build maelab's CPU attention kernel once, up front: the subprocesses tests start (and kill) then load it
-    from torch's extension cache instead of building it at the same time."""
-    from maelab.models.cpu import build
-
-    before = os.environ.get(build.ENV)
-    os.environ[build.ENV] = "1"  # built whatever the suite's setting: tests/models/cpu/ turns it on
-    try:
-        build.available()
-    finally:
-        if before is None:
-            del os.environ[build.ENV]
-        else:
-            os.environ[build.ENV] = before
 
 
 @pytest.fixture(scope="session")
