@@ -103,3 +103,15 @@ def test_a_folder_as_the_page_is_one_clear_error(suite_copy, tmp_path, capsys):
     assert main(["report", str(out), "--page", str(tmp_path), "--no-figures"]) == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and "Traceback" not in err
+
+
+def test_a_suite_folder_kept_beside_the_page_has_its_figures_linked_where_they_are(suite_copy, tmp_path):
+    _, out = suite_copy
+    kept = tmp_path / "docs" / "results" / "tiny"  # docs/results/<suite>: the results committed with the page
+    shutil.copytree(out, kept)
+    assert main(["report", str(kept), "--page", str(tmp_path / "docs" / "results.md")]) == 0
+    text = (tmp_path / "docs" / "results.md").read_text()
+    links = re.findall(r"\]\((results/[^)]+\.png)\)", text)
+    assert links and all(link.startswith("results/tiny/figures/") for link in links)
+    assert all((tmp_path / "docs" / link).is_file() for link in links)
+    assert not list(kept.glob("*.png"))  # no second copy beside the suite's own

@@ -86,14 +86,18 @@ def check_page(page: str | Path) -> None:
 
 
 def _section(folder: Path, page: Path, suite: str) -> str:
-    """``folder``'s report.md one heading level down, its figures copied beside ``page`` and its links moved."""
+    """``folder``'s report.md one heading level down, its figures copied beside ``page`` and its links moved; a suite
+    folder kept where they would go (docs/results/<suite>/, its results in git) has them linked where they are."""
     figures = Path(page.stem) / suite
     text = (folder / REPORT_NAME).read_text()
-    for name in FIGURE_LINK.findall(text):
-        target = page.parent / figures / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (folder / "figures" / name).is_file():  # a report rebuilt with --no-figures may link older ones
-            shutil.copyfile(folder / "figures" / name, target)
+    if (page.parent / figures).resolve() == folder.resolve():
+        figures = figures / "figures"
+    else:
+        for name in FIGURE_LINK.findall(text):
+            target = page.parent / figures / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (folder / "figures" / name).is_file():  # a report rebuilt with --no-figures may link older ones
+                shutil.copyfile(folder / "figures" / name, target)
     text = FIGURE_LINK.sub(lambda m: f"]({figures.as_posix()}/{m.group(1)})", text)
     return "\n".join(_demoted(text.strip().splitlines()))
 
