@@ -102,19 +102,8 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
             while (plan := _next_plan([p for p in todo if p.run_dir not in tried and not is_finished(p)], budget,
                                       measured(plans, where))) is not None:
                 tried.add(plan.run_dir)  # a run that fails (or is held by another worker) is not tried again here
-                with claimed(plan.run_dir) as mine:
-                    if not mine or is_finished(plan):  # another worker has it, or finished it meanwhile
-                        continue
-                    elapsed = time.perf_counter() - start
-                    others = [p for p in todo if p.run_dir not in tried and not is_finished(p)]
-                    left = len(others)
-                    ahead = seconds_left([plan, *others], measured(plans, where), workers)  # this run included
-                    eta = "no run timed yet" if ahead is None else f"about {minutes(ahead)} left"
-                    if budget is not None:
-                        eta += f"; {minutes(max(budget.left(), 0))} of the time budget left"
-                    log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {stages(suite, plan)} "
-                        f"(elapsed {minutes(elapsed)}, {counted(left, 'other run')} to go, {eta})")
-                    run_timed(plan, suite, log, where)
+                _run_if_free(plan, suite, plans, [p for p in todo if p.run_dir not in tried and not is_finished(p)],
+                             f"elapsed {minutes(time.perf_counter() - start)}", budget, workers, log)
                 collect_and_write(suite, out)
     except RunInterrupted as stopped:
         if not stopped.at_deadline:
@@ -127,6 +116,23 @@ def run_suite(suite: Suite, out: Path, command: Optional[str], log: Callable[[st
         left = sum(not is_finished(p) for p in plans)
         log(f"time budget: {counted(left, 'run')} of {len(plans)} left" + (" for a later window" if left else ""))
     return collect_and_write(suite, out)
+
+
+def _run_if_free(plan: Plan, suite: Suite, plans: list[Plan], others: list[Plan], elapsed: str,
+                 budget: Optional[Budget], workers: int, log: Callable[[str], None]) -> None:
+    """Claim ``plan`` and run it, after a line with its place, the runs left (``others``) and the time they need;
+    nothing when another worker holds it or has finished it meanwhile."""
+    with claimed(plan.run_dir) as mine:
+        if not mine or is_finished(plan):
+            return
+        where = timed_on(workers)
+        ahead = seconds_left([plan, *others], measured(plans, where), workers)  # this run included
+        eta = "no run timed yet" if ahead is None else f"about {minutes(ahead)} left"
+        if budget is not None:
+            eta += f"; {minutes(max(budget.left(), 0))} of the time budget left"
+        log(f"[{plans.index(plan) + 1}/{len(plans)}] {plan.label}: {stages(suite, plan)} "
+            f"({elapsed}, {counted(len(others), 'other run')} to go, {eta})")
+        run_timed(plan, suite, log, where)
 
 
 def _next_plan(candidates: list[Plan], budget: Optional[Budget], lengths: dict[str, list[float]]) -> Optional[Plan]:
