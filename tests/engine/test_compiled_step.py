@@ -86,9 +86,14 @@ def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_onc
     ratios, extra = [1.0, 0.0, 0.3, 0.6], ["mask.schedule=linear", "train.precision=bf16", "aug.preset=mae"]
     run = build(tmp_path, tiny, *WHOLE_STEP, *extra)
     eager = build(tmp_path, tiny, *extra, name="eager")
-    counter = CompileCounter()
+    counter, dtypes = CompileCounter(), set()
+
+    def traced(gm, example_inputs):  # the dtypes the traced step computes in: bf16 only under autocast
+        dtypes.update(v.dtype for n in gm.graph.nodes if isinstance(v := n.meta.get("example_value"), torch.Tensor))
+        return counter(gm, example_inputs)
+
     step = CompiledStep(run)
-    step.update = torch.compile(step.eager_update, backend=counter)
+    step.update = torch.compile(step.eager_update, backend=traced)
     x = run.data.x_train[:64]
     frames, losses = [], []
     for i, ratio in enumerate(ratios):
@@ -97,6 +102,7 @@ def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_onc
                        train_step(eager, x, lr, ratio, step_generators(0, i))))
         frames.append(counter.frame_count)
     assert len(set(frames)) == 1, frames  # compiled at the first step, never again: no recompile for K or the lr
+    assert torch.bfloat16 in dtypes  # the autocast region is in the traced step, not only in the eager one
     for compiled, plain in losses:  # every K, 1 and L - 1 included, gives the eager step's loss (bf16: a few ulps)
         assert compiled.dtype == plain.dtype and float(compiled) == pytest.approx(float(plain), rel=1e-2)
     assert (flat_weights(run) - flat_weights(eager)).abs().max() < 1e-2

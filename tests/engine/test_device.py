@@ -70,3 +70,24 @@ def test_train_deterministic_turns_on_deterministic_algorithms_for_the_run(tmp_p
         torch.zeros(4).put_(torch.tensor([0]), torch.ones(1))  # an op with no deterministic kernel, on any device
     build_run(load_config(None, tiny), tmp_path / "b")  # the default: off again
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_every_run_sets_tf32_on_by_default_and_off_when_asked(tmp_path, tiny, monkeypatch):
+    import maelab.engine.run as run_module
+
+    seen = []
+    monkeypatch.setattr(run_module, "configure_backends", lambda *args: seen.append(args))
+    build_run(load_config(None, tiny), tmp_path / "a")
+    build_run(load_config(None, [*tiny, "train.tf32=false"]), tmp_path / "b")
+    assert seen == [(CPU, True, False), (CPU, False, False)]  # (device, train.tf32, train.deterministic)
+
+
+def test_a_card_without_bf16_says_at_the_start_that_auto_chose_fp16_with_a_scaler(tmp_path, tiny, card):
+    from maelab.engine.run import start_notes
+
+    run = build_run(load_config(None, tiny), tmp_path / "run")
+    card(bf16=False)
+    run.precision, run.device = "fp16", CUDA  # what build_run resolves on that card (the test above)
+    assert "precision: fp16 with a loss scaler (Tesla V100 has no bf16)" in start_notes(run)
+    run.cfg = load_config(None, [*tiny, "train.precision=fp16"])  # asked for: nothing to say
+    assert not any(note.startswith("precision:") for note in start_notes(run))
