@@ -138,9 +138,9 @@ throughput() {  # throughput JSON LIMIT_S EXTRA...
 }
 train_smoke() {  # train_smoke FIRST_S RESUME_S: maelab pretrain, then --resume, each under its own limit
   local first=$1 resume=$2 dir; dir=$(mktemp -d /tmp/train_smoke.XXXXXX)
-  # the ratio's three stages, one an epoch: 0, 0.5, 1 (K = L - 1, L / 2, then 1 in the resumed epoch: the two sizes
-  # the compiled step once specialised, and the K = 1 rebuild under CUDA graphs)
-  local args=(aug.preset=mae mask.schedule=step mask.steps=3 mask.min=0 mask.max=1 train.progress=false
+  # a linear schedule 0 -> 1 over the 3 epochs, one ratio an epoch: 0, 0.5, 1 (K = L - 1, L / 2, then 1 in the
+  # resumed epoch: the two sizes the compiled step once specialised, and the K = 1 rebuild under CUDA graphs)
+  local args=(aug.preset=mae mask.schedule=linear mask.min=0 mask.max=1 train.progress=false
               train.tensorboard=false)
   if [ "$dry" = 1 ]; then  # the same path in seconds: aot_eager traces the step (inductor's C++ build takes minutes)
     args+=(model.preset=micro data.name=synthetic data.synthetic_train=256 data.synthetic_test=64

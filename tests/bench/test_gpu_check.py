@@ -59,8 +59,10 @@ def test_the_dry_run_stages_data_and_writes_the_figures_with_their_compile_count
 @pytest.mark.slow
 def test_every_stage_runs_dry_and_can_run_again(tmp_path):
     out, stage_dir = tmp_path / "out", tmp_path / "staged"
-    done = gpu_check(out, stage_dir, "throughput", "smoke", "cudagraphs", "compiled", "train", "probe")
+    done = gpu_check(out, stage_dir, "throughput", "smoke", "cudagraphs", "compiled", "train", "probe", "finetune")
     assert done.returncode == 0, done.stdout + done.stderr
+    [finetuned] = json.loads((out / "speedrun_finetune.json").read_text())
+    assert finetuned["recipe"] == "finetune" and finetuned["smoke"] and 0 <= finetuned["top1"] <= 100
     for name in ("smoke", "speedrun_probe"):
         [record] = json.loads((out / f"{name}.json").read_text())
         assert record["recipe"] == "probe" and 0 <= record["top1"] <= 100
@@ -76,7 +78,7 @@ def test_every_stage_runs_dry_and_can_run_again(tmp_path):
     assert train["ok"] and train["complete"] and [r["exit_code"] for r in train["invocations"]] == [0, 0]
     assert train["config"]["train.compile_scope"] == "step" and train["config"]["data.name"] == "synthetic"
     assert [e["epoch"] for e in train["epochs"]] == [0, 1, 2] and all(e["img_per_s"] > 0 for e in train["epochs"])
-    assert len(train["mask_ratios"]) == 3 and train["mask_ratios"] == sorted(train["mask_ratios"])  # 0 -> 1, linear
+    assert len(train["mask_ratios"]) == 3 and train["mask_ratios"] == sorted(train["mask_ratios"])  # 0, 0.5, 1
     assert train["resume"]["continued"] and train["resume"]["epochs_after"] == [2]
     assert (out / "train_metrics.jsonl").read_text().count('"kind": "epoch"') == 3
     log = (out / "gpu_check.log").read_text()
