@@ -5,6 +5,7 @@ the remaining losses and the add-ons' sums together."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Optional
 
 import torch
@@ -38,22 +39,29 @@ class EpochStats:
         """The run's step number of the first loss not read yet (what :meth:`read` and :meth:`finish` return next)."""
         return self.first_step + self.read_upto
 
-    def read(self, upto: int) -> list[float]:
-        """Host sync: the losses of the slots not read yet below ``upto``, as floats (also kept in :attr:`values`)."""
-        new = self.losses[self.read_upto:upto].tolist()
-        self.read_upto = max(self.read_upto, upto)
-        self.values.extend(new)
-        return new
+    def read(self, upto: int, flags: Sequence[Tensor] = ()) -> tuple[list[float], list[float]]:
+        """Host sync: the losses of the slots not read yet below ``upto``, as floats (also kept in :attr:`values`),
+        and ``flags`` (0-d device tensors: the NaN policy's, :meth:`NanPolicy.flags`) read in the same transfer.
+        Returns (the new losses, the flags' values)."""
+        losses, _, read_flags = self._transfer(upto, [], flags)
+        return losses, read_flags
 
-    def finish(self, upto: int) -> tuple[list[float], dict[str, float]]:
-        """One host sync at the epoch's end: the losses not read yet below ``upto`` and each log's mean over the
-        steps that logged it. Returns (the new losses, the log means)."""
+    def finish(self, upto: int, flags: Sequence[Tensor] = ()) -> tuple[list[float], dict[str, float], list[float]]:
+        """One host sync at the epoch's end: the losses not read yet below ``upto``, each log's mean over the steps
+        that logged it, and ``flags``. Returns (the new losses, the log means, the flags' values)."""
         logs = [self.log_sums[k] / self.log_counts[k] for k in self.log_sums]
-        both = torch.cat([self.losses[self.read_upto:upto].double(), *(v.reshape(1) for v in logs)]).tolist()
-        new = both[:len(both) - len(logs)]
+        losses, means, read_flags = self._transfer(upto, logs, flags)
+        return losses, dict(zip(self.log_sums, means, strict=True)), read_flags
+
+    def _transfer(self, upto: int, logs: list[Tensor], flags: Sequence[Tensor]) -> tuple[list[float], ...]:
+        """One device-to-host copy of the new losses, ``logs`` and ``flags`` (as float64: exact for step numbers)."""
+        tail = [v.double().reshape(1) for v in (*logs, *flags)]
+        both = torch.cat([self.losses[self.read_upto:upto].double(), *tail]).tolist()
+        split = len(both) - len(tail)
+        new = both[:split]
         self.read_upto = max(self.read_upto, upto)
         self.values.extend(new)
-        return new, dict(zip(self.log_sums, both[len(new):], strict=True))
+        return new, both[split:split + len(logs)], both[split + len(logs):]
 
     def mean_loss(self) -> Optional[float]:
         """The mean of the finite losses read so far (a non-finite one was a skipped step under

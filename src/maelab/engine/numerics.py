@@ -108,19 +108,27 @@ class NanPolicy:
         self.longest = torch.where(longer, self.streak, self.longest)
         self.longest_end = torch.where(longer, torch.full_like(self.longest_end, step), self.longest_end)
 
-    def check(self, losses: Sequence[float] = (), first_step: int = 0) -> None:
+    def flags(self) -> list[Tensor]:
+        """The device values :meth:`check` reads, to be read with the losses in one transfer (``EpochStats.read``):
+        stop: the first step whose gradients were non-finite; skip: the longest run of skipped steps and its end."""
+        return [self.first_bad_grads] if not self.skip else [self.longest, self.longest_end]
+
+    def check(self, losses: Sequence[float] = (), first_step: int = 0,
+              flags: Optional[Sequence[float]] = None) -> None:
         """Raise if the run must stop. stop: at the first non-finite value of ``losses`` (the losses of steps
-        ``first_step``, ``first_step + 1``...) or an earlier step whose gradients were non-finite (a host sync);
-        skip: at too many skipped steps in a row (a host sync)."""
+        ``first_step``, ``first_step + 1``...) or an earlier step whose gradients were non-finite; skip: at too many
+        skipped steps in a row. ``flags``: the values of :meth:`flags` read with the losses; None: read here (a host
+        sync)."""
+        values = [int(v) for v in (torch.stack(self.flags()).tolist() if flags is None else flags)]
         if not self.skip:
             bad = next((first_step + i for i, value in enumerate(losses) if not math.isfinite(value)), None)
-            grads = int(self.first_bad_grads.item())
+            grads = values[0]
             if grads >= 0 and (bad is None or grads < bad):
                 raise NonFiniteLossError(f"the gradients became non-finite at step {grads + 1} (its loss was finite)")
             if bad is not None:
                 raise NonFiniteLossError(f"the loss became non-finite at step {bad + 1}")
             return
-        longest, end = (int(v) for v in torch.stack([self.longest, self.longest_end]).tolist())
+        longest, end = values
         if longest > self.max_skipped:
             raise NonFiniteLossError(
                 f"{longest} steps in a row (steps {end - longest + 2} to {end + 1}) had a non-finite loss or gradients "

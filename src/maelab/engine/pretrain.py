@@ -86,8 +86,8 @@ def run_epoch(run: Run, epoch: int, logger: MetricsLogger, bar: Optional[Progres
             read_and_check(run, stats, index + 1)
             return None
     first = stats.unread_step
-    losses, log_means = stats.finish(run.steps_per_epoch)  # the epoch's one host sync
-    run.nan.check(losses, first)
+    losses, log_means, flags = stats.finish(run.steps_per_epoch, run.nan.flags())  # the epoch's one host sync
+    run.nan.check(losses, first, flags)
     seconds = time.perf_counter() - t_epoch
     steps_done = run.steps_per_epoch - start_index
     record = {"epoch": epoch, "step": run.step, "loss": stats.mean_loss(),
@@ -111,7 +111,8 @@ def read_and_check(run: Run, stats: EpochStats, upto: int) -> None:
     """Host sync: read the epoch's new losses below slot ``upto`` and apply ``train.on_nan`` to them (stop: raise
     at the first non-finite one; skip: at too many skipped steps in a row)."""
     first = stats.unread_step
-    run.nan.check(stats.read(upto), first)
+    losses, flags = stats.read(upto, run.nan.flags())  # one transfer: the losses and the policy's flags
+    run.nan.check(losses, first, flags)
 
 
 class EpochHook(Protocol):
