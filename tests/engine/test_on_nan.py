@@ -190,3 +190,23 @@ def test_weights_that_became_non_finite_are_never_written_to_a_checkpoint(tmp_pa
     assert line.startswith("maelab: error: the weights became non-finite by step 8 (1 tensor: model.encoder.cls_token)"
                            "; they were not written to a checkpoint: the run stopped; its last good checkpoint")
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_stop_stops_at_an_injected_nan_under_the_whole_step_compiled_too(tmp_path, tiny, monkeypatch):
+    # the GPU's default step: its loss is read by the same loop (the NaN put into the loss it returns, as the
+    # compiled graph cannot be poisoned from Python); its gradients are not watched (docs/reliability.md)
+    from maelab.engine.compiled_step import CompiledStep
+
+    original, calls = CompiledStep.__call__, itertools.count()
+
+    def call(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        return loss * float("nan") if next(calls) == 5 else loss
+
+    monkeypatch.setattr(CompiledStep, "__call__", call)
+    torch._dynamo.reset()
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 6"):
+        nan_run(tmp_path, tiny, "stop", "train.compile=true", "train.compile_scope=step",
+                "train.compile_backend=eager")
+    torch._dynamo.reset()
+    assert next(calls) == 6 and load_checkpoint(checkpoint_path(tmp_path / "stop"))["step"] == 4
