@@ -30,9 +30,10 @@ def test_on_the_cpu_the_default_is_eager_and_says_nothing(tiny):
     assert chosen.scope is None and chosen.note is None
 
 
-@pytest.mark.parametrize("setting", ["gan.enabled=true", "optim.accum_steps=2", "train.on_nan=skip"])
+@pytest.mark.parametrize("setting", ["gan.enabled=true", "optim.accum_steps=2", "train.on_nan=skip",
+                                     "mask.per_sample=true"])
 def test_a_config_the_whole_step_cannot_hold_falls_back_to_the_models_compile_naming_the_setting(tiny, setting):
-    chosen = plan(tiny, setting)
+    chosen = plan(tiny, setting, *(["mask.schedule=random"] if setting.startswith("mask.") else []))
     assert (chosen.scope, chosen.mode, chosen.cuda_graphs) == ("model", "default", False)
     assert "the model's forward, not the whole step" in chosen.note and setting in chosen.note
 
