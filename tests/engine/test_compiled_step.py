@@ -66,9 +66,9 @@ def test_the_compiled_step_breaks_only_where_torch_optim_breaks_every_optimizer_
     step = CompiledStep(run)
     x = run.data.x_train[:64]
     gens = step_generators(0, 0)
-    from maelab.data.augment import draw_augment
+    from maelab.data.augment_draws import draw_uniforms
     from maelab.masking import mask_noise
-    draws = draw_augment(64, 32, 32, run.cfg.aug, 32, gens.augment, "cpu")
+    draws = draw_uniforms(64, run.cfg.aug, 32, gens.augment, "cpu")
     with torch._dynamo.config.patch(trace_autograd_ops=True):
         explained = torch._dynamo.explain(step.eager_update)(run, x, draws, mask_noise(64, 64, "cpu", gens.mask),
                                                              step.visible(16))
@@ -174,3 +174,30 @@ def test_a_compile_scope_or_mode_on_a_run_that_compiles_nothing_is_refused_not_i
         with pytest.raises(UserError, match="has no effect with train.compile=false"):
             load_config(None, [*tiny, "train.compile=false", setting])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("preset", "draws"), [("none", 0), ("keras", 2), ("mae", 4), ("seed5", 3)])
+def test_outside_the_graph_a_step_launches_its_random_draws_and_a_few_more_kernels(tmp_path, tiny, preset, draws):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Launches(TorchDispatchMode):  # the aten ops the step dispatches on the host (kernels on a GPU)
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    run = build(tmp_path, tiny, *WHOLE_STEP, f"aug.preset={preset}", "mask.schedule=linear")
+    step = CompiledStep(run)
+    step.update = lambda *args: torch.zeros(())  # what runs in the graph is not counted here
+    x = run.data.x_train[:64]
+    with Launches() as seen:
+        step(run, x, 1e-3, 0.5, step_generators(0, 1))
+    kernels = [op for op in seen.ops if not op.startswith(("profiler.", "aten.slice", "aten.select"))]
+    random = [op for op in kernels if op.startswith(("aten.rand", "aten.randint"))]
+    # the augmentation's draws (mae: 3 crop uniforms; keras, seed5's base: 1 offsets; the flip; seed5's extras) and
+    # the mask noise; then the
+    # lr's fill and the stub's zeros (the boxes, flips and extras are computed from the draws inside the graph)
+    assert len(random) == draws + 1 and len(kernels) <= len(random) + 2, kernels

@@ -37,12 +37,21 @@ def rrc_boxes(n: int, h: int, w: int, scale: tuple[float, float], generator: tor
     Area fraction uniform in ``scale``, aspect ratio log-uniform in [3/4, 4/3]; the first of
     ``ATTEMPTS`` draws that fits the image is used, else torchvision's centre-crop fallback.
     """
-    def rand(*shape: int) -> Tensor:
-        return torch.rand(*shape, generator=generator, device=device, dtype=torch.float32)
+    return rrc_boxes_from(rrc_uniforms(n, generator, device), h, w, scale)
 
-    area = scale[0] + (scale[1] - scale[0]) * rand(n, ATTEMPTS)
+
+def rrc_uniforms(n: int, generator: torch.Generator, device: torch.device) -> list[Tensor]:
+    """The random crop's uniforms, float32: area ``[n, ATTEMPTS]``, aspect ``[n, ATTEMPTS]``, position ``[n, 2]``."""
+    return [torch.rand(n, *shape, generator=generator, device=device, dtype=torch.float32)
+            for shape in ((ATTEMPTS,), (ATTEMPTS,), (2,))]
+
+
+def rrc_boxes_from(uniforms: list[Tensor], h: int, w: int, scale: tuple[float, float]) -> Tensor:
+    """:func:`rrc_boxes` from its drawn uniforms (:func:`rrc_uniforms`): arithmetic only, no random draw."""
+    u_area, u_aspect, u_pos = uniforms
+    area = scale[0] + (scale[1] - scale[0]) * u_area
     log_lo, log_hi = math.log(RATIO[0]), math.log(RATIO[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * rand(n, ATTEMPTS))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u_aspect)
     bw = torch.sqrt(area * h * w * aspect)
     bh = torch.sqrt(area * h * w / aspect)
     fits = (bw <= w) & (bh <= h)
@@ -51,7 +60,7 @@ def rrc_boxes(n: int, h: int, w: int, scale: tuple[float, float], generator: tor
     fw, fh = _fallback_size(h, w)
     ok = fits.any(dim=1)
     bw, bh = torch.where(ok, bw, torch.full_like(bw, fw)), torch.where(ok, bh, torch.full_like(bh, fh))
-    pos = torch.where(ok.unsqueeze(1), rand(n, 2), 0.5)  # the fallback box is centred
+    pos = torch.where(ok.unsqueeze(1), u_pos, 0.5)  # the fallback box is centred
     return torch.stack([pos[:, 0] * (w - bw), pos[:, 1] * (h - bh), bw, bh], dim=1)
 
 
@@ -71,8 +80,22 @@ def keras_boxes(n: int, h: int, w: int, out_size: int, generator: torch.Generato
 
     Returns ``[n, 4]`` (x0, y0, bw, bh) in pixels of the ``h x w`` input.
     """
-    resized = round(out_size * KERAS_RESIZE / KERAS_CROP)
-    offsets = torch.randint(0, resized - out_size + 1, (n, 2), generator=generator, device=device).float()
+    return keras_boxes_from(keras_offsets(n, out_size, generator, device), h, w, out_size)
+
+
+def _keras_resized(out_size: int) -> int:
+    return round(out_size * KERAS_RESIZE / KERAS_CROP)
+
+
+def keras_offsets(n: int, out_size: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """The Keras crop's integer offsets ``[n, 2]`` (int64) in the resized image, uniform in [0, R - out]."""
+    return torch.randint(0, _keras_resized(out_size) - out_size + 1, (n, 2), generator=generator, device=device)
+
+
+def keras_boxes_from(offsets: Tensor, h: int, w: int, out_size: int) -> Tensor:
+    """:func:`keras_boxes` from its drawn offsets (:func:`keras_offsets`): arithmetic only."""
+    resized = _keras_resized(out_size)
+    offsets = offsets.float()
     bw, bh = w * out_size / resized, h * out_size / resized
     return torch.stack([offsets[:, 0] * w / resized, offsets[:, 1] * h / resized,
                         torch.full_like(offsets[:, 0], bw), torch.full_like(offsets[:, 0], bh)], dim=1)
@@ -116,6 +139,11 @@ def draw_extras(n: int, cfg: AugConfig, ops: tuple[str, ...], generator: torch.G
     the presets share their draws.
     """
     u = torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
+    return extras_from(u, cfg, ops)
+
+
+def extras_from(u: Tensor, cfg: AugConfig, ops: tuple[str, ...]) -> Extras:
+    """:func:`draw_extras` from its drawn ``[n, 11]`` uniforms: arithmetic only."""
     sym = 2 * u[:, :len(EXTRA_DRAWS)] - 1  # uniform in [-1, 1]
     applied = u[:, len(EXTRA_DRAWS):]
 
@@ -146,6 +174,18 @@ class AugDraws:
     extras: Optional[Extras] = None
 
 
+@dataclass
+class AugUniforms:
+    """One batch's augmentation as drawn (for the global batch), before any arithmetic: ``crop`` (mae: the
+    :func:`rrc_uniforms`; keras: the ``[n, 2]`` int64 :func:`keras_offsets`), ``flip [n]`` uniform, ``extras
+    [n, 11]`` uniform (seed3/seed5, else None). What a compiled step draws outside its graph, a handful of launches;
+    :func:`augment_from` computes the rest inside it, the same values as :func:`draw_augment`."""
+
+    crop: list[Tensor]
+    flip: Tensor
+    extras: Optional[Tensor] = None
+
+
 def draw_augment(n: int, h: int, w: int, cfg: AugConfig, out_size: int, generator: torch.Generator,
                  device: torch.device | str, shard: Shard = WHOLE) -> Optional[AugDraws]:
     """Draw the parameters of ``cfg``'s augmentation for a local batch of ``n`` ``h x w`` images on ``device``:
@@ -153,21 +193,44 @@ def draw_augment(n: int, h: int, w: int, cfg: AugConfig, out_size: int, generato
 
     Raises ValueError for an unknown preset or a generator on another device type than ``device``.
     """
+    uniforms = draw_uniforms(shard.global_size(n), cfg, out_size, generator, device)
+    return None if uniforms is None else augment_from(uniforms, h, w, cfg, out_size, shard)
+
+
+def draw_uniforms(n: int, cfg: AugConfig, out_size: int, generator: torch.Generator,
+                  device: torch.device | str) -> Optional[AugUniforms]:
+    """The random numbers of ``cfg``'s augmentation for ``n`` images, in the draw order of the module's docstring;
+    None for ``aug.preset=none``. Raises ValueError as :func:`draw_augment`."""
     if cfg.preset == "none":
         return None
     device = torch.device(device)
     if generator.device.type != device.type:
         raise ValueError(f"the generator is on {generator.device} but the images are on {device}")
-    n = shard.global_size(n)  # parameters are drawn for the global batch; this shard keeps its rows
     base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
     if base == "mae":
-        boxes = rrc_boxes(n, h, w, (cfg.crop_scale_min, cfg.crop_scale_max), generator, device)
+        crop = rrc_uniforms(n, generator, device)
     elif base == "keras":
-        boxes = keras_boxes(n, h, w, out_size, generator, device)
+        crop = [keras_offsets(n, out_size, generator, device)]
     else:
         raise ValueError(f"unknown augmentation preset {cfg.preset!r}")
-    flip = torch.rand(n, generator=generator, device=device) < cfg.flip
+    flip = torch.rand(n, generator=generator, device=device)
     extras = None
     if cfg.preset in SEED_OPS:
-        extras = draw_extras(n, cfg, SEED_OPS[cfg.preset], generator, device).rows(shard)
+        extras = torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
+    return AugUniforms(crop, flip, extras)
+
+
+def augment_from(uniforms: AugUniforms, h: int, w: int, cfg: AugConfig, out_size: int,
+                 shard: Shard = WHOLE) -> AugDraws:
+    """The augmentation's parameters from its drawn ``uniforms`` (:func:`draw_uniforms`) for ``h x w`` images:
+    arithmetic only (it traces into a compiled graph); this shard's rows."""
+    base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
+    if base == "mae":
+        boxes = rrc_boxes_from(uniforms.crop, h, w, (cfg.crop_scale_min, cfg.crop_scale_max))
+    else:
+        boxes = keras_boxes_from(uniforms.crop[0], h, w, out_size)
+    flip = uniforms.flip < cfg.flip
+    extras = None
+    if uniforms.extras is not None:
+        extras = extras_from(uniforms.extras, cfg, SEED_OPS[cfg.preset]).rows(shard)
     return AugDraws(shard.rows(boxes), shard.rows(flip), extras)

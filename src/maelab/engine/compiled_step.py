@@ -38,7 +38,8 @@ import torch._dynamo.config as dynamo_config
 import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
-from maelab.data.augment import AugDraws, apply_augment, draw_augment
+from maelab.data.augment import apply_augment
+from maelab.data.augment_draws import AugUniforms, augment_from, draw_uniforms
 from maelab.engine.step import StepGenerators
 from maelab.masking import MaskRatio, mask_from_noise, mask_noise, round_ratio
 from maelab.precision import autocast
@@ -72,7 +73,8 @@ class CompiledStep:
         ``logs`` stays empty (no add-on runs under this step)."""
         spec = run.model.spec
         _, h, w, _ = imgs_u8.shape
-        draws = draw_augment(len(imgs_u8), h, w, run.cfg.aug, spec.img_size, generators.augment, imgs_u8.device)
+        # the random numbers only (4-6 launches); the boxes, flips and extras they make are computed in the graph
+        draws = draw_uniforms(len(imgs_u8), run.cfg.aug, spec.img_size, generators.augment, imgs_u8.device)
         noise = mask_noise(len(imgs_u8), spec.num_patches, imgs_u8.device, generators.mask)
         self.lr.fill_(lr)
         run.updater.zero_grad()
@@ -95,11 +97,14 @@ class CompiledStep:
         return carrier
 
     @staticmethod
-    def eager_update(run: Any, imgs_u8: Tensor, draws: Optional[AugDraws], noise: Tensor,
+    def eager_update(run: Any, imgs_u8: Tensor, draws: Optional[AugUniforms], noise: Tensor,
                      visible: Tensor) -> Tensor:
         """What is compiled: augment with ``draws``, normalise, mask with ``noise`` [B, L] keeping ``len(visible)``
         patches, forward and loss (in autocast), backward, clip and step. Returns the loss (0-d, detached)."""
-        imgs = run.normalize(apply_augment(imgs_u8, draws, run.cfg.aug, run.model.spec.img_size))
+        _, h, w, _ = imgs_u8.shape
+        size, aug = run.model.spec.img_size, run.cfg.aug
+        params = None if draws is None else augment_from(draws, h, w, aug, size)
+        imgs = run.normalize(apply_augment(imgs_u8, params, aug, size))
         mask = mask_from_noise(noise, visible.shape[0])
         with autocast(run.device, run.precision):
             loss, _ = run.forward(imgs, mask)
