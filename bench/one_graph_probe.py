@@ -13,7 +13,8 @@ dynamo compiled for 3 steps at 3 lrs, and the largest weight difference to torch
 torch 2.13.0+cpu, 2026-12-07 (the 2-core AMD EPYC), aot_eager: the tensor lr fails to trace
 (``aten::_fused_adamw_.tensor_lr`` has no fake/meta kernel); the float lr fails in AOT autograd's functionalization
 ("mutating a non-functional tensor with a functional tensor"), and dynamo alone compiles it once per lr (a recompile
-every step under a schedule). So the update stays torch.optim's, a second graph (docs/performance.md).
+every step under a schedule). torch 2.11.0 (the GPU machines' image), the same. So the update stays torch.optim's,
+a second graph (docs/performance.md).
 """
 
 from __future__ import annotations
