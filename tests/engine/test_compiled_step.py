@@ -125,7 +125,9 @@ def test_under_cuda_graphs_a_schedule_compiles_once_for_k_from_2_to_l_minus_1_an
         step(run, x, 1e-3, ratio, step_generators(0, i))
         frames.append(counter.frame_count)
     assert len(set(frames[:4])) == 1  # every K >= 2, K = L - 1 included: one graph
-    assert frames[4] == frames[3] + 1 and frames[-1] == frames[4]  # K = 1: one more, then never again
+    # K = 1: one more on torch 2.13 (a C++ reshape in the backward guards K != 1), none on 2.11.0 (the GPU
+    # machines' torch; checked on the CPU with its wheel), then never again
+    assert frames[4] - frames[3] == (1 if torch.__version__ >= "2.13" else 0) and frames[-1] == frames[4]
 
 
 @pytest.mark.slow  # two compiles of the step for one fact: about 15 s
