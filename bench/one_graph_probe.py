@@ -20,6 +20,7 @@ a second graph (docs/performance.md).
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import torch._dynamo.config as dynamo_config
@@ -55,7 +56,7 @@ def probe(device: str, backend: str, tensor_lr: bool) -> str:
     torch._dynamo.reset()
     model, opt = model_and_optimizer(device)
     ref_model, ref_opt = model_and_optimizer(device)
-    counter = CompileCounterWithBackend(backend)
+    counter = CompileCounterWithBackend(backend)  # an unknown backend is refused in main(), before this
     lr = torch.tensor(0.0, device=device)
     compiled = torch.compile(one_graph_step, backend=counter)
     try:
@@ -83,6 +84,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="aot_eager")
     args = parser.parse_args()
+    try:
+        torch.empty(0, device=args.device)
+        torch._dynamo.lookup_backend(args.backend)
+    except (RuntimeError, AssertionError, torch._dynamo.exc.InvalidBackend) as err:
+        print(f"one_graph_probe: --device {args.device} --backend {args.backend}: {str(err).splitlines()[0]}",
+              file=sys.stderr)
+        sys.exit(2)
     print(f"torch {torch.__version__}, {args.device}, backend {args.backend}")
     for tensor_lr in (True, False):
         print(f"  lr as a {'device tensor' if tensor_lr else 'Python float'}: "

@@ -51,9 +51,10 @@ class Config:
                               "(the discriminator steps once per optimizer step, on one micro-batch's images): use "
                               "optim.accum_steps=1 with the GAN, or a larger optim.batch_size")
         if self.gan.enabled and self.gan.start_epoch >= self.optim.epochs:  # it would train as the plain MAE
-            raise ConfigError(f"gan.start_epoch={self.gan.start_epoch} is not before the last epoch (optim.epochs="
-                              f"{self.optim.epochs}, counted from 0): the adversarial term would never run; lower "
-                              "gan.start_epoch, raise optim.epochs, or set gan.enabled=false")
+            raise ConfigError(f"gan.start_epoch={self.gan.start_epoch} is after the last epoch (epoch "
+                              f"{self.optim.epochs - 1} of optim.epochs={self.optim.epochs}, counted from 0): the "
+                              "adversarial term would never run; lower gan.start_epoch, raise optim.epochs, or set "
+                              "gan.enabled=false")
         if self.train.compile and self.train.compile_scope == "step":
             _check_whole_step(self)
 
