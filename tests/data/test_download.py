@@ -75,7 +75,7 @@ def test_unreachable_url_gives_one_clear_error(tmp_path, closed_port_url, no_dat
     assert "download of" in message and "failed" in message
     assert message.endswith("put cifar-10-batches-py/ in one of them, set MAELAB_DATA_DIR or data.root")
     assert "\n" not in message
-    assert _listing(tmp_path / "cache" / "maelab") == []
+    assert not (tmp_path / "cache").exists()  # nor the cache folders it made to download into
 
 
 def test_missing_file_on_server(tmp_path, site, serve_dir, no_data_env) -> None:
@@ -179,3 +179,12 @@ def test_without_an_announced_length_the_official_archive_is_held_to_its_known_s
     with pytest.raises(DataError, match=r"was cut short \(1000 of 170498071 bytes\)"):
         find_cifar10(cfg)
     assert _listing(tmp_path / "cache" / "maelab") == []
+
+
+def test_a_folder_looked_in_once_is_named_once_and_the_hint_fits_it(tmp_path, closed_port_url, no_data_env) -> None:
+    cache = tmp_path / "cache" / "maelab"
+    for root in (None, str(cache)):  # the cache alone, or data.root pointing at the cache itself
+        with pytest.raises(DataError) as info:
+            find_cifar10(_cfg(tmp_path, closed_port_url, "0" * 32, root=root))
+        message = str(info.value)
+        assert message.count(str(cache)) == 1 and "put cifar-10-batches-py/ there," in message

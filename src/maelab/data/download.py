@@ -6,6 +6,7 @@ only once complete, so a failure (network, checksum, unsafe archive) leaves noth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -31,15 +32,22 @@ def download_folder(url: str, md5: str, cache_dir: Path, folder: str, timeout: f
     unsafe or unexpected archive; in that case ``cache_dir`` holds no archive and no partial folder.
     """
     target = cache_dir / folder
+    made = [d for d in (cache_dir, *cache_dir.parents) if not d.exists()]  # the folders this call creates
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create the cache directory {cache_dir} ({err.strerror}): set data.cache_dir") from None
-    archive = _fetch(url, md5, cache_dir, timeout)
     try:
-        _unpack(archive, cache_dir, folder, target)
-    finally:
-        archive.unlink(missing_ok=True)
+        archive = _fetch(url, md5, cache_dir, timeout)
+        try:
+            _unpack(archive, cache_dir, folder, target)
+        finally:
+            archive.unlink(missing_ok=True)
+    except BaseException:
+        for d in made:  # innermost first: a failed download leaves no folder it made (those it found stay)
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     return target
 
 

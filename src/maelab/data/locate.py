@@ -24,7 +24,7 @@ def search_dirs(cfg: DataConfig) -> list[Path]:
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]).expanduser())
     dirs.append(cache_dir(cfg))
-    return dirs
+    return list(dict.fromkeys(dirs))  # a folder given twice (data.root = the cache) is looked in once
 
 
 def cache_dir(cfg: DataConfig) -> Path:
@@ -47,7 +47,7 @@ def find_data(cfg: DataConfig, label: str, folder: str, url: str, md5: str, arch
             return found
     names = f"{folder}/" + (f" or {archive}" if archive else "")
     looked = ", ".join(str(d) for d in dirs)
-    how_to = f"put {names} in one of them, set {ENV_VAR} or data.root"
+    how_to = f"put {names} {'in one of them' if len(dirs) > 1 else 'there'}, set {ENV_VAR} or data.root"
     if not cfg.download:
         raise DataError(f"{label} not found: no {names} in {looked} and data.download is off: {how_to}")
     try:
