@@ -57,11 +57,17 @@ def test_explicit_settings_are_kept(tiny):
     assert (cpu_step.scope, cpu_step.mode, cpu_step.cuda_graphs) == ("step", "default", False)
 
 
-def test_a_torch_that_cannot_trace_the_step_is_refused_in_one_line_or_skipped_by_the_default(tiny, monkeypatch):
-    monkeypatch.delattr(torch._dynamo.config, "trace_autograd_ops", raising=False)
-    with pytest.raises(UserError, match=r"trace_autograd_ops .*torch >= 2\.11.*train\.compile_scope=model"):
+@pytest.mark.parametrize(("module", "feature"), [("torch._dynamo.config", "trace_autograd_ops"),
+                                                 ("torch._dynamo.decorators", "mark_unbacked"),
+                                                 ("torch.fx.experimental._config", "backed_size_oblivious")])
+def test_a_torch_that_cannot_trace_the_step_is_refused_in_one_line_or_skipped_by_the_default(tiny, monkeypatch,
+                                                                                             module, feature):
+    import importlib
+
+    monkeypatch.delattr(importlib.import_module(module), feature, raising=False)
+    with pytest.raises(UserError, match=rf"{feature} .*torch >= 2\.11.*train\.compile_scope=model"):
         plan(tiny, "train.compile=true", "train.compile_scope=step")
-    assert "trace_autograd_ops" in plan(tiny).note and plan(tiny).scope == "model"
+    assert feature in plan(tiny).note and plan(tiny).scope == "model"
 
 
 def test_the_run_holds_its_plan_and_trains_with_the_step_it_names(tmp_path, tiny):
