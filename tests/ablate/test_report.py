@@ -64,6 +64,20 @@ def test_report_has_every_section_and_the_numbers_of_the_csv(suite_copy):
         assert f"figures/{name}" in text and (out / "figures" / name).stat().st_size > 5000
 
 
+def test_a_folder_kept_without_checkpoints_keeps_linking_the_reconstructions_drawn_before(suite_copy):
+    import shutil
+
+    _, out = suite_copy
+    build_report(out)  # drawn from the runs' checkpoints
+    drawn = (out / "figures" / "reconstructions.png").read_bytes()
+    for checkpoints in out.glob("runs/*/seed*/checkpoints"):  # what docs/results/<suite>/ keeps in git
+        shutil.rmtree(checkpoints)
+    assert "figures/reconstructions.png" in build_report(out).read_text()
+    assert (out / "figures" / "reconstructions.png").read_bytes() == drawn
+    (out / "figures" / "reconstructions.png").unlink()  # never drawn: nothing to link
+    assert "reconstructions.png" not in build_report(out).read_text()
+
+
 def test_report_rebuilds_from_the_csv_alone(suite_copy, capsys):
     _, out = suite_copy
     build_report(out, figures=False)

@@ -267,8 +267,9 @@ def _reconstructions(out: Path, spec: SuiteSpec, fig_dir: Path) -> Optional[str]
     names = spec.figure_variants or list(spec.variants)
     dirs = [(n, _first_seed_dir(out, n)) for n in names]
     dirs = [(n, d) for n, d in dirs if d is not None and RunLayout(d).checkpoints.is_dir()]
-    if not dirs:
-        return None
+    if not dirs:  # a folder kept without checkpoints (docs/results/<suite>/): the figure drawn when they were there
+        kept = fig_dir / "reconstructions.png"
+        return str(kept.relative_to(out)) if kept.is_file() else None
     try:
         path = write_compare_runs([d for _, d in dirs], [n for n, _ in dirs], fig_dir / "reconstructions.png",
                                   n_images=10)
