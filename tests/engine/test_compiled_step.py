@@ -180,22 +180,13 @@ def test_a_compile_scope_or_mode_on_a_run_that_compiles_nothing_is_refused_not_i
 
 @pytest.mark.parametrize(("preset", "draws"), [("none", 0), ("keras", 2), ("mae", 4), ("seed5", 3)])
 def test_outside_the_graph_a_step_launches_its_random_draws_and_a_few_more_kernels(tmp_path, tiny, preset, draws):
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Launches(TorchDispatchMode):  # the aten ops the step dispatches on the host (kernels on a GPU)
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(str(func))
-            return func(*args, **(kwargs or {}))
+    from tests.engine.test_epoch_stats import CountOps  # the aten ops dispatched on the host (kernels on a GPU)
 
     run = build(tmp_path, tiny, *WHOLE_STEP, f"aug.preset={preset}", "mask.schedule=linear")
     step = CompiledStep(run)
     step.update = lambda *args: torch.zeros(())  # what runs in the graph is not counted here
     x = run.data.x_train[:64]
-    with Launches() as seen:
+    with CountOps() as seen:
         step(run, x, 1e-3, 0.5, step_generators(0, 1))
     kernels = [op for op in seen.ops if not op.startswith(("profiler.", "aten.slice", "aten.select"))]
     random = [op for op in kernels if op.startswith(("aten.rand", "aten.randint"))]
