@@ -138,8 +138,12 @@ def draw_extras(n: int, cfg: AugConfig, ops: tuple[str, ...], generator: torch.G
     ``cfg.p_*``), whatever ``ops`` and the factors are: the generator ends in the same state, and
     the presets share their draws.
     """
-    u = torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
-    return extras_from(u, cfg, ops)
+    return extras_from(extras_uniforms(n, generator, device), cfg, ops)
+
+
+def extras_uniforms(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """The extras' one ``[n, 11]`` float32 uniform draw: six magnitudes, then five "is it applied" draws."""
+    return torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
 
 
 def extras_from(u: Tensor, cfg: AugConfig, ops: tuple[str, ...]) -> Extras:
@@ -206,17 +210,16 @@ def draw_uniforms(n: int, cfg: AugConfig, out_size: int, generator: torch.Genera
     device = torch.device(device)
     if generator.device.type != device.type:
         raise ValueError(f"the generator is on {generator.device} but the images are on {device}")
-    base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
-    if base == "mae":
+    if _base(cfg) == "mae":
         crop = rrc_uniforms(n, generator, device)
-    elif base == "keras":
+    elif _base(cfg) == "keras":
         crop = [keras_offsets(n, out_size, generator, device)]
     else:
         raise ValueError(f"unknown augmentation preset {cfg.preset!r}")
     flip = torch.rand(n, generator=generator, device=device)
     extras = None
     if cfg.preset in SEED_OPS:
-        extras = torch.rand(n, len(EXTRA_DRAWS) + 5, generator=generator, device=device, dtype=torch.float32)
+        extras = extras_uniforms(n, generator, device)
     return AugUniforms(crop, flip, extras)
 
 
@@ -224,8 +227,7 @@ def augment_from(uniforms: AugUniforms, h: int, w: int, cfg: AugConfig, out_size
                  shard: Shard = WHOLE) -> AugDraws:
     """The augmentation's parameters from its drawn ``uniforms`` (:func:`draw_uniforms`) for ``h x w`` images:
     arithmetic only (it traces into a compiled graph); this shard's rows."""
-    base = cfg.base if cfg.preset in SEED_OPS else cfg.preset
-    if base == "mae":
+    if _base(cfg) == "mae":
         boxes = rrc_boxes_from(uniforms.crop, h, w, (cfg.crop_scale_min, cfg.crop_scale_max))
     else:
         boxes = keras_boxes_from(uniforms.crop[0], h, w, out_size)
@@ -234,3 +236,8 @@ def augment_from(uniforms: AugUniforms, h: int, w: int, cfg: AugConfig, out_size
     if uniforms.extras is not None:
         extras = extras_from(uniforms.extras, cfg, SEED_OPS[cfg.preset]).rows(shard)
     return AugDraws(shard.rows(boxes), shard.rows(flip), extras)
+
+
+def _base(cfg: AugConfig) -> str:
+    """The crop the preset uses: its own (mae, keras), or for seed3/seed5 ``aug.base``'s."""
+    return cfg.base if cfg.preset in SEED_OPS else cfg.preset
