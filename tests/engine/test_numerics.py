@@ -73,11 +73,16 @@ def test_the_guard_does_not_change_a_good_step(kind, grad_clip):
     assert same_state(*runs)
 
 
+def check(policy, losses=(), first_step=0):
+    """The loop's check: the policy's flags read in one transfer (as EpochStats.read does with the losses)."""
+    policy.check(losses, first_step, torch.stack(policy.flags()).tolist())
+
+
 def test_stop_policy_names_the_first_bad_step():
     policy = NanPolicy("stop", 10, torch.device("cpu"))
-    policy.check([1.0, 2.0], first_step=0)  # finite: goes on
+    check(policy, [1.0, 2.0], first_step=0)  # finite: goes on
     with pytest.raises(NonFiniteLossError, match="non-finite at step 13: the run stopped"):
-        policy.check([1.0, 2.0, NAN, float("inf")], first_step=10)
+        check(policy, [1.0, 2.0, NAN, float("inf")], first_step=10)
     assert policy.log_fields() == {} and policy.epoch_fields() == {}
 
 
@@ -86,7 +91,7 @@ def test_skip_policy_counts_skipped_steps_and_stops_after_too_many_in_a_row():
     pattern = [0, 1, 1, 0, 1, 0]  # skipped steps 1, 2, 4: never more than 2 in a row
     for step, skipped in enumerate(pattern):
         policy.add(torch.tensor(NAN if skipped else 1.0), torch.tensor(bool(skipped)), step)
-        policy.check()
+        check(policy)
         if step == 2:
             assert policy.log_fields() == {"skipped_steps": 2}
     assert policy.log_fields() == {"skipped_steps": 1}
@@ -94,7 +99,7 @@ def test_skip_policy_counts_skipped_steps_and_stops_after_too_many_in_a_row():
     for step in range(6, 9):
         policy.add(torch.tensor(NAN), torch.tensor(True), step)
     with pytest.raises(NonFiniteLossError, match=r"3 steps in a row \(steps 7 to 9\).*max_skipped_steps=2"):
-        policy.check()
+        check(policy)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -147,12 +152,12 @@ def test_stop_policy_names_the_first_step_with_non_finite_gradients_numbered_fro
         policy.add(torch.tensor(1.0), None, step)
     with pytest.raises(NonFiniteLossError, match=r"^the gradients became non-finite at step 3 \(its loss was "
                                                  r"finite\): the run stopped; lower optim.lr"):
-        policy.check([1.0, 1.0, 1.0, NAN], first_step=0)  # the NaN loss at step 4 came after: the gradients are named
+        check(policy, [1.0, 1.0, 1.0, NAN], first_step=0)  # the NaN loss at step 4 came after: the gradients are named
     policy = NanPolicy("stop", 10, torch.device("cpu"))
     policy.watch(torch.tensor(True))
     policy.add(torch.tensor(NAN), None, 0)
     with pytest.raises(NonFiniteLossError, match="^the loss became non-finite at step 1:"):
-        policy.check([NAN], first_step=0)  # both at once: the loss is named
+        check(policy, [NAN], first_step=0)  # both at once: the loss is named
 
 
 def test_check_weights_names_the_non_finite_tensors():
