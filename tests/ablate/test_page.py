@@ -14,11 +14,13 @@ from maelab.cli import main
 
 
 def second_suite(out, tmp_path):
-    """The finished tiny suite under another name: a second ablation folder."""
+    """The finished tiny suite under another name and with claims of its own: a second ablation folder (the same
+    claims would share rows: test_page_budgets.py)."""
     other = tmp_path / "other"
     shutil.copytree(out, other)
     saved = yaml.safe_load((other / "suite.yaml").read_text())
-    (other / "suite.yaml").write_text(yaml.safe_dump({**saved, "name": "tiny_again"}))
+    claims = [{**claim, "text": claim["text"] + " again"} for claim in saved["claims"]]
+    (other / "suite.yaml").write_text(yaml.safe_dump({**saved, "name": "tiny_again", "claims": claims}))
     return other
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from maelab.ablate.page_budgets import TrainingBudget, budget_table, claim_key, read_budget, shared_claims
 from maelab.ablate.report import METRICS, REPORT_NAME
 from maelab.ablate.report_claims import answer_head, answer_rows
 from maelab.ablate.results import RESULTS_NAME, read_results
@@ -20,6 +22,9 @@ from maelab.errors import UserError
 DEFAULT_TITLE = "Results: the report's claims, measured"  # where every suite's claims are the report's
 OWN_TITLE = "Results: the suites' claims, measured"  # where some suite is one's own (report_claims: false)
 MARK = "<!-- written by `maelab report --page`: edit the suites or the code, then rewrite it -->"
+BUDGETS_INTRO = ("**At each budget.** The claims that several suites judge (the same variant against the same "
+                 "reference on the same metric: the CPU suite's and the GPU suite's, say), one row each, with every "
+                 "suite's interval and verdict and whether the verdict changed with more epochs of training:")
 FIGURE_LINK = re.compile(r"\]\(figures/([^)]+)\)")
 
 
@@ -38,11 +43,8 @@ def build_page(dirs: list[str | Path], page: str | Path, title: Optional[str] = 
         if not (d / REPORT_NAME).is_file():
             raise UserError(f"{d} has no {REPORT_NAME}: run `maelab report {d}` first")
     report = all(spec.report_claims for spec, _ in suites)
-    answer = [answer_head(report).replace("| claim |", "| suite | claim |", 1), "| --- | --- | --- | --- | --- | --- |"]
-    sections = []
-    for spec, d in suites:
-        answer += [f"| {spec.name} {row}" for row in answer_rows(spec, read_results(d / RESULTS_NAME), METRICS)]
-        sections.append(_section(d, page, spec.name))
+    answer = _answer([read_budget(spec, d, read_results(d / RESULTS_NAME)) for spec, d in suites], report)
+    sections = [_section(d, page, spec.name) for spec, d in suites]
     head = [MARK, f"# {title or (DEFAULT_TITLE if report else OWN_TITLE)}", "",
             f"Every claim {'of the report on' if report else 'of'} every suite below, judged by the 95% interval of "
             "(variant − reference), paired over seeds where they pair; the last column is the smallest difference "
@@ -53,6 +55,22 @@ def build_page(dirs: list[str | Path], page: str | Path, title: Optional[str] = 
             "", *answer]
     text = "\n\n".join(["\n".join(head), *sections]) + "\n"
     return write_text_atomic(page, _as_given(text, [d for _, d in suites]))
+
+
+def _answer(budgets: list[TrainingBudget], report: bool) -> list[str]:
+    """The page's answer: the claims several suites judge side by side (page_budgets.py), then a table of every
+    other claim, one row per suite and claim (the one table when no claim is shared)."""
+    shared = shared_claims(budgets)
+    rows = []
+    for b in budgets:
+        own = replace(b.suite, claims=[c for c in b.suite.claims if claim_key(c, b.suite) not in shared])
+        rows += [f"| {b.suite.name} {row}" for row in answer_rows(own, b.rows, METRICS)]
+    table = [answer_head(report).replace("| claim |", "| suite | claim |", 1), "| --- | --- | --- | --- | --- | --- |",
+             *rows]
+    if not shared:
+        return table
+    return [BUDGETS_INTRO, "", *budget_table(shared, METRICS, report), *(["", "The claims of one suite each:", "",
+                                                                           *table] if rows else [])]
 
 
 def _as_given(text: str, dirs: list[Path]) -> str:

@@ -1,0 +1,75 @@
+"""The page gives a claim that several suites judge (the CPU suite's 6 epochs, the GPU suite's 100) in one row, each
+suite's interval and verdict side by side, and says whether the verdict changed with more epochs."""
+
+import json
+
+import pytest
+
+from maelab.ablate import load_suite, run_suite
+from maelab.ablate.judge import judge
+from maelab.ablate.page_budgets import TrainingBudget, budget_table, changed, read_budget
+from maelab.ablate.report import METRICS
+from maelab.ablate.results import read_results
+from maelab.ablate.runner import saved_suite
+from maelab.cli import main
+from tests.ablate.conftest import write_suite
+
+
+@pytest.fixture
+def longer_suite(tmp_path):
+    """The tiny suite's claims run again under another name with 3 epochs instead of 2, its last invocation on a
+    GPU (as a window's merged environment.json records it)."""
+    out = tmp_path / "long"
+    run_suite(load_suite(write_suite(tmp_path / "suite_long", name="tiny_long", overrides=["optim.epochs=3"])), out,
+              "maelab ablate suite.yaml", log=lambda _: None)
+    invocations = json.loads((out / "environment.json").read_text())
+    machine = {**invocations[-1]["machine"], "gpu": "NVIDIA H100 80GB HBM3"}
+    (out / "environment.json").write_text(json.dumps([*invocations, {**invocations[-1], "machine": machine}]))
+    return out
+
+
+def test_a_claim_of_two_suites_is_one_row_with_each_budgets_verdict_and_whether_it_changed(suite_copy, longer_suite,
+                                                                                          tmp_path):
+    _, short = suite_copy
+    page = tmp_path / "results.md"
+    assert main(["report", str(short), str(longer_suite), "--page", str(page), "--no-figures"]) == 0
+    answer = page.read_text().split("## Ablation")[0]
+    assert "| tiny (2 epochs, CPU): Δ [95% CI] | verdict | tiny_long (3 epochs, GPU): Δ [95% CI] | verdict |" in answer
+    assert "The claims of one suite each" not in answer  # every claim is shared: no second table
+    for claim in saved_suite(short).claims:
+        row = [line for line in answer.splitlines() if line.startswith(f"| {claim.text} (")]
+        assert len(row) == 1, f"{claim.text}: one row, not one per suite"
+        verdicts = [judge(claim, saved_suite(d), read_results(d / "results.csv")).verdict
+                    for d in (short, longer_suite)]
+        cells = row[0].split(" | ")
+        assert [c.strip("*") for c in cells if c.startswith("**")] == verdicts
+        assert cells[-1].rstrip(" |") == changed([(verdicts[0], 2), (verdicts[1], 3)])
+
+
+def test_a_claim_of_one_suite_stays_in_the_table_of_one_suite_each(suite_copy, longer_suite, tmp_path):
+    _, short = suite_copy
+    saved = (longer_suite / "suite.yaml").read_text().replace("k-NN unchanged", "k-NN unchanged by a third epoch")
+    (longer_suite / "suite.yaml").write_text(saved)
+    page = tmp_path / "results.md"
+    assert main(["report", str(short), str(longer_suite), "--page", str(page), "--no-figures"]) == 0
+    answer = page.read_text().split("## Ablation")[0]
+    side_by_side, own = answer.split("The claims of one suite each:")
+    assert "| a schedule helps (linear vs baseline" in side_by_side and "k-NN" not in side_by_side
+    assert "| tiny | k-NN unchanged (" in own and "| tiny_long | k-NN unchanged by a third epoch (" in own
+
+
+def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_copy):
+    _, short = suite_copy
+    spec, rows = saved_suite(short), read_results(short / "results.csv")
+    ran = read_budget(spec, short, rows)
+    assert (ran.epochs, ran.device) == (2, "CPU")
+    shared = {("a schedule helps", "linear", "baseline", "probe_top1", "better"):
+              [ran, TrainingBudget(spec, [], 100, "GPU")]}
+    row = budget_table(shared, METRICS, report=True)[2]
+    assert "| not run yet | – |" in row and row.endswith("| – (one budget run so far) |")
+
+
+def test_the_change_names_each_verdict_with_its_epochs():
+    assert changed([("not held", 6), ("held", 100)]) == "yes: not held at 6 epochs → held at 100 epochs"
+    assert changed([("held", 6), ("held", 100)]) == "no (held)"
+    assert changed([("inconclusive", 6)]) == "– (one budget run so far)"
