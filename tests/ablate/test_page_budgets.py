@@ -7,7 +7,7 @@ import pytest
 
 from maelab.ablate import load_suite, run_suite
 from maelab.ablate.judge import judge
-from maelab.ablate.page_budgets import TrainingBudget, budget_table, changed, read_budget
+from maelab.ablate.page_budgets import TrainingBudget, budget_table, changed, read_budget, shared_claims
 from maelab.ablate.report import METRICS
 from maelab.ablate.results import read_results
 from maelab.ablate.runner import saved_suite
@@ -43,7 +43,8 @@ def test_a_claim_of_two_suites_is_one_row_with_each_budgets_verdict_and_whether_
                     for d in (short, longer_suite)]
         cells = row[0].split(" | ")
         assert [c.strip("*") for c in cells if c.startswith("**")] == verdicts
-        assert cells[-1].rstrip(" |") == changed([(verdicts[0], 2), (verdicts[1], 3)])
+        budgets = [read_budget(saved_suite(d), d, []) for d in (short, longer_suite)]
+        assert cells[-1].rstrip(" |") == changed(list(zip(verdicts, budgets, strict=True)))
 
 
 def test_a_claim_of_one_suite_stays_in_the_table_of_one_suite_each(suite_copy, longer_suite, tmp_path):
@@ -69,7 +70,13 @@ def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_c
     assert "| not run yet | – |" in row and row.endswith("| – (one budget run so far) |")
 
 
-def test_the_change_names_each_verdict_with_its_epochs():
-    assert changed([("not held", 6), ("held", 100)]) == "yes: not held at 6 epochs → held at 100 epochs"
-    assert changed([("held", 6), ("held", 100)]) == "no (held)"
-    assert changed([("inconclusive", 6)]) == "– (one budget run so far)"
+def test_the_change_names_each_verdict_with_its_epochs_and_device(suite_copy):
+    _, short = suite_copy
+    spec = saved_suite(short)
+    cpu, gpu6, gpu = (TrainingBudget(spec, [], e, d) for e, d in ((6, "CPU"), (6, "GPU"), (100, "GPU")))
+    assert changed([("not held", cpu), ("held", gpu)]) == "yes: not held at 6 epochs (CPU) → held at 100 epochs (GPU)"
+    assert changed([("not held", cpu), ("not held", gpu6), ("held", gpu)]).count("→") == 2
+    assert changed([("held", cpu), ("held", gpu)]) == "no (held)"
+    assert changed([("inconclusive", cpu)]) == "– (one budget run so far)"
+    ordered = shared_claims([gpu, gpu6, cpu])  # fewest epochs first, the CPU's before the GPU's at equal epochs
+    assert all(budgets == [cpu, gpu6, gpu] for budgets in ordered.values()) and len(ordered) == len(spec.claims)

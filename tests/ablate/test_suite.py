@@ -134,3 +134,36 @@ def test_a_suite_downloads_its_dataset_once_before_its_runs_start(tmp_path, monk
     assert (tmp_path / "cache" / "cifar-10-batches-py" / "data_batch_1").is_file()
     check_data_found(suite)  # found in the cache now
     assert "downloading" not in capsys.readouterr().err
+
+
+def test_a_suite_that_extends_another_replaces_only_the_keys_it_gives(tmp_path):
+    parent = load_suite(write_suite(tmp_path))
+    (tmp_path / "longer.yaml").write_text("extends: suite.yaml\nname: tiny_longer\noverrides: [optim.epochs=3]\n")
+    child = load_suite(tmp_path / "longer.yaml")
+    assert (child.name, child.spec.overrides) == ("tiny_longer", ["optim.epochs=3"])
+    assert child.spec.claims == parent.spec.claims and child.spec.variants == parent.spec.variants
+    assert child.run_config("linear", 0, tmp_path / "r").optim.epochs == 3  # the parent's base, read from its folder
+
+
+@pytest.mark.parametrize(("extends", "message"), [
+    ("../elsewhere/suite.yaml", "is not a suite file of the same folder"),
+    ("loop.yaml", "leads back to itself"),
+    ("nope.yaml", "suite file .*nope.yaml"),
+])
+def test_an_extends_outside_the_folder_or_in_a_loop_is_one_clear_error(tmp_path, extends, message):
+    write_suite(tmp_path / "elsewhere")
+    (tmp_path / "s" / "loop.yaml").parent.mkdir()
+    (tmp_path / "s" / "loop.yaml").write_text("extends: child.yaml\n")
+    (tmp_path / "s" / "child.yaml").write_text(f"extends: {extends}\nname: child\n")
+    with pytest.raises(ConfigError, match=message):
+        load_suite(tmp_path / "s" / "child.yaml")
+
+
+def test_the_gpu_suite_at_6_epochs_is_the_gpu_suite_but_for_its_epochs():
+    gpu, short = (load_suite(REPO / "configs" / "suites" / f"{name}.yaml")
+                  for name in ("seed_cifar10_gpu", "seed_cifar10_gpu_6ep"))
+    assert short.spec.claims == gpu.spec.claims and short.name != gpu.name  # its claims pair with the GPU suite's
+    for variant in gpu.variant_names():
+        long_cfg, short_cfg = (s.run_config(variant, 0, Path("x")) for s in (gpu, short))
+        assert (long_cfg.optim.epochs, short_cfg.optim.epochs) == (100, 6)
+        assert replace(short_cfg, optim=replace(short_cfg.optim, epochs=100), name=long_cfg.name) == long_cfg

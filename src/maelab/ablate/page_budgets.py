@@ -35,9 +35,14 @@ class TrainingBudget:
     device: str
 
     @property
+    def budget(self) -> str:
+        """"6 epochs (CPU)"."""
+        return f"{'?' if self.epochs is None else self.epochs} epochs ({self.device})"
+
+    @property
     def label(self) -> str:
-        epochs = "? epochs" if self.epochs is None else f"{self.epochs} epochs"
-        return f"{self.suite.name} ({epochs}, {self.device})"
+        """"seed_cifar10_cpu (6 epochs, CPU)"."""
+        return f"{self.suite.name} ({self.budget.replace(' (', ', ')}"
 
 
 def claim_key(claim: ClaimSpec, spec: SuiteSpec) -> ClaimKey:
@@ -64,7 +69,9 @@ def shared_claims(budgets: list[TrainingBudget]) -> dict[ClaimKey, list[Training
     for b in budgets:
         for claim in b.suite.claims:
             found.setdefault(claim_key(claim, b.suite), []).append(b)
-    return {k: sorted(v, key=lambda b: (b.epochs is None, b.epochs or 0)) for k, v in found.items() if len(v) > 1}
+    order = {"CPU": 0, "GPU": 1}  # at equal epochs the CPU's first: the GPU suite at 6 epochs sits between
+    return {k: sorted(v, key=lambda b: (b.epochs is None, b.epochs or 0, order[b.device])) for k, v in found.items()
+            if len(v) > 1}
 
 
 def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str, tuple[str, int]],
@@ -80,14 +87,14 @@ def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str
     for key, budgets in shared.items():
         claim = next(c for c in budgets[0].suite.claims if claim_key(c, budgets[0].suite) == key)
         label, dec = metrics.get(claim.metric, (claim.metric, 3))
-        verdicts: list[tuple[str, Optional[int]]] = []  # (verdict, epochs) of each budget that ran the claim
+        verdicts: list[tuple[str, TrainingBudget]] = []  # each budget that ran the claim, with its verdict
         cells = []
         for lane in lanes:
             if lane not in budgets or not _has_runs(lane.rows, claim.variant):
                 cells.append(f"{'not run yet' if lane in budgets else DASH} | {DASH}")
                 continue
             judged = judge(next(c for c in lane.suite.claims if claim_key(c, lane.suite) == key), lane.suite, lane.rows)
-            verdicts.append((judged.verdict, lane.epochs))
+            verdicts.append((judged.verdict, lane))
             power = mde_cell(judged, dec) + (unit(claim.metric) if judged.mde is not None else "")
             cells.append(f"{tested_interval(judged.comparison, dec)} (80% power: {power}) | **{judged.verdict}**")
         lines.append(f"| {claim.text} ({claim.variant} vs {key[2]}, {label}) | {report_figures(claim)} | "
@@ -95,14 +102,14 @@ def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str
     return lines
 
 
-def changed(verdicts: list[tuple[str, Optional[int]]]) -> str:
-    """From (verdict, epochs) fewest epochs first: "no (held)", "yes: not held at 6 epochs → held at 100 epochs",
-    or DASH while fewer than two budgets have run the claim (a suite not run yet)."""
+def changed(verdicts: list[tuple[str, TrainingBudget]]) -> str:
+    """From (verdict, budget) fewest epochs first: "no (held)", "yes: not held at 6 epochs (CPU) → held at 100
+    epochs (GPU)", or DASH while fewer than two budgets have run the claim (a suite not run yet)."""
     if len(verdicts) < 2:
         return f"{DASH} (one budget run so far)"
     if len({v for v, _ in verdicts}) == 1:
         return f"no ({verdicts[0][0]})"
-    return "yes: " + " → ".join(f"{v} at {'?' if e is None else e} epochs" for v, e in verdicts)
+    return "yes: " + " → ".join(f"{v} at {b.budget}" for v, b in verdicts)
 
 
 def _has_runs(rows: list[Row], variant: str) -> bool:

@@ -134,7 +134,25 @@ def suite_from_dict(data: dict, path: Path) -> SuiteSpec:
 
 
 def _read_spec(path: Path) -> SuiteSpec:
-    return suite_from_dict(read_yaml_mapping(path, "suite file", "configs/suites/seed_cifar10_cpu.yaml"), path)
+    return suite_from_dict(_extended(path, ()), path)
+
+
+def _extended(path: Path, seen: tuple[Path, ...]) -> dict:
+    """A suite file's mapping over that of the suite its ``extends:`` names (a file in the same folder, so that
+    the relative ``base`` and variant configs mean the same in both): each key the file gives replaces the
+    other's whole (a list of overrides is not appended to). ConfigError: the other file outside the folder, or a
+    loop of extends."""
+    data = read_yaml_mapping(path, "suite file", "configs/suites/seed_cifar10_cpu.yaml")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    target = path.parent / str(parent)
+    if target.resolve().parent != path.resolve().parent:
+        raise ConfigError(f"suite file {path}: extends: {parent} is not a suite file of the same folder: give the "
+                          "name of one beside it (its relative paths are read from that folder)")
+    if target.resolve() in seen or target.resolve() == path.resolve():
+        raise ConfigError(f"suite file {path}: extends: {parent} leads back to itself: break the loop")
+    return {**_extended(target, (*seen, path.resolve())), **data}
 
 
 def _check(suite: Suite) -> None:
