@@ -47,8 +47,8 @@ def build_page(dirs: list[str | Path], page: str | Path, title: Optional[str] = 
     sections = [_section(d, page, spec.name) for spec, d in suites]
     head = [MARK, f"# {title or (DEFAULT_TITLE if report else OWN_TITLE)}", "",
             f"Every claim {'of the report on' if report else 'of'} every suite below, judged by the 95% interval of "
-            "(variant − reference), paired over seeds where they pair; the last column is the smallest difference "
-            "the seeds run could have seen at 80% power. *held*: the interval lies above 0 (a claimed gain) or "
+            "(variant − reference), paired over seeds where they pair, with the smallest difference the seeds run "
+            "could have seen at 80% power. *held*: the interval lies above 0 (a claimed gain) or "
             f"within the margin (a claimed sameness); *not held*: it lies below the {'report' if report else 'claim'}"
             "'s gain (or at or below 0), or excludes 0 and leaves the margin; *inconclusive*: neither. Each suite's "
             "own report follows, with the rule, the details and the figures.",
