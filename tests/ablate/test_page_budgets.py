@@ -67,7 +67,11 @@ def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_c
     shared = {("a schedule helps", "linear", "baseline", "probe_top1", "better"):
               [ran, TrainingBudget(spec, [], 100, "GPU")]}
     row = budget_table(shared, METRICS, report=True)[2]
-    assert "| not run yet | – |" in row and row.endswith("| – (one budget run so far) |")
+    assert "| not run yet | – |" in row and row.endswith("| – (one budget judged so far) |")
+    one_seed = [r for r in rows if r.seed == 0]  # a suite under way: one seed of each side, no interval yet
+    shared[next(iter(shared))][1] = TrainingBudget(spec, one_seed, 100, "GPU")
+    row = budget_table(shared, METRICS, report=True)[2]
+    assert "not run yet" not in row and row.endswith("| – (one budget judged so far) |")
 
 
 def test_the_change_names_each_verdict_with_its_epochs_and_device(suite_copy):
@@ -77,6 +81,6 @@ def test_the_change_names_each_verdict_with_its_epochs_and_device(suite_copy):
     assert changed([("not held", cpu), ("held", gpu)]) == "yes: not held at 6 epochs (CPU) → held at 100 epochs (GPU)"
     assert changed([("not held", cpu), ("not held", gpu6), ("held", gpu)]).count("→") == 2
     assert changed([("held", cpu), ("held", gpu)]) == "no (held)"
-    assert changed([("inconclusive", cpu)]) == "– (one budget run so far)"
+    assert changed([("inconclusive", cpu)]) == "– (one budget judged so far)"
     ordered = shared_claims([gpu, gpu6, cpu])  # fewest epochs first, the CPU's before the GPU's at equal epochs
     assert all(budgets == [cpu, gpu6, gpu] for budgets in ordered.values()) and len(ordered) == len(spec.claims)

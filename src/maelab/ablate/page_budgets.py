@@ -90,11 +90,12 @@ def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str
         verdicts: list[tuple[str, TrainingBudget]] = []  # each budget that ran the claim, with its verdict
         cells = []
         for lane in lanes:
-            if lane not in budgets or not _has_runs(lane.rows, claim.variant):
+            if lane not in budgets or not (_has_runs(lane.rows, claim.variant) and _has_runs(lane.rows, key[2])):
                 cells.append(f"{'not run yet' if lane in budgets else DASH} | {DASH}")
                 continue
             judged = judge(next(c for c in lane.suite.claims if claim_key(c, lane.suite) == key), lane.suite, lane.rows)
-            verdicts.append((judged.verdict, lane))
+            if judged.comparison.used is not None:  # too few seeds so far (a suite under way) changes nothing yet
+                verdicts.append((judged.verdict, lane))
             power = mde_cell(judged, dec) + (unit(claim.metric) if judged.mde is not None else "")
             cells.append(f"{tested_interval(judged.comparison, dec)} (80% power: {power}) | **{judged.verdict}**")
         lines.append(f"| {claim.text} ({claim.variant} vs {key[2]}, {label}) | {report_figures(claim)} | "
@@ -104,9 +105,10 @@ def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str
 
 def changed(verdicts: list[tuple[str, TrainingBudget]]) -> str:
     """From (verdict, budget) fewest epochs first: "no (held)", "yes: not held at 6 epochs (CPU) → held at 100
-    epochs (GPU)", or DASH while fewer than two budgets have run the claim (a suite not run yet)."""
+    epochs (GPU)", or DASH while fewer than two budgets have an interval of the claim (a suite not run yet, or
+    with fewer than 2 seeds so far)."""
     if len(verdicts) < 2:
-        return f"{DASH} (one budget run so far)"
+        return f"{DASH} (one budget judged so far)"
     if len({v for v, _ in verdicts}) == 1:
         return f"no ({verdicts[0][0]})"
     return "yes: " + " → ".join(f"{v} at {b.budget}" for v, b in verdicts)
