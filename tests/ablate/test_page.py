@@ -75,7 +75,8 @@ def test_two_folders_of_the_same_suite_are_refused_on_one_page(suite_copy, tmp_p
     shutil.copytree(out, copy)
     (out / "report.md").write_text("as it was")
     assert main(["report", str(out), str(copy), "--page", str(tmp_path / "p.md"), "--no-figures"]) == 2
-    assert "same name" in capsys.readouterr().err and not (tmp_path / "p.md").exists()
+    err = capsys.readouterr().err
+    assert "same name (tiny)" in err and str(copy) in err and not (tmp_path / "p.md").exists()
     assert (out / "report.md").read_text() == "as it was"  # refused before any report was rebuilt
 
 

@@ -2,12 +2,20 @@
 suite's interval and verdict side by side, and says whether the verdict changed with more epochs."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from maelab.ablate import load_suite, run_suite
 from maelab.ablate.judge import judge
-from maelab.ablate.page_budgets import TrainingBudget, budget_table, changed, read_budget, shared_claims
+from maelab.ablate.page_budgets import (
+    TrainingBudget,
+    budget_table,
+    changed,
+    claim_key,
+    read_budget,
+    shared_claims,
+)
 from maelab.ablate.report import METRICS
 from maelab.ablate.results import read_results
 from maelab.ablate.runner import saved_suite
@@ -64,14 +72,35 @@ def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_c
     spec, rows = saved_suite(short), read_results(short / "results.csv")
     ran = read_budget(spec, short, rows)
     assert (ran.epochs, ran.device) == (2, "CPU")
-    shared = {("a schedule helps", "linear", "baseline", "probe_top1", "better"):
-              [ran, TrainingBudget(spec, [], 100, "GPU")]}
+    shared = {claim_key(spec.claims[0], spec): [ran, TrainingBudget(spec, [], 100, "GPU")]}
     row = budget_table(shared, METRICS, report=True)[2]
     assert "| not run yet | – |" in row and row.endswith("| – (one budget judged so far) |")
     one_seed = [r for r in rows if r.seed == 0]  # a suite under way: one seed of each side, no interval yet
     shared[next(iter(shared))][1] = TrainingBudget(spec, one_seed, 100, "GPU")
     row = budget_table(shared, METRICS, report=True)[2]
     assert "not run yet" not in row and row.endswith("| – (one budget judged so far) |")
+    assert row.count("**") == 2 and "needs 2+ seeds" in row  # the one verdict is the budget that has an interval
+
+
+def test_a_claim_with_another_margin_or_figure_is_another_claim(suite_copy):
+    _, short = suite_copy
+    spec, rows = saved_suite(short), read_results(short / "results.csv")
+    other = replace(spec, name="tiny_strict", claims=[replace(c, margin=c.margin / 2) if c.kind == "same"
+                                                        else replace(c, claimed=60.0) for c in spec.claims])
+    assert shared_claims([read_budget(spec, short, rows), TrainingBudget(other, rows, 3, "CPU")]) == {}
+    same = replace(spec, name="tiny_again", claims=[replace(c, reference=spec.baseline) for c in spec.claims])
+    assert len(shared_claims([read_budget(spec, short, rows), TrainingBudget(same, rows, 3, "CPU")])) == 2
+
+
+def test_the_budgets_are_columns_fewest_epochs_first_over_every_shared_claim(suite_copy):
+    _, short = suite_copy
+    spec, rows = saved_suite(short), read_results(short / "results.csv")
+    first, second = spec.claims
+    only_first = replace(spec, name="only_first", claims=[first])
+    budgets = [TrainingBudget(only_first, rows, 9, "GPU"), TrainingBudget(spec, rows, 2, "CPU"),
+               TrainingBudget(replace(spec, name="long"), rows, 5, "CPU")]
+    head = budget_table(shared_claims(budgets), METRICS, report=True)[0]
+    assert head.index("tiny (2") < head.index("long (5") < head.index("only_first (9")
 
 
 def test_the_change_names_each_verdict_with_its_epochs_and_device(suite_copy):
@@ -82,5 +111,9 @@ def test_the_change_names_each_verdict_with_its_epochs_and_device(suite_copy):
     assert changed([("not held", cpu), ("not held", gpu6), ("held", gpu)]).count("→") == 2
     assert changed([("held", cpu), ("held", gpu)]) == "no (held)"
     assert changed([("inconclusive", cpu)]) == "– (one budget judged so far)"
+    other = TrainingBudget(replace(spec, name="tiny_lr"), [], 6, "CPU")  # another setting at the same budget
+    assert changed([("held", cpu), ("inconclusive", other)]) == ("differs between suites at the same budget: held in "
+                                                                 "tiny (6 epochs, CPU), inconclusive in tiny_lr (6 "
+                                                                 "epochs, CPU)")
     ordered = shared_claims([gpu, gpu6, cpu])  # fewest epochs first, the CPU's before the GPU's at equal epochs
     assert all(budgets == [cpu, gpu6, gpu] for budgets in ordered.values()) and len(ordered) == len(spec.claims)

@@ -148,15 +148,25 @@ def test_a_suite_that_extends_another_replaces_only_the_keys_it_gives(tmp_path):
 @pytest.mark.parametrize(("extends", "message"), [
     ("../elsewhere/suite.yaml", "is not a suite file of the same folder"),
     ("loop.yaml", "leads back to itself"),
-    ("nope.yaml", "suite file .*nope.yaml"),
+    ("nope.yaml", "no such file beside it"),
+    ("''", "is not a file name"),
+    ("bad.yaml", "suite file .*bad.yaml: bad or unknown key 'seedz'"),  # named where it is, not in the child
 ])
 def test_an_extends_outside_the_folder_or_in_a_loop_is_one_clear_error(tmp_path, extends, message):
     write_suite(tmp_path / "elsewhere")
     (tmp_path / "s" / "loop.yaml").parent.mkdir()
     (tmp_path / "s" / "loop.yaml").write_text("extends: child.yaml\n")
+    (tmp_path / "s" / "bad.yaml").write_text("seedz: 3\n")
     (tmp_path / "s" / "child.yaml").write_text(f"extends: {extends}\nname: child\n")
     with pytest.raises(ConfigError, match=message):
         load_suite(tmp_path / "s" / "child.yaml")
+
+
+def test_a_suite_that_extends_another_needs_a_name_of_its_own(tmp_path):
+    write_suite(tmp_path)
+    (tmp_path / "child.yaml").write_text("extends: suite.yaml\noverrides: [optim.epochs=3]\n")
+    with pytest.raises(ConfigError, match="without a name of its own: add 'name:'"):
+        load_suite(tmp_path / "child.yaml")
 
 
 def test_the_gpu_suite_at_6_epochs_is_the_gpu_suite_but_for_its_epochs():

@@ -22,9 +22,10 @@ from maelab.errors import UserError
 DEFAULT_TITLE = "Results: the report's claims, measured"  # where every suite's claims are the report's
 OWN_TITLE = "Results: the suites' claims, measured"  # where some suite is one's own (report_claims: false)
 MARK = "<!-- written by `maelab report --page`: edit the suites or the code, then rewrite it -->"
-BUDGETS_INTRO = ("**At each budget.** The claims that several suites judge (the same variant against the same "
-                 "reference on the same metric: the CPU suite's and the GPU suite's, say), one row each, with every "
-                 "suite's interval and verdict and whether the verdict changed with more epochs of training:")
+BUDGETS_INTRO = ("**At each budget.** The claims that several suites judge (the same claim: its text, variant, "
+                 "reference, metric, kind, figures and margin; the CPU suite's and the GPU suite's, say), one row "
+                 "each, with every suite's interval and verdict and whether the verdict changed with more epochs of "
+                 "training:")
 FIGURE_LINK = re.compile(r"\]\(figures/([^)]+)\)")
 
 
@@ -87,9 +88,11 @@ def page_suites(dirs: list[str | Path]) -> list[tuple[SuiteSpec, Path]]:
     the same name (their figures would share a folder on the page)."""
     suites = [(saved_suite(Path(d)), Path(d)) for d in dirs]
     names = [spec.name for spec, _ in suites]
-    if len(set(names)) < len(names):
-        raise UserError(f"two of the folders hold suites of the same name ({', '.join(names)}): their figures "
-                        "would share a folder; give each suite once")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        folders = ", ".join(str(d) for spec, d in suites if spec.name == twice[0])
+        raise UserError(f"{folders} hold suites of the same name ({twice[0]}): their figures would share a folder; "
+                        "give each suite once (a suite that extends another needs a name of its own)")
     return suites
 
 

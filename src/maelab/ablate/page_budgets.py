@@ -2,13 +2,15 @@
 100, say): one row per claim with each suite's interval and verdict side by side, and whether the verdict changed
 with the longer training, so that a "not held" at a small budget is never read without the answer at the larger.
 
-A claim is the same in two suites when its text, variant, reference, metric and kind are (the reference being the
-suite's baseline where the claim names none); the claims of seed_cifar10_cpu.yaml and seed_cifar10_gpu.yaml are.
+A claim is the same in two suites when every field of it is (text, variant, reference, metric, kind, the figures
+it quotes and its margin; the reference being the suite's baseline where the claim names none): a claim judged
+against another margin or figure is another claim. The claims of seed_cifar10_cpu.yaml and seed_cifar10_gpu.yaml
+are the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +23,7 @@ from maelab.ablate.results import Row
 from maelab.ablate.suite import ClaimSpec, SuiteSpec
 from maelab.undefined import DASH
 
-ClaimKey = tuple[str, str, str, str, str]
+ClaimKey = tuple  # a ClaimSpec's fields in order (claim_key)
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,12 @@ class TrainingBudget:
 
 
 def claim_key(claim: ClaimSpec, spec: SuiteSpec) -> ClaimKey:
-    """What makes a claim the same in two suites: text, variant, reference (default: the suite's baseline),
-    metric and kind."""
-    return claim.text, claim.variant, claim.reference or spec.baseline, claim.metric, claim.kind
+    """What makes a claim the same in two suites: every field of it (text, variant, metric, kind, figures,
+    margin), its reference and reference metric as the suite resolves them (default: the suite's baseline, the
+    claim's metric)."""
+    resolved = replace(claim, reference=claim.reference or spec.baseline,
+                       reference_metric=claim.reference_metric or claim.metric)
+    return astuple(resolved)
 
 
 def read_budget(spec: SuiteSpec, folder: Path, rows: list[Row]) -> TrainingBudget:
@@ -63,42 +68,49 @@ def read_budget(spec: SuiteSpec, folder: Path, rows: list[Row]) -> TrainingBudge
     return TrainingBudget(spec, rows, epochs, "GPU" if gpu else "CPU")
 
 
+def _order(b: TrainingBudget) -> tuple:
+    """Fewest epochs first (unknown last); at equal epochs the CPU's before the GPU's."""
+    return b.epochs is None, b.epochs or 0, b.device != "CPU"
+
+
 def shared_claims(budgets: list[TrainingBudget]) -> dict[ClaimKey, list[TrainingBudget]]:
     """{claim: the budgets (suites) that judge it, fewest epochs first} for every claim of two or more suites."""
     found: dict[ClaimKey, list[TrainingBudget]] = {}
     for b in budgets:
         for claim in b.suite.claims:
             found.setdefault(claim_key(claim, b.suite), []).append(b)
-    order = {"CPU": 0, "GPU": 1}  # at equal epochs the CPU's first: the GPU suite at 6 epochs sits between
-    return {k: sorted(v, key=lambda b: (b.epochs is None, b.epochs or 0, order[b.device])) for k, v in found.items()
-            if len(v) > 1}
+    return {k: sorted(v, key=_order) for k, v in found.items() if len(v) > 1}
 
 
 def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str, tuple[str, int]],
                  report: bool) -> list[str]:
-    """The markdown table of ``shared`` claims: one row each, a Δ and a verdict column per budget, and whether the
-    verdict changed from the fewest epochs' to each longer budget's. Budgets are columns in the order of the first
-    claim's; a claim a budget does not judge has DASH there."""
-    lanes = next(iter(shared.values()))
-    lanes = [*lanes, *[b for bs in shared.values() for b in bs if b not in lanes]]
-    head = f"| claim | {'report' if report else 'claimed'}'s figures | " + " | ".join(
-        f"{b.label}: Δ [95% CI] | verdict" for b in lanes) + " | verdict changed with more epochs? |"
-    lines = [head.replace("claimed's", "claimed"), "| " + " | ".join(["---"] * (3 + 2 * len(lanes))) + " |"]
+    """The markdown table of ``shared`` claims: one row each, a Δ and a verdict column per budget (every budget of
+    any shared claim, fewest epochs first), and whether the verdict changed from budget to budget. A claim a
+    budget does not judge has DASH there; one it judges without runs of both sides yet, "not run yet"; one with
+    fewer than 2 seeds a side, why there is no interval and no verdict."""
+    lanes = sorted({id(b): b for bs in shared.values() for b in bs}.values(), key=_order)
+    figures = "report's" if report else "claimed"
+    lines = [f"| claim | {figures} figures | " + " | ".join(f"{b.label}: Δ [95% CI] | verdict" for b in lanes)
+             + " | verdict changed with more epochs? |", "| " + " | ".join(["---"] * (3 + 2 * len(lanes))) + " |"]
     for key, budgets in shared.items():
-        claim = next(c for c in budgets[0].suite.claims if claim_key(c, budgets[0].suite) == key)
+        claim = ClaimSpec(*key)
         label, dec = metrics.get(claim.metric, (claim.metric, 3))
-        verdicts: list[tuple[str, TrainingBudget]] = []  # each budget that ran the claim, with its verdict
+        verdicts: list[tuple[str, TrainingBudget]] = []  # each budget with an interval of the claim, its verdict
         cells = []
         for lane in lanes:
-            if lane not in budgets or not (_has_runs(lane.rows, claim.variant) and _has_runs(lane.rows, key[2])):
-                cells.append(f"{'not run yet' if lane in budgets else DASH} | {DASH}")
-                continue
-            judged = judge(next(c for c in lane.suite.claims if claim_key(c, lane.suite) == key), lane.suite, lane.rows)
-            if judged.comparison.used is not None:  # too few seeds so far (a suite under way) changes nothing yet
+            if lane not in budgets:
+                cells.append(f"{DASH} | {DASH}")
+            elif not (_has_runs(lane.rows, claim.variant) and _has_runs(lane.rows, claim.reference)):
+                cells.append(f"not run yet | {DASH}")
+            else:
+                judged = judge(claim, lane.suite, lane.rows)
+                if judged.comparison.used is None:  # too few seeds so far (a suite under way): no verdict yet
+                    cells.append(f"{tested_interval(judged.comparison, dec)} | {DASH}")
+                    continue
                 verdicts.append((judged.verdict, lane))
-            power = mde_cell(judged, dec) + (unit(claim.metric) if judged.mde is not None else "")
-            cells.append(f"{tested_interval(judged.comparison, dec)} (80% power: {power}) | **{judged.verdict}**")
-        lines.append(f"| {claim.text} ({claim.variant} vs {key[2]}, {label}) | {report_figures(claim)} | "
+                power = mde_cell(judged, dec) + (unit(claim.metric) if judged.mde is not None else "")
+                cells.append(f"{tested_interval(judged.comparison, dec)}; 80% power: {power} | **{judged.verdict}**")
+        lines.append(f"| {claim.text} ({claim.variant} vs {claim.reference}, {label}) | {report_figures(claim)} | "
                      + " | ".join(cells) + f" | {changed(verdicts)} |")
     return lines
 
@@ -106,11 +118,13 @@ def budget_table(shared: dict[ClaimKey, list[TrainingBudget]], metrics: dict[str
 def changed(verdicts: list[tuple[str, TrainingBudget]]) -> str:
     """From (verdict, budget) fewest epochs first: "no (held)", "yes: not held at 6 epochs (CPU) → held at 100
     epochs (GPU)", or DASH while fewer than two budgets have an interval of the claim (a suite not run yet, or
-    with fewer than 2 seeds so far)."""
+    with fewer than 2 seeds so far). Suites at the same budget are named: their difference is not the epochs'."""
     if len(verdicts) < 2:
         return f"{DASH} (one budget judged so far)"
     if len({v for v, _ in verdicts}) == 1:
         return f"no ({verdicts[0][0]})"
+    if len({b.budget for _, b in verdicts}) < len(verdicts):
+        return "differs between suites at the same budget: " + ", ".join(f"{v} in {b.label}" for v, b in verdicts)
     return "yes: " + " → ".join(f"{v} at {b.budget}" for v, b in verdicts)
 
 

@@ -140,19 +140,30 @@ def _read_spec(path: Path) -> SuiteSpec:
 def _extended(path: Path, seen: tuple[Path, ...]) -> dict:
     """A suite file's mapping over that of the suite its ``extends:`` names (a file in the same folder, so that
     the relative ``base`` and variant configs mean the same in both): each key the file gives replaces the
-    other's whole (a list of overrides is not appended to). ConfigError: the other file outside the folder, or a
-    loop of extends."""
+    other's whole (a list of overrides is not appended to). ConfigError: the other file missing, outside the
+    folder or not a suite (its keys checked as its own), a loop of extends, or an extending suite without a name
+    of its own."""
     data = read_yaml_mapping(path, "suite file", "configs/suites/seed_cifar10_cpu.yaml")
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    target = path.parent / str(parent)
+    where = f"suite file {path}: extends: {parent!r}"
+    if not isinstance(parent, str) or parent.strip() in ("", ".", ".."):
+        raise ConfigError(f"{where} is not a file name: give the name of one suite file beside it")
+    target = path.parent / parent
     if target.resolve().parent != path.resolve().parent:
-        raise ConfigError(f"suite file {path}: extends: {parent} is not a suite file of the same folder: give the "
-                          "name of one beside it (its relative paths are read from that folder)")
+        raise ConfigError(f"{where} is not a suite file of the same folder: give the name of one beside it (its "
+                          "relative paths are read from that folder)")
     if target.resolve() in seen or target.resolve() == path.resolve():
-        raise ConfigError(f"suite file {path}: extends: {parent} leads back to itself: break the loop")
-    return {**_extended(target, (*seen, path.resolve())), **data}
+        raise ConfigError(f"{where} leads back to itself: break the loop")
+    if not target.is_file():
+        raise ConfigError(f"{where}: there is no such file beside it: give the name of a suite file in {path.parent}")
+    if "name" not in data:
+        raise ConfigError(f"suite file {path} extends {parent} without a name of its own: add 'name:' (its "
+                          "results folder and its section of a page are named after it)")
+    inherited = _extended(target, (*seen, path.resolve()))
+    suite_from_dict(inherited, target)  # a bad key there is named there, not in the file that extends it
+    return {**inherited, **data}
 
 
 def _check(suite: Suite) -> None:
