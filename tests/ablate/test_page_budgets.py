@@ -23,16 +23,20 @@ from maelab.cli import main
 from tests.ablate.conftest import write_suite
 
 
+def as_if_on(device, run_infos):
+    """Each run_info.json of ``run_infos`` rewritten as if its starts had run on ``device`` ("cuda": a GPU
+    window's runs, merged here; this machine has none)."""
+    for info in run_infos:
+        info.write_text(json.dumps([{**start, "device": device} for start in json.loads(info.read_text())]))
+
+
 @pytest.fixture
 def longer_suite(tmp_path):
-    """The tiny suite's claims run again under another name with 3 epochs instead of 2, its last invocation on a
-    GPU (as a window's merged environment.json records it)."""
+    """The tiny suite's claims run again under another name with 3 epochs instead of 2, as if on a GPU."""
     out = tmp_path / "long"
     run_suite(load_suite(write_suite(tmp_path / "suite_long", name="tiny_long", overrides=["optim.epochs=3"])), out,
               "maelab ablate suite.yaml", log=lambda _: None)
-    invocations = json.loads((out / "environment.json").read_text())
-    machine = {**invocations[-1]["machine"], "gpu": "NVIDIA H100 80GB HBM3"}
-    (out / "environment.json").write_text(json.dumps([*invocations, {**invocations[-1], "machine": machine}]))
+    as_if_on("cuda", out.glob("runs/*/*/run_info.json"))
     return out
 
 
@@ -71,7 +75,7 @@ def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_c
     _, short = suite_copy
     spec, rows = saved_suite(short), read_results(short / "results.csv")
     ran = read_budget(spec, short, rows)
-    assert (ran.epochs, ran.device) == (2, "CPU")
+    assert (ran.epochs, ran.device) == (2, "CPU")  # what the runs recorded at their start
     shared = {claim_key(spec.claims[0], spec): [ran, TrainingBudget(spec, [], 100, "GPU")]}
     row = budget_table(shared, METRICS, report=True)[2]
     assert "| not run yet | – |" in row and row.endswith("| – (one budget judged so far) |")
@@ -80,6 +84,12 @@ def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_c
     row = budget_table(shared, METRICS, report=True)[2]
     assert "not run yet" not in row and row.endswith("| – (one budget judged so far) |")
     assert row.count("**") == 2 and "needs 2+ seeds" in row  # the one verdict is the budget that has an interval
+
+
+def test_a_suite_whose_runs_were_split_between_cpu_and_gpu_says_both(suite_copy):
+    _, out = suite_copy
+    as_if_on("cuda", [out / "runs" / "linear" / "seed1" / "run_info.json"])
+    assert read_budget(saved_suite(out), out, []).device == "CPU+GPU"
 
 
 def test_a_claim_with_another_margin_or_figure_is_another_claim(suite_copy):

@@ -10,13 +10,11 @@ are the same.
 
 from __future__ import annotations
 
+import json
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
-from maelab.ablate.environment import read_invocations
 from maelab.ablate.judge import judge
 from maelab.ablate.report_claims import mde_cell, report_figures, tested_interval, unit
 from maelab.ablate.results import Row
@@ -28,8 +26,8 @@ ClaimKey = tuple  # a ClaimSpec's fields in order (claim_key)
 
 @dataclass(frozen=True)
 class TrainingBudget:
-    """What one suite folder trained: ``epochs`` (its baseline's optim.epochs; None when no run kept its config)
-    on ``device`` ("GPU" when its last invocation ran on one, else "CPU")."""
+    """What one suite folder trained: ``epochs`` (its baseline's; None before any run started) on ``device``
+    ("CPU", "GPU", or "CPU+GPU" for a suite whose runs used both)."""
 
     suite: SuiteSpec
     rows: list[Row]
@@ -57,20 +55,24 @@ def claim_key(claim: ClaimSpec, spec: SuiteSpec) -> ClaimKey:
 
 
 def read_budget(spec: SuiteSpec, folder: Path, rows: list[Row]) -> TrainingBudget:
-    """The budget of the suite kept in ``folder``: epochs from a run's config.yaml of its baseline (any seed),
-    device from environment.json's last invocation."""
-    epochs = None
-    for config in sorted((folder / "runs" / spec.baseline).glob("seed*/config.yaml")):
-        epochs = int(yaml.safe_load(config.read_text())["optim"]["epochs"])
-        break
-    invocations = read_invocations(folder)
-    gpu = invocations[-1].get("machine", {}).get("gpu") if invocations else None
-    return TrainingBudget(spec, rows, epochs, "GPU" if gpu else "CPU")
+    """The budget of the suite kept in ``folder``, from what its runs recorded at each start (run_info.json):
+    the epochs of its baseline's runs (None before any), and the devices of every run: "GPU" (CUDA), "CPU", or
+    both joined with "+" where the runs were split between them."""
+    starts = []
+    for info in sorted(folder.glob("runs/*/seed*/run_info.json")):
+        starts += [{**start, "variant": info.parent.parent.name} for start in json.loads(info.read_text())]
+    epochs = [int(s["epochs"]) for s in starts if s["variant"] == spec.baseline and "epochs" in s]
+    devices = sorted({_device(str(s.get("device", "cpu"))) for s in starts}) or ["CPU"]
+    return TrainingBudget(spec, rows, max(epochs) if epochs else None, "+".join(devices))
+
+
+def _device(name: str) -> str:
+    return "GPU" if name.startswith("cuda") else name.upper()
 
 
 def _order(b: TrainingBudget) -> tuple:
     """Fewest epochs first (unknown last); at equal epochs the CPU's before the GPU's."""
-    return b.epochs is None, b.epochs or 0, b.device != "CPU"
+    return b.epochs is None, b.epochs or 0, b.device != "CPU", b.device
 
 
 def shared_claims(budgets: list[TrainingBudget]) -> dict[ClaimKey, list[TrainingBudget]]:
