@@ -99,3 +99,14 @@ def test_extending_a_finished_run_says_the_lr_schedule_restarts_with_both_values
     capsys.readouterr()
     resume(stopped, [])
     assert "the lr schedule changed" not in capsys.readouterr().err
+
+
+def test_fewer_epochs_than_trained_are_named_before_a_late_gan_start_they_also_move_past_the_end(tmp_path):
+    run = pretrain(load_config(None, [*COMMON, "optim.epochs=3", "train.stop_after_epochs=2", "gan.enabled=true",
+                                      "gan.start_epoch=1", f"out_dir={tmp_path / 'run'}"]))
+    before = files(run)
+    with pytest.raises(UserError, match=r"has trained 2 epochs .* optim.epochs=1 would end it before that"):
+        resume(run, ["optim.epochs=1"])  # gan.start_epoch=1 is past the end too: the cause is the epochs
+    with pytest.raises(UserError, match=r"gan.start_epoch=3 is after the last epoch"):
+        resume(run, ["optim.epochs=3", "gan.start_epoch=3"])  # a GAN start that is the whole problem is named
+    assert files(run) == before

@@ -31,7 +31,7 @@ from maelab.engine.run_dir import check_run_dir, prepare_run_dir
 from maelab.engine.run_lock import run_lock
 from maelab.engine.signals import RunInterrupted, StopRequest, catch_stop_signals
 from maelab.engine.step import StepStreams, train_step
-from maelab.errors import UserError
+from maelab.errors import ConfigError, UserError
 from maelab.interop.init_from import with_init_from
 from maelab.progress import Progress
 from maelab.run_layout import RunLayout
@@ -280,7 +280,11 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
                         "run elsewhere, copy the folder there and resume the copy)")
     state = load_checkpoint(checkpoint_path(run_dir), needs=TRAINING_KEYS)
     saved = {**state["config"], "train": {**state["config"]["train"], "stop_after_epochs": None}}  # older runs kept it
-    cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=saved)
+    try:
+        cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=saved)
+    except ConfigError:  # fewer epochs than trained also put a late GAN's start past the end: name that first
+        check_trains(run_dir, state, load_config(None, [*overrides, "gan.enabled=false"], base=saved))
+        raise
     saved_model = state["config"]["model"]
     if to_dict(cfg)["model"] != saved_model:
         changed = sorted(k for k, v in to_dict(cfg)["model"].items() if saved_model.get(k) != v)
