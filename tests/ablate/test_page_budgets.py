@@ -2,6 +2,7 @@
 suite's interval and verdict side by side, and says whether the verdict changed with more epochs."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -30,14 +31,21 @@ def as_if_on(device, run_infos):
         info.write_text(json.dumps([{**start, "device": device} for start in json.loads(info.read_text())]))
 
 
-@pytest.fixture
-def longer_suite(tmp_path):
+@pytest.fixture(scope="module")
+def longer_suite_run(tmp_path_factory):
     """The tiny suite's claims run again under another name with 3 epochs instead of 2, as if on a GPU."""
-    out = tmp_path / "long"
-    run_suite(load_suite(write_suite(tmp_path / "suite_long", name="tiny_long", overrides=["optim.epochs=3"])), out,
+    root = tmp_path_factory.mktemp("long")
+    out = root / "long"
+    run_suite(load_suite(write_suite(root / "suite_long", name="tiny_long", overrides=["optim.epochs=3"])), out,
               "maelab ablate suite.yaml", log=lambda _: None)
     as_if_on("cuda", out.glob("runs/*/*/run_info.json"))
     return out
+
+
+@pytest.fixture
+def longer_suite(longer_suite_run, tmp_path):
+    """A copy of it a test may change."""
+    return shutil.copytree(longer_suite_run, tmp_path / "long")
 
 
 def test_a_claim_of_two_suites_is_one_row_with_each_budgets_verdict_and_whether_it_changed(suite_copy, longer_suite,
