@@ -17,6 +17,7 @@ from maelab.ablate.page_budgets import (
     read_budget,
     shared_claims,
 )
+from maelab.ablate.recipe import read_recipe
 from maelab.ablate.report import METRICS
 from maelab.ablate.results import read_results
 from maelab.ablate.runner import saved_suite
@@ -64,7 +65,8 @@ def test_a_claim_of_two_suites_is_one_row_with_each_budgets_verdict_and_whether_
         cells = row[0].split(" | ")
         assert [c.strip("*") for c in cells if c.startswith("**")] == verdicts
         budgets = [read_budget(saved_suite(d), d, []) for d in (short, longer_suite)]
-        assert cells[-1].rstrip(" |") == changed(list(zip(verdicts, budgets, strict=True)))
+        assert cells[-1].rstrip(" |") == changed(list(zip(verdicts, budgets, strict=True)), 2)
+    assert "differs from" not in answer  # the two recipes differ in their epochs only
 
 
 def test_a_claim_of_one_suite_stays_in_the_table_of_one_suite_each(suite_copy, longer_suite, tmp_path):
@@ -83,14 +85,14 @@ def test_a_budget_without_runs_says_not_run_yet_and_no_change_is_claimed(suite_c
     _, short = suite_copy
     spec, rows = saved_suite(short), read_results(short / "results.csv")
     ran = read_budget(spec, short, rows)
-    assert (ran.epochs, ran.device) == (2, "CPU")  # what the runs recorded at their start
+    assert (ran.epochs, ran.device) == (2, "CPU")  # what the runs recorded
     shared = {claim_key(spec.claims[0], spec): [ran, TrainingBudget(spec, [], 100, "GPU")]}
     row = budget_table(shared, METRICS, report=True)[2]
-    assert "| not run yet | – |" in row and row.endswith("| – (one budget judged so far) |")
+    assert "| not run yet | – |" in row and row.endswith("| – (1 of 2 budgets judged so far) |")
     one_seed = [r for r in rows if r.seed == 0]  # a suite under way: one seed of each side, no interval yet
     shared[next(iter(shared))][1] = TrainingBudget(spec, one_seed, 100, "GPU")
     row = budget_table(shared, METRICS, report=True)[2]
-    assert "not run yet" not in row and row.endswith("| – (one budget judged so far) |")
+    assert "not run yet" not in row and row.endswith("| – (1 of 2 budgets judged so far) |")
     assert row.count("**") == 2 and "needs 2+ seeds" in row  # the one verdict is the budget that has an interval
 
 
@@ -98,6 +100,22 @@ def test_a_suite_whose_runs_were_split_between_cpu_and_gpu_says_both(suite_copy)
     _, out = suite_copy
     as_if_on("cuda", [out / "runs" / "linear" / "seed1" / "run_info.json"])
     assert read_budget(saved_suite(out), out, []).device == "CPU+GPU"
+
+
+def test_a_folder_whose_runs_recorded_nothing_still_renders_and_claims_no_direction(suite_copy, longer_suite,
+                                                                                    tmp_path):
+    _, short = suite_copy
+    for recorded in [*short.glob("runs/*/*/run_info.json"), *short.glob("runs/*/*/config.yaml")]:
+        recorded.unlink()  # a folder kept before these files existed
+    (longer_suite / "runs" / "linear" / "seed0" / "run_info.json").write_text("{not json")
+    unknown = read_budget(saved_suite(short), short, [])
+    assert (unknown.epochs, unknown.device, unknown.recipe, unknown.budget) == (None, "?", None, "? epochs (?)")
+    assert read_budget(saved_suite(longer_suite), longer_suite, []).device == "GPU"  # the unreadable file skipped
+    page = tmp_path / "results.md"
+    assert main(["report", str(short), str(longer_suite), "--page", str(page), "--no-figures"]) == 0
+    assert "tiny (? epochs, ?)" in page.read_text()
+    known = read_budget(saved_suite(longer_suite), longer_suite, [])
+    assert changed([("held", known), ("not held", unknown)], 2).startswith("cannot tell: the epochs of tiny are")
 
 
 def test_a_claim_with_another_margin_or_figure_is_another_claim(suite_copy):
@@ -108,6 +126,8 @@ def test_a_claim_with_another_margin_or_figure_is_another_claim(suite_copy):
     assert shared_claims([read_budget(spec, short, rows), TrainingBudget(other, rows, 3, "CPU")]) == {}
     same = replace(spec, name="tiny_again", claims=[replace(c, reference=spec.baseline) for c in spec.claims])
     assert len(shared_claims([read_budget(spec, short, rows), TrainingBudget(same, rows, 3, "CPU")])) == 2
+    twice = replace(spec, claims=[*spec.claims, spec.claims[0]])  # one suite listing a claim twice shares nothing
+    assert shared_claims([TrainingBudget(twice, rows, 2, "CPU")]) == {}
 
 
 def test_the_budgets_are_columns_fewest_epochs_first_over_every_shared_claim(suite_copy):
@@ -121,17 +141,41 @@ def test_the_budgets_are_columns_fewest_epochs_first_over_every_shared_claim(sui
     assert head.index("tiny (2") < head.index("long (5") < head.index("only_first (9")
 
 
-def test_the_change_names_each_verdict_with_its_epochs_and_device(suite_copy):
+def test_the_recipe_is_the_baselines_config_without_where_and_how_it_ran_with_the_evaluation_overrides(suite_copy):
+    _, short = suite_copy
+    spec = saved_suite(short)
+    recipe = read_recipe(replace(spec, eval_overrides=["recon.limit=7"]), short)
+    assert recipe["model.preset"] == "micro" and recipe["recon.limit"] == 7 and "train.precision" in recipe
+    assert not {"optim.epochs", "name", "out_dir", "train.seed", "train.threads"} & set(recipe)
+
+
+def test_a_recipe_that_differs_in_more_than_the_epochs_is_said_below_the_table(suite_copy):
+    _, short = suite_copy
+    spec, rows = saved_suite(short), read_results(short / "results.csv")
+    cpu = TrainingBudget(spec, rows, 6, "CPU", {"model.depth": 4, "optim.lr": 0.005})
+    gpu = TrainingBudget(replace(spec, name="tiny_gpu"), rows, 100, "GPU", {"model.depth": 12, "optim.lr": 0.005})
+    lines = budget_table(shared_claims([cpu, gpu]), METRICS, report=True)
+    assert lines[-1] == "tiny_gpu differs from tiny in more than its epochs: model.depth 4 → 12."
+    same = TrainingBudget(replace(spec, name="tiny_gpu"), rows, 100, "GPU", dict(cpu.recipe))
+    assert budget_table(shared_claims([cpu, same]), METRICS, report=True)[-1].startswith("| ")  # no note
+
+
+def test_the_change_names_each_verdict_with_its_budget(suite_copy):
     _, short = suite_copy
     spec = saved_suite(short)
     cpu, gpu6, gpu = (TrainingBudget(spec, [], e, d) for e, d in ((6, "CPU"), (6, "GPU"), (100, "GPU")))
-    assert changed([("not held", cpu), ("held", gpu)]) == "yes: not held at 6 epochs (CPU) → held at 100 epochs (GPU)"
-    assert changed([("not held", cpu), ("not held", gpu6), ("held", gpu)]).count("→") == 2
-    assert changed([("held", cpu), ("held", gpu)]) == "no (held)"
-    assert changed([("inconclusive", cpu)]) == "– (one budget judged so far)"
-    other = TrainingBudget(replace(spec, name="tiny_lr"), [], 6, "CPU")  # another setting at the same budget
-    assert changed([("held", cpu), ("inconclusive", other)]) == ("differs between suites at the same budget: held in "
-                                                                 "tiny (6 epochs, CPU), inconclusive in tiny_lr (6 "
-                                                                 "epochs, CPU)")
+    assert changed([("not held", cpu), ("held", gpu)], 2) == ("yes: not held at 6 epochs (CPU) → held at 100 epochs "
+                                                              "(GPU)")
+    assert changed([("not held", cpu), ("not held", gpu6), ("held", gpu)], 3).count("→") == 2
+    assert changed([("held", cpu), ("held", gpu)], 2) == "no (held)"
+    assert changed([("held", cpu), ("inconclusive", gpu)], 2) == ("decided at one budget only: held at 6 epochs (CPU) "
+                                                                  "→ inconclusive at 100 epochs (GPU)")
+    assert changed([("inconclusive", cpu)], 3) == "– (1 of 3 budgets judged so far)"
+    other = TrainingBudget(replace(spec, name="tiny_lr"), [], 6, "CPU")  # another suite at the same budget
+    assert changed([("held", cpu), ("inconclusive", other)], 2) == ("differs between suites at the same budget: held "
+                                                                    "in tiny (6 epochs, CPU), inconclusive in tiny_lr "
+                                                                    "(6 epochs, CPU)")
+    assert changed([("held", cpu), ("held", other), ("not held", gpu)], 3) == ("yes: held at 6 epochs (CPU) → not "
+                                                                               "held at 100 epochs (GPU)")
     ordered = shared_claims([gpu, gpu6, cpu])  # fewest epochs first, the CPU's before the GPU's at equal epochs
     assert all(budgets == [cpu, gpu6, gpu] for budgets in ordered.values()) and len(ordered) == len(spec.claims)

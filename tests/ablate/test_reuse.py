@@ -37,6 +37,7 @@ def test_a_run_identical_to_one_trained_elsewhere_copies_its_pretraining_and_sti
     assert read_status(same)["reused_from"] == str(trained_there.resolve())
     # not trained again: a new run would log its own timings
     assert (same / "metrics.jsonl").read_bytes() == (trained_there / "metrics.jsonl").read_bytes()
+    assert (same / "run_info.json").read_bytes() == (trained_there / "run_info.json").read_bytes()  # where it trained
     mine = torch.load(same / "checkpoints/last.pt", weights_only=True)
     theirs = torch.load(trained_there / "checkpoints/last.pt", weights_only=True)
     assert all(torch.equal(mine["model"][k], theirs["model"][k]) for k in theirs["model"])

@@ -22,10 +22,10 @@ from maelab.errors import UserError
 DEFAULT_TITLE = "Results: the report's claims, measured"  # where every suite's claims are the report's
 OWN_TITLE = "Results: the suites' claims, measured"  # where some suite is one's own (report_claims: false)
 MARK = "<!-- written by `maelab report --page`: edit the suites or the code, then rewrite it -->"
-BUDGETS_INTRO = ("**At each budget.** The claims that several suites judge (the same claim: its text, variant, "
-                 "reference, metric, kind, figures and margin; the CPU suite's and the GPU suite's, say), one row "
-                 "each, with every suite's interval and verdict and whether the verdict changed with more epochs of "
-                 "training:")
+BUDGETS_INTRO = ("**At each budget.** The claims that several suites judge (the same claim in every field: the CPU "
+                 "suite's and the GPU suite's, say), one row each, with every suite's interval and verdict and "
+                 "whether the verdict changed across the budgets; below it, what else than the epochs differs "
+                 "between the suites' recipes:")
 FIGURE_LINK = re.compile(r"\]\(figures/([^)]+)\)")
 
 

@@ -103,9 +103,9 @@ def count_matches(configs: list[Config], sources: list[Path]) -> int:
 
 
 def copy_pretraining(source: Path, cfg: Config) -> str:
-    """Copy ``source``'s checkpoints, training log and TensorBoard events into ``cfg.out_dir`` (replacing a
-    partial run there), each checkpoint and config.yaml rewritten with ``cfg`` (this run's name and folder).
-    Returns the folder where the run was trained (``source``, or the run it was itself copied from)."""
+    """Copy ``source``'s checkpoints, training log, run_info.json and TensorBoard events into ``cfg.out_dir``
+    (replacing a partial run there), each checkpoint and config.yaml rewritten with ``cfg`` (this run's name and
+    folder). Returns the folder where the run was trained (``source``, or the run it was itself copied from)."""
     src, dst = RunLayout(source), RunLayout(cfg.out_dir)
     cfg = replace(cfg, overwrite=True)  # as a run the suite trains itself
     shutil.rmtree(dst.checkpoints, ignore_errors=True)
@@ -115,6 +115,8 @@ def copy_pretraining(source: Path, cfg: Config) -> str:
         state["config"] = to_dict(persisted(cfg))
         save_checkpoint(state, dst.checkpoints / checkpoint.name)
     shutil.copyfile(src.metrics, dst.metrics)
+    if src.run_info.is_file():  # where and how it was trained: the page's budget reads its device
+        shutil.copyfile(src.run_info, dst.run_info)
     if src.tensorboard.is_dir():
         shutil.rmtree(dst.tensorboard, ignore_errors=True)
         shutil.copytree(src.tensorboard, dst.tensorboard)

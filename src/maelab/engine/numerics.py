@@ -114,10 +114,10 @@ class NanPolicy:
         return [self.first_bad_grads] if not self.skip else [self.longest, self.longest_end]
 
     def check(self, losses: Sequence[float], first_step: int, flags: Sequence[float]) -> None:
-        """Raise if the run must stop. stop: at the first non-finite value of ``losses`` (the losses of steps
-        ``first_step``, ``first_step + 1``...) or an earlier step whose gradients were non-finite; skip: at too many
-        skipped steps in a row. ``flags``: the values of :meth:`flags`, read in the same host transfer as the
-        losses (EpochStats.read), so that the check adds no sync of its own."""
+        """Raise NonFiniteLossError if the run must stop. stop: at the first non-finite value of ``losses`` (the
+        losses of steps ``first_step``, ``first_step + 1``...) or an earlier step whose gradients were non-finite;
+        skip: at too many skipped steps in a row. ``flags``: the values of :meth:`flags`, read in the same host
+        transfer as the losses (EpochStats.read), so that the check adds no sync of its own."""
         values = [int(v) for v in flags]
         if not self.skip:
             bad = next((first_step + i for i, value in enumerate(losses) if not math.isfinite(value)), None)

@@ -282,8 +282,12 @@ def resume(run_dir: str | Path, overrides: list[str], monitors: Monitors = no_mo
     saved = {**state["config"], "train": {**state["config"]["train"], "stop_after_epochs": None}}  # older runs kept it
     try:
         cfg = load_config(None, [*overrides, f"out_dir={run_dir}"], base=saved)
-    except ConfigError:  # fewer epochs than trained also put a late GAN's start past the end: name that first
-        check_trains(run_dir, state, load_config(None, [*overrides, "gan.enabled=false"], base=saved))
+    except ConfigError as err:  # fewer epochs than trained also put a late GAN's start past the end: name that first
+        try:
+            without_gan = load_config(None, [*overrides, "gan.enabled=false"], base=saved)
+        except ConfigError:
+            raise err from None
+        check_trains(run_dir, state, without_gan)
         raise
     saved_model = state["config"]["model"]
     if to_dict(cfg)["model"] != saved_model:
