@@ -40,7 +40,8 @@ def read_recipe(spec: SuiteSpec, folder: Path) -> Optional[dict[str, Any]]:
 
 
 def differences(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
-    """"model.depth 4 → 12" for each key whose value differs (a key one side lacks reads "–" there), sorted."""
+    """"model.depth 4 → default" for each key whose value differs (null reads "default": the preset's or the code's;
+    a key one side lacks, "–"), sorted."""
     keys = sorted(k for k in {*first, *other} if first.get(k, "–") != other.get(k, "–"))
     return [f"{k} {_value(first.get(k, '–'))} → {_value(other.get(k, '–'))}" for k in keys]
 
@@ -52,7 +53,7 @@ def differences_line(first_name: str, other_name: str, found: list[str]) -> str:
 
 
 def _value(value: Any) -> str:
-    return "null" if value is None else str(value)
+    return "default" if value is None else str(value)  # null: the preset's or the code's default
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
