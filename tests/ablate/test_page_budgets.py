@@ -168,7 +168,7 @@ def test_the_change_names_each_verdict_with_its_budget(suite_copy):
                                                               "(GPU)")
     assert changed([("not held", cpu), ("not held", gpu6), ("held", gpu)], 3).count("→") == 2
     assert changed([("held", cpu), ("held", gpu)], 2) == "no (held)"
-    assert changed([("held", cpu), ("inconclusive", gpu)], 2) == ("decided at one budget only: held at 6 epochs (CPU) "
+    assert changed([("held", cpu), ("inconclusive", gpu)], 2) == ("not reversed: held at 6 epochs (CPU) "
                                                                   "→ inconclusive at 100 epochs (GPU)")
     assert changed([("inconclusive", cpu)], 3) == "– (1 of 3 budgets judged so far)"
     other = TrainingBudget(replace(spec, name="tiny_lr"), [], 6, "CPU")  # another suite at the same budget

@@ -149,8 +149,9 @@ def _cell(claim: ClaimSpec, lane: TrainingBudget, budgets: list[TrainingBudget],
 def changed(judged: list[tuple[str, TrainingBudget]], suites: int) -> str:
     """The last cell, from (verdict, budget) fewest epochs first, ``suites`` judging the claim in all:
     "no (held)"; "yes: not held at 6 epochs (CPU) → held at 100 epochs (GPU)" (held and not held both occur);
-    "decided at one budget only: ..." (the others inconclusive); "differs between suites at the same budget:
-    ..."; "cannot tell: ..." where a suite's epochs are unknown; DASH while fewer than two budgets have a verdict."""
+    "not reversed: ..." (inconclusive at some budget, never held against not held); "differs between suites at
+    the same budget: ..."; "cannot tell: ..." where a suite's epochs are unknown; DASH while fewer than two
+    budgets have a verdict."""
     if len(judged) < 2:
         return f"{DASH} ({len(judged)} of {suites} budgets judged so far)"
     listed = ", ".join(f"{v} in {b.label}" for v, b in judged)
@@ -166,7 +167,7 @@ def changed(judged: list[tuple[str, TrainingBudget]], suites: int) -> str:
         return f"differs between suites at the same budget: {listed}"
     chain = " → ".join(f"{'/'.join(sorted(vs))} at {budget}" for budget, vs in by_budget.items())
     decided = {v for v, _ in judged if v in DECIDED}
-    return f"yes: {chain}" if len(decided) > 1 else f"decided at one budget only: {chain}"
+    return f"yes: {chain}" if len(decided) > 1 else f"not reversed: {chain}"
 
 
 def _recipe_notes(lanes: list[TrainingBudget]) -> list[str]:
