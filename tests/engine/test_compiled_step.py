@@ -105,7 +105,11 @@ def test_a_mask_schedule_from_0_to_1_and_a_new_lr_each_step_compile_the_step_onc
     assert torch.bfloat16 in dtypes  # the autocast region is in the traced step, not only in the eager one
     for compiled, plain in losses:  # every K, 1 and L - 1 included, gives the eager step's loss (bf16: a few ulps)
         assert compiled.dtype == plain.dtype and float(compiled) == pytest.approx(float(plain), rel=1e-2)
-    assert (flat_weights(run) - flat_weights(eager)).abs().max() < 1e-2
+    # the weights agree to bf16's rounding (99% of them within 1e-4); a few whose gradient is near 0 can take
+    # AdamW's step (|update| <= lr) the other way in one of the two, so none may differ by more than 2 x the lrs
+    # (an AVX512-BF16 CPU: 99th percentile 3.4e-5, max 1.02e-2 of the 2.0e-2 allowed)
+    diff = (flat_weights(run) - flat_weights(eager)).abs()
+    assert torch.quantile(diff, 0.99) < 1e-4 and diff.max() <= 2 * 1e-3 * sum(range(1, len(ratios) + 1))
     before = flat_weights(run)
     step(run, x, 0.0, ratios[0], step_generators(0, 9))
     assert torch.equal(flat_weights(run), before)  # the update reads the lr tensor: lr 0 moves nothing
