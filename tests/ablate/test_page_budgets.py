@@ -17,7 +17,7 @@ from maelab.ablate.page_budgets import (
     read_budget,
     shared_claims,
 )
-from maelab.ablate.recipe import read_recipe
+from maelab.ablate.recipe import baseline_config, recipe_of
 from maelab.ablate.report import METRICS
 from maelab.ablate.results import read_results
 from maelab.ablate.runner import saved_suite
@@ -144,7 +144,7 @@ def test_the_budgets_are_columns_fewest_epochs_first_over_every_shared_claim(sui
 def test_the_recipe_is_the_baselines_config_without_where_and_how_it_ran_with_the_evaluation_overrides(suite_copy):
     _, short = suite_copy
     spec = saved_suite(short)
-    recipe = read_recipe(replace(spec, eval_overrides=["recon.limit=7"]), short)
+    recipe = recipe_of(baseline_config(spec, short), replace(spec, eval_overrides=["recon.limit=7"]))
     assert recipe["model.preset"] == "micro" and recipe["recon.limit"] == 7 and "train.precision" in recipe
     assert not {"optim.epochs", "name", "out_dir", "train.seed", "train.threads"} & set(recipe)
 

@@ -13,10 +13,8 @@ from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from maelab.ablate.judge import judge
-from maelab.ablate.recipe import differences, differences_line, read_recipe
+from maelab.ablate.recipe import baseline_config, differences, differences_line, recipe_of
 from maelab.ablate.report_claims import mde_cell, report_figures, tested_interval, unit
 from maelab.ablate.results import Row
 from maelab.ablate.suite import ClaimSpec, SuiteSpec
@@ -65,19 +63,12 @@ def claim_key(claim: ClaimSpec, spec: SuiteSpec) -> ClaimKey:
 def read_budget(spec: SuiteSpec, folder: Path, rows: list[Row]) -> TrainingBudget:
     """The budget of the suite kept in ``folder``: the epochs and recipe of its baseline's run config, and the
     devices its runs recorded at each start (run_info.json; an unreadable file is skipped)."""
-    recipe = read_recipe(spec, folder)
+    config = baseline_config(spec, folder)
+    epochs = (config.get("optim") or {}).get("epochs") if config else None
     devices = sorted({_device(start) for info in sorted(folder.glob("runs/*/seed*/run_info.json"))
                       for start in _starts(info)})
-    return TrainingBudget(spec, rows, _epochs(spec, folder), "+".join(devices) or "?", recipe)
-
-
-def _epochs(spec: SuiteSpec, folder: Path) -> Optional[int]:
-    for path in sorted((folder / "runs" / spec.baseline).glob("seed*/config.yaml")):
-        try:
-            return int(yaml.safe_load(path.read_text())["optim"]["epochs"])
-        except (OSError, yaml.YAMLError, TypeError, KeyError, ValueError):
-            continue
-    return None
+    return TrainingBudget(spec, rows, epochs if isinstance(epochs, int) else None, "+".join(devices) or "?",
+                          recipe_of(config, spec) if config else None)
 
 
 def _starts(info: Path) -> list[dict[str, Any]]:

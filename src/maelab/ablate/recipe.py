@@ -20,23 +20,28 @@ KEPT_OF_TRAIN = ("train.precision",)  # train.* is the run's mechanics (device, 
 SHOWN = 8  # differences named per pair of suites; the rest counted
 
 
-def read_recipe(spec: SuiteSpec, folder: Path) -> Optional[dict[str, Any]]:
-    """{dotted key: value} of the suite's baseline run config (config.yaml of its first seed) without
-    :data:`WHERE_AND_HOW` and train.* (but :data:`KEPT_OF_TRAIN`), its evaluation overrides applied; None when no
-    baseline run has a readable config.yaml."""
+def baseline_config(spec: SuiteSpec, folder: Path) -> Optional[dict[str, Any]]:
+    """The suite's baseline run config as saved (config.yaml of its first seed whose file reads as a mapping);
+    None when there is none."""
     for path in sorted((folder / "runs" / spec.baseline).glob("seed*/config.yaml")):
         try:
             tree = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(tree, dict):
-            flat = _flat(tree)
-            for override in spec.eval_overrides:
-                key, _, value = override.partition("=")
-                flat[key.strip()] = yaml.safe_load(value)
-            return {k: v for k, v in flat.items() if k not in WHERE_AND_HOW
-                    and (not k.startswith("train.") or k in KEPT_OF_TRAIN)}
+            return tree
     return None
+
+
+def recipe_of(config: dict[str, Any], spec: SuiteSpec) -> dict[str, Any]:
+    """{dotted key: value} of a run ``config`` (:func:`baseline_config`) without :data:`WHERE_AND_HOW` and train.*
+    (but :data:`KEPT_OF_TRAIN`), the suite's evaluation overrides applied."""
+    flat = _flat(config)
+    for override in spec.eval_overrides:
+        key, _, value = override.partition("=")
+        flat[key.strip()] = yaml.safe_load(value)
+    return {k: v for k, v in flat.items() if k not in WHERE_AND_HOW
+            and (not k.startswith("train.") or k in KEPT_OF_TRAIN)}
 
 
 def differences(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
@@ -66,4 +71,4 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-__all__ = ["differences", "differences_line", "read_recipe"]
+__all__ = ["baseline_config", "differences", "differences_line", "recipe_of"]
